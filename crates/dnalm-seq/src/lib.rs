@@ -1,0 +1,110 @@
+//! Genomic input for dnalm: everything between files on disk and normalised sequences.
+//!
+//! Data flows one way through dnalm; this crate is its first stage and knows nothing of tokens or
+//! tensors. It provides:
+//!
+//! - [`alphabet`]: the one alphabet policy (uppercase `ACGTN`, soft-mask kept, IUPAC -> `N`,
+//!   `U` -> `T`, anything else an error with file, record, position and character);
+//! - [`FastxReader`]: streaming FASTA/FASTQ (plain, gzip, bgzip) through `needletail`;
+//! - [`IndexedFasta`]: `.fai` random access to `chr:start-end` regions through `noodles`;
+//! - [`interval`]: BED3..BED12 and GFF3 (through `noodles`) into [`Interval`]s, and an overlap index;
+//! - [`task`]: labelled task tables (CSV/TSV/FASTA + `task.json`, split files or a split column);
+//! - [`window`]: fixed-stride tiling, random windows, leak-free genome splits;
+//! - [`sampler`]: rarity-balanced sampling of windows by annotation class;
+//! - [`stats`]: the summaries printed by `dnalm inspect`.
+//!
+//! ```no_run
+//! use dnalm_seq::{FastxReader, SequenceRecord};
+//! let mut reader = FastxReader::from_path("data/ecoli_MG1655.fa.gz")?;
+//! let mut record = SequenceRecord::default();
+//! while reader.read_record(&mut record)? {
+//!     println!("{}: {} bp, {} soft-masked", record.name, record.len(), record.soft_mask.masked_bases());
+//! }
+//! # Ok::<_, dnalm_seq::SeqError>(())
+//! ```
+
+pub mod alphabet;
+mod error;
+pub mod fai;
+pub mod fastx;
+pub mod interval;
+pub mod sampler;
+pub mod stats;
+pub mod task;
+pub mod window;
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Read, Write},
+    path::Path,
+};
+
+pub use alphabet::SoftMask;
+pub use error::{Location, Result, SeqError};
+pub use fai::{GenomicRegion, IndexedFasta};
+pub use fastx::{FastxReader, SequenceRecord};
+pub use interval::{read_intervals, Interval, IntervalIndex, Strand};
+pub use task::{Label, LabelledSequence, Split, Task, TaskSpec};
+
+/// Opens a text file for buffered reading, decompressing gzip/bgzip (detected by content).
+pub fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    let mut file = File::open(path).map_err(|e| SeqError::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(|e| SeqError::io(path, e))?;
+    let head = io::Cursor::new(magic[..n].to_vec()).chain(file);
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(BufReader::new(GzipText {
+            inner: flate2::read::MultiGzDecoder::new(head),
+            path: path.to_path_buf(),
+        })))
+    } else {
+        Ok(Box::new(BufReader::new(head)))
+    }
+}
+
+/// A gzip stream whose errors say the file is truncated or corrupt.
+struct GzipText<R> {
+    inner: flate2::read::MultiGzDecoder<R>,
+    path: std::path::PathBuf,
+}
+
+impl<R: Read> Read for GzipText<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: truncated or corrupt gzip stream ({e})",
+                    self.path.display()
+                ),
+            )
+        })
+    }
+}
+
+/// Writes a file atomically: `write` fills a temporary file in the same directory, which is
+/// then renamed over `path`. If anything fails, `path` is left as it was.
+pub fn write_atomic<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&mut io::BufWriter<&mut File>) -> io::Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".dnalm-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| SeqError::io(path, e))?;
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w).map_err(|e| SeqError::io(path, e))?;
+        w.flush().map_err(|e| SeqError::io(path, e))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| SeqError::io(path, e))?;
+    tmp.persist(path).map_err(|e| SeqError::io(path, e.error))?;
+    Ok(())
+}

@@ -1,0 +1,587 @@
+//! Labelled task tables: the layout every dnalm task uses.
+//!
+//! A task is a directory holding `task.json` and its sequences:
+//!
+//! ```text
+//! my_task/
+//!   task.json        {"name": "...", "num_classes": 2, "label_names": [...], "description": "..."}
+//!                    or {"name": "...", "regression": true}
+//!   train.csv        sequence,label[,id][,split]   (.tsv: tab-separated; .csv.gz/.tsv.gz too)
+//!   valid.csv
+//!   test.csv
+//! ```
+//!
+//! or one table (`data.csv`, any name) with a `split` column (`train`, `valid`/`validation`/`val`,
+//! `test`). Sequences may also come as FASTA whose headers carry `label=...` (and optionally
+//! `split=...`): `>seq1 label=1 split=train`. Other keys of `task.json` (counts, sources...) are kept
+//! but not interpreted. Every sequence passes the [alphabet policy](crate::alphabet); labels are
+//! checked against `task.json`.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    alphabet,
+    error::{Location, Result, SeqError},
+    fastx::FastxReader,
+    open_text,
+};
+
+/// What kind of label a task has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Classes `0..num_classes`, optionally named.
+    Classification {
+        /// Number of classes (at least 2).
+        num_classes: u32,
+        /// Names of the classes, by index; labels may be written as these names.
+        label_names: Option<Vec<String>>,
+    },
+    /// A real-valued target.
+    Regression,
+}
+
+/// The contents of `task.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskSpec {
+    /// Task name.
+    pub name: String,
+    /// Free-text description.
+    pub description: Option<String>,
+    /// Classification or regression.
+    pub kind: TaskKind,
+}
+
+#[derive(Deserialize)]
+struct TaskJson {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    num_classes: Option<u32>,
+    #[serde(default)]
+    regression: Option<bool>,
+    #[serde(default)]
+    label_names: Option<Vec<String>>,
+}
+
+impl TaskSpec {
+    /// Reads and checks a `task.json` file.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = fs::read_to_string(path).map_err(|e| SeqError::io(path, e))?;
+        let bad = |message: String| SeqError::Format {
+            path: path.to_path_buf(),
+            at: Location::File,
+            message,
+        };
+        let raw: TaskJson = serde_json::from_str(&text).map_err(|e| {
+            SeqError::at_line(path, e.line() as u64, format!("invalid task.json: {e}"))
+        })?;
+        let kind = match (raw.regression.unwrap_or(false), raw.num_classes) {
+            (true, Some(_)) => {
+                return Err(bad(
+                    "gives both \"regression\": true and \"num_classes\"".into()
+                ))
+            }
+            (true, None) => TaskKind::Regression,
+            (false, Some(n)) if n >= 2 => {
+                if let Some(names) = &raw.label_names {
+                    if names.len() != n as usize {
+                        return Err(bad(format!(
+                            "\"label_names\" has {} names but \"num_classes\" is {n}",
+                            names.len()
+                        )));
+                    }
+                }
+                TaskKind::Classification {
+                    num_classes: n,
+                    label_names: raw.label_names,
+                }
+            }
+            (false, Some(n)) => {
+                return Err(bad(format!(
+                    "\"num_classes\" is {n}; a task needs at least 2"
+                )))
+            }
+            (false, None) => {
+                return Err(bad(
+                    "needs \"num_classes\" (classification) or \"regression\": true".into(),
+                ))
+            }
+        };
+        Ok(TaskSpec {
+            name: raw.name,
+            description: raw.description,
+            kind,
+        })
+    }
+
+    /// Parses a label as written in a table.
+    pub fn parse_label(&self, text: &str) -> std::result::Result<Label, String> {
+        let text = text.trim();
+        match &self.kind {
+            TaskKind::Regression => text
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Label::Value)
+                .ok_or_else(|| format!("label '{text}' is not a finite number")),
+            TaskKind::Classification {
+                num_classes,
+                label_names,
+            } => {
+                if let Ok(k) = text.parse::<u32>() {
+                    if k < *num_classes {
+                        return Ok(Label::Class(k));
+                    }
+                }
+                if let Some(i) = label_names
+                    .as_ref()
+                    .and_then(|names| names.iter().position(|n| n == text))
+                {
+                    return Ok(Label::Class(i as u32));
+                }
+                let names = label_names
+                    .as_ref()
+                    .map(|n| format!(" or one of {}", n.join(", ")))
+                    .unwrap_or_default();
+                Err(format!(
+                    "label '{text}' is not in task.json (expected 0..{}{names})",
+                    num_classes - 1
+                ))
+            }
+        }
+    }
+}
+
+/// A label.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Label {
+    /// A class index.
+    Class(u32),
+    /// A regression target.
+    Value(f64),
+}
+
+/// A data split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Training data.
+    Train,
+    /// Validation data (model selection, early stopping).
+    Valid,
+    /// Held-out test data.
+    Test,
+}
+
+impl Split {
+    /// All splits in order.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Test];
+
+    /// Parses `train`, `valid`/`validation`/`val`/`dev`, `test` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Split> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "train" | "training" => Some(Split::Train),
+            "valid" | "validation" | "val" | "dev" => Some(Split::Valid),
+            "test" | "testing" => Some(Split::Test),
+            _ => None,
+        }
+    }
+
+    /// The canonical name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// One labelled sequence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelledSequence {
+    /// Identifier (from an `id` column or FASTA name; else `file:line`).
+    pub id: String,
+    /// Normalised bases.
+    #[serde(skip)]
+    pub sequence: Vec<u8>,
+    /// The label.
+    pub label: Label,
+    /// The split, when the file or a column says.
+    pub split: Option<Split>,
+}
+
+/// A loaded task: its spec and all its examples.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The `task.json` contents.
+    pub spec: TaskSpec,
+    /// The directory the task was loaded from.
+    pub dir: PathBuf,
+    /// Every example, in file order (train, valid, test files in that order).
+    pub examples: Vec<LabelledSequence>,
+}
+
+const TABLE_EXTENSIONS: [&str; 10] = [
+    "csv", "tsv", "csv.gz", "tsv.gz", "fa", "fasta", "fna", "fa.gz", "fasta.gz", "fna.gz",
+];
+
+impl Task {
+    /// Loads a task from its directory (or from its `task.json`).
+    ///
+    /// Uses `train/valid/test.<ext>` when present, else the single other table in the directory
+    /// (which must then have a `split` column or `split=` headers).
+    pub fn load(path: impl AsRef<Path>) -> Result<Task> {
+        let path = path.as_ref();
+        let dir = if path.is_dir() {
+            path.to_path_buf()
+        } else {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
+        let spec_path = dir.join("task.json");
+        if !spec_path.exists() {
+            return Err(SeqError::io(
+                &spec_path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "task.json not found"),
+            ));
+        }
+        let spec = TaskSpec::from_path(&spec_path)?;
+        let mut examples = Vec::new();
+        let mut found_split_file = false;
+        for split in Split::ALL {
+            if let Some(file) = find_table(&dir, split.as_str()) {
+                found_split_file = true;
+                examples.extend(read_table(&file, Some(&spec), Some(split))?);
+            }
+        }
+        if !found_split_file {
+            let tables: Vec<PathBuf> = fs::read_dir(&dir)
+                .map_err(|e| SeqError::io(&dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| table_format(p).is_some())
+                .collect();
+            match tables.as_slice() {
+                [one] => examples = read_table(one, Some(&spec), None)?,
+                [] => {
+                    return Err(SeqError::Format {
+                        path: dir,
+                        at: Location::File,
+                        message: "no train/valid/test table (.csv, .tsv or .fa) in the task directory"
+                            .into(),
+                    })
+                }
+                _ => {
+                    return Err(SeqError::Format {
+                        path: dir,
+                        at: Location::File,
+                        message: format!(
+                            "{} tables but none named train/valid/test; keep one table with a split column",
+                            tables.len()
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(Task {
+            spec,
+            dir,
+            examples,
+        })
+    }
+
+    /// The examples of one split.
+    pub fn split(&self, split: Split) -> impl Iterator<Item = &LabelledSequence> {
+        self.examples.iter().filter(move |e| e.split == Some(split))
+    }
+}
+
+fn find_table(dir: &Path, stem: &str) -> Option<PathBuf> {
+    TABLE_EXTENSIONS
+        .iter()
+        .map(|ext| dir.join(format!("{stem}.{ext}")))
+        .find(|p| p.is_file())
+}
+
+/// How a task table is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Comma-separated.
+    Csv,
+    /// Tab-separated.
+    Tsv,
+    /// FASTA with `label=` in headers.
+    Fasta,
+}
+
+/// The table format implied by a file name, if any.
+pub fn table_format(path: &Path) -> Option<TableFormat> {
+    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let ext = name.rsplit_once('.')?.1;
+    match ext {
+        "csv" => Some(TableFormat::Csv),
+        "tsv" => Some(TableFormat::Tsv),
+        "fa" | "fasta" | "fna" => Some(TableFormat::Fasta),
+        _ => None,
+    }
+}
+
+/// Reads one task table. With `spec`, labels are checked against it; without, integer labels
+/// become classes and other numbers values. `split` overrides any split column.
+pub fn read_table(
+    path: &Path,
+    spec: Option<&TaskSpec>,
+    split: Option<Split>,
+) -> Result<Vec<LabelledSequence>> {
+    match table_format(path) {
+        Some(TableFormat::Fasta) => read_fasta_table(path, spec, split),
+        Some(format) => read_delimited(path, format, spec, split),
+        None => Err(SeqError::invalid(
+            path.display().to_string(),
+            "unknown table format (expected .csv, .tsv or .fa, optionally .gz)",
+        )),
+    }
+}
+
+fn parse_label_with(spec: Option<&TaskSpec>, text: &str) -> std::result::Result<Label, String> {
+    match spec {
+        Some(spec) => spec.parse_label(text),
+        None => {
+            let t = text.trim();
+            t.parse::<u32>()
+                .map(Label::Class)
+                .or_else(|_| t.parse::<f64>().map(Label::Value))
+                .map_err(|_| {
+                    format!("label '{t}' is not a number (a task.json with label_names is needed)")
+                })
+        }
+    }
+}
+
+fn read_delimited(
+    path: &Path,
+    format: TableFormat,
+    spec: Option<&TaskSpec>,
+    split: Option<Split>,
+) -> Result<Vec<LabelledSequence>> {
+    let delimiter = if format == TableFormat::Tsv {
+        b'\t'
+    } else {
+        b','
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .trim(csv::Trim::All)
+        .from_reader(open_text(path)?);
+    let csv_error = |e: csv::Error| {
+        let line = e.position().map_or(0, |p| p.line());
+        match e.kind() {
+            csv::ErrorKind::Io(_) => SeqError::io(path, std::io::Error::other(e.to_string())),
+            _ => SeqError::at_line(path, line.max(1), e.to_string()),
+        }
+    };
+    let headers = reader.headers().map_err(csv_error)?.clone();
+    if headers.is_empty() || headers.iter().all(str::is_empty) {
+        return Err(SeqError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let found = || headers.iter().collect::<Vec<_>>().join(", ");
+    let seq_col = col("sequence").ok_or_else(|| {
+        SeqError::at_line(
+            path,
+            1,
+            format!("missing column 'sequence' (found: {})", found()),
+        )
+    })?;
+    let label_col = col("label").ok_or_else(|| {
+        SeqError::at_line(
+            path,
+            1,
+            format!("missing column 'label' (found: {})", found()),
+        )
+    })?;
+    let id_col = col("id");
+    let split_col = col("split");
+    let mut out = Vec::new();
+    let mut record = csv::StringRecord::new();
+    while reader.read_record(&mut record).map_err(csv_error)? {
+        let line = record.position().map_or(0, |p| p.line());
+        let err = |message: String| SeqError::at_line(path, line, message);
+        let raw_seq = record.get(seq_col).unwrap_or("");
+        if raw_seq.is_empty() {
+            return Err(err("empty sequence".into()));
+        }
+        let (sequence, _) =
+            alphabet::normalize(raw_seq.as_bytes()).map_err(|bad| SeqError::InvalidBase {
+                path: path.to_path_buf(),
+                at: Location::Line(line),
+                position: bad.offset + 1,
+                byte: bad.byte,
+            })?;
+        let label = parse_label_with(spec, record.get(label_col).unwrap_or("")).map_err(err)?;
+        let row_split =
+            match (split, split_col) {
+                (Some(s), _) => Some(s),
+                (None, Some(c)) => {
+                    let text = record.get(c).unwrap_or("");
+                    Some(Split::parse(text).ok_or_else(|| {
+                        err(format!("split '{text}' is not train, valid or test"))
+                    })?)
+                }
+                (None, None) => None,
+            };
+        let id = id_col
+            .and_then(|c| record.get(c))
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| format!("{}:{line}", file_stem(path)), str::to_string);
+        out.push(LabelledSequence {
+            id,
+            sequence,
+            label,
+            split: row_split,
+        });
+    }
+    if out.is_empty() {
+        return Err(SeqError::Format {
+            path: path.to_path_buf(),
+            at: Location::File,
+            message: "table has a header but no rows".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn read_fasta_table(
+    path: &Path,
+    spec: Option<&TaskSpec>,
+    split: Option<Split>,
+) -> Result<Vec<LabelledSequence>> {
+    let mut reader = FastxReader::from_path(path)?;
+    let mut record = Default::default();
+    let mut out = Vec::new();
+    let mut index = 0u64;
+    while reader.read_record(&mut record)? {
+        index += 1;
+        let at = Location::Record {
+            index,
+            name: Some(record.name.clone()),
+        };
+        let err = |message: String| SeqError::Format {
+            path: path.to_path_buf(),
+            at: at.clone(),
+            message,
+        };
+        let fields = |key: &str| -> Option<String> {
+            record
+                .description
+                .as_deref()?
+                .split_ascii_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+        };
+        let label_text = fields("label").ok_or_else(|| err("header has no label=...".into()))?;
+        let label = parse_label_with(spec, &label_text).map_err(err)?;
+        let row_split = match (split, fields("split")) {
+            (Some(s), _) => Some(s),
+            (None, Some(text)) => Some(
+                Split::parse(&text)
+                    .ok_or_else(|| err(format!("split '{text}' is not train, valid or test")))?,
+            ),
+            (None, None) => None,
+        };
+        if record.sequence.is_empty() {
+            return Err(err("empty sequence".into()));
+        }
+        out.push(LabelledSequence {
+            id: record.name.clone(),
+            sequence: std::mem::take(&mut record.sequence),
+            label,
+            split: row_split,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task_dir(spec: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("task.json"), spec).unwrap();
+        for (name, text) in files {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    const BINARY: &str = r#"{"name":"t","num_classes":2,"label_names":["neg","pos"]}"#;
+
+    #[test]
+    fn split_files_and_label_names() {
+        let d = task_dir(
+            BINARY,
+            &[
+                ("train.csv", "sequence,label\nACGT,1\nacgu,neg\n"),
+                ("valid.tsv", "id\tsequence\tlabel\nx\tAAAA\tpos\n"),
+                ("test.fa", ">s1 label=0\nACGT\n>s2 label=pos\nRR\n"),
+            ],
+        );
+        let task = Task::load(d.path()).unwrap();
+        assert_eq!(task.examples.len(), 5);
+        assert_eq!(task.examples[1].sequence, b"ACGT");
+        assert_eq!(task.examples[1].label, Label::Class(0));
+        assert_eq!(task.examples[2].id, "x");
+        assert_eq!(task.split(Split::Test).count(), 2);
+        assert_eq!(task.examples[4].sequence, b"NN");
+        assert_eq!(task.examples[4].label, Label::Class(1));
+    }
+
+    #[test]
+    fn split_column_and_regression() {
+        let d = task_dir(
+            r#"{"name":"r","regression":true}"#,
+            &[(
+                "data.csv",
+                "sequence,label,split\nACGT,0.5,train\nAC,-1e3,validation\nGG,2,test\n",
+            )],
+        );
+        let task = Task::load(d.path()).unwrap();
+        assert_eq!(task.examples[1].split, Some(Split::Valid));
+        assert_eq!(task.examples[1].label, Label::Value(-1000.0));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+            (BINARY, &[("train.csv", "seq,label\nACGT,1\n")], "train.csv:line 1: missing column 'sequence' (found: seq, label)"),
+            (BINARY, &[("train.csv", "sequence,label\nACGT,1\nACGT,2\n")], "train.csv:line 3: label '2' is not in task.json (expected 0..1 or one of neg, pos)"),
+            (BINARY, &[("train.csv", "sequence,label\nAC-T,1\n")], "train.csv:line 2: invalid base '-' at position 3"),
+            (BINARY, &[("data.csv", "sequence,label,split\nACGT,1,holdout\n")], "data.csv:line 2: split 'holdout' is not train, valid or test"),
+            (r#"{"name":"t","num_classes":1}"#, &[("train.csv", "sequence,label\nA,0\n")], "task.json: \"num_classes\" is 1"),
+            (BINARY, &[("train.csv", "")], "train.csv: file is empty"),
+            (BINARY, &[("train.fa", ">a\nACGT\n")], "train.fa:record 1 ('a'): header has no label=..."),
+        ];
+        for (spec, files, needle) in cases {
+            let d = task_dir(spec, files);
+            let err = Task::load(d.path()).unwrap_err().to_string();
+            assert!(err.contains(needle), "'{err}' does not contain '{needle}'");
+        }
+    }
+}
