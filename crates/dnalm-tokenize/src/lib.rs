@@ -1,1 +1,150 @@
-//! placeholder
+//! DNA tokenizers for dnalm: the second stage of the data flow (sequences -> tokens).
+//!
+//! Every tokenizer implements one trait, [`Tokenizer`], which turns *normalised* bases (the
+//! `ACGTN` alphabet produced by [`dnalm_seq::alphabet`]) into token ids **and offsets**: each
+//! token's half-open base span, so later stages can map tokens back to bases and annotations.
+//!
+//! | tokenizer | tokens | offsets of token i | as in |
+//! |---|---|---|---|
+//! | [`NucleotideTokenizer`] | one per base | `(i, i+1)` | HyenaDNA, Caduceus |
+//! | [`KmerTokenizer`] overlapping | `L-k+1` k-mers, stride 1; k-mers with `N` are `[UNK]` | `(i, i+k)` | DNABERT |
+//! | [`KmerTokenizer`] non-overlapping | k-mers at stride k; single bases at `N` and at the tail | varies | Nucleotide Transformer |
+//! | [`BpeTokenizer`] | byte-pair merges learnt from a genome (HF `tokenizers`) | varies | DNABERT-2 |
+//!
+//! The k-mer and nucleotide kernels are hand-written (2-bit codes, a rolling k-mer index and a
+//! lookup table; no string slicing) because they are the hot path of data preparation; BPE uses
+//! the Hugging Face `tokenizers` crate for both training and encoding.
+//!
+//! All of them save to a directory that Hugging Face loads: `tokenizer.json` (+ `vocab.txt` for
+//! k-mer and nucleotide vocabularies, + `tokenizer_config.json`); see [`AnyTokenizer::save`].
+//!
+//! ```
+//! use dnalm_tokenize::{KmerTokenizer, Template, Tokenizer};
+//! let tok = KmerTokenizer::new(3, true, Template::Bert).unwrap();
+//! let enc = tok.encode(b"ACGTN");
+//! // [CLS] ACG CGT [UNK] [UNK] [SEP]
+//! assert_eq!(enc.ids.len(), 5);
+//! assert_eq!(enc.offsets[1], (0, 3));
+//! assert_eq!(tok.vocab().token(enc.ids[1]), Some("ACG"));
+//! ```
+
+mod batch;
+mod bpe;
+mod error;
+mod io;
+mod kmer;
+mod nucleotide;
+mod vocab;
+
+pub use batch::{encode_batch, BatchEncoding, BatchOptions, Padding};
+pub use bpe::{BpeTokenizer, BpeTrainOptions};
+pub use error::{Result, TokenizeError};
+pub use io::{AnyTokenizer, TokenizerKind};
+pub use kmer::KmerTokenizer;
+pub use nucleotide::NucleotideTokenizer;
+pub use vocab::{SpecialTokenIds, Template, Vocab, DEFAULT_SPECIALS};
+
+/// The result of encoding one sequence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoding {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Half-open base span of each token in the input; `(0, 0)` for special and padding tokens.
+    pub offsets: Vec<(usize, usize)>,
+    /// 1 for special (and padding) tokens, 0 for sequence tokens.
+    pub special_tokens_mask: Vec<u8>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<u8>,
+}
+
+impl Encoding {
+    /// Number of tokens (padding included).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A DNA tokenizer.
+///
+/// Inputs are normalised sequences (`ACGTN`; see [`dnalm_seq::alphabet`]). Any other byte is
+/// tokenised as unknown, never a panic.
+pub trait Tokenizer: Send + Sync {
+    /// Appends the ids of `seq`'s tokens (no special tokens) to `ids`, and their base spans to
+    /// `offsets` when given. This is the hot path: it allocates nothing beyond the outputs.
+    fn tokenize_into(
+        &self,
+        seq: &[u8],
+        ids: &mut Vec<u32>,
+        offsets: Option<&mut Vec<(usize, usize)>>,
+    );
+
+    /// The vocabulary.
+    fn vocab(&self) -> &Vocab;
+
+    /// The special tokens' ids.
+    fn special_ids(&self) -> &SpecialTokenIds;
+
+    /// Which special tokens [`encode`](Tokenizer::encode) adds.
+    fn template(&self) -> Template;
+
+    /// What kind of tokenizer this is (saved in `tokenizer_config.json`).
+    fn kind(&self) -> TokenizerKind;
+
+    /// Encodes one sequence with its template's special tokens.
+    fn encode(&self, seq: &[u8]) -> Encoding {
+        let (prefix, suffix) = template_ids(self.template(), self.special_ids());
+        let mut ids = Vec::with_capacity(seq.len() + 2);
+        let mut offsets = Vec::with_capacity(seq.len() + 2);
+        if let Some(p) = prefix {
+            ids.push(p);
+            offsets.push((0, 0));
+        }
+        self.tokenize_into(seq, &mut ids, Some(&mut offsets));
+        if let Some(s) = suffix {
+            ids.push(s);
+            offsets.push((0, 0));
+        }
+        let mut special_tokens_mask = vec![0u8; ids.len()];
+        if prefix.is_some() {
+            special_tokens_mask[0] = 1;
+        }
+        if suffix.is_some() {
+            if let Some(last) = special_tokens_mask.last_mut() {
+                *last = 1;
+            }
+        }
+        let attention_mask = vec![1u8; ids.len()];
+        Encoding {
+            ids,
+            offsets,
+            special_tokens_mask,
+            attention_mask,
+        }
+    }
+
+    /// Turns ids back into bases (special tokens are skipped, `[UNK]` becomes `N`).
+    fn decode(&self, ids: &[u32]) -> String {
+        let specials = self.special_ids();
+        ids.iter()
+            .filter(|&&id| !specials.contains(id) || Some(id) == specials.unk)
+            .map(|&id| match self.vocab().token(id) {
+                Some(t) if Some(id) != specials.unk => t,
+                _ => "N",
+            })
+            .collect()
+    }
+}
+
+/// The ids placed before and after a sequence by `template`.
+pub(crate) fn template_ids(template: Template, s: &SpecialTokenIds) -> (Option<u32>, Option<u32>) {
+    match template {
+        Template::Bert => (s.cls, s.sep),
+        Template::Causal => (s.bos, s.eos),
+        Template::None => (None, None),
+    }
+}

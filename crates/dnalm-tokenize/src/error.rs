@@ -1,0 +1,56 @@
+//! The one error type of `dnalm-tokenize`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while building, training, saving or loading a tokenizer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenizeError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tokenizer file is not what it should be.
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// A parameter is invalid (k, vocabulary size, lengths...).
+    #[error("{what}: {message}")]
+    Invalid {
+        /// The parameter.
+        what: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The Hugging Face `tokenizers` library reported an error.
+    #[error("tokenizers: {0}")]
+    Hf(String),
+    /// Reading sequences failed.
+    #[error(transparent)]
+    Seq(#[from] dnalm_seq::SeqError),
+}
+
+impl TokenizeError {
+    pub(crate) fn invalid(what: impl Into<String>, message: impl Into<String>) -> Self {
+        TokenizeError::Invalid {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn hf(e: impl std::fmt::Display) -> Self {
+        TokenizeError::Hf(e.to_string())
+    }
+}
+
+/// `Result` with [`TokenizeError`].
+pub type Result<T, E = TokenizeError> = std::result::Result<T, E>;
