@@ -1,1 +1,78 @@
-fn main() {}
+//! `dnalm`: build, train and evaluate DNA language models from the command line.
+//!
+//! Each subcommand wires a library crate to files; the logic lives in the libraries.
+
+mod genome;
+mod inspect;
+mod tokenize;
+
+use std::{io::Write, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+/// Build, train and evaluate DNA language models.
+#[derive(Parser)]
+#[command(name = "dnalm", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise sequence, annotation and task files: counts, lengths, GC, N and soft-masking.
+    Inspect(inspect::InspectArgs),
+    /// Tokenize a FASTA/FASTQ file or a task table and report token statistics.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Build, train or export tokenizers.
+    #[command(subcommand)]
+    Tokenizer(tokenize::TokenizerCommand),
+    /// Print regions of an indexed FASTA (builds the .fai index if missing).
+    Fetch(genome::FetchArgs),
+    /// Tile a genome into windows, optionally split into leak-free train/valid/test.
+    Windows(genome::WindowsArgs),
+    /// Draw windows whose mix of annotated element classes meets target weights.
+    Sample(genome::SampleArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Tokenizer(cmd) => tokenize::run_tokenizer(cmd),
+        Command::Fetch(args) => genome::fetch(args),
+        Command::Windows(args) => genome::windows(args),
+        Command::Sample(args) => genome::sample(args),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes `text` to `path` atomically (temp file + rename), or to stdout when `path` is `-`.
+pub(crate) fn write_output(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" {
+        std::io::stdout().write_all(text.as_bytes())?;
+        return Ok(());
+    }
+    dnalm_seq::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! `dnalm fetch`, `dnalm windows` and `dnalm sample`: genome-level data preparation.
+
+use std::{fmt::Write as _, path::PathBuf, str::FromStr};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use dnalm_seq::{
+    read_intervals,
+    sampler::{ClassKey, ClassWeights, RarityBalancedSampler},
+    window::{
+        split_genome, whole_records, GenomeSplit, Segment, SplitConfig, SplitUnit, WindowSpec,
+    },
+    FastxReader, GenomicRegion, IndexedFasta, SequenceRecord, Split,
+};
+
+use crate::write_output;
+
+/// Arguments of `dnalm fetch`.
+#[derive(Args)]
+pub struct FetchArgs {
+    /// FASTA file (plain or bgzip); `FILE.fai` (and `.gzi`) are built if missing.
+    fasta: PathBuf,
+    /// Regions as `name`, `name:start` or `name:start-end` (1-based, inclusive).
+    #[arg(required = true)]
+    regions: Vec<String>,
+    /// Bases per output line.
+    #[arg(long, default_value_t = 60)]
+    line_width: usize,
+}
+
+/// Runs `dnalm fetch`: prints each region as FASTA, soft-masked bases in lowercase.
+pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
+    if args.line_width == 0 {
+        bail!("--line-width must be positive");
+    }
+    let mut fasta = IndexedFasta::open(&args.fasta)?;
+    let mut out = String::new();
+    for region in &args.regions {
+        let region: GenomicRegion = region.parse()?;
+        let record = fasta.fetch(&region)?;
+        let mut bases = record.sequence.clone();
+        for &(s, e) in record.soft_mask.runs() {
+            bases[s..e].make_ascii_lowercase();
+        }
+        writeln!(out, ">{}", record.name)?;
+        for line in bases.chunks(args.line_width) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+    }
+    write_output(&PathBuf::from("-"), &out)
+}
+
+/// How to split a genome, as written on the command line.
+#[derive(Clone, Copy, Debug)]
+pub enum SplitArg {
+    /// No split: every window is in `all`.
+    None,
+    /// Whole records.
+    Record,
+    /// Blocks of N bases.
+    Block(usize),
+}
+
+impl FromStr for SplitArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(SplitArg::None),
+            "record" | "chromosome" => Ok(SplitArg::Record),
+            _ => match s.strip_prefix("block:") {
+                Some(n) => n
+                    .replace('_', "")
+                    .parse()
+                    .map(SplitArg::Block)
+                    .map_err(|_| format!("block length '{n}' is not a number")),
+                None => Err(format!("'{s}': expected none, record or block:N")),
+            },
+        }
+    }
+}
+
+fn parse_fractions(s: &str) -> Result<[f64; 3], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("'{x}' is not a number"))
+        })
+        .collect::<Result<_, _>>()?;
+    <[f64; 3]>::try_from(v).map_err(|_| format!("'{s}': expected three fractions train,valid,test"))
+}
+
+/// Genome split options shared by `windows` and `sample`.
+#[derive(Args)]
+pub struct SplitOptions {
+    /// Split unit: `none`, `record` (chromosomes) or `block:N` (contiguous blocks of N bases).
+    #[arg(long, default_value = "none")]
+    split: SplitArg,
+    /// Fractions of bases for train,valid,test.
+    #[arg(long, default_value = "0.8,0.1,0.1", value_parser = parse_fractions)]
+    fractions: [f64; 3],
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SplitOptions {
+    fn split(&self, lengths: &[usize]) -> anyhow::Result<Option<GenomeSplit>> {
+        let unit = match self.split {
+            SplitArg::None => return Ok(None),
+            SplitArg::Record => SplitUnit::Record,
+            SplitArg::Block(n) => SplitUnit::Block(n),
+        };
+        Ok(Some(split_genome(
+            lengths,
+            &SplitConfig {
+                unit,
+                fractions: self.fractions,
+                seed: self.seed,
+            },
+        )?))
+    }
+}
+
+/// Names and lengths of a FASTA's records, streamed.
+fn genome_index(path: &PathBuf) -> anyhow::Result<(Vec<String>, Vec<usize>)> {
+    let mut reader = FastxReader::from_path(path)?;
+    let mut record = SequenceRecord::default();
+    let (mut names, mut lengths) = (Vec::new(), Vec::new());
+    while reader.read_record(&mut record)? {
+        names.push(record.name.clone());
+        lengths.push(record.len());
+    }
+    Ok((names, lengths))
+}
+
+/// Arguments of `dnalm windows`.
+#[derive(Args)]
+pub struct WindowsArgs {
+    /// Genome FASTA.
+    fasta: PathBuf,
+    /// Window length in bases.
+    #[arg(long)]
+    length: usize,
+    /// Distance between window starts (default: the length).
+    #[arg(long)]
+    stride: Option<usize>,
+    #[command(flatten)]
+    split: SplitOptions,
+    /// Output BED (name column = split); `-` for standard output.
+    #[arg(short, long, default_value = "-")]
+    out: PathBuf,
+}
+
+/// Runs `dnalm windows`.
+pub fn windows(args: WindowsArgs) -> anyhow::Result<()> {
+    let (names, lengths) = genome_index(&args.fasta)?;
+    let spec = WindowSpec::new(args.length, args.stride.unwrap_or(args.length))?;
+    let groups: Vec<(&str, Vec<Segment>)> = match args.split.split(&lengths)? {
+        None => vec![("all", whole_records(&lengths))],
+        Some(split) => Split::ALL
+            .iter()
+            .map(|s| (s.as_str(), split.get(*s).to_vec()))
+            .collect(),
+    };
+    let mut bed = String::new();
+    for (name, segments) in &groups {
+        let mut count = 0usize;
+        for w in spec.tile(segments) {
+            writeln!(bed, "{}\t{}\t{}\t{name}", names[w.record], w.start, w.end)?;
+            count += 1;
+        }
+        let bases: usize = segments.iter().map(Segment::len).sum();
+        eprintln!(
+            "{name}: {count} windows from {bases} bases in {} segment(s)",
+            segments.len()
+        );
+    }
+    write_output(&args.out, &bed)
+}
+
+/// Which annotation field names an element's class.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ClassKeyArg {
+    /// GFF type column (BED: the name).
+    Type,
+    /// BED name / GFF ID.
+    Name,
+    /// Name up to the first `_`, `.`, `:` or `|`.
+    NamePrefix,
+}
+
+/// Arguments of `dnalm sample`.
+#[derive(Args)]
+pub struct SampleArgs {
+    /// Genome FASTA.
+    fasta: PathBuf,
+    /// Annotations (BED or GFF3, optionally gzip).
+    #[arg(short, long)]
+    annotations: PathBuf,
+    /// Window length in bases.
+    #[arg(long)]
+    length: usize,
+    /// Number of windows to draw.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Target class weights: `uniform` or `class:w,class:w,...` (`background` = unannotated bases).
+    #[arg(long, default_value = "uniform")]
+    weights: String,
+    /// Which annotation field is the class.
+    #[arg(long, value_enum, default_value = "type")]
+    class_key: ClassKeyArg,
+    #[command(flatten)]
+    split: SplitOptions,
+    /// With --split: draw windows from this split only.
+    #[arg(long, default_value = "train")]
+    from: String,
+    /// Output BED of the windows (name column = class); `-` for standard output.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Print the mixture report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `dnalm sample`.
+pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
+    let (names, lengths) = genome_index(&args.fasta)?;
+    let annotations = read_intervals(&args.annotations)?;
+    let segments = match args.split.split(&lengths)? {
+        None => whole_records(&lengths),
+        Some(split) => {
+            let from = Split::parse(&args.from)
+                .with_context(|| format!("--from '{}' is not train, valid or test", args.from))?;
+            split.get(from).to_vec()
+        }
+    };
+    let weights: ClassWeights = args.weights.parse()?;
+    let key = match args.class_key {
+        ClassKeyArg::Type => ClassKey::FeatureType,
+        ClassKeyArg::Name => ClassKey::Name,
+        ClassKeyArg::NamePrefix => ClassKey::NamePrefix,
+    };
+    let mut sampler = RarityBalancedSampler::new(
+        &names,
+        &segments,
+        &annotations,
+        key,
+        &weights,
+        args.length,
+        args.split.seed,
+    )?;
+    let (windows, report) = sampler.sample_n(args.count);
+    if let Some(out) = &args.out {
+        let classes = sampler.classes();
+        let mut bed = String::new();
+        for w in &windows {
+            let s = w.window;
+            writeln!(
+                bed,
+                "{}\t{}\t{}\t{}",
+                names[s.record], s.start, s.end, classes[w.class]
+            )?;
+        }
+        write_output(out, &bed)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} windows of {} bp", report.windows, report.window_length);
+        println!(
+            "{:<24} {:>8} {:>9} {:>10} {:>13} {:>14}",
+            "class", "target", "windows", "drawn", "base share", "genome share"
+        );
+        for c in &report.classes {
+            println!(
+                "{:<24} {:>7.1}% {:>9} {:>9.1}% {:>12.1}% {:>13.1}%",
+                c.class,
+                100.0 * c.target,
+                c.windows,
+                100.0 * c.window_fraction,
+                100.0 * c.base_fraction,
+                100.0 * c.genome_fraction
+            );
+        }
+        println!("(base share: bases of the class in the sampled windows; genome share: what uniform sampling gives)");
+    }
+    Ok(())
+}
