@@ -92,7 +92,13 @@ impl FastxReader {
         } else {
             Box::new(File::open(&path).map_err(|e| SeqError::io(&path, e))?)
         };
-        Self::from_reader(input, path)
+        match Self::from_reader(input, &path) {
+            // A gzip stream cut before its first byte of output looks empty to the parser.
+            Err(SeqError::EmptyFile { .. }) if path.as_os_str() != "-" => {
+                Err(check_gzip(&path).unwrap_or(SeqError::EmptyFile { path }))
+            }
+            other => other,
+        }
     }
 
     /// Reads from any byte stream; `path` is only used in error messages.
@@ -172,6 +178,26 @@ impl Iterator for Records {
 /// Reads every record of a FASTA/FASTQ file into memory (for genomes that fit in memory).
 pub fn read_all(path: impl AsRef<Path>) -> Result<Vec<SequenceRecord>> {
     FastxReader::from_path(path)?.records().collect()
+}
+
+/// If `path` is gzip that does not decompress cleanly, the error saying so.
+fn check_gzip(path: &Path) -> Option<SeqError> {
+    let mut file = File::open(path).ok()?;
+    let mut magic = [0u8; 2];
+    file.read_exact(&mut magic).ok()?;
+    if magic != [0x1f, 0x8b] {
+        return None;
+    }
+    let file = File::open(path).ok()?;
+    io::copy(
+        &mut flate2::read::MultiGzDecoder::new(file),
+        &mut io::sink(),
+    )
+    .err()
+    .map(|e| SeqError::CorruptCompression {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Splits a FASTA/FASTQ header into name and description at the first whitespace.

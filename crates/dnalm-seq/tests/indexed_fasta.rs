@@ -1,0 +1,121 @@
+//! Indexed FASTA access on plain and bgzip files, against direct slicing.
+
+use std::io::Write;
+
+use dnalm_seq::{GenomicRegion, IndexedFasta, SeqError};
+use noodles::bgzf;
+
+fn genome() -> Vec<(String, Vec<u8>)> {
+    let mut x = 7u64;
+    (0..3)
+        .map(|r| {
+            let len = [1000, 61, 2500][r];
+            let seq = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    b"ACGTacgtN"[((x >> 33) % 9) as usize]
+                })
+                .collect();
+            (format!("chr{r}"), seq)
+        })
+        .collect()
+}
+
+fn fasta_text(width: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, seq) in genome() {
+        writeln!(out, ">{name} description").unwrap();
+        for line in seq.chunks(width) {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+fn check_regions(path: &std::path::Path) {
+    let mut fasta = IndexedFasta::open(path).unwrap();
+    let names: Vec<_> = fasta
+        .sequences()
+        .into_iter()
+        .map(|s| (s.name, s.length))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("chr0".into(), 1000),
+            ("chr1".into(), 61),
+            ("chr2".into(), 2500)
+        ]
+    );
+    for (name, seq) in genome() {
+        for (start, end) in [
+            (0usize, 1usize),
+            (0, seq.len()),
+            (59, 61),
+            (17, 60),
+            (seq.len() - 1, seq.len()),
+        ] {
+            if end > seq.len() {
+                continue;
+            }
+            let region = GenomicRegion {
+                name: name.clone(),
+                start: start as u64,
+                end: Some(end as u64),
+            };
+            let rec = fasta.fetch(&region).unwrap();
+            let want = seq[start..end].to_ascii_uppercase();
+            assert_eq!(rec.sequence, want, "{region}");
+            let masked = seq[start..end]
+                .iter()
+                .filter(|b| b.is_ascii_lowercase())
+                .count() as u64;
+            assert_eq!(rec.soft_mask.masked_bases(), masked, "{region}");
+        }
+    }
+}
+
+#[test]
+fn plain_fasta_builds_and_uses_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.fa");
+    std::fs::write(&path, fasta_text(60)).unwrap();
+    check_regions(&path);
+    assert!(dir.path().join("g.fa.fai").is_file());
+    check_regions(&path); // second open reads the index
+}
+
+#[test]
+fn bgzip_fasta_builds_fai_and_gzi() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.fa.gz");
+    let mut writer = bgzf::io::Writer::new(std::fs::File::create(&path).unwrap());
+    // Write in small pieces so that the file has many BGZF blocks.
+    for chunk in fasta_text(70).chunks(300) {
+        writer.write_all(chunk).unwrap();
+        writer.flush().unwrap();
+    }
+    writer.finish().unwrap();
+    check_regions(&path);
+    assert!(dir.path().join("g.fa.gz.gzi").is_file());
+}
+
+#[test]
+fn stale_index_and_plain_gzip_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.fa");
+    std::fs::write(&path, fasta_text(60)).unwrap();
+    IndexedFasta::open(&path).unwrap();
+    // The FASTA is rewritten with another line width: the old index no longer fits.
+    std::fs::write(&path, fasta_text(50)).unwrap();
+    let err = IndexedFasta::open(&path).err().unwrap();
+    assert!(matches!(err, SeqError::IndexMismatch { .. }), "{err}");
+
+    let gz = dir.path().join("p.fa.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&fasta_text(60)).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let err = IndexedFasta::open(&gz).err().unwrap().to_string();
+    assert!(err.contains("not bgzip"), "{err}");
+}
