@@ -87,21 +87,56 @@ pub fn normalize_into(
 ) -> Result<(), InvalidBase> {
     seq.reserve(raw.len());
     let mut run_start: Option<usize> = mask.open_run_at(seq.len());
+    // Line by line: a line of plain `ACGTN` (nearly every line of a real genome) is checked with
+    // a branch-free loop the compiler vectorises and copied whole; only lines with lowercase,
+    // IUPAC codes, `\r` or invalid bytes take the per-byte table path. This is what makes
+    // parsing several hundred MB/s instead of one table lookup and branch per byte.
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', raw).chain(std::iter::once(raw.len())) {
+        let line = &raw[start..end];
+        if run_start.is_none() && is_plain_acgtn(line) {
+            seq.extend_from_slice(line);
+        } else {
+            normalize_slow(line, seq, mask, &mut run_start)?;
+        }
+        start = end + 1;
+    }
+    if let Some(start) = run_start {
+        mask.push_run(start, seq.len());
+    }
+    Ok(())
+}
+
+/// Whether every byte is one of `A C G T N` (no early exit, so it vectorises).
+#[inline]
+fn is_plain_acgtn(line: &[u8]) -> bool {
+    line.iter().fold(0u8, |bad, &b| {
+        bad | ((b != b'A') & (b != b'C') & (b != b'G') & (b != b'T') & (b != b'N')) as u8
+    }) == 0
+}
+
+/// The per-byte path of [`normalize_into`]: table lookup, soft-mask runs, errors.
+fn normalize_slow(
+    raw: &[u8],
+    seq: &mut Vec<u8>,
+    mask: &mut SoftMask,
+    run_start: &mut Option<usize>,
+) -> Result<(), InvalidBase> {
     for &byte in raw {
         let v = TABLE[byte as usize];
         if v > SKIP {
             let lower = v & LOWER != 0;
-            match (lower, run_start) {
-                (true, None) => run_start = Some(seq.len()),
+            match (lower, *run_start) {
+                (true, None) => *run_start = Some(seq.len()),
                 (false, Some(start)) => {
                     mask.push_run(start, seq.len());
-                    run_start = None;
+                    *run_start = None;
                 }
                 _ => {}
             }
             seq.push(v & !LOWER);
         } else if v == INVALID {
-            if let Some(start) = run_start {
+            if let Some(start) = run_start.take() {
                 mask.push_run(start, seq.len());
             }
             return Err(InvalidBase {
@@ -109,9 +144,6 @@ pub fn normalize_into(
                 byte,
             });
         }
-    }
-    if let Some(start) = run_start {
-        mask.push_run(start, seq.len());
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! through a 256-entry table, a rolling code holds the last k bases, and one lookup in a
 //! 4^k-entry table gives the id. No k-mer string is ever built.
 
-use dnalm_seq::alphabet::{BASES, CODE2};
+use dnalm_seq::alphabet::BASES;
 
 use crate::{
     io::TokenizerKind,
@@ -32,7 +32,31 @@ pub struct KmerTokenizer {
     single: [u32; 256],
 }
 
-/// The k-mer whose 2-bit code is `code`.
+/// 2-bit code of a base straight from its ASCII bits: `A=0, C=1, T=2, G=3` (`(b >> 1) & 3`).
+/// Meaningful for `A C G T` only; validity is tracked separately. Deriving the code arithmetically
+/// instead of through a table takes a dependent load out of the per-base loop.
+#[inline(always)]
+fn bits(b: u8) -> u64 {
+    ((b >> 1) & 3) as u64
+}
+
+#[inline(always)]
+fn is_acgt(b: u8) -> bool {
+    (b == b'A') | (b == b'C') | (b == b'G') | (b == b'T')
+}
+
+/// Whether every byte is `A C G T` (no early exit, so it vectorises).
+#[inline]
+fn all_acgt(seq: &[u8]) -> bool {
+    seq.iter().fold(0u8, |bad, &b| bad | !is_acgt(b) as u8) == 0
+}
+
+/// The table index of a k-mer string.
+fn table_index(kmer: &[u8]) -> usize {
+    kmer.iter().fold(0u64, |code, &b| (code << 2) | bits(b)) as usize
+}
+
+/// The k-mer whose lexicographic (`A<C<G<T`) rank is `code`.
 fn kmer_string(code: usize, k: usize) -> String {
     (0..k)
         .map(|i| BASES[(code >> (2 * (k - 1 - i))) & 3] as char)
@@ -79,8 +103,9 @@ impl KmerTokenizer {
         let table_ref: &mut [u32; TABLE_LEN] = &mut table;
         let mut found = 0usize;
         for code in 0..1usize << (2 * k) {
-            if let Some(id) = vocab.id(&kmer_string(code, k)) {
-                table_ref[code] = id;
+            let kmer = kmer_string(code, k);
+            if let Some(id) = vocab.id(&kmer) {
+                table_ref[table_index(kmer.as_bytes())] = id;
                 found += 1;
             }
         }
@@ -127,29 +152,47 @@ impl KmerTokenizer {
     }
 
     /// Overlapping k-mers: one token per start position `0..=L-k`.
+    ///
+    /// The rolling code is `code * 4 + bits(b)` (one `lea`, a 1-cycle dependency chain) masked
+    /// only at lookup. Windows of pure `ACGT` (nearly all of a genome) skip validity tracking.
     fn overlapping_into(&self, seq: &[u8], ids: &mut Vec<u32>) {
         let k = self.k;
         if seq.len() < k {
             return;
         }
         let kmask = (1u64 << (2 * k)) - 1;
-        let mut code = 0u64;
-        // Number of consecutive A/C/G/T bases ending at the current position.
-        let mut run = 0usize;
-        for &b in &seq[..k - 1] {
-            let c = CODE2[b as usize];
-            code = ((code << 2) | (c & 3) as u64) & kmask;
-            run = if c < 4 { run + 1 } else { 0 };
-        }
-        let start = ids.len();
-        ids.resize(start + seq.len() - k + 1, 0);
         let table: &[u32; TABLE_LEN] = &self.table;
-        for (slot, &b) in ids[start..].iter_mut().zip(&seq[k - 1..]) {
-            let c = CODE2[b as usize];
-            code = ((code << 2) | (c & 3) as u64) & kmask;
-            run = if c < 4 { run + 1 } else { 0 };
-            let id = table[(code & TABLE_MASK) as usize];
-            *slot = if run >= k { id } else { self.unk };
+        let prime = seq[..k - 1]
+            .iter()
+            .fold(0u64, |c, &b| c.wrapping_mul(4).wrapping_add(bits(b)));
+        let tail = &seq[k - 1..];
+        ids.reserve(tail.len());
+        if all_acgt(seq) {
+            let mut code = prime;
+            ids.extend(tail.iter().map(|&b| {
+                code = code.wrapping_mul(4).wrapping_add(bits(b));
+                table[(code & kmask & TABLE_MASK) as usize]
+            }));
+        } else {
+            // Position (1-based, in `seq`) of the last non-ACGT base seen; a k-mer ending at
+            // position i is valid when i - last_bad >= k.
+            let mut last_bad = seq[..k - 1]
+                .iter()
+                .rposition(|&b| !is_acgt(b))
+                .map_or(0, |p| p + 1);
+            let mut code = prime;
+            let unk = self.unk;
+            ids.extend(tail.iter().enumerate().map(|(j, &b)| {
+                let i = j + k; // 1-based position of b
+                code = code.wrapping_mul(4).wrapping_add(bits(b));
+                last_bad = if is_acgt(b) { last_bad } else { i };
+                let id = table[(code & kmask & TABLE_MASK) as usize];
+                if i - last_bad >= k {
+                    id
+                } else {
+                    unk
+                }
+            }));
         }
     }
 
@@ -166,19 +209,31 @@ impl KmerTokenizer {
     ) {
         let k = self.k;
         let table: &[u32; TABLE_LEN] = &self.table;
-        ids.reserve(seq.len() / k + 8);
+        ids.reserve(seq.len() / k + k);
+        if all_acgt(seq) {
+            // Pure ACGT: whole k-mers, then single bases for the tail.
+            let chunks = seq.chunks_exact(k);
+            let tail = chunks.remainder();
+            ids.extend(chunks.map(|c| table[(table_index(c) as u64 & TABLE_MASK) as usize]));
+            ids.extend(tail.iter().map(|&b| self.single[b as usize]));
+            if let Some(o) = offsets {
+                let n = seq.len() / k;
+                o.extend((0..n).map(|i| (i * k, i * k + k)));
+                o.extend((n * k..seq.len()).map(|p| (p, p + 1)));
+            }
+            return;
+        }
         let mut i = 0;
         while i < seq.len() {
             if i + k <= seq.len() {
                 let mut code = 0u64;
                 let mut bad = None;
                 for (j, &b) in seq[i..i + k].iter().enumerate() {
-                    let c = CODE2[b as usize];
-                    if c > 3 {
+                    if !is_acgt(b) {
                         bad = Some(j);
                         break;
                     }
-                    code = (code << 2) | c as u64;
+                    code = (code << 2) | bits(b);
                 }
                 match bad {
                     None => {
