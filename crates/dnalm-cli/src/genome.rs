@@ -48,7 +48,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
             out.push('\n');
         }
     }
-    write_output(&PathBuf::from("-"), &out)
+    write_output(std::path::Path::new("-"), &out)
 }
 
 /// How to split a genome, as written on the command line.
@@ -125,7 +125,7 @@ impl SplitOptions {
 }
 
 /// Names and lengths of a FASTA's records, streamed.
-fn genome_index(path: &PathBuf) -> anyhow::Result<(Vec<String>, Vec<usize>)> {
+fn genome_index(path: &std::path::Path) -> anyhow::Result<(Vec<String>, Vec<usize>)> {
     let mut reader = FastxReader::from_path(path)?;
     let mut record = SequenceRecord::default();
     let (mut names, mut lengths) = (Vec::new(), Vec::new());

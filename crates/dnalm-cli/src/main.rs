@@ -6,7 +6,7 @@ mod genome;
 mod inspect;
 mod tokenize;
 
-use std::{io::Write, path::PathBuf, process::ExitCode};
+use std::{io::Write, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -75,7 +75,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// Writes `text` to `path` atomically (temp file + rename), or to stdout when `path` is `-`.
-pub(crate) fn write_output(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_output(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     if path.as_os_str() == "-" {
         std::io::stdout().write_all(text.as_bytes())?;
         return Ok(());

@@ -364,7 +364,7 @@ pub fn run_tokenizer(cmd: TokenizerCommand) -> anyhow::Result<()> {
             let tok = BpeTokenizer::train(sequences, &options, args.template.into())?;
             let mut ids = Vec::new();
             tok.tokenize_into(&sample, &mut ids, None);
-            let tok = AnyTokenizer::Bpe(tok);
+            let tok = AnyTokenizer::Bpe(Box::new(tok));
             tok.save(&args.out)?;
             println!(
                 "trained BPE on {} bases in {:.1} s: vocabulary {}, {:.2} bases per token (first Mb), saved to {}",

@@ -1,5 +1,7 @@
 //! End-to-end runs of the `dnalm` binary on real and deliberately broken files.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::{
     io::Write,
     path::{Path, PathBuf},

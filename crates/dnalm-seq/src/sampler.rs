@@ -101,6 +101,9 @@ impl std::str::FromStr for ClassWeights {
     }
 }
 
+/// Disjoint, sorted spans `(start, end)` per record index.
+type SpansByRecord = BTreeMap<usize, Vec<(usize, usize)>>;
+
 /// The bases of one class inside the allowed segments.
 struct ClassPool {
     name: String,
@@ -125,7 +128,7 @@ pub struct RarityBalancedSampler {
     record_names: Vec<String>,
     pools: Vec<ClassPool>,
     /// Per class: merged spans per record, for measuring composition.
-    class_spans: Vec<BTreeMap<usize, Vec<(usize, usize)>>>,
+    class_spans: Vec<SpansByRecord>,
     genome_bases: Vec<u64>,
     total_bases: u64,
     length: usize,
@@ -166,8 +169,8 @@ impl RarityBalancedSampler {
             .map(|(i, n)| (n.as_str(), i))
             .collect();
         // Raw spans per class and record.
-        let mut by_class: BTreeMap<String, BTreeMap<usize, Vec<(usize, usize)>>> = BTreeMap::new();
-        let mut all: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+        let mut by_class: BTreeMap<String, SpansByRecord> = BTreeMap::new();
+        let mut all: SpansByRecord = BTreeMap::new();
         let mut matched = 0usize;
         for iv in annotations {
             let (Some(class), Some(&rec)) = (key.class_of(iv), record_of.get(iv.chrom.as_str()))
@@ -201,13 +204,12 @@ impl RarityBalancedSampler {
                 ),
             ));
         }
-        let mut class_spans: Vec<(String, BTreeMap<usize, Vec<(usize, usize)>>)> = by_class
+        let mut class_spans: Vec<(String, SpansByRecord)> = by_class
             .into_iter()
             .map(|(c, m)| (c, m.into_iter().map(|(r, v)| (r, merge(v))).collect()))
             .collect();
-        let covered: BTreeMap<usize, Vec<(usize, usize)>> =
-            all.into_iter().map(|(r, v)| (r, merge(v))).collect();
-        let background: BTreeMap<usize, Vec<(usize, usize)>> = (0..record_names.len())
+        let covered: SpansByRecord = all.into_iter().map(|(r, v)| (r, merge(v))).collect();
+        let background: SpansByRecord = (0..record_names.len())
             .map(|r| {
                 let end = segments
                     .iter()

@@ -1,5 +1,7 @@
 //! Indexed FASTA access on plain and bgzip files, against direct slicing.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::io::Write;
 
 use dnalm_seq::{GenomicRegion, IndexedFasta, SeqError};

@@ -129,7 +129,7 @@ fn main() {
             )
             .expect("k6n"),
         ),
-        ("bpe4096", AnyTokenizer::Bpe(bpe)),
+        ("bpe4096", AnyTokenizer::Bpe(Box::new(bpe))),
     ];
     for (name, tok) in &tokenizers {
         let dir: PathBuf = bench_dir.join(format!("tokenizer_{name}"));

@@ -90,8 +90,8 @@ pub enum AnyTokenizer {
     Nucleotide(NucleotideTokenizer),
     /// k-mers.
     Kmer(KmerTokenizer),
-    /// BPE / any Hugging Face tokenizer.
-    Bpe(BpeTokenizer),
+    /// BPE / any Hugging Face tokenizer (boxed: it holds two `tokenizers` pipelines).
+    Bpe(Box<BpeTokenizer>),
 }
 
 impl AnyTokenizer {
@@ -99,7 +99,7 @@ impl AnyTokenizer {
         match self {
             AnyTokenizer::Nucleotide(t) => t,
             AnyTokenizer::Kmer(t) => t,
-            AnyTokenizer::Bpe(t) => t,
+            AnyTokenizer::Bpe(t) => t.as_ref(),
         }
     }
 
@@ -218,10 +218,10 @@ impl AnyTokenizer {
                 tokenizer: TokenizerKind::Bpe,
                 template,
                 ..
-            }) => Ok(AnyTokenizer::Bpe(BpeTokenizer::from_hf(
+            }) => Ok(AnyTokenizer::Bpe(Box::new(BpeTokenizer::from_hf(
                 load_hf()?,
                 template,
-            )?)),
+            )?))),
             Some(DnalmSection {
                 tokenizer,
                 template,
@@ -240,7 +240,9 @@ impl AnyTokenizer {
                 let vocab =
                     Vocab::from_map(&hf.get_vocab(true)).map_err(|m| format_err(&json_path, m))?;
                 let template = infer_template(&SpecialTokenIds::find(&vocab));
-                Ok(AnyTokenizer::Bpe(BpeTokenizer::from_hf(hf, template)?))
+                Ok(AnyTokenizer::Bpe(Box::new(BpeTokenizer::from_hf(
+                    hf, template,
+                )?)))
             }
             None if vocab_path.is_file() => {
                 // DNABERT: a vocab.txt of special tokens and k-mers, overlapping tokenization.
@@ -549,7 +551,7 @@ mod tests {
     #[test]
     fn dnabert_vocab_txt_is_read_as_overlapping_kmers() {
         let dir = tempfile::tempdir().unwrap();
-        let mut tokens = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].join("\n");
+        let mut tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].join("\n");
         for c in ["AAA", "AAC", "ACG", "CGT"] {
             tokens.push('\n');
             tokens.push_str(c);

@@ -29,7 +29,7 @@ pub struct KmerTokenizer {
     /// 2-bit code of a k-mer -> id (`unk` when the vocabulary lacks it).
     table: Box<[u32; TABLE_LEN]>,
     /// Byte -> id of the single-base token (non-overlapping fallback).
-    single: [u32; 256],
+    single: Box<[u32; 256]>,
 }
 
 /// 2-bit code of a base straight from its ASCII bits: `A=0, C=1, T=2, G=3` (`(b >> 1) & 3`).
@@ -115,7 +115,7 @@ impl KmerTokenizer {
                 format!("holds no {k}-mer of A/C/G/T"),
             ));
         }
-        let mut single = [unk; 256];
+        let mut single = Box::new([unk; 256]);
         for b in *b"ACGTN" {
             if let Some(id) = vocab.id(&(b as char).to_string()) {
                 single[b as usize] = id;
@@ -244,8 +244,8 @@ impl KmerTokenizer {
                         i += k;
                     }
                     Some(j) => {
-                        for p in i..=i + j {
-                            ids.push(self.single[seq[p] as usize]);
+                        for (p, &b) in seq.iter().enumerate().take(i + j + 1).skip(i) {
+                            ids.push(self.single[b as usize]);
                             if let Some(o) = offsets.as_deref_mut() {
                                 o.push((p, p + 1));
                             }
@@ -254,8 +254,8 @@ impl KmerTokenizer {
                     }
                 }
             } else {
-                for p in i..seq.len() {
-                    ids.push(self.single[seq[p] as usize]);
+                for (p, &b) in seq.iter().enumerate().skip(i) {
+                    ids.push(self.single[b as usize]);
                     if let Some(o) = offsets.as_deref_mut() {
                         o.push((p, p + 1));
                     }

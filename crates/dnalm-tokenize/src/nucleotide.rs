@@ -13,7 +13,7 @@ pub struct NucleotideTokenizer {
     specials: SpecialTokenIds,
     template: Template,
     /// Byte -> id.
-    table: [u32; 256],
+    table: Box<[u32; 256]>,
 }
 
 impl NucleotideTokenizer {
@@ -37,7 +37,7 @@ impl NucleotideTokenizer {
         let unk = specials
             .unk
             .ok_or_else(|| TokenizeError::invalid("vocabulary", "has no [UNK] token"))?;
-        let mut table = [unk; 256];
+        let mut table = Box::new([unk; 256]);
         for b in *b"ACGTN" {
             match vocab.id(&(b as char).to_string()) {
                 Some(id) => table[b as usize] = id,
