@@ -304,7 +304,8 @@ mod tests {
 
     #[test]
     fn policy_table() {
-        let cases: &[(&[u8], &[u8], &[(usize, usize)])] = &[
+        type Case<'a> = (&'a [u8], &'a [u8], &'a [(usize, usize)]);
+        let cases: &[Case] = &[
             (b"ACGTN", b"ACGTN", &[]),
             (b"acgtn", b"ACGTN", &[(0, 5)]),
             (b"UuT", b"TTT", &[(1, 2)]),

@@ -569,7 +569,8 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (BINARY, &[("train.csv", "seq,label\nACGT,1\n")], "train.csv:line 1: missing column 'sequence' (found: seq, label)"),
             (BINARY, &[("train.csv", "sequence,label\nACGT,1\nACGT,2\n")], "train.csv:line 3: label '2' is not in task.json (expected 0..1 or one of neg, pos)"),
             (BINARY, &[("train.csv", "sequence,label\nAC-T,1\n")], "train.csv:line 2: invalid base '-' at position 3"),
