@@ -58,7 +58,8 @@ def main():
                 print(f"FAIL {tok_dir.name} sequence {i + 1}: python {result['ids'][i]} != golden {expected['ids'][i]}")
     if sys.argv[1] == "--check":
         import tokenizers
-        print(f"hf parity (Python tokenizers {tokenizers.__version__}): {passed} passed, {failed} failed")
+        print(f"checked with Python tokenizers {tokenizers.__version__}")
+        print(f"hf-parity: {passed} passed, {failed} failed")
         sys.exit(1 if failed else 0)
 
 

@@ -103,7 +103,11 @@ pub fn read_intervals(path: impl AsRef<Path>) -> Result<Vec<Interval>> {
 /// strand, thick, rgb, blocks) are checked here with line numbers.
 pub fn read_bed(path: impl AsRef<Path>) -> Result<Vec<Interval>> {
     let path = path.as_ref();
-    let mut reader = open_text(path)?;
+    read_bed_from(open_text(path)?, path)
+}
+
+/// Reads BED from any buffered stream; `path` is only used in error messages.
+pub fn read_bed_from(mut reader: impl BufRead, path: &Path) -> Result<Vec<Interval>> {
     let mut line = String::new();
     let mut out = Vec::new();
     let mut line_no = 0u64;
@@ -239,7 +243,12 @@ fn parse_blocks(columns: &[&str], start: u64, end: u64) -> Result<Vec<(u64, u64)
 /// Coordinates are converted to 0-based half-open; `name` is the `ID` (else `Name`) attribute.
 pub fn read_gff3(path: impl AsRef<Path>) -> Result<Vec<Interval>> {
     let path = path.as_ref();
-    let mut reader = gff::io::Reader::new(open_text(path)?);
+    read_gff3_from(open_text(path)?, path)
+}
+
+/// Reads GFF3 from any buffered stream; `path` is only used in error messages.
+pub fn read_gff3_from(input: impl BufRead, path: &Path) -> Result<Vec<Interval>> {
+    let mut reader = gff::io::Reader::new(input);
     let mut line = gff::Line::default();
     let mut out = Vec::new();
     let mut line_no = 0u64;

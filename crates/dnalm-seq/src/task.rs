@@ -343,12 +343,36 @@ pub fn read_table(
     split: Option<Split>,
 ) -> Result<Vec<LabelledSequence>> {
     match table_format(path) {
-        Some(TableFormat::Fasta) => read_fasta_table(path, spec, split),
-        Some(format) => read_delimited(path, format, spec, split),
+        Some(TableFormat::Fasta) => {
+            read_fasta_table(FastxReader::from_path(path)?, path, spec, split)
+        }
+        Some(format) => read_delimited(open_text(path)?, path, format, spec, split),
         None => Err(SeqError::invalid(
             path.display().to_string(),
             "unknown table format (expected .csv, .tsv or .fa, optionally .gz)",
         )),
+    }
+}
+
+/// Reads a task table from a byte stream in the given format; `path` is only used in messages.
+pub fn read_table_from(
+    input: Box<dyn std::io::Read + Send>,
+    path: &Path,
+    format: TableFormat,
+    spec: Option<&TaskSpec>,
+    split: Option<Split>,
+) -> Result<Vec<LabelledSequence>> {
+    match format {
+        TableFormat::Fasta => {
+            read_fasta_table(FastxReader::from_reader(input, path)?, path, spec, split)
+        }
+        _ => read_delimited(
+            Box::new(std::io::BufReader::new(input)),
+            path,
+            format,
+            spec,
+            split,
+        ),
     }
 }
 
@@ -368,6 +392,7 @@ fn parse_label_with(spec: Option<&TaskSpec>, text: &str) -> std::result::Result<
 }
 
 fn read_delimited(
+    input: Box<dyn std::io::BufRead + Send>,
     path: &Path,
     format: TableFormat,
     spec: Option<&TaskSpec>,
@@ -381,7 +406,7 @@ fn read_delimited(
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .trim(csv::Trim::All)
-        .from_reader(open_text(path)?);
+        .from_reader(input);
     let csv_error = |e: csv::Error| {
         let line = e.position().map_or(0, |p| p.line());
         match e.kind() {
@@ -469,11 +494,11 @@ fn file_stem(path: &Path) -> String {
 }
 
 fn read_fasta_table(
+    mut reader: FastxReader,
     path: &Path,
     spec: Option<&TaskSpec>,
     split: Option<Split>,
 ) -> Result<Vec<LabelledSequence>> {
-    let mut reader = FastxReader::from_path(path)?;
     let mut record = Default::default();
     let mut out = Vec::new();
     let mut index = 0u64;
