@@ -8,7 +8,8 @@ use dnalm_seq::{
     read_intervals,
     sampler::{ClassKey, ClassWeights, RarityBalancedSampler},
     window::{
-        split_genome, whole_records, GenomeSplit, Segment, SplitConfig, SplitUnit, WindowSpec,
+        split_genome, whole_records, GenomeSplit, RandomWindows, Segment, SplitConfig, SplitUnit,
+        WindowSpec,
     },
     FastxReader, GenomicRegion, IndexedFasta, SequenceRecord, Split,
 };
@@ -26,6 +27,9 @@ pub struct FetchArgs {
     /// Bases per output line.
     #[arg(long, default_value_t = 60)]
     line_width: usize,
+    /// Print the reverse complement of each region.
+    #[arg(long)]
+    reverse_complement: bool,
 }
 
 /// Runs `dnalm fetch`: prints each region as FASTA, soft-masked bases in lowercase.
@@ -42,7 +46,24 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
         for &(s, e) in record.soft_mask.runs() {
             bases[s..e].make_ascii_lowercase();
         }
-        writeln!(out, ">{}", record.name)?;
+        let mut name = record.name.clone();
+        if args.reverse_complement {
+            // Complement keeps case, so soft-masking survives the reversal.
+            bases = bases
+                .iter()
+                .rev()
+                .map(|&b| {
+                    let c = dnalm_seq::alphabet::complement(b.to_ascii_uppercase());
+                    if b.is_ascii_lowercase() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            name.push_str(" reverse-complement");
+        }
+        writeln!(out, ">{name}")?;
         for line in bases.chunks(args.line_width) {
             out.push_str(&String::from_utf8_lossy(line));
             out.push('\n');
@@ -145,8 +166,11 @@ pub struct WindowsArgs {
     #[arg(long)]
     length: usize,
     /// Distance between window starts (default: the length).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "random")]
     stride: Option<usize>,
+    /// Draw this many windows uniformly at random (per split) instead of tiling.
+    #[arg(long)]
+    random: Option<usize>,
     #[command(flatten)]
     split: SplitOptions,
     /// Output BED (name column = split); `-` for standard output.
@@ -167,10 +191,15 @@ pub fn windows(args: WindowsArgs) -> anyhow::Result<()> {
     };
     let mut bed = String::new();
     for (name, segments) in &groups {
-        let mut count = 0usize;
-        for w in spec.tile(segments) {
+        let windows: Vec<Segment> = match args.random {
+            None => spec.tile(segments).collect(),
+            Some(n) => RandomWindows::new(segments, args.length, args.split.seed)?
+                .take(n)
+                .collect(),
+        };
+        let count = windows.len();
+        for w in windows {
             writeln!(bed, "{}\t{}\t{}\t{name}", names[w.record], w.start, w.end)?;
-            count += 1;
         }
         let bases: usize = segments.iter().map(Segment::len).sum();
         eprintln!(

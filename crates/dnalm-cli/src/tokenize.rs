@@ -15,7 +15,8 @@ use dnalm_seq::{
     FastxReader, SequenceRecord, Task,
 };
 use dnalm_tokenize::{
-    AnyTokenizer, BpeTokenizer, BpeTrainOptions, Template, Tokenizer, TokenizerKind,
+    encode_batch, AnyTokenizer, BatchOptions, BpeTokenizer, BpeTrainOptions, Padding, Template,
+    Tokenizer, TokenizerKind,
 };
 use serde::Serialize;
 
@@ -99,9 +100,16 @@ pub struct TokenizeArgs {
     /// Distance between window starts (default: the window length).
     #[arg(long, requires = "window")]
     stride: Option<usize>,
-    /// Write the token ids as JSON lines (`{"id": ..., "ids": [...]}`) to this file.
+    /// Write the token ids as JSON lines (`{"id": ..., "ids": [...], "attention_mask": [...]}`)
+    /// to this file, special tokens included.
     #[arg(short, long)]
     out: Option<PathBuf>,
+    /// With --out: truncate each encoding to this many tokens (special tokens included).
+    #[arg(long, requires = "out")]
+    max_length: Option<usize>,
+    /// With --out and --max-length: pad every encoding to exactly --max-length tokens.
+    #[arg(long, requires = "max_length")]
+    pad: bool,
     /// Print the statistics as JSON.
     #[arg(long)]
     json: bool,
@@ -125,6 +133,7 @@ struct TokenStats {
 
 struct Accumulator<'a> {
     tok: &'a AnyTokenizer,
+    batch: BatchOptions,
     stats: TokenStats,
     seen: Vec<bool>,
     ids: Vec<u32>,
@@ -148,8 +157,11 @@ impl Accumulator<'_> {
             }
         }
         if let Some(out) = &mut self.out {
-            let enc = self.tok.encode(seq);
-            serde_json::to_writer(&mut *out, &serde_json::json!({"id": id, "ids": enc.ids}))?;
+            let batch = encode_batch(self.tok, &[seq], &self.batch)?;
+            let enc = &batch.encodings[0];
+            let row =
+                serde_json::json!({"id": id, "ids": enc.ids, "attention_mask": enc.attention_mask});
+            serde_json::to_writer(&mut *out, &row)?;
             out.write_all(b"\n")?;
         }
         Ok(())
@@ -175,6 +187,16 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     };
     let mut acc = Accumulator {
         tok: &tok,
+        batch: BatchOptions {
+            add_special_tokens: true,
+            max_length: args.max_length,
+            truncation: true,
+            padding: if args.pad {
+                Padding::Fixed(args.max_length.unwrap_or(0))
+            } else {
+                Padding::None
+            },
+        },
         stats: TokenStats {
             tokenizer: tok.kind().to_string(),
             vocab_size: tok.vocab().len(),

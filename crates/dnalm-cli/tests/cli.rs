@@ -227,6 +227,84 @@ fn demo_genome_inspect_and_tokenize() {
 }
 
 #[test]
+fn padding_truncation_reverse_complement_and_random_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = dir.path().join("ids.jsonl");
+    let out = dnalm(&[
+        "tokenize",
+        &data("tasks/pub_coding"),
+        "-t",
+        "nucleotide",
+        "-o",
+        ids.to_str().unwrap(),
+        "--max-length",
+        "160",
+        "--pad",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&ids)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let mask: Vec<u64> = first["attention_mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(mask.len(), 160);
+    assert_eq!(mask.iter().sum::<u64>(), 152); // [CLS] + 150 bases + [SEP]
+
+    let fa = write(dir.path(), "r.fa", b">r\nAACcgT\n");
+    let out = dnalm(&[
+        "fetch",
+        fa.to_str().unwrap(),
+        "r:2-6",
+        "--reverse-complement",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        ">r:2-6 reverse-complement\nAcgGT\n"
+    );
+
+    let out = dnalm(&[
+        "windows",
+        &data("lambda_phage.fa"),
+        "--length",
+        "500",
+        "--random",
+        "25",
+        "--seed",
+        "3",
+    ]);
+    let bed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(bed.lines().count(), 25);
+    let again = dnalm(&[
+        "windows",
+        &data("lambda_phage.fa"),
+        "--length",
+        "500",
+        "--random",
+        "25",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(
+        bed,
+        String::from_utf8_lossy(&again.stdout),
+        "seeded sampling is reproducible"
+    );
+}
+
+#[test]
 fn tokenizer_export_and_bpe_training_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let nt = dir.path().join("nt6");
