@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::{template_ids, Encoding, Result, TokenizeError, Tokenizer};
+use crate::{encode_between, template_ids, Encoding, Result, TokenizeError, Tokenizer};
 
 /// How to pad a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,43 +97,15 @@ pub fn encode_batch<T: Tokenizer + ?Sized>(
         .par_iter()
         .enumerate()
         .map(|(i, seq)| {
-            let mut ids = Vec::with_capacity(seq.len() + n_special);
-            let mut offsets = Vec::with_capacity(seq.len() + n_special);
-            ids.extend(prefix);
-            offsets.extend(prefix.map(|_| (0, 0)));
-            tokenizer.tokenize_into(seq, &mut ids, Some(&mut offsets));
-            if let Some(max) = options.max_length {
-                let full = ids.len() + suffix.is_some() as usize;
-                if full > max {
-                    if !options.truncation {
-                        return Err(TokenizeError::invalid(
-                            format!("sequence {}", i + 1),
-                            format!("{full} tokens exceed max length {max} (enable truncation)"),
-                        ));
-                    }
-                    let keep = max - suffix.is_some() as usize;
-                    ids.truncate(keep);
-                    offsets.truncate(keep);
-                }
+            let (encoding, full) =
+                encode_between(tokenizer, seq, prefix, suffix, options.max_length);
+            match options.max_length {
+                Some(max) if full > max && !options.truncation => Err(TokenizeError::invalid(
+                    format!("sequence {}", i + 1),
+                    format!("{full} tokens exceed max length {max} (enable truncation)"),
+                )),
+                _ => Ok(encoding),
             }
-            ids.extend(suffix);
-            offsets.extend(suffix.map(|_| (0, 0)));
-            let mut special_tokens_mask = vec![0u8; ids.len()];
-            if prefix.is_some() {
-                special_tokens_mask[0] = 1;
-            }
-            if suffix.is_some() {
-                if let Some(last) = special_tokens_mask.last_mut() {
-                    *last = 1;
-                }
-            }
-            let attention_mask = vec![1u8; ids.len()];
-            Ok(Encoding {
-                ids,
-                offsets,
-                special_tokens_mask,
-                attention_mask,
-            })
         })
         .collect::<Result<_>>()?;
     let target = match options.padding {

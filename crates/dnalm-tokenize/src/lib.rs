@@ -98,33 +98,7 @@ pub trait Tokenizer: Send + Sync {
     /// Encodes one sequence with its template's special tokens.
     fn encode(&self, seq: &[u8]) -> Encoding {
         let (prefix, suffix) = template_ids(self.template(), self.special_ids());
-        let mut ids = Vec::with_capacity(seq.len() + 2);
-        let mut offsets = Vec::with_capacity(seq.len() + 2);
-        if let Some(p) = prefix {
-            ids.push(p);
-            offsets.push((0, 0));
-        }
-        self.tokenize_into(seq, &mut ids, Some(&mut offsets));
-        if let Some(s) = suffix {
-            ids.push(s);
-            offsets.push((0, 0));
-        }
-        let mut special_tokens_mask = vec![0u8; ids.len()];
-        if prefix.is_some() {
-            special_tokens_mask[0] = 1;
-        }
-        if suffix.is_some() {
-            if let Some(last) = special_tokens_mask.last_mut() {
-                *last = 1;
-            }
-        }
-        let attention_mask = vec![1u8; ids.len()];
-        Encoding {
-            ids,
-            offsets,
-            special_tokens_mask,
-            attention_mask,
-        }
+        encode_between(self, seq, prefix, suffix, None).0
     }
 
     /// Turns ids back into bases (special tokens are skipped, `[UNK]` becomes `N`).
@@ -138,6 +112,50 @@ pub trait Tokenizer: Send + Sync {
             })
             .collect()
     }
+}
+
+/// Tokenizes `seq` between optional special tokens. With `max_length`, sequence tokens are cut so
+/// that the whole encoding (special tokens included) fits. Returns the encoding and the length it
+/// would have had without cutting.
+pub(crate) fn encode_between<T: Tokenizer + ?Sized>(
+    tokenizer: &T,
+    seq: &[u8],
+    prefix: Option<u32>,
+    suffix: Option<u32>,
+    max_length: Option<usize>,
+) -> (Encoding, usize) {
+    let mut ids = Vec::with_capacity(seq.len() + 2);
+    let mut offsets = Vec::with_capacity(seq.len() + 2);
+    ids.extend(prefix);
+    offsets.extend(prefix.map(|_| (0, 0)));
+    tokenizer.tokenize_into(seq, &mut ids, Some(&mut offsets));
+    let full = ids.len() + suffix.is_some() as usize;
+    if let Some(max) = max_length.filter(|&m| full > m) {
+        let keep = max
+            .saturating_sub(suffix.is_some() as usize)
+            .max(prefix.is_some() as usize);
+        ids.truncate(keep);
+        offsets.truncate(keep);
+    }
+    ids.extend(suffix);
+    offsets.extend(suffix.map(|_| (0, 0)));
+    let mut special_tokens_mask = vec![0u8; ids.len()];
+    if prefix.is_some() {
+        special_tokens_mask[0] = 1;
+    }
+    if suffix.is_some() {
+        if let Some(last) = special_tokens_mask.last_mut() {
+            *last = 1;
+        }
+    }
+    let attention_mask = vec![1u8; ids.len()];
+    let encoding = Encoding {
+        ids,
+        offsets,
+        special_tokens_mask,
+        attention_mask,
+    };
+    (encoding, full)
 }
 
 /// The ids placed before and after a sequence by `template`.
