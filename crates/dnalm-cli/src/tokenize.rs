@@ -363,10 +363,17 @@ pub fn run_tokenizer(cmd: TokenizerCommand) -> anyhow::Result<()> {
     match cmd {
         TokenizerCommand::TrainBpe(args) => {
             let started = Instant::now();
+            // Read only as much as training will use (the trainer holds its input in memory).
             let mut sequences = Vec::new();
-            for path in &args.inputs {
+            let mut read = 0usize;
+            'files: for path in &args.inputs {
                 for record in FastxReader::from_path(path)?.records() {
-                    sequences.push(record?.sequence);
+                    if args.max_bases.is_some_and(|m| read >= m) {
+                        break 'files;
+                    }
+                    let seq = record?.sequence;
+                    read += seq.len();
+                    sequences.push(seq);
                 }
             }
             let options = BpeTrainOptions {

@@ -31,37 +31,70 @@ pub struct LengthStats {
     pub n50: u64,
 }
 
-impl LengthStats {
-    /// Computes the statistics of `lengths` (reordered in place).
+/// Counts of lengths, for length statistics in memory proportional to the number of *distinct*
+/// lengths (a 100-million-read FASTQ of 150 bp reads holds one entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LengthHistogram {
+    counts: BTreeMap<u64, u64>,
+}
+
+impl LengthHistogram {
+    /// Records one length.
+    pub fn add(&mut self, length: u64) {
+        *self.counts.entry(length).or_insert(0) += 1;
+    }
+
+    /// The statistics of the recorded lengths.
     ///
     /// ```
-    /// let s = dnalm_seq::stats::LengthStats::of(&mut [2, 8, 10]);
+    /// let mut h = dnalm_seq::stats::LengthHistogram::default();
+    /// for l in [2, 8, 10] { h.add(l); }
+    /// let s = h.stats();
     /// assert_eq!((s.count, s.total, s.min, s.max, s.median, s.n50), (3, 20, 2, 10, 8, 10));
     /// ```
-    pub fn of(lengths: &mut [u64]) -> Self {
-        if lengths.is_empty() {
+    pub fn stats(&self) -> LengthStats {
+        let count: u64 = self.counts.values().sum();
+        if count == 0 {
             return LengthStats::default();
         }
-        lengths.sort_unstable();
-        let total: u64 = lengths.iter().sum();
+        let total: u64 = self.counts.iter().map(|(l, c)| l * c).sum();
+        let median_rank = (count - 1) / 2;
+        let mut seen = 0;
+        let mut median = 0;
+        for (&l, &c) in &self.counts {
+            if seen + c > median_rank {
+                median = l;
+                break;
+            }
+            seen += c;
+        }
         let mut acc = 0;
         let mut n50 = 0;
-        for &l in lengths.iter().rev() {
-            acc += l;
+        for (&l, &c) in self.counts.iter().rev() {
+            acc += l * c;
             if 2 * acc >= total {
                 n50 = l;
                 break;
             }
         }
         LengthStats {
-            count: lengths.len() as u64,
+            count,
             total,
-            min: lengths[0],
-            max: lengths[lengths.len() - 1],
-            mean: total as f64 / lengths.len() as f64,
-            median: lengths[(lengths.len() - 1) / 2],
+            min: *self.counts.keys().next().unwrap_or(&0),
+            max: *self.counts.keys().next_back().unwrap_or(&0),
+            mean: total as f64 / count as f64,
+            median,
             n50,
         }
+    }
+}
+
+impl LengthStats {
+    /// Computes the statistics of `lengths`.
+    pub fn of(lengths: impl IntoIterator<Item = u64>) -> Self {
+        let mut h = LengthHistogram::default();
+        lengths.into_iter().for_each(|l| h.add(l));
+        h.stats()
     }
 }
 
@@ -81,7 +114,8 @@ pub struct SequenceStats {
 }
 
 impl SequenceStats {
-    /// Streams a FASTA/FASTQ file once, in constant memory (one record at a time).
+    /// Streams a FASTA/FASTQ file once: one record in memory at a time, plus one counter per
+    /// distinct record length.
     pub fn from_path(path: &Path) -> Result<Self> {
         let mut reader = FastxReader::from_path(path)?;
         let mut record = SequenceRecord::default();
@@ -96,7 +130,7 @@ impl SequenceStats {
 /// Accumulates [`SequenceStats`] record by record.
 #[derive(Debug, Default)]
 pub struct SequenceStatsBuilder {
-    lengths: Vec<u64>,
+    lengths: LengthHistogram,
     bases: BaseCounts,
     masked: u64,
     fastq: bool,
@@ -105,15 +139,15 @@ pub struct SequenceStatsBuilder {
 impl SequenceStatsBuilder {
     /// Adds one record.
     pub fn add(&mut self, record: &SequenceRecord) {
-        self.lengths.push(record.len() as u64);
+        self.lengths.add(record.len() as u64);
         self.bases.add(BaseCounts::of(&record.sequence));
         self.masked += record.soft_mask.masked_bases();
         self.fastq |= record.quality.is_some();
     }
 
     /// The statistics so far.
-    pub fn finish(mut self) -> SequenceStats {
-        let lengths = LengthStats::of(&mut self.lengths);
+    pub fn finish(self) -> SequenceStats {
+        let lengths = self.lengths.stats();
         let total = lengths.total.max(1) as f64;
         SequenceStats {
             gc_fraction: self.bases.gc_fraction(),
@@ -141,7 +175,7 @@ pub struct IntervalStats {
 impl IntervalStats {
     /// Computes the statistics of `intervals`.
     pub fn of(intervals: &[Interval]) -> Self {
-        let mut lengths: Vec<u64> = intervals.iter().map(Interval::len).collect();
+        let lengths = intervals.iter().map(Interval::len);
         let mut per_sequence = BTreeMap::new();
         let mut per_type = BTreeMap::new();
         let mut strands = [0; 3];
@@ -157,7 +191,7 @@ impl IntervalStats {
             }] += 1;
         }
         IntervalStats {
-            lengths: LengthStats::of(&mut lengths),
+            lengths: LengthStats::of(lengths),
             per_sequence,
             per_type,
             strands,
@@ -185,7 +219,7 @@ pub struct TaskStats {
 impl TaskStats {
     /// Computes the statistics of `examples`.
     pub fn of(examples: &[LabelledSequence]) -> Self {
-        let mut lengths: Vec<u64> = examples.iter().map(|e| e.sequence.len() as u64).collect();
+        let lengths = examples.iter().map(|e| e.sequence.len() as u64);
         let mut bases = BaseCounts::default();
         let mut per_split = BTreeMap::new();
         let mut per_label = BTreeMap::new();
@@ -200,7 +234,7 @@ impl TaskStats {
                 Label::Value(v) => values.push(v),
             }
         }
-        let lengths = LengthStats::of(&mut lengths);
+        let lengths = LengthStats::of(lengths);
         TaskStats {
             gc_fraction: bases.gc_fraction(),
             n_fraction: bases.n as f64 / lengths.total.max(1) as f64,
@@ -210,5 +244,23 @@ impl TaskStats {
             target_mean: (!values.is_empty())
                 .then(|| values.iter().sum::<f64>() / values.len() as f64),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_matches_sorting() {
+        let lengths = [5u64, 1, 9, 9, 3, 100, 2, 2, 2, 50];
+        let s = LengthStats::of(lengths);
+        let mut sorted = lengths.to_vec();
+        sorted.sort();
+        assert_eq!(s.median, sorted[(sorted.len() - 1) / 2]);
+        assert_eq!((s.min, s.max, s.total, s.count), (1, 100, 183, 10));
+        // N50: 100 alone holds 100 of 183 bases (>= half).
+        assert_eq!(s.n50, 100);
+        assert_eq!(LengthStats::of([]), LengthStats::default());
     }
 }
