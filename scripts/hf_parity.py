@@ -5,7 +5,8 @@ For each tokenizer directory under the golden folder (saved by dnalm: tokenizer.
 tokenizer_config.json, vocab.txt), Python `tokenizers` loads tokenizer.json and encodes every
 line of sequences.txt (raw: lowercase, IUPAC codes and U included; for overlapping k-mers, as
 space-separated k-mers, DNABERT's convention). The ids and offsets go to expected.json, which the
-Rust test `tests/hf_golden.rs` compares with dnalm's own encoder.
+Rust test `tests/hf_golden.rs` compares with dnalm's own encoder. `--check` also loads each
+directory with `transformers.AutoTokenizer` (no `trust_remote_code`) and checks the same ids.
 
   hf_parity.py --write DIR   regenerate DIR/*/expected.json
   hf_parity.py --check DIR   recompute and compare with the committed expected.json
@@ -14,7 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-from tokenizers import Tokenizer
+import os
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from tokenizers import Tokenizer  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
 
 
 def python_input(seq, config):
@@ -50,15 +56,24 @@ def main():
             print(f"wrote {path}")
             continue
         expected = json.loads(path.read_text())
+        config = json.loads((tok_dir / "tokenizer_config.json").read_text())
+        auto = AutoTokenizer.from_pretrained(str(tok_dir))
         for i, seq in enumerate(sequences):
             ok = result["ids"][i] == expected["ids"][i] and result["offsets"][i] == expected["offsets"][i]
             passed += ok
             failed += not ok
             if not ok:
-                print(f"FAIL {tok_dir.name} sequence {i + 1}: python {result['ids'][i]} != golden {expected['ids'][i]}")
+                print(f"FAIL {tok_dir.name} sequence {i + 1}: tokenizers {result['ids'][i]} != golden {expected['ids'][i]}")
+            got = auto(python_input(seq, config))["input_ids"]
+            ok = got == expected["ids"][i]
+            passed += ok
+            failed += not ok
+            if not ok:
+                print(f"FAIL {tok_dir.name} sequence {i + 1}: transformers {got} != golden {expected['ids'][i]}")
     if sys.argv[1] == "--check":
         import tokenizers
-        print(f"checked with Python tokenizers {tokenizers.__version__}")
+        import transformers
+        print(f"checked with Python tokenizers {tokenizers.__version__} and transformers {transformers.__version__}")
         print(f"hf-parity: {passed} passed, {failed} failed")
         sys.exit(1 if failed else 0)
 
