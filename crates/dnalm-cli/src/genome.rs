@@ -281,6 +281,13 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
         args.length,
         args.split.seed,
     )?;
+    let n_classes = sampler.classes().len();
+    if n_classes > 50 {
+        eprintln!(
+            "note: {n_classes} classes (one per distinct {}); --class-key name-prefix groups names like cds_1_2 into 'cds'",
+            if matches!(args.class_key, ClassKeyArg::Type) { "type/name" } else { "name" }
+        );
+    }
     let (windows, report) = sampler.sample_n(args.count);
     if let Some(out) = &args.out {
         let classes = sampler.classes();

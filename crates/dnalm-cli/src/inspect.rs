@@ -15,8 +15,8 @@ use serde::Serialize;
 /// Arguments of `dnalm inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Files to summarise: FASTA/FASTQ (plain, .gz, bgzip), BED, GFF3, task tables (.csv/.tsv)
-    /// or task directories (with task.json).
+    /// Files to summarise: FASTA/FASTQ (plain, .gz, bgzip; `-` for standard input), BED, GFF3,
+    /// task tables (.csv/.tsv) or task directories (with task.json).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Print JSON instead of a table.
@@ -52,6 +52,9 @@ enum FileKind {
 }
 
 fn kind_of(path: &Path) -> anyhow::Result<FileKind> {
+    if path.as_os_str() == "-" {
+        return Ok(FileKind::Sequences); // standard input: FASTA/FASTQ
+    }
     if path.is_dir() {
         return Ok(FileKind::TaskDir);
     }

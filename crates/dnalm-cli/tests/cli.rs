@@ -305,6 +305,27 @@ fn padding_truncation_reverse_complement_and_random_windows() {
 }
 
 #[test]
+fn inspect_reads_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dnalm"))
+        .args(["inspect", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"@r1\nACGTN\n+\nIIIII\n@r2\nacg\n+\nIII\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["stats"]["fastq"], true);
+    assert_eq!(v[0]["stats"]["lengths"]["total"], 8);
+    assert_eq!(v[0]["stats"]["soft_masked_fraction"], 3.0 / 8.0);
+}
+
+#[test]
 fn tokenizer_export_and_bpe_training_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let nt = dir.path().join("nt6");
