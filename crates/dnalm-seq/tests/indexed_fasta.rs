@@ -101,6 +101,14 @@ fn bgzip_fasta_builds_fai_and_gzi() {
     writer.finish().unwrap();
     check_regions(&path);
     assert!(dir.path().join("g.fa.gz.gzi").is_file());
+    // The same BGZF file streams through the sequential reader as well.
+    let records = dnalm_seq::fastx::read_all(&path).unwrap();
+    let want = genome();
+    assert_eq!(records.len(), want.len());
+    for (r, (name, seq)) in records.iter().zip(&want) {
+        assert_eq!(&r.name, name);
+        assert_eq!(r.sequence, seq.to_ascii_uppercase());
+    }
 }
 
 #[test]
