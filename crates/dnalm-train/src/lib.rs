@@ -1,0 +1,24 @@
+//! Pretraining for dnalm (third stage of the data flow: tokens -> objective examples -> batches).
+//!
+//! This crate currently holds the pretraining **objectives**: each turns a window of tokens (with
+//! each token's base span, and the window's annotations when given) into an
+//! [`ObjectiveExample`]: model inputs, targets, a loss mask and an attention pattern. Examples are
+//! plain vectors, independent of the tensor library; the batching pipeline, the burn trainer and
+//! checkpoints build on them.
+//!
+//! | objective | module | attention | targets |
+//! |---|---|---|---|
+//! | masked LM (BERT 80/10/10) | [`objectives::mlm`] | bidirectional | masked tokens |
+//! | span / n-gram masking, k-mer-aware | [`objectives::span`] | bidirectional | tokens whose bases no visible token reveals |
+//! | next-token prediction | [`objectives::causal`] | causal | the next token |
+//! | token deletion | [`objectives::deletion`] | bidirectional | 1 where a deletion happened just before |
+//! | permutation LM | [`objectives::permutation`] | two-stream (content / query) | the last tokens of a random order |
+//! | denoising | [`objectives::denoise`] | bidirectional | the original token everywhere |
+//! | annotation-aware masking | [`objectives::annotation`] | bidirectional | whole masked elements + background |
+
+pub mod objectives;
+
+pub use objectives::{
+    Attention, Objective, ObjectiveConfig, ObjectiveExample, ObjectiveMixture, TargetKind,
+    TokenWindow, VocabInfo,
+};
