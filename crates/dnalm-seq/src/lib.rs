@@ -6,6 +6,7 @@
 //! - [`alphabet`]: the one alphabet policy (uppercase `ACGTN`, soft-mask kept, IUPAC -> `N`,
 //!   `U` -> `T`, anything else an error with file, record, position and character);
 //! - [`FastxReader`]: streaming FASTA/FASTQ (plain, gzip, bgzip) through `needletail`;
+//! - [`Genome`]: a whole FASTA in memory, for window sampling;
 //! - [`IndexedFasta`]: `.fai` random access to `chr:start-end` regions through `noodles`;
 //! - [`interval`]: BED3..BED12 and GFF3 (through `noodles`) into [`Interval`]s, and an overlap index;
 //! - [`task`]: labelled task tables (CSV/TSV/FASTA + `task.json`, split files or a split column);
@@ -27,6 +28,7 @@ pub mod alphabet;
 mod error;
 pub mod fai;
 pub mod fastx;
+mod genome;
 pub mod interval;
 pub mod sampler;
 pub mod stats;
@@ -43,6 +45,7 @@ pub use alphabet::SoftMask;
 pub use error::{Location, Result, SeqError};
 pub use fai::{GenomicRegion, IndexedFasta};
 pub use fastx::{FastxReader, SequenceRecord};
+pub use genome::Genome;
 pub use interval::{read_intervals, Interval, IntervalIndex, Strand};
 pub use task::{Label, LabelledSequence, Split, Task, TaskSpec};
 

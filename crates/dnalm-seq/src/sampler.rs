@@ -304,6 +304,14 @@ impl RarityBalancedSampler {
         self.pools.iter().map(|p| p.name.as_str()).collect()
     }
 
+    /// Per class: its spans on a record (sorted, disjoint), for locating elements in a window.
+    pub fn class_spans(&self, class: usize, record: usize) -> &[(usize, usize)] {
+        self.class_spans
+            .get(class)
+            .and_then(|m| m.get(&record))
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Record names, as given.
     pub fn record_names(&self) -> &[String] {
         &self.record_names
@@ -311,7 +319,15 @@ impl RarityBalancedSampler {
 
     /// Draws one window.
     pub fn sample(&mut self) -> SampledWindow {
-        let mut u: f64 = self.rng.random();
+        let mut rng = self.rng.clone();
+        let w = self.sample_with(&mut rng);
+        self.rng = rng;
+        w
+    }
+
+    /// Draws one window with the caller's random generator (the sampler's own is untouched).
+    pub fn sample_with(&self, rng: &mut impl Rng) -> SampledWindow {
+        let mut u: f64 = rng.random();
         let mut class = self.pools.len() - 1;
         for (i, p) in self.pools.iter().enumerate() {
             if p.weight > 0.0 {
@@ -324,7 +340,7 @@ impl RarityBalancedSampler {
         }
         let pool = &self.pools[class];
         let total = *pool.cumulative.last().unwrap_or(&1);
-        let k = self.rng.random_range(0..total);
+        let k = rng.random_range(0..total);
         let i = pool.cumulative.partition_point(|&c| c <= k);
         let before = if i == 0 { 0 } else { pool.cumulative[i - 1] };
         let (si, s, _) = pool.spans[i];
@@ -332,7 +348,7 @@ impl RarityBalancedSampler {
         let seg = self.segments[si];
         let lo = seg.start.max((base + 1).saturating_sub(self.length));
         let hi = base.min(seg.end - self.length);
-        let start = self.rng.random_range(lo..=hi);
+        let start = rng.random_range(lo..=hi);
         SampledWindow {
             window: Segment {
                 record: seg.record,

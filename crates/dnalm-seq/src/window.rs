@@ -141,21 +141,37 @@ impl RandomWindows {
     }
 }
 
-impl Iterator for RandomWindows {
-    type Item = Segment;
+impl RandomWindows {
+    /// Draws one window with the caller's random generator (the sampler's own is untouched), so
+    /// that a window can be a pure function of, say, a training step's seed.
+    pub fn draw(&self, rng: &mut impl Rng) -> Segment {
+        self.draw_inner(rng)
+    }
 
-    fn next(&mut self) -> Option<Segment> {
-        let total = *self.cumulative.last()?;
-        let k = self.rng.random_range(0..total);
+    fn draw_inner(&self, rng: &mut impl Rng) -> Segment {
+        // `new` guarantees at least one usable segment, so the total is positive.
+        let total = self.cumulative.last().copied().unwrap_or(1);
+        let k = rng.random_range(0..total);
         let i = self.cumulative.partition_point(|&c| c <= k);
         let before = if i == 0 { 0 } else { self.cumulative[i - 1] };
         let seg = self.segments[i];
         let start = seg.start + (k - before) as usize;
-        Some(Segment {
+        Segment {
             record: seg.record,
             start,
             end: start + self.length,
-        })
+        }
+    }
+}
+
+impl Iterator for RandomWindows {
+    type Item = Segment;
+
+    fn next(&mut self) -> Option<Segment> {
+        let mut rng = self.rng.clone();
+        let w = self.draw_inner(&mut rng);
+        self.rng = rng;
+        Some(w)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Pretraining for dnalm (third stage of the data flow: tokens -> objective examples -> batches).
 //!
-//! This crate currently holds the pretraining **objectives**: each turns a window of tokens (with
+//! This crate currently holds the pretraining **objectives** and the **batch pipeline**
+//! ([`data`]: windows -> tokens -> objective -> padded batches, each a pure function of
+//! `(seed, step)`). The objectives: each turns a window of tokens (with
 //! each token's base span, and the window's annotations when given) into an
 //! [`ObjectiveExample`]: model inputs, targets, a loss mask and an attention pattern. Examples are
 //! plain vectors, independent of the tensor library; the batching pipeline, the burn trainer and
@@ -16,6 +18,7 @@
 //! | denoising | [`objectives::denoise`] | bidirectional | the original token everywhere |
 //! | annotation-aware masking | [`objectives::annotation`] | bidirectional | whole masked elements + background |
 
+pub mod data;
 pub mod objectives;
 
 pub use objectives::{

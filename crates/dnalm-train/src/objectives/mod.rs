@@ -277,6 +277,18 @@ impl ObjectiveMixture {
         Ok(ObjectiveMixture { parts })
     }
 
+    /// Draws an objective by weight.
+    pub fn pick(&self, rng: &mut ChaCha8Rng) -> &ObjectiveConfig {
+        let mut u: f64 = rng.random();
+        for (o, w) in &self.parts {
+            if u < *w {
+                return o;
+            }
+            u -= w;
+        }
+        &self.parts[self.parts.len() - 1].0
+    }
+
     /// Draws an objective and applies it. Returns the index of the objective used.
     pub fn apply(
         &self,
