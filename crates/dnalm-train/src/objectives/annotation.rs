@@ -8,8 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_rate, expand_to_neighbourhood, mlm::choose, unrevealed, Attention, Objective,
-    ObjectiveError, ObjectiveExample, TargetKind, TokenWindow, VocabInfo,
+    check_rate, mask_neighbourhoods, mlm::choose, Attention, Objective, ObjectiveError,
+    ObjectiveExample, TargetKind, TokenWindow, VocabInfo,
 };
 
 /// Annotation-aware masking settings.
@@ -93,13 +93,7 @@ impl Objective for AnnotationMasking {
             .zip(&background)
             .map(|(a, b)| *a || *b)
             .collect();
-        let hidden = expand_to_neighbourhood(&chosen, window.offsets);
-        for (i, &h) in hidden.iter().enumerate() {
-            if h && ordinary[i] {
-                ex.input_ids[i] = mask;
-            }
-        }
-        ex.loss_mask = unrevealed(&hidden, window.offsets);
+        mask_neighbourhoods(&mut ex, &chosen, window, vocab, mask);
         ex
     }
 }

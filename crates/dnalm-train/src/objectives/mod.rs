@@ -309,6 +309,25 @@ impl ObjectiveMixture {
     }
 }
 
+/// Masks the chosen tokens and every token sharing a base with them (`[MASK]` in the input; special
+/// tokens stay), and puts the loss on the hidden tokens whose bases no visible token shows. The
+/// common step of span and annotation-aware masking.
+pub(crate) fn mask_neighbourhoods(
+    ex: &mut ObjectiveExample,
+    chosen: &[bool],
+    window: &TokenWindow,
+    vocab: &VocabInfo,
+    mask: u32,
+) {
+    let hidden = expand_to_neighbourhood(chosen, window.offsets);
+    for (i, &h) in hidden.iter().enumerate() {
+        if h && !vocab.is_special(window.ids[i]) {
+            ex.input_ids[i] = mask;
+        }
+    }
+    ex.loss_mask = unrevealed(&hidden, window.offsets);
+}
+
 /// Given the positions whose input is hidden, the positions whose answer no visible token
 /// reveals: a hidden token counts only if no visible (non-hidden, non-special) token shares any of
 /// its bases. With non-overlapping tokens that is every hidden token; with overlapping k-mers it

@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    check_rate, expand_to_neighbourhood, unrevealed, Attention, Objective, ObjectiveError,
-    ObjectiveExample, TargetKind, TokenWindow, VocabInfo,
+    check_rate, mask_neighbourhoods, Attention, Objective, ObjectiveError, ObjectiveExample,
+    TargetKind, TokenWindow, VocabInfo,
 };
 
 /// Span masking settings.
@@ -110,13 +110,7 @@ impl Objective for SpanMasking {
                 }
             }
         }
-        let hidden = expand_to_neighbourhood(&chosen, window.offsets);
-        for (i, &h) in hidden.iter().enumerate() {
-            if h && !vocab.is_special(window.ids[i]) {
-                ex.input_ids[i] = mask;
-            }
-        }
-        ex.loss_mask = unrevealed(&hidden, window.offsets);
+        mask_neighbourhoods(&mut ex, &chosen, window, vocab, mask);
         ex
     }
 }
