@@ -157,6 +157,8 @@ impl Accumulator<'_> {
             }
         }
         if let Some(out) = &mut self.out {
+            // Tokenized a second time on purpose: the statistics above cover the whole sequence,
+            // the written encoding may be truncated and padded.
             let batch = encode_batch(self.tok, &[seq], &self.batch)?;
             let enc = &batch.encodings[0];
             let row =

@@ -185,11 +185,10 @@ impl IndexedFasta {
             index
         };
         let sequences: Vec<fai::Record> = index.clone().into();
-        let bgzf_path = path.clone();
         let reader = match storage {
             Storage::Bgzf => {
                 let inner = bgzf::io::indexed_reader::Builder::default()
-                    .build_from_path(&bgzf_path)
+                    .build_from_path(&path)
                     .map_err(|e| SeqError::io(&path, e))?;
                 fasta::io::IndexedReader::new(fasta::io::BufReader::Bgzf(inner), index)
             }

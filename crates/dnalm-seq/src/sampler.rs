@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::{
     error::{Result, SeqError},
-    interval::{merged_length, Interval},
+    interval::Interval,
     window::Segment,
 };
 
@@ -304,12 +304,23 @@ impl RarityBalancedSampler {
         self.pools.iter().map(|p| p.name.as_str()).collect()
     }
 
-    /// Per class: its spans on a record (sorted, disjoint), for locating elements in a window.
-    pub fn class_spans(&self, class: usize, record: usize) -> &[(usize, usize)] {
-        self.class_spans
+    /// The bases of class `class` inside `window`, as disjoint, sorted spans clipped to it
+    /// (genome coordinates). A binary search finds the first, so this costs O(log n + found).
+    pub fn class_spans_in(
+        &self,
+        class: usize,
+        window: Segment,
+    ) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let spans = self
+            .class_spans
             .get(class)
-            .and_then(|m| m.get(&record))
-            .map_or(&[], Vec::as_slice)
+            .and_then(|m| m.get(&window.record))
+            .map_or(&[][..], Vec::as_slice);
+        let first = spans.partition_point(|&(_, e)| e <= window.start);
+        spans[first..]
+            .iter()
+            .take_while(move |&&(s, _)| s < window.end)
+            .map(move |&(s, e)| (s.max(window.start), e.min(window.end)))
     }
 
     /// Record names, as given.
@@ -376,20 +387,11 @@ impl RarityBalancedSampler {
             .enumerate()
             .map(|(c, pool)| {
                 let drawn = windows.iter().filter(|w| w.class == c).count();
+                // A class's spans are merged (disjoint), so the covered bases are a plain sum.
                 let bases: u64 = windows
                     .iter()
-                    .map(|w| {
-                        let spans = self.class_spans[c].get(&w.window.record);
-                        let mut parts: Vec<(u64, u64)> = spans
-                            .map_or(&[][..], Vec::as_slice)
-                            .iter()
-                            .filter(|&&(s, e)| s < w.window.end && e > w.window.start)
-                            .map(|&(s, e)| {
-                                (s.max(w.window.start) as u64, e.min(w.window.end) as u64)
-                            })
-                            .collect();
-                        merged_length(&mut parts)
-                    })
+                    .flat_map(|w| self.class_spans_in(c, w.window))
+                    .map(|(s, e)| (e - s) as u64)
                     .sum();
                 ClassMixture {
                     class: pool.name.clone(),

@@ -213,13 +213,8 @@ impl BatchPipeline {
             if *name == BACKGROUND {
                 continue;
             }
-            let spans = sampler.class_spans(class, window.record);
-            let first = spans.partition_point(|&(_, e)| e <= window.start);
-            for &(s, e) in spans[first..].iter().take_while(|&&(s, _)| s < window.end) {
-                let (s, e) = (
-                    s.max(window.start) - window.start,
-                    e.min(window.end) - window.start,
-                );
+            for (s, e) in sampler.class_spans_in(class, window) {
+                let (s, e) = (s - window.start, e - window.start);
                 let span = if reverse { (len - e, len - s) } else { (s, e) };
                 out.push(Annotated {
                     span,

@@ -328,64 +328,45 @@ pub(crate) fn mask_neighbourhoods(
     ex.loss_mask = unrevealed(&hidden, window.offsets);
 }
 
-/// Given the positions whose input is hidden, the positions whose answer no visible token
-/// reveals: a hidden token counts only if no visible (non-hidden, non-special) token shares any of
-/// its bases. With non-overlapping tokens that is every hidden token; with overlapping k-mers it
-/// drops hidden tokens at the edge of a hidden stretch, whose bases a visible neighbour shows.
-pub(crate) fn unrevealed(hidden: &[bool], offsets: &[(usize, usize)]) -> Vec<bool> {
-    // Visible base coverage as a sorted list of spans (tokens are in base order).
-    let visible: Vec<(usize, usize)> = offsets
+/// Whether `[s, e)` overlaps one of `spans`, which must be in base order (starts and ends
+/// non-decreasing, as the tokens of every dnalm tokenizer are). Then the first span ending after
+/// `s` is the only candidate: earlier ones end by `s`, later ones start no earlier than it.
+fn overlaps_any(spans: &[(usize, usize)], s: usize, e: usize) -> bool {
+    let i = spans.partition_point(|&(_, end)| end <= s);
+    spans.get(i).is_some_and(|&(start, _)| start < e)
+}
+
+/// The non-empty spans of the flagged tokens, in base order.
+fn spans_where(flags: &[bool], offsets: &[(usize, usize)], flag: bool) -> Vec<(usize, usize)> {
+    offsets
         .iter()
-        .zip(hidden)
-        .filter(|(o, h)| !**h && o.0 < o.1)
+        .zip(flags)
+        .filter(|(o, f)| **f == flag && o.0 < o.1)
         .map(|(o, _)| *o)
-        .collect();
+        .collect()
+}
+
+/// Given the positions whose input is hidden, the positions whose answer no visible token
+/// reveals: a hidden token counts only if no visible token shares any of its bases. With
+/// non-overlapping tokens that is every hidden token; with overlapping k-mers it drops hidden
+/// tokens at the edge of a hidden stretch, whose bases a visible neighbour shows.
+pub(crate) fn unrevealed(hidden: &[bool], offsets: &[(usize, usize)]) -> Vec<bool> {
+    let visible = spans_where(hidden, offsets, false);
     hidden
         .iter()
         .zip(offsets)
-        .map(|(&h, &(s, e))| {
-            if !h || s >= e {
-                return false;
-            }
-            // First visible span ending after s; revealed if it starts before e.
-            let i = visible.partition_point(|&(_, ve)| ve <= s);
-            visible.get(i).is_none_or(|&(vs, _)| vs >= e)
-                && !visible[..i]
-                    .iter()
-                    .rev()
-                    .take(64)
-                    .any(|&(vs, ve)| vs < e && ve > s)
-        })
+        .map(|(&h, &(s, e))| h && s < e && !overlaps_any(&visible, s, e))
         .collect()
 }
 
 /// Hides every token that shares a base with a token in `chosen` (the neighbourhood of a masked
 /// overlapping k-mer), so that the chosen tokens' bases are hidden entirely.
 pub(crate) fn expand_to_neighbourhood(chosen: &[bool], offsets: &[(usize, usize)]) -> Vec<bool> {
-    let spans: Vec<(usize, usize)> = offsets
-        .iter()
-        .zip(chosen)
-        .filter(|(o, c)| **c && o.0 < o.1)
-        .map(|(o, _)| *o)
-        .collect();
+    let spans = spans_where(chosen, offsets, true);
     offsets
         .iter()
         .zip(chosen)
-        .map(|(&(s, e), &c)| {
-            if c {
-                return true;
-            }
-            if s >= e {
-                return false;
-            }
-            let i = spans.partition_point(|&(_, ce)| ce <= s);
-            spans.get(i).is_some_and(|&(cs, _)| cs < e)
-                || spans[..i]
-                    .iter()
-                    .rev()
-                    .take(64)
-                    .any(|&(cs, ce)| cs < e && ce > s)
-        })
+        .map(|(&(s, e), &c)| c || (s < e && overlaps_any(&spans, s, e)))
         .collect()
 }
 
