@@ -1,0 +1,230 @@
+//! The transformer block shared by the encoder and the decoder.
+//!
+//! Both are pre-normalisation blocks, `x + attn(norm(x))` then `x + ffn(norm(x))`; the encoder
+//! uses LayerNorm, a GELU feed-forward and biases (ESM-2), the decoder RMSNorm, SwiGLU and no
+//! biases (Llama). Which one is fixed by [`Architecture`].
+
+use burn::{
+    module::Module,
+    nn::{
+        Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm,
+        RmsNormConfig,
+    },
+    tensor::{
+        activation::{gelu, silu},
+        Device, Tensor,
+    },
+};
+
+use crate::{
+    attention::{apply_rotary, chunked_attention, AttentionBias},
+    Architecture, ModelConfig,
+};
+
+/// LayerNorm (encoder) or RMSNorm (decoder).
+#[derive(Module, Debug)]
+pub enum Norm {
+    /// LayerNorm with bias.
+    Layer(LayerNorm),
+    /// RMSNorm.
+    Rms(RmsNorm),
+}
+
+impl Norm {
+    /// The normalisation `cfg.architecture` calls for, over `cfg.d_model` features.
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        match cfg.architecture {
+            Architecture::Encoder => Norm::Layer(
+                LayerNormConfig::new(cfg.d_model)
+                    .with_epsilon(cfg.norm_eps)
+                    .init(device),
+            ),
+            Architecture::Decoder => Norm::Rms(
+                RmsNormConfig::new(cfg.d_model)
+                    .with_epsilon(cfg.norm_eps)
+                    .init(device),
+            ),
+        }
+    }
+
+    /// Normalises over the last axis.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(n) => n.forward(x),
+        }
+    }
+}
+
+/// Position-wise feed-forward network.
+#[derive(Module, Debug)]
+pub enum FeedForward {
+    /// `down(gelu(up(x)))`, with biases (encoder).
+    Gelu(GeluFeedForward),
+    /// `down(silu(gate(x)) * up(x))`, no biases (decoder).
+    SwiGlu(SwiGluFeedForward),
+}
+
+/// The encoder's feed-forward network.
+#[derive(Module, Debug)]
+pub struct GeluFeedForward {
+    /// `d_model -> d_ffn`.
+    pub up: Linear,
+    /// `d_ffn -> d_model`.
+    pub down: Linear,
+}
+
+/// The decoder's feed-forward network.
+#[derive(Module, Debug)]
+pub struct SwiGluFeedForward {
+    /// `d_model -> d_ffn`, gated by SiLU.
+    pub gate: Linear,
+    /// `d_model -> d_ffn`.
+    pub up: Linear,
+    /// `d_ffn -> d_model`.
+    pub down: Linear,
+}
+
+impl FeedForward {
+    fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let (d, f) = (cfg.d_model, cfg.d_ffn);
+        match cfg.architecture {
+            Architecture::Encoder => FeedForward::Gelu(GeluFeedForward {
+                up: linear(d, f, true, device),
+                down: linear(f, d, true, device),
+            }),
+            Architecture::Decoder => FeedForward::SwiGlu(SwiGluFeedForward {
+                gate: linear(d, f, false, device),
+                up: linear(d, f, false, device),
+                down: linear(f, d, false, device),
+            }),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            FeedForward::Gelu(f) => f.down.forward(gelu(f.up.forward(x))),
+            FeedForward::SwiGlu(f) => f
+                .down
+                .forward(silu(f.gate.forward(x.clone())) * f.up.forward(x)),
+        }
+    }
+}
+
+/// A linear layer with the initialisation of BERT/ESM (normal, sd 0.02; zero bias).
+pub(crate) fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(burn::module::Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        })
+        .init(device)
+}
+
+/// One transformer block: multi-head self-attention and a feed-forward network, each behind a
+/// pre-normalisation and a residual connection.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// Normalisation before attention.
+    pub attn_norm: Norm,
+    /// Query projection.
+    pub query: Linear,
+    /// Key projection.
+    pub key: Linear,
+    /// Value projection.
+    pub value: Linear,
+    /// Attention output projection.
+    pub output: Linear,
+    /// Normalisation before the feed-forward network.
+    pub ffn_norm: Norm,
+    /// Feed-forward network.
+    pub ffn: FeedForward,
+    /// Dropout on the two residual branches.
+    pub dropout: Dropout,
+    /// Number of heads.
+    pub n_heads: usize,
+    /// Queries per attention chunk.
+    pub chunk: usize,
+}
+
+/// Per-forward inputs every block needs besides the hidden states.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockContext {
+    pub bias: AttentionBias,
+    pub rotary: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+impl Block {
+    /// A freshly initialised block.
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let d = cfg.d_model;
+        let bias = cfg.architecture == Architecture::Encoder;
+        Block {
+            attn_norm: Norm::new(cfg, device),
+            query: linear(d, d, bias, device),
+            key: linear(d, d, bias, device),
+            value: linear(d, d, bias, device),
+            output: linear(d, d, bias, device),
+            ffn_norm: Norm::new(cfg, device),
+            ffn: FeedForward::new(cfg, device),
+            dropout: DropoutConfig::new(cfg.dropout).init(),
+            n_heads: cfg.n_heads,
+            chunk: cfg.attention_chunk,
+        }
+    }
+
+    /// Self-attention block.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, len, d_model]`
+    /// - output: `[rows, len, d_model]`
+    pub(crate) fn forward(&self, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        let normed = self.attn_norm.forward(x.clone());
+        let attended = self.attend(normed.clone(), normed, ctx);
+        self.finish(x, attended)
+    }
+
+    /// Query-stream block of two-stream attention: queries come from `g`, keys and values from
+    /// the content stream `h` (same weights as [`Block::forward`]).
+    ///
+    /// # Shapes
+    /// - `g`, `h`: `[rows, len, d_model]`
+    /// - output: `[rows, len, d_model]` (the new query stream)
+    pub(crate) fn forward_query_stream(
+        &self,
+        g: Tensor<3>,
+        h: Tensor<3>,
+        ctx: &BlockContext,
+    ) -> Tensor<3> {
+        let attended = self.attend(
+            self.attn_norm.forward(g.clone()),
+            self.attn_norm.forward(h),
+            ctx,
+        );
+        self.finish(g, attended)
+    }
+
+    fn finish(&self, x: Tensor<3>, attended: Tensor<3>) -> Tensor<3> {
+        let x = x + self.dropout.forward(attended);
+        let ff = self.ffn.forward(self.ffn_norm.forward(x.clone()));
+        x + self.dropout.forward(ff)
+    }
+
+    fn attend(&self, xq: Tensor<3>, xkv: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        let [b, l, d] = xq.dims();
+        let h = self.n_heads;
+        let hd = d / h;
+        let heads = |t: Tensor<3>| t.reshape([b, l, h, hd]).swap_dims(1, 2);
+        let mut q = heads(self.query.forward(xq));
+        let mut k = heads(self.key.forward(xkv.clone()));
+        let v = heads(self.value.forward(xkv));
+        if let Some((cos, sin)) = &ctx.rotary {
+            q = apply_rotary(q, cos, sin);
+            k = apply_rotary(k, cos, sin);
+        }
+        let q = q * (1.0 / (hd as f64).sqrt());
+        let out = chunked_attention(q, k, v, &ctx.bias, self.chunk);
+        self.output.forward(out.swap_dims(1, 2).reshape([b, l, d]))
+    }
+}

@@ -1,0 +1,232 @@
+//! Model configuration: one serde struct, written into `config.json` of every checkpoint.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+
+/// Which way attention flows, and which layout the blocks follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// Bidirectional encoder, ESM-2 layout: pre-LayerNorm, GELU feed-forward, biases.
+    Encoder,
+    /// Causal decoder, Llama layout: pre-RMSNorm, SwiGLU feed-forward, no biases.
+    Decoder,
+}
+
+/// How positions enter the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionEncoding {
+    /// Rotary embeddings on queries and keys (rotate-half form, as ESM-2 and Llama).
+    Rotary,
+    /// A learned absolute position embedding added to the token embedding (BERT).
+    Learned,
+    /// ALiBi: a per-head linear distance penalty added to the attention scores.
+    Alibi,
+}
+
+/// Everything that fixes a model's shape. Two models with equal configs have the same parameters
+/// (names and shapes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Encoder or decoder.
+    #[serde(default = "default_architecture")]
+    pub architecture: Architecture,
+    /// Vocabulary size (must equal the tokenizer's).
+    pub vocab_size: usize,
+    /// Number of transformer blocks.
+    #[serde(default = "default_layers")]
+    pub n_layers: usize,
+    /// Width of the residual stream.
+    #[serde(default = "default_d_model")]
+    pub d_model: usize,
+    /// Attention heads; must divide `d_model`.
+    #[serde(default = "default_heads")]
+    pub n_heads: usize,
+    /// Hidden width of the feed-forward network.
+    #[serde(default = "default_ffn")]
+    pub d_ffn: usize,
+    /// Dropout on attention output and feed-forward output (0 disables it).
+    #[serde(default)]
+    pub dropout: f64,
+    /// Longest sequence, in tokens (special tokens included), the model accepts.
+    #[serde(default = "default_max_positions")]
+    pub max_positions: usize,
+    /// Position encoding.
+    #[serde(default = "default_position")]
+    pub position: PositionEncoding,
+    /// Rotary base frequency.
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    /// Whether the LM output layer shares the token embedding matrix.
+    #[serde(default = "default_tie")]
+    pub tie_embeddings: bool,
+    /// Epsilon of the normalisation layers.
+    #[serde(default = "default_eps")]
+    pub norm_eps: f64,
+    /// Attention is computed for this many queries at a time, so that the score matrix held at
+    /// once is `chunk x length`, not `length x length`.
+    #[serde(default = "default_chunk")]
+    pub attention_chunk: usize,
+}
+
+fn default_architecture() -> Architecture {
+    Architecture::Encoder
+}
+fn default_layers() -> usize {
+    4
+}
+fn default_d_model() -> usize {
+    256
+}
+fn default_heads() -> usize {
+    4
+}
+fn default_ffn() -> usize {
+    1024
+}
+fn default_max_positions() -> usize {
+    1026
+}
+fn default_position() -> PositionEncoding {
+    PositionEncoding::Rotary
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_tie() -> bool {
+    true
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_chunk() -> usize {
+    1024
+}
+
+impl ModelConfig {
+    /// A config with the defaults (4 layers, d = 256, 4 heads, rotary) for `vocab_size` tokens.
+    pub fn new(architecture: Architecture, vocab_size: usize) -> Self {
+        ModelConfig {
+            architecture,
+            vocab_size,
+            n_layers: default_layers(),
+            d_model: default_d_model(),
+            n_heads: default_heads(),
+            d_ffn: default_ffn(),
+            dropout: 0.0,
+            max_positions: default_max_positions(),
+            position: default_position(),
+            rope_theta: default_theta(),
+            tie_embeddings: default_tie(),
+            norm_eps: default_eps(),
+            attention_chunk: default_chunk(),
+        }
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads.max(1)
+    }
+
+    /// Checks that the shape is buildable; the error names the field.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |field: &'static str, message: String| Err(ModelError::Config { field, message });
+        if self.vocab_size == 0 {
+            return bad("vocab_size", "must be at least 1".into());
+        }
+        if self.n_layers == 0 {
+            return bad("n_layers", "must be at least 1".into());
+        }
+        if self.n_heads == 0 || self.d_model == 0 || !self.d_model.is_multiple_of(self.n_heads) {
+            return bad(
+                "n_heads",
+                format!(
+                    "d_model = {} must be a positive multiple of n_heads = {}",
+                    self.d_model, self.n_heads
+                ),
+            );
+        }
+        if self.position == PositionEncoding::Rotary && !self.head_dim().is_multiple_of(2) {
+            return bad(
+                "position",
+                format!(
+                    "rotary embeddings need an even head width, got d_model / n_heads = {}",
+                    self.head_dim()
+                ),
+            );
+        }
+        if self.d_ffn == 0 {
+            return bad("d_ffn", "must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
+        }
+        if self.max_positions == 0 {
+            return bad("max_positions", "must be at least 1".into());
+        }
+        if self.attention_chunk == 0 {
+            return bad("attention_chunk", "must be at least 1".into());
+        }
+        if self.norm_eps <= 0.0 || self.rope_theta <= 0.0 {
+            return bad(
+                "norm_eps",
+                "norm_eps and rope_theta must be positive".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Number of parameters the model (with its pretraining heads) will have.
+    pub fn parameter_count(&self) -> usize {
+        let d = self.d_model;
+        let (attn, ffn, norm) = match self.architecture {
+            Architecture::Encoder => (4 * (d * d + d), 2 * d * self.d_ffn + self.d_ffn + d, 2 * d),
+            Architecture::Decoder => (4 * d * d, 3 * d * self.d_ffn, d),
+        };
+        let blocks = self.n_layers * (attn + ffn + 2 * norm);
+        let embed = self.vocab_size * d;
+        let positions = if self.position == PositionEncoding::Learned {
+            self.max_positions * d
+        } else {
+            0
+        };
+        let head = match self.architecture {
+            Architecture::Encoder => d * d + d + 2 * d + self.vocab_size,
+            Architecture::Decoder => 0,
+        } + if self.tie_embeddings {
+            0
+        } else {
+            self.vocab_size * d
+        };
+        // Final norm, the deletion head (d + 1) and the permutation query vector (d).
+        embed + positions + blocks + norm + head + (d + 1) + d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_round_trip_and_defaults() {
+        let cfg = ModelConfig::new(Architecture::Decoder, 4101);
+        let json = serde_json::to_string(&cfg).unwrap();
+        let back: ModelConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(cfg, back);
+        let minimal: ModelConfig = serde_json::from_str(r#"{"vocab_size": 12}"#).unwrap();
+        assert_eq!(minimal, ModelConfig::new(Architecture::Encoder, 12));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut cfg = ModelConfig::new(Architecture::Encoder, 12);
+        cfg.n_heads = 3;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("n_heads"), "{err}");
+        let unknown = serde_json::from_str::<ModelConfig>(r#"{"vocab_size": 12, "layers": 2}"#);
+        assert!(unknown.unwrap_err().to_string().contains("unknown field"));
+    }
+}

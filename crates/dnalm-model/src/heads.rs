@@ -1,0 +1,90 @@
+//! Task heads on top of a [`crate::DnaLm`]'s hidden states: sequence classification/regression
+//! (pooled) and per-token classification.
+
+use burn::{
+    module::Module,
+    nn::Linear,
+    tensor::{activation::gelu, Device, Tensor},
+};
+
+use crate::block::linear;
+
+/// How a sequence's token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over real (unpadded) tokens.
+    Mean,
+    /// The first token (`[CLS]`).
+    Cls,
+    /// Element-wise maximum over real tokens.
+    Max,
+}
+
+/// Pools `[rows, len, d]` states into `[rows, d]`; `real` is `[rows, len]`, 1.0 for real tokens.
+pub fn pool(hidden: Tensor<3>, real: Tensor<2>, pooling: Pooling) -> Tensor<2> {
+    let [rows, _, d] = hidden.dims();
+    match pooling {
+        Pooling::Cls => hidden.slice([0..rows, 0..1, 0..d]).reshape([rows, d]),
+        Pooling::Mean => {
+            let weights = real.clone().unsqueeze_dim::<3>(2);
+            let sum = (hidden * weights).sum_dim(1).reshape([rows, d]);
+            let count = real.sum_dim(1).clamp_min(1.0);
+            sum / count
+        }
+        Pooling::Max => {
+            let pad = (real.neg() + 1.0).unsqueeze_dim::<3>(2) * -1e9;
+            (hidden + pad).max_dim(1).reshape([rows, d])
+        }
+    }
+}
+
+/// Sequence-level head: `dense -> GELU -> out` on the pooled state (classification logits or a
+/// regression value per output).
+#[derive(Module, Debug)]
+pub struct SequenceHead {
+    /// `d_model -> d_model`.
+    pub dense: Linear,
+    /// `d_model -> outputs`.
+    pub out: Linear,
+}
+
+impl SequenceHead {
+    /// A head with `outputs` outputs (classes, or 1 for regression).
+    pub fn new(d_model: usize, outputs: usize, device: &Device) -> Self {
+        SequenceHead {
+            dense: linear(d_model, d_model, true, device),
+            out: linear(d_model, outputs, true, device),
+        }
+    }
+
+    /// # Shapes
+    /// - `pooled`: `[rows, d_model]`
+    /// - output: `[rows, outputs]`
+    pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
+        self.out.forward(gelu(self.dense.forward(pooled)))
+    }
+}
+
+/// Per-token classification head.
+#[derive(Module, Debug)]
+pub struct TokenHead {
+    /// `d_model -> classes`.
+    pub out: Linear,
+}
+
+impl TokenHead {
+    /// A head with `classes` outputs.
+    pub fn new(d_model: usize, classes: usize, device: &Device) -> Self {
+        TokenHead {
+            out: linear(d_model, classes, true, device),
+        }
+    }
+
+    /// # Shapes
+    /// - `hidden`: `[rows, len, d_model]`
+    /// - output: `[rows, len, classes]`
+    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
+        self.out.forward(hidden)
+    }
+}

@@ -1,0 +1,366 @@
+//! Weights and configs on disk: named f32 tensors in safetensors files, and the model directory
+//! (`config.json` + `model.safetensors`, the Hugging Face layout).
+//!
+//! Parameters are named by their path in the module tree (`blocks.3.query.weight`); the same
+//! names are used for optimiser state, so a checkpoint resumes by name, never by in-memory id.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use burn::{
+    module::{Module, ModuleMapper, ModuleVisitor, Param},
+    tensor::{Device, Tensor, TensorData},
+};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+
+use crate::{Architecture, DnaLm, ModelConfig, ModelError};
+
+/// A named f32 tensor on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values, row-major.
+    pub values: Vec<f32>,
+}
+
+impl HostTensor {
+    /// Copies a tensor to the host.
+    pub fn of<const D: usize>(tensor: &Tensor<D>) -> Self {
+        let data = tensor.to_data().convert::<f32>();
+        HostTensor {
+            shape: data.shape().to_vec(),
+            values: data.try_to_vec::<f32>().unwrap_or_default(),
+        }
+    }
+
+    /// Makes a tensor on `device`.
+    pub fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
+        Tensor::from_data(
+            TensorData::new(self.values.clone(), self.shape.clone()),
+            device,
+        )
+    }
+}
+
+/// Tracks the dotted path of the module being visited.
+#[derive(Default)]
+struct PathStack(Vec<String>);
+
+impl PathStack {
+    fn enter(&mut self, name: &str) {
+        self.0.push(name.to_string());
+    }
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+    fn join(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+struct Collect {
+    path: PathStack,
+    out: BTreeMap<String, HostTensor>,
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.out
+            .insert(self.path.join(), HostTensor::of(&param.val()));
+    }
+}
+
+/// Every float parameter of `module` by dotted path.
+pub fn named_parameters<M: Module>(module: &M) -> BTreeMap<String, HostTensor> {
+    let mut collect = Collect {
+        path: PathStack::default(),
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut collect);
+    collect.out
+}
+
+/// The dotted path of every float parameter, in visiting order.
+pub fn parameter_names<M: Module>(module: &M) -> Vec<String> {
+    named_parameters(module).into_keys().collect()
+}
+
+struct Replace<'a> {
+    path: PathStack,
+    values: &'a BTreeMap<String, HostTensor>,
+    problems: Vec<String>,
+    used: usize,
+}
+
+impl ModuleMapper for Replace<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.join();
+        let Some(host) = self.values.get(&name) else {
+            self.problems.push(format!("missing tensor {name}"));
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let expected = tensor.dims().to_vec();
+        if host.shape != expected {
+            self.problems.push(format!(
+                "tensor {name} has shape {:?}, the model expects {expected:?}",
+                host.shape
+            ));
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        self.used += 1;
+        let device = tensor.device();
+        let require_grad = tensor.is_require_grad();
+        let mut value = host.to_tensor::<D>(&device);
+        if require_grad {
+            value = value.require_grad();
+        }
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+/// Replaces every float parameter of `module` by the tensor of the same name. Missing names,
+/// shape mismatches and unused tensors are all reported, in one error.
+pub fn load_parameters<M: Module>(
+    module: M,
+    values: &BTreeMap<String, HostTensor>,
+    source: &Path,
+) -> Result<M, ModelError> {
+    let mut replace = Replace {
+        path: PathStack::default(),
+        values,
+        problems: Vec::new(),
+        used: 0,
+    };
+    let module = module.map(&mut replace);
+    let mut problems = replace.problems;
+    if replace.used != values.len() {
+        let known: std::collections::BTreeSet<String> =
+            parameter_names(&module).into_iter().collect();
+        for name in values.keys().filter(|n| !known.contains(*n)) {
+            problems.push(format!("unexpected tensor {name}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(module)
+    } else {
+        Err(ModelError::Weights {
+            path: source.to_path_buf(),
+            message: summarise(&problems),
+        })
+    }
+}
+
+fn summarise(problems: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut message = problems[..problems.len().min(SHOWN)].join("; ");
+    if problems.len() > SHOWN {
+        message.push_str(&format!(" (and {} more)", problems.len() - SHOWN));
+    }
+    message
+}
+
+/// Writes named f32 tensors to a safetensors file (not atomic by itself: checkpoints are written
+/// into a temporary directory that is renamed when complete).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, HostTensor>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), ModelError> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let raw: Vec<u8> = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), raw, t.shape.clone())
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(name, raw, shape)| {
+            TensorView::new(Dtype::F32, shape.clone(), raw)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| ModelError::Weights {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    safetensors::serialize_to_file(views, metadata, path).map_err(|e| ModelError::Weights {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads every tensor of a safetensors file as f32 (F32, F16 and BF16 are accepted).
+pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, ModelError> {
+    let bytes = fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Weights {
+        path: path.to_path_buf(),
+        message: format!("not a safetensors file: {e}"),
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                .collect(),
+            other => {
+                return Err(ModelError::Weights {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "tensor {name} has dtype {other:?}; only F32, F16 and BF16 are read"
+                    ),
+                })
+            }
+        };
+        out.insert(
+            name,
+            HostTensor {
+                shape: view.shape().to_vec(),
+                values,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// IEEE half to single precision (no crate needed for one conversion).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: normalise.
+            let shift = f.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | (((f << shift) & 0x3ff) << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// File names of a model directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// Weights file of a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// `config.json`: the Hugging Face fields `transformers` reads (model type, sizes) and the full
+/// dnalm config under `"dnalm"`, which is what dnalm reads back.
+pub fn hf_config(config: &ModelConfig) -> serde_json::Value {
+    let (model_type, architectures) = match config.architecture {
+        Architecture::Encoder => ("esm", "EsmForMaskedLM"),
+        Architecture::Decoder => ("llama", "LlamaForCausalLM"),
+    };
+    serde_json::json!({
+        "model_type": model_type,
+        "architectures": [architectures],
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "intermediate_size": config.d_ffn,
+        "max_position_embeddings": config.max_positions,
+        "tie_word_embeddings": config.tie_embeddings,
+        "torch_dtype": "float32",
+        "dnalm": config,
+    })
+}
+
+/// Reads the dnalm config from a `config.json`.
+pub fn read_config(dir: &Path) -> Result<ModelConfig, ModelError> {
+    let path = dir.join(CONFIG_FILE);
+    let text = fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        field: "config.json",
+        message: format!("{}: {e}", path.display()),
+    })?;
+    let Some(section) = value.get("dnalm") else {
+        return Err(ModelError::Config {
+            field: "dnalm",
+            message: format!(
+                "{} has no \"dnalm\" section (a checkpoint from elsewhere must be converted first)",
+                path.display()
+            ),
+        });
+    };
+    let config: ModelConfig =
+        serde_json::from_value(section.clone()).map_err(|e| ModelError::Config {
+            field: "dnalm",
+            message: format!("{}: {e}", path.display()),
+        })?;
+    config.validate()?;
+    Ok(config)
+}
+
+impl DnaLm {
+    /// Writes `config.json` and `model.safetensors` into `dir` (created if needed).
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let config_path = dir.join(CONFIG_FILE);
+        let json = serde_json::to_string_pretty(&hf_config(&self.config))
+            .map_err(|e| ModelError::io(&config_path, std::io::Error::other(e)))?;
+        fs::write(&config_path, json + "\n").map_err(|e| ModelError::io(&config_path, e))?;
+        let metadata = [("format".to_string(), "pt".to_string())].into();
+        write_safetensors(
+            &dir.join(WEIGHTS_FILE),
+            &named_parameters(self),
+            Some(metadata),
+        )
+    }
+
+    /// Loads a model directory written by [`DnaLm::save`].
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let config = read_config(dir)?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let values = read_safetensors(&weights_path)?;
+        let model = DnaLm::new(&config, device)?;
+        load_parameters(model, &values, &weights_path)
+    }
+}
+
+/// The path of a model directory's weights.
+pub fn weights_path(dir: &Path) -> PathBuf {
+    dir.join(WEIGHTS_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_conversion() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+    }
+}

@@ -1,0 +1,81 @@
+//! dnalm models on burn (fourth stage of the data flow: batches -> model -> outputs).
+//!
+//! One block implementation serves two layouts, chosen by [`ModelConfig::architecture`]:
+//!
+//! | | encoder | decoder |
+//! |---|---|---|
+//! | follows | ESM-2 | Llama |
+//! | norm | pre-LayerNorm | pre-RMSNorm |
+//! | feed-forward | GELU, biases | SwiGLU, no biases |
+//! | attention | bidirectional (or any mask) | causal |
+//!
+//! Positions are rotary (default), learned absolute or ALiBi. Attention runs a chunk of queries
+//! at a time, so long contexts do not hold a `length x length` score matrix per head at once.
+//! [`DnaLm`] carries the pretraining heads (tied LM head, token-deletion head, the permutation
+//! LM query stream); [`heads`] has the task heads. Weights are named f32 safetensors, and a model
+//! directory is laid out like a Hugging Face one ([`io`]).
+//!
+//! The CPU backend is burn's Flex; the `cuda` feature adds CubeCL CUDA.
+
+pub mod attention;
+pub mod block;
+mod config;
+pub mod heads;
+pub mod io;
+mod model;
+
+use std::path::{Path, PathBuf};
+
+pub use attention::{AttentionMask, AttentionPattern};
+pub use config::{Architecture, ModelConfig, PositionEncoding};
+pub use model::{DnaLm, LmHead, ModelInput};
+
+/// Re-export of burn, so that dependants use the same version.
+pub use burn;
+
+/// Errors of model construction, input and weight files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// A config field is invalid.
+    #[error("model config: {field}: {message}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The input does not fit the model.
+    #[error("model input: {0}")]
+    Input(String),
+    /// A weight file does not fit the model.
+    #[error("{}: {message}", path.display())]
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl ModelError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The default CPU device (burn Flex).
+pub fn cpu() -> burn::tensor::Device {
+    burn::tensor::Device::flex()
+}

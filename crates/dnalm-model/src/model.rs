@@ -1,0 +1,308 @@
+//! The language model: token (and optionally position) embeddings, a stack of [`Block`]s, a
+//! final norm and the pretraining heads (LM, deletion, permutation query stream).
+
+use burn::{
+    module::{Module, Param},
+    nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear},
+    tensor::{activation::gelu, Device, Int, Tensor, TensorData},
+};
+
+use crate::{
+    attention::{alibi_slopes, rotary_tables, AttentionBias, AttentionMask},
+    block::{linear, Block, BlockContext, Norm},
+    Architecture, ModelConfig, ModelError, PositionEncoding,
+};
+
+/// One batch of model input as plain data, row-major `rows x len`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInput {
+    /// Number of rows.
+    pub rows: usize,
+    /// Tokens per row (padded).
+    pub len: usize,
+    /// Token ids.
+    pub input_ids: Vec<u32>,
+    /// Position ids (`0..len` per row for ordinary inputs).
+    pub position_ids: Vec<u32>,
+    /// Padding and attention pattern.
+    pub mask: AttentionMask,
+}
+
+impl ModelInput {
+    /// Unpadded rows of equal length with positions `0..len` and a pattern.
+    pub fn from_rows(rows: &[Vec<u32>], pattern: crate::AttentionPattern) -> Self {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut input_ids = Vec::with_capacity(rows.len() * len);
+        let mut real = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            input_ids.extend_from_slice(r);
+            input_ids.extend(std::iter::repeat_n(0, len - r.len()));
+            real.extend(std::iter::repeat_n(true, r.len()));
+            real.extend(std::iter::repeat_n(false, len - r.len()));
+        }
+        ModelInput {
+            rows: rows.len(),
+            len,
+            input_ids,
+            position_ids: (0..rows.len()).flat_map(|_| 0..len as u32).collect(),
+            mask: AttentionMask {
+                padding: Some(real),
+                pattern,
+            },
+        }
+    }
+}
+
+/// The LM output layer. Encoder: ESM-2's `dense -> GELU -> LayerNorm -> decoder (+ bias)`.
+/// Decoder: Llama's plain projection. The decoder matrix is the token embedding when tied.
+#[derive(Module, Debug)]
+pub struct LmHead {
+    /// Encoder only: the transform before the projection.
+    pub dense: Option<Linear>,
+    /// Encoder only: LayerNorm after the transform.
+    pub layer_norm: Option<LayerNorm>,
+    /// The projection `d_model -> vocab` when not tied to the embedding.
+    pub decoder: Option<Linear>,
+    /// Encoder only: output bias `[vocab]`.
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+/// A dnalm language model (encoder or decoder, see [`ModelConfig`]).
+#[derive(Module, Debug)]
+pub struct DnaLm {
+    /// Token embedding `[vocab, d_model]`.
+    pub embed: Embedding,
+    /// Learned absolute positions `[max_positions, d_model]` (learned position encoding only).
+    pub positions: Option<Embedding>,
+    /// The blocks.
+    pub blocks: Vec<Block>,
+    /// Norm after the last block.
+    pub final_norm: Norm,
+    /// LM output layer.
+    pub lm_head: LmHead,
+    /// Token-deletion head: per-position logit that a deletion happened just before.
+    pub deletion_head: Linear,
+    /// Initial query stream of permutation LM (XLNet's `w`), `[d_model]`.
+    pub query_stream: Param<Tensor<1>>,
+    /// The configuration (not a parameter).
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+impl DnaLm {
+    /// A freshly initialised model (normal, sd 0.02, as BERT/ESM; norms at identity).
+    pub fn new(config: &ModelConfig, device: &Device) -> Result<Self, ModelError> {
+        config.validate()?;
+        let d = config.d_model;
+        let embedding = |n: usize| {
+            EmbeddingConfig::new(n, d)
+                .with_initializer(burn::module::Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.02,
+                })
+                .init(device)
+        };
+        let encoder = config.architecture == Architecture::Encoder;
+        let lm_head = LmHead {
+            dense: encoder.then(|| linear(d, d, true, device)),
+            layer_norm: encoder.then(|| {
+                LayerNormConfig::new(d)
+                    .with_epsilon(config.norm_eps)
+                    .init(device)
+            }),
+            decoder: (!config.tie_embeddings).then(|| linear(d, config.vocab_size, false, device)),
+            bias: encoder.then(|| Param::from_tensor(Tensor::zeros([config.vocab_size], device))),
+        };
+        Ok(DnaLm {
+            embed: embedding(config.vocab_size),
+            positions: (config.position == PositionEncoding::Learned)
+                .then(|| embedding(config.max_positions)),
+            blocks: (0..config.n_layers)
+                .map(|_| Block::new(config, device))
+                .collect(),
+            final_norm: Norm::new(config, device),
+            lm_head,
+            deletion_head: linear(d, 1, true, device),
+            query_stream: Param::from_tensor(Tensor::<1>::random(
+                [d],
+                burn::tensor::Distribution::Normal(0.0, 0.02),
+                device,
+            )),
+            config: config.clone(),
+        })
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.embed.weight.val().device()
+    }
+
+    fn check(&self, input: &ModelInput) -> Result<(), ModelError> {
+        let n = input.rows * input.len;
+        if input.input_ids.len() != n || input.position_ids.len() != n {
+            return Err(ModelError::Input(format!(
+                "{} ids and {} position ids for {} rows x {} tokens",
+                input.input_ids.len(),
+                input.position_ids.len(),
+                input.rows,
+                input.len
+            )));
+        }
+        if let Some(&bad) = input
+            .input_ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        let longest = input.position_ids.iter().copied().max().unwrap_or(0) as usize;
+        if longest >= self.config.max_positions || input.len > self.config.max_positions {
+            return Err(ModelError::Input(format!(
+                "sequence of {} tokens (largest position {longest}) exceeds max_positions = {}",
+                input.len, self.config.max_positions
+            )));
+        }
+        Ok(())
+    }
+
+    fn context(&self, input: &ModelInput, mask: &AttentionMask) -> BlockContext {
+        let device = self.device();
+        let slopes = (self.config.position == PositionEncoding::Alibi)
+            .then(|| alibi_slopes(self.config.n_heads));
+        let bias = AttentionBias::new(mask, input.rows, input.len, slopes.as_deref(), &device);
+        let rotary = (self.config.position == PositionEncoding::Rotary).then(|| {
+            rotary_tables(
+                &input.position_ids,
+                input.rows,
+                input.len,
+                self.config.head_dim(),
+                self.config.rope_theta,
+                &device,
+            )
+        });
+        BlockContext { bias, rotary }
+    }
+
+    fn int_tensor(&self, values: &[u32], rows: usize, len: usize) -> Tensor<2, Int> {
+        let data: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+        Tensor::from_data(TensorData::new(data, [rows, len]), &self.device())
+    }
+
+    fn embed(&self, input: &ModelInput) -> Tensor<3> {
+        let ids = self.int_tensor(&input.input_ids, input.rows, input.len);
+        let x = self.embed.forward(ids);
+        self.add_positions(x, input)
+    }
+
+    fn add_positions(&self, x: Tensor<3>, input: &ModelInput) -> Tensor<3> {
+        match &self.positions {
+            Some(p) => x + p.forward(self.int_tensor(&input.position_ids, input.rows, input.len)),
+            None => x,
+        }
+    }
+
+    /// Final hidden states (after the final norm).
+    ///
+    /// # Shapes
+    /// - output: `[rows, len, d_model]`
+    pub fn forward(&self, input: &ModelInput) -> Result<Tensor<3>, ModelError> {
+        Ok(self.forward_layers(input, false)?.0)
+    }
+
+    /// Final hidden states and, when `keep` is set, the output of every block (before the final
+    /// norm), first block first; index 0 of the list is the embedding output.
+    ///
+    /// # Shapes
+    /// - output: `[rows, len, d_model]` and `n_layers + 1` tensors of the same shape
+    pub fn forward_layers(
+        &self,
+        input: &ModelInput,
+        keep: bool,
+    ) -> Result<(Tensor<3>, Vec<Tensor<3>>), ModelError> {
+        self.check(input)?;
+        let ctx = self.context(input, &input.mask);
+        let mut x = self.embed(input);
+        let mut layers = Vec::new();
+        for block in &self.blocks {
+            if keep {
+                layers.push(x.clone());
+            }
+            x = block.forward(x, &ctx);
+        }
+        if keep {
+            layers.push(x.clone());
+        }
+        Ok((self.final_norm.forward(x), layers))
+    }
+
+    /// Two-stream forward of permutation LM: the content stream attends with `content`, the
+    /// query stream (which starts from [`DnaLm::query_stream`] plus positions and never sees its
+    /// own token) with `query`. Returns the final query stream, from which targets are predicted.
+    ///
+    /// # Shapes
+    /// - `content`, `query`: `rows x len x len` (`[r][i][j]`: may i see j)
+    /// - output: `[rows, len, d_model]`
+    pub fn forward_two_stream(
+        &self,
+        input: &ModelInput,
+        content: Vec<bool>,
+        query: Vec<bool>,
+    ) -> Result<Tensor<3>, ModelError> {
+        self.check(input)?;
+        let with = |pattern| AttentionMask {
+            padding: input.mask.padding.clone(),
+            pattern,
+        };
+        let content_ctx = self.context(input, &with(crate::AttentionPattern::Dense(content)));
+        let query_ctx = self.context(input, &with(crate::AttentionPattern::Dense(query)));
+        let mut h = self.embed(input);
+        let d = self.config.d_model;
+        let g0 = self
+            .query_stream
+            .val()
+            .reshape([1, 1, d])
+            .expand([input.rows, input.len, d]);
+        let mut g = self.add_positions(g0, input);
+        for block in &self.blocks {
+            let g_next = block.forward_query_stream(g, h.clone(), &query_ctx);
+            h = block.forward(h, &content_ctx);
+            g = g_next;
+        }
+        Ok(self.final_norm.forward(g))
+    }
+
+    /// LM logits for selected hidden rows: computing them only where the loss counts is what
+    /// makes masked-LM training cheap with large k-mer vocabularies.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[n, d_model]`
+    /// - output: `[n, vocab]`
+    pub fn lm_logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        let head = &self.lm_head;
+        let mut x = hidden;
+        if let (Some(dense), Some(norm)) = (&head.dense, &head.layer_norm) {
+            x = norm.forward(gelu(dense.forward(x)));
+        }
+        let mut logits = match &head.decoder {
+            Some(decoder) => decoder.forward(x),
+            None => x.matmul(self.embed.weight.val().transpose()),
+        };
+        if let Some(bias) = &head.bias {
+            logits = logits + bias.val().unsqueeze::<2>();
+        }
+        logits
+    }
+
+    /// Token-deletion logits (one per row of `hidden`).
+    ///
+    /// # Shapes
+    /// - `hidden`: `[n, d_model]`
+    /// - output: `[n]`
+    pub fn deletion_logits(&self, hidden: Tensor<2>) -> Tensor<1> {
+        let [n, _] = hidden.dims();
+        self.deletion_head.forward(hidden).reshape([n])
+    }
+}

@@ -1,0 +1,243 @@
+//! Model behaviour: shapes, save/load, causality, position encodings, two-stream attention.
+
+use dnalm_model::{
+    burn::{
+        module::Module,
+        tensor::{Tensor, TensorData},
+    },
+    cpu,
+    io::parameter_names,
+    Architecture, AttentionMask, AttentionPattern, DnaLm, ModelConfig, ModelInput,
+    PositionEncoding,
+};
+
+fn tiny(architecture: Architecture, position: PositionEncoding) -> ModelConfig {
+    let mut cfg = ModelConfig::new(architecture, 11);
+    cfg.n_layers = 2;
+    cfg.d_model = 16;
+    cfg.n_heads = 2;
+    cfg.d_ffn = 32;
+    cfg.max_positions = 32;
+    cfg.position = position;
+    cfg.attention_chunk = 3;
+    cfg
+}
+
+fn values(t: Tensor<3>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+fn row(t: &Tensor<3>, r: usize, pos: usize) -> Vec<f32> {
+    let [_, _, d] = t.dims();
+    values(t.clone().slice([r..r + 1, pos..pos + 1, 0..d]))
+}
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+}
+
+#[test]
+fn every_layout_runs_with_padding_and_its_shapes_are_right() {
+    let device = cpu();
+    for arch in [Architecture::Encoder, Architecture::Decoder] {
+        for pos in [
+            PositionEncoding::Rotary,
+            PositionEncoding::Learned,
+            PositionEncoding::Alibi,
+        ] {
+            let cfg = tiny(arch, pos);
+            let model = DnaLm::new(&cfg, &device).unwrap();
+            let input = ModelInput::from_rows(
+                &[vec![2, 5, 6, 7, 8, 3], vec![2, 9, 10, 3]],
+                AttentionPattern::Bidirectional,
+            );
+            let hidden = model.forward(&input).unwrap();
+            assert_eq!(hidden.dims(), [2, 6, 16]);
+            let flat = hidden.reshape([12, 16]);
+            assert_eq!(model.lm_logits(flat.clone()).dims(), [12, 11]);
+            assert_eq!(model.deletion_logits(flat).dims(), [12]);
+            // Padding does not change the real tokens' states.
+            let alone =
+                ModelInput::from_rows(&[vec![2, 9, 10, 3]], AttentionPattern::Bidirectional);
+            let h_alone = model.forward(&alone).unwrap();
+            let h_batch = model.forward(&input).unwrap();
+            for p in 0..4 {
+                assert!(
+                    close(&row(&h_alone, 0, p), &row(&h_batch, 1, p)),
+                    "{arch:?} {pos:?} position {p}"
+                );
+            }
+            assert_eq!(
+                model.num_params(),
+                cfg.parameter_count(),
+                "{arch:?} {pos:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn causal_outputs_do_not_depend_on_later_tokens() {
+    let device = cpu();
+    let model = DnaLm::new(
+        &tiny(Architecture::Decoder, PositionEncoding::Rotary),
+        &device,
+    )
+    .unwrap();
+    let a = ModelInput::from_rows(&[vec![5, 6, 7, 8, 9, 4, 4]], AttentionPattern::Causal);
+    let mut b = a.clone();
+    b.input_ids[5] = 10;
+    let (ha, hb) = (model.forward(&a).unwrap(), model.forward(&b).unwrap());
+    for p in 0..5 {
+        assert!(close(&row(&ha, 0, p), &row(&hb, 0, p)), "position {p}");
+    }
+    assert!(!close(&row(&ha, 0, 5), &row(&hb, 0, 5)));
+}
+
+#[test]
+fn bidirectional_outputs_do_depend_on_later_tokens() {
+    let device = cpu();
+    let model = DnaLm::new(
+        &tiny(Architecture::Encoder, PositionEncoding::Rotary),
+        &device,
+    )
+    .unwrap();
+    let a = ModelInput::from_rows(&[vec![5, 6, 7, 8, 9]], AttentionPattern::Bidirectional);
+    let mut b = a.clone();
+    b.input_ids[4] = 10;
+    let (ha, hb) = (model.forward(&a).unwrap(), model.forward(&b).unwrap());
+    assert!(!close(&row(&ha, 0, 0), &row(&hb, 0, 0)));
+}
+
+#[test]
+fn query_stream_never_sees_its_own_token() {
+    let device = cpu();
+    let model = DnaLm::new(
+        &tiny(Architecture::Encoder, PositionEncoding::Rotary),
+        &device,
+    )
+    .unwrap();
+    let n = 5;
+    // Order: positions 0, 1 are context; 2, 3, 4 predicted in the order 3, 2, 4 (ranks 0, 1, 2).
+    let rank = [-1i32, -1, 1, 0, 2];
+    let content: Vec<bool> = (0..n * n)
+        .map(|ij| rank[ij % n] <= rank[ij / n].max(-1))
+        .collect();
+    let query: Vec<bool> = (0..n * n).map(|ij| rank[ij % n] < rank[ij / n]).collect();
+    let base = ModelInput::from_rows(&[vec![5, 6, 7, 8, 9]], AttentionPattern::Bidirectional);
+    let g = model
+        .forward_two_stream(&base, content.clone(), query.clone())
+        .unwrap();
+    // Changing token 2 (rank 1) may change the query stream of token 4 (rank 2), never its own.
+    let mut changed = base.clone();
+    changed.input_ids[2] = 10;
+    let g2 = model.forward_two_stream(&changed, content, query).unwrap();
+    assert!(close(&row(&g, 0, 2), &row(&g2, 0, 2)));
+    assert!(
+        close(&row(&g, 0, 3), &row(&g2, 0, 3)),
+        "rank 0 sees no predicted token"
+    );
+    assert!(!close(&row(&g, 0, 4), &row(&g2, 0, 4)));
+}
+
+#[test]
+fn dense_mask_matches_causal_pattern() {
+    let device = cpu();
+    let model = DnaLm::new(
+        &tiny(Architecture::Encoder, PositionEncoding::Alibi),
+        &device,
+    )
+    .unwrap();
+    let ids = vec![5, 6, 7, 8, 9, 10, 4];
+    let n = ids.len();
+    let causal = ModelInput::from_rows(&[ids.clone()], AttentionPattern::Causal);
+    let mut dense = causal.clone();
+    dense.mask = AttentionMask {
+        padding: None,
+        pattern: AttentionPattern::Dense((0..n * n).map(|ij| ij % n <= ij / n).collect()),
+    };
+    let a = values(model.forward(&causal).unwrap());
+    let b = values(model.forward(&dense).unwrap());
+    assert!(close(&a, &b));
+}
+
+#[test]
+fn save_and_load_give_the_same_outputs() {
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    for arch in [Architecture::Encoder, Architecture::Decoder] {
+        let mut cfg = tiny(arch, PositionEncoding::Rotary);
+        cfg.tie_embeddings = arch == Architecture::Encoder;
+        let model = DnaLm::new(&cfg, &device).unwrap();
+        let path = dir.path().join(format!("{arch:?}"));
+        model.save(&path).unwrap();
+        let loaded = DnaLm::load(&path, &device).unwrap();
+        let input = ModelInput::from_rows(&[vec![1, 2, 3, 4]], AttentionPattern::Bidirectional);
+        let a = model.forward(&input).unwrap();
+        let b = loaded.forward(&input).unwrap();
+        assert_eq!(values(a.clone()), values(b.clone()));
+        let la = model.lm_logits(a.reshape([4, 16]));
+        let lb = loaded.lm_logits(b.reshape([4, 16]));
+        assert_eq!(la.into_data(), lb.into_data());
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path.join("config.json")).unwrap())
+                .unwrap();
+        let expected = if arch == Architecture::Encoder {
+            "esm"
+        } else {
+            "llama"
+        };
+        assert_eq!(json["model_type"], expected);
+    }
+}
+
+#[test]
+fn bad_weights_and_inputs_are_clear_errors() {
+    let device = cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny(Architecture::Encoder, PositionEncoding::Rotary);
+    DnaLm::new(&cfg, &device).unwrap().save(dir.path()).unwrap();
+    // A config whose shape disagrees with the weights.
+    let mut other = cfg.clone();
+    other.d_ffn = 48;
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    json["dnalm"] = serde_json::to_value(&other).unwrap();
+    std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
+    let err = DnaLm::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("shape"),
+        "{err}"
+    );
+
+    let model = DnaLm::new(&cfg, &device).unwrap();
+    let input = ModelInput::from_rows(&[vec![1, 2, 99]], AttentionPattern::Bidirectional);
+    let err = model.forward(&input).unwrap_err().to_string();
+    assert!(err.contains("token id 99"), "{err}");
+    let long = ModelInput::from_rows(&[vec![1; 40]], AttentionPattern::Bidirectional);
+    assert!(model
+        .forward(&long)
+        .unwrap_err()
+        .to_string()
+        .contains("max_positions"));
+}
+
+#[test]
+fn gradients_reach_every_parameter() {
+    let device = cpu().autodiff();
+    let model = DnaLm::new(
+        &tiny(Architecture::Encoder, PositionEncoding::Learned),
+        &device,
+    )
+    .unwrap();
+    let input = ModelInput::from_rows(&[vec![2, 5, 6, 7, 3]], AttentionPattern::Bidirectional);
+    let hidden = model.forward(&input).unwrap().reshape([5, 16]);
+    let loss = model.lm_logits(hidden.clone()).sum() + model.deletion_logits(hidden).sum();
+    let grads = loss.backward();
+    let grads = dnalm_model::burn::optim::GradientsParams::from_grads(grads, &model);
+    // Every parameter but the permutation query vector (unused here) has a gradient.
+    let n_params = parameter_names(&model).len();
+    assert_eq!(grads.len(), n_params - 1);
+    let _ = TensorData::new(vec![0f32], [1]);
+}
