@@ -1,4 +1,5 @@
 //! Model behaviour: shapes, save/load, causality, position encodings, two-stream attention.
+#![allow(clippy::unwrap_used)]
 
 use dnalm_model::{
     burn::{
@@ -150,7 +151,7 @@ fn dense_mask_matches_causal_pattern() {
     .unwrap();
     let ids = vec![5, 6, 7, 8, 9, 10, 4];
     let n = ids.len();
-    let causal = ModelInput::from_rows(&[ids.clone()], AttentionPattern::Causal);
+    let causal = ModelInput::from_rows(std::slice::from_ref(&ids), AttentionPattern::Causal);
     let mut dense = causal.clone();
     dense.mask = AttentionMask {
         padding: None,
