@@ -3,7 +3,6 @@
 use std::{
     io::{BufWriter, Write},
     path::{Path, PathBuf},
-    str::FromStr,
     time::Instant,
 };
 
@@ -16,42 +15,9 @@ use dnalm_seq::{
 };
 use dnalm_tokenize::{
     encode_batch, AnyTokenizer, BatchOptions, BpeTokenizer, BpeTrainOptions, Padding, Template,
-    Tokenizer, TokenizerKind,
+    Tokenizer, TokenizerSpec,
 };
 use serde::Serialize;
-
-/// Which tokenizer to use: a built-in kind or a saved tokenizer directory.
-#[derive(Clone, Debug)]
-pub enum TokenizerSpec {
-    /// A fresh built-in tokenizer.
-    Builtin(TokenizerKind),
-    /// A directory (or tokenizer.json / vocab.txt) to load.
-    Path(PathBuf),
-}
-
-impl FromStr for TokenizerSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.split(':').collect();
-        match parts.as_slice() {
-            ["nucleotide" | "nt" | "1nt"] => Ok(TokenizerSpec::Builtin(TokenizerKind::Nucleotide)),
-            ["kmer", k, rest @ ..] => {
-                let k: usize = k.parse().map_err(|_| format!("k '{k}' is not a number"))?;
-                let overlapping = match rest {
-                    [] | ["overlapping"] => true,
-                    ["non-overlapping"] => false,
-                    _ => return Err(format!("'{s}': expected kmer:K[:overlapping|:non-overlapping]")),
-                };
-                Ok(TokenizerSpec::Builtin(TokenizerKind::Kmer { k, overlapping }))
-            }
-            _ if Path::new(s).exists() => Ok(TokenizerSpec::Path(PathBuf::from(s))),
-            _ => Err(format!(
-                "'{s}' is neither nucleotide, kmer:K[:non-overlapping] nor an existing tokenizer directory"
-            )),
-        }
-    }
-}
 
 /// Special-token template choice.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -75,12 +41,7 @@ impl From<TemplateArg> for Template {
 }
 
 fn load_tokenizer(spec: &TokenizerSpec, template: TemplateArg) -> anyhow::Result<AnyTokenizer> {
-    Ok(match spec {
-        TokenizerSpec::Builtin(kind) => AnyTokenizer::new(*kind, template.into())?,
-        TokenizerSpec::Path(p) => {
-            AnyTokenizer::load(p).with_context(|| format!("loading tokenizer {}", p.display()))?
-        }
-    })
+    Ok(spec.build(template.into())?)
 }
 
 /// Arguments of `dnalm tokenize`.

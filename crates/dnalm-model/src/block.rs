@@ -6,10 +6,7 @@
 
 use burn::{
     module::Module,
-    nn::{
-        Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm,
-        RmsNormConfig,
-    },
+    nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig},
     tensor::{
         activation::{gelu, silu},
         Device, Tensor,
@@ -140,8 +137,9 @@ pub struct Block {
     pub ffn_norm: Norm,
     /// Feed-forward network.
     pub ffn: FeedForward,
-    /// Dropout on the two residual branches.
-    pub dropout: Dropout,
+    /// Dropout rate on the two residual branches (applied only when the input carries a
+    /// dropout seed, i.e. in training).
+    pub dropout: f64,
     /// Number of heads.
     pub n_heads: usize,
     /// Queries per attention chunk.
@@ -153,6 +151,42 @@ pub struct Block {
 pub(crate) struct BlockContext {
     pub bias: AttentionBias,
     pub rotary: Option<(Tensor<4>, Tensor<4>)>,
+    /// Dropout masks are drawn from this seed and a per-call counter (not from the backend's
+    /// global generator), so training is deterministic and resumable, even with several models
+    /// training in one process.
+    pub dropout: Option<DropoutStream>,
+}
+
+/// A deterministic source of dropout masks: call `i` uses stream `i` of a ChaCha8 generator.
+#[derive(Debug, Clone)]
+pub(crate) struct DropoutStream {
+    pub seed: u64,
+    pub calls: std::cell::Cell<u64>,
+}
+
+impl DropoutStream {
+    fn apply(&self, x: Tensor<3>, rate: f64) -> Tensor<3> {
+        use rand::{Rng, SeedableRng};
+        let call = self.calls.get();
+        self.calls.set(call + 1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(call);
+        let dims = x.dims();
+        let n: usize = dims.iter().product();
+        let keep = 1.0 - rate;
+        let scale = (1.0 / keep) as f32;
+        let mask: Vec<f32> = (0..n)
+            .map(|_| {
+                if rng.random::<f64>() < keep {
+                    scale
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let device = x.device();
+        x * Tensor::<3>::from_data(burn::tensor::TensorData::new(mask, dims), &device)
+    }
 }
 
 impl Block {
@@ -168,7 +202,7 @@ impl Block {
             output: linear(d, d, bias, device),
             ffn_norm: Norm::new(cfg, device),
             ffn: FeedForward::new(cfg, device),
-            dropout: DropoutConfig::new(cfg.dropout).init(),
+            dropout: cfg.dropout,
             n_heads: cfg.n_heads,
             chunk: cfg.attention_chunk,
         }
@@ -182,7 +216,7 @@ impl Block {
     pub(crate) fn forward(&self, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
         let normed = self.attn_norm.forward(x.clone());
         let attended = self.attend(normed.clone(), normed, ctx);
-        self.finish(x, attended)
+        self.finish(x, attended, ctx)
     }
 
     /// Query-stream block of two-stream attention: queries come from `g`, keys and values from
@@ -202,13 +236,20 @@ impl Block {
             self.attn_norm.forward(h),
             ctx,
         );
-        self.finish(g, attended)
+        self.finish(g, attended, ctx)
     }
 
-    fn finish(&self, x: Tensor<3>, attended: Tensor<3>) -> Tensor<3> {
-        let x = x + self.dropout.forward(attended);
+    fn finish(&self, x: Tensor<3>, attended: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        let x = x + self.drop(attended, ctx);
         let ff = self.ffn.forward(self.ffn_norm.forward(x.clone()));
-        x + self.dropout.forward(ff)
+        x + self.drop(ff, ctx)
+    }
+
+    fn drop(&self, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        match &ctx.dropout {
+            Some(stream) if self.dropout > 0.0 => stream.apply(x, self.dropout),
+            _ => x,
+        }
     }
 
     fn attend(&self, xq: Tensor<3>, xkv: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {

@@ -135,6 +135,63 @@ impl ModuleMapper for Replace<'_> {
     }
 }
 
+struct Reinitialize {
+    path: PathStack,
+    seed: u64,
+}
+
+impl ModuleMapper for Reinitialize {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        use rand::{Rng, SeedableRng};
+        let name = self.path.join();
+        let (id, tensor, mapper) = param.consume();
+        let dims = tensor.dims();
+        let n: usize = dims.iter().product();
+        let leaf = name.rsplit('.').next().unwrap_or("");
+        let values: Vec<f32> = match leaf {
+            "gamma" => vec![1.0; n],
+            "beta" | "bias" => vec![0.0; n],
+            _ => {
+                // A stream per parameter name (FNV-1a), so adding a parameter changes no other.
+                let stream = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+                rng.set_stream(stream);
+                (0..n)
+                    .map(|_| {
+                        // Box-Muller.
+                        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+                        let u2: f64 = rng.random();
+                        (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+                    })
+                    .collect()
+            }
+        };
+        let device = tensor.device();
+        let require_grad = tensor.is_require_grad();
+        let mut value = Tensor::<D>::from_data(TensorData::new(values, dims.to_vec()), &device);
+        if require_grad {
+            value = value.require_grad();
+        }
+        Param::from_mapped_value(id, value, mapper)
+    }
+}
+
+/// Re-initialises every parameter deterministically from `seed` (see [`DnaLm::seeded`]).
+pub fn reinitialize<M: Module>(module: M, seed: u64) -> M {
+    module.map(&mut Reinitialize {
+        path: PathStack::default(),
+        seed,
+    })
+}
+
 /// Replaces every float parameter of `module` by the tensor of the same name. Missing names,
 /// shape mismatches and unused tensors are all reported, in one error.
 pub fn load_parameters<M: Module>(

@@ -26,6 +26,8 @@ pub struct ModelInput {
     pub position_ids: Vec<u32>,
     /// Padding and attention pattern.
     pub mask: AttentionMask,
+    /// Dropout is applied (training) only when this is set; its masks derive from this seed.
+    pub dropout_seed: Option<u64>,
 }
 
 impl ModelInput {
@@ -49,6 +51,7 @@ impl ModelInput {
                 padding: Some(real),
                 pattern,
             },
+            dropout_seed: None,
         }
     }
 }
@@ -132,6 +135,13 @@ impl DnaLm {
         })
     }
 
+    /// A model initialised from `seed` alone (normal, sd 0.02, for matrices and embeddings; one
+    /// for norm scales; zero for biases), parameter by parameter name: the same seed gives the
+    /// same model whatever else the process is doing.
+    pub fn seeded(config: &ModelConfig, device: &Device, seed: u64) -> Result<Self, ModelError> {
+        Ok(crate::io::reinitialize(Self::new(config, device)?, seed))
+    }
+
     /// The device the parameters live on.
     pub fn device(&self) -> Device {
         self.embed.weight.val().device()
@@ -183,7 +193,15 @@ impl DnaLm {
                 &device,
             )
         });
-        BlockContext { bias, rotary }
+        let dropout = input.dropout_seed.map(|seed| crate::block::DropoutStream {
+            seed,
+            calls: std::cell::Cell::new(0),
+        });
+        BlockContext {
+            bias,
+            rotary,
+            dropout,
+        }
     }
 
     fn int_tensor(&self, values: &[u32], rows: usize, len: usize) -> Tensor<2, Int> {
@@ -257,7 +275,10 @@ impl DnaLm {
             pattern,
         };
         let content_ctx = self.context(input, &with(crate::AttentionPattern::Dense(content)));
-        let query_ctx = self.context(input, &with(crate::AttentionPattern::Dense(query)));
+        let mut query_ctx = self.context(input, &with(crate::AttentionPattern::Dense(query)));
+        if let Some(stream) = &mut query_ctx.dropout {
+            stream.seed = !stream.seed;
+        }
         let mut h = self.embed(input);
         let d = self.config.d_model;
         let g0 = self

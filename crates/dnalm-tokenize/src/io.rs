@@ -83,6 +83,72 @@ struct DnalmSection {
     tokenizer_json_input: Option<String>,
 }
 
+/// Which tokenizer to use: a built-in kind or a saved tokenizer directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenizerSpec {
+    /// A fresh built-in tokenizer.
+    Builtin(TokenizerKind),
+    /// A directory (or tokenizer.json / vocab.txt) to load.
+    Path(PathBuf),
+}
+
+impl FromStr for TokenizerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            ["nucleotide" | "nt" | "1nt"] => Ok(TokenizerSpec::Builtin(TokenizerKind::Nucleotide)),
+            ["kmer", k, rest @ ..] => {
+                let k: usize = k.parse().map_err(|_| format!("k '{k}' is not a number"))?;
+                let overlapping = match rest {
+                    [] | ["overlapping"] => true,
+                    ["non-overlapping"] => false,
+                    _ => return Err(format!("'{s}': expected kmer:K[:overlapping|:non-overlapping]")),
+                };
+                Ok(TokenizerSpec::Builtin(TokenizerKind::Kmer { k, overlapping }))
+            }
+            _ if Path::new(s).exists() => Ok(TokenizerSpec::Path(PathBuf::from(s))),
+            _ => Err(format!(
+                "'{s}' is neither nucleotide, kmer:K[:non-overlapping] nor an existing tokenizer directory"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for TokenizerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenizerSpec::Builtin(TokenizerKind::Nucleotide) => write!(f, "nucleotide"),
+            TokenizerSpec::Builtin(TokenizerKind::Kmer {
+                k,
+                overlapping: true,
+            }) => {
+                write!(f, "kmer:{k}")
+            }
+            TokenizerSpec::Builtin(TokenizerKind::Kmer {
+                k,
+                overlapping: false,
+            }) => {
+                write!(f, "kmer:{k}:non-overlapping")
+            }
+            TokenizerSpec::Builtin(TokenizerKind::Bpe) => write!(f, "bpe"),
+            TokenizerSpec::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl TokenizerSpec {
+    /// Builds the tokenizer: a fresh built-in one with `template`, or the saved one (whose own
+    /// template wins).
+    pub fn build(&self, template: Template) -> Result<AnyTokenizer> {
+        match self {
+            TokenizerSpec::Builtin(kind) => AnyTokenizer::new(*kind, template),
+            TokenizerSpec::Path(p) => AnyTokenizer::load(p),
+        }
+    }
+}
+
 /// Any dnalm tokenizer, as a closed enum (so it can be saved and matched without trait objects).
 #[derive(Debug, Clone)]
 pub enum AnyTokenizer {

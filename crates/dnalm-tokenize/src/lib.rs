@@ -39,7 +39,7 @@ mod vocab;
 pub use batch::{encode_batch, BatchEncoding, BatchOptions, Padding};
 pub use bpe::{BpeTokenizer, BpeTrainOptions};
 pub use error::{Result, TokenizeError};
-pub use io::{AnyTokenizer, TokenizerKind};
+pub use io::{AnyTokenizer, TokenizerKind, TokenizerSpec};
 pub use kmer::KmerTokenizer;
 pub use nucleotide::NucleotideTokenizer;
 pub use vocab::{SpecialTokenIds, Template, Vocab, DEFAULT_SPECIALS};

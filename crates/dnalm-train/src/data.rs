@@ -104,6 +104,8 @@ pub struct Batch {
 /// Makes batches; see the [module docs](self).
 pub struct BatchPipeline {
     genome: Arc<Genome>,
+    /// Where annotations come from when windows are drawn uniformly (annotation masking).
+    annotations: Option<RarityBalancedSampler>,
     tokenizer: Arc<AnyTokenizer>,
     vocab: VocabInfo,
     objectives: ObjectiveMixture,
@@ -123,7 +125,46 @@ impl BatchPipeline {
         source: WindowSource,
         config: BatchConfig,
     ) -> Result<Self, ObjectiveError> {
+        Self::with_annotations(genome, tokenizer, objectives, source, None, config)
+    }
+
+    /// Like [`BatchPipeline::new`], with an annotation index for uniformly drawn windows (a
+    /// balanced source is its own index). Annotation masking needs one or the other; its
+    /// `element_types` are resolved here against the index's class names.
+    pub fn with_annotations(
+        genome: Arc<Genome>,
+        tokenizer: Arc<AnyTokenizer>,
+        mut objectives: Vec<(crate::ObjectiveConfig, f64)>,
+        source: WindowSource,
+        annotations: Option<RarityBalancedSampler>,
+        config: BatchConfig,
+    ) -> Result<Self, ObjectiveError> {
         let vocab = VocabInfo::of(tokenizer.as_ref());
+        let index = match &source {
+            WindowSource::Balanced(s) => Some(s),
+            WindowSource::Uniform(_) => annotations.as_ref(),
+        };
+        for (objective, _) in &mut objectives {
+            if let crate::ObjectiveConfig::Annotation(masking) = objective {
+                let Some(index) = index else {
+                    return Err(ObjectiveError::MissingAnnotations(
+                        "annotation masking needs annotations (a BED/GFF file)".into(),
+                    ));
+                };
+                let classes = index.classes();
+                for name in &masking.element_types {
+                    match classes.iter().position(|c| c == name) {
+                        Some(i) => masking.classes.push(i as u32),
+                        None => {
+                            return Err(ObjectiveError::MissingAnnotations(format!(
+                                "element type '{name}' is not among the annotation classes ({})",
+                                classes.join(", ")
+                            )))
+                        }
+                    }
+                }
+            }
+        }
         let objectives = ObjectiveMixture::new(objectives, &vocab)?;
         if config.batch_size == 0 || config.batch_size >= BATCH_STREAM as usize {
             return Err(ObjectiveError::Invalid {
@@ -135,6 +176,7 @@ impl BatchPipeline {
         crate::objectives::check_rate("reverse complement", config.reverse_complement)?;
         Ok(BatchPipeline {
             genome,
+            annotations,
             tokenizer,
             vocab,
             objectives,
@@ -204,8 +246,9 @@ impl BatchPipeline {
 
     /// The annotated elements overlapping a window, in window coordinates (after reversal).
     fn annotations_in(&self, window: Segment, reverse: bool) -> Vec<Annotated> {
-        let WindowSource::Balanced(sampler) = &self.source else {
-            return Vec::new();
+        let sampler = match (&self.source, &self.annotations) {
+            (WindowSource::Balanced(s), _) | (WindowSource::Uniform(_), Some(s)) => s,
+            (WindowSource::Uniform(_), None) => return Vec::new(),
         };
         let len = window.len();
         let mut out = Vec::new();
@@ -450,8 +493,9 @@ mod tests {
         let tok = tokenizer(TokenizerKind::Nucleotide);
         let masking = AnnotationMasking {
             element_rate: 1.0,
-            classes: vec![0],
+            element_types: vec![sampler.classes()[0].to_string()],
             background_rate: 0.0,
+            ..Default::default()
         };
         let p = BatchPipeline::new(
             g.clone(),

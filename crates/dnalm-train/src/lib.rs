@@ -19,7 +19,14 @@
 //! | annotation-aware masking | [`objectives::annotation`] | bidirectional | whole masked elements + background |
 
 pub mod data;
+pub mod loss;
 pub mod objectives;
+pub mod optim;
+pub mod run_config;
+pub mod trainer;
+
+pub use run_config::{ResolvedRun, RunConfig};
+pub use trainer::{RunOptions, RunSummary, Trainer};
 
 pub use objectives::{
     Attention, Objective, ObjectiveConfig, ObjectiveExample, ObjectiveMixture, TargetKind,

@@ -19,8 +19,13 @@ pub struct AnnotationMasking {
     /// Probability that each element (of the chosen classes) in a window is masked whole.
     #[serde(default = "default_element")]
     pub element_rate: f64,
-    /// Classes whose elements may be masked (class indices); empty = every class.
+    /// Element types (annotation classes, e.g. `["CDS"]`) whose elements may be masked; empty =
+    /// every annotated class. Resolved to class indices by the batch pipeline.
     #[serde(default)]
+    pub element_types: Vec<String>,
+    /// Class indices whose elements may be masked (set from `element_types`); empty = every
+    /// class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<u32>,
     /// Masking rate for tokens outside masked elements.
     #[serde(default = "default_background")]
@@ -38,6 +43,7 @@ impl Default for AnnotationMasking {
     fn default() -> Self {
         AnnotationMasking {
             element_rate: default_element(),
+            element_types: Vec::new(),
             classes: Vec::new(),
             background_rate: default_background(),
         }
@@ -129,6 +135,7 @@ mod tests {
             element_rate: 1.0,
             classes: vec![1],
             background_rate: 0.0,
+            ..Default::default()
         };
         let ex = only_class_1.apply(&w, &vocab, &mut rng(0));
         assert_no_leak(&ex, &offsets, mask);
@@ -150,6 +157,7 @@ mod tests {
             element_rate: 0.0,
             classes: vec![],
             background_rate: 0.2,
+            ..Default::default()
         };
         let ex = bg.apply(&w, &vocab, &mut rng(1));
         assert!(ex.n_targets() > 0);

@@ -147,6 +147,9 @@ pub enum ObjectiveError {
     /// The vocabulary lacks a token the objective needs.
     #[error("the vocabulary has no {0} token, which this objective needs")]
     MissingToken(&'static str),
+    /// Annotation masking lacks annotations, or names an element type they do not have.
+    #[error("{0}")]
+    MissingAnnotations(String),
     /// A rate or length is out of range.
     #[error("{what} = {value}: {message}")]
     Invalid {

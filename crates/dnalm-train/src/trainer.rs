@@ -1,0 +1,726 @@
+//! The pretraining loop: batches from the pipeline (prepared ahead on another thread), forward,
+//! loss over the loss positions, backward, gradient accumulation, AdamW with global-norm
+//! clipping and a warmup + decay schedule; validation on fixed held-out windows; metrics to
+//! `metrics.jsonl`; atomic checkpoints (keep-last-N) that resume exactly.
+//!
+//! Determinism: model initialisation, windows, masking and dropout all derive from the config's
+//! seed and the step number, so the same config gives the same losses, and a run resumed from a
+//! checkpoint at step N computes exactly the steps N+1.. that the uninterrupted run computed.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use serde::{Deserialize, Serialize};
+
+use dnalm_model::{
+    burn::{module::Module, optim::GradientsParams, tensor::Device},
+    io::{read_safetensors, write_safetensors},
+    DnaLm, ModelError,
+};
+use dnalm_seq::{
+    interval::{read_bed, read_gff3, Interval},
+    sampler::{ClassKey, ClassWeights, RarityBalancedSampler},
+    window::{split_genome, GenomeSplit, RandomWindows, SplitConfig, SplitUnit},
+    Genome,
+};
+use dnalm_tokenize::Tokenizer;
+
+use crate::{
+    data::{BatchConfig, BatchPipeline, WindowSource},
+    loss::batch_loss,
+    optim::AdamW,
+    run_config::{ResolvedRun, RunConfig},
+    TargetKind,
+};
+
+/// Errors of a training run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::run_config::ConfigError),
+    /// The data could not be read or split.
+    #[error(transparent)]
+    Data(#[from] dnalm_seq::SeqError),
+    /// The objectives do not fit the data or tokenizer.
+    #[error(transparent)]
+    Objective(#[from] crate::objectives::ObjectiveError),
+    /// The model refused its input or weights.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The loss became NaN or infinite.
+    #[error("the loss became {value} at step {step}; the run stopped and {kept}")]
+    NonFinite {
+        /// The step.
+        step: u64,
+        /// The loss value.
+        value: f64,
+        /// What was kept.
+        kept: String,
+    },
+    /// The run directory cannot be used.
+    #[error("{}: {message}", path.display())]
+    RunDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One training step, as logged to `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// `"train"`.
+    pub kind: String,
+    /// Step number (1-based: the number of updates applied).
+    pub step: u64,
+    /// Mean loss over the step's micro-batches.
+    pub loss: f64,
+    /// Fraction of loss positions predicted right.
+    pub accuracy: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens (real, unpadded) read by the model this step.
+    pub tokens: usize,
+    /// Tokens per second this step.
+    pub tokens_per_s: f64,
+    /// Seconds since this process started training.
+    pub elapsed_s: f64,
+}
+
+/// One validation, as logged to `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// `"valid"`.
+    pub kind: String,
+    /// Step evaluated after.
+    pub step: u64,
+    /// Mean loss per loss position.
+    pub loss: f64,
+    /// `exp(loss)` for token targets.
+    pub perplexity: f64,
+    /// Fraction of loss positions predicted right.
+    pub accuracy: f64,
+    /// Loss positions evaluated.
+    pub targets: usize,
+}
+
+/// `trainer_state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Updates applied.
+    pub step: u64,
+    /// Real tokens read so far.
+    pub tokens_seen: u64,
+    /// The resolved run config (TOML).
+    pub config: String,
+    /// Last validation, if any.
+    pub last_eval: Option<EvalRecord>,
+}
+
+/// Receives progress (the CLI draws a progress bar with it).
+pub trait Observer {
+    /// After each step.
+    fn on_step(&mut self, _record: &StepRecord, _total_steps: u64) {}
+    /// After each validation.
+    fn on_eval(&mut self, _record: &EvalRecord) {}
+    /// After each checkpoint.
+    fn on_checkpoint(&mut self, _dir: &Path) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from the latest checkpoint in the run directory.
+    pub resume: bool,
+    /// Stop (with a checkpoint) after this step even if the budget is larger.
+    pub stop_at: Option<u64>,
+    /// Set (e.g. by Ctrl-C) to stop after the current step with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// The step the run started from (0, or the checkpoint resumed).
+    pub start_step: u64,
+    /// The last step done.
+    pub step: u64,
+    /// Whether it stopped before the budget (stop flag or `stop_at`).
+    pub interrupted: bool,
+    /// The last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+    /// The last validation.
+    pub last_eval: Option<EvalRecord>,
+    /// Mean training tokens per second over this process's steps.
+    pub tokens_per_s: f64,
+}
+
+/// Name of the metrics log in a run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The resolved config in a run directory.
+pub const CONFIG_FILE: &str = "run.toml";
+const STATE_FILE: &str = "trainer_state.json";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// A prepared run: data read, pipelines built, run directory known.
+pub struct Trainer {
+    run: ResolvedRun,
+    dir: PathBuf,
+    device: Device,
+    train: Arc<BatchPipeline>,
+    valid: BatchPipeline,
+    split: GenomeSplit,
+}
+
+fn class_key(name: &str) -> ClassKey {
+    match name {
+        "name" => ClassKey::Name,
+        "name-prefix" => ClassKey::NamePrefix,
+        _ => ClassKey::FeatureType,
+    }
+}
+
+impl Trainer {
+    /// Reads the genome (and annotations), splits it, and builds the train and validation
+    /// pipelines. Nothing is written yet.
+    pub fn new(run: ResolvedRun, dir: &Path, device: Device) -> Result<Self, TrainError> {
+        let cfg = &run.config;
+        let d = &cfg.data;
+        let genome = Arc::new(Genome::read(&d.fasta)?);
+        let split = split_genome(
+            &genome.lengths(),
+            &SplitConfig {
+                unit: SplitUnit::Block(d.split_block),
+                fractions: [
+                    1.0 - d.valid_fraction - d.test_fraction,
+                    d.valid_fraction,
+                    d.test_fraction,
+                ],
+                seed: cfg.seed,
+            },
+        )?;
+        let annotations: Option<Vec<Interval>> = match &d.annotations {
+            None => None,
+            Some(path) => {
+                let name = path.to_string_lossy().to_lowercase();
+                Some(if name.contains(".gff") {
+                    read_gff3(path)?
+                } else {
+                    read_bed(path)?
+                })
+            }
+        };
+        let weights: ClassWeights = d.class_weights.parse()?;
+        let names = genome.names();
+        let index = |segments: &[dnalm_seq::window::Segment],
+                     weights: &ClassWeights,
+                     seed: u64|
+         -> Result<Option<RarityBalancedSampler>, TrainError> {
+            match &annotations {
+                None => Ok(None),
+                Some(anns) => Ok(Some(RarityBalancedSampler::new(
+                    &names,
+                    segments,
+                    anns,
+                    class_key(&d.class_key),
+                    weights,
+                    d.context,
+                    seed,
+                )?)),
+            }
+        };
+        let objectives: Vec<_> = cfg
+            .objectives
+            .iter()
+            .map(|w| (w.objective.clone(), w.weight))
+            .collect();
+        let tokenizer = Arc::new(run.tokenizer.clone());
+        let (train_source, train_index) = if d.sampler == "balanced" {
+            let sampler = index(&split.train, &weights, cfg.seed)?.ok_or_else(|| {
+                crate::run_config::ConfigError::Invalid {
+                    key: "data.sampler".into(),
+                    message: "balanced sampling needs annotations".into(),
+                }
+            })?;
+            (WindowSource::Balanced(sampler), None)
+        } else {
+            (
+                WindowSource::Uniform(RandomWindows::new(&split.train, d.context, cfg.seed)?),
+                index(&split.train, &ClassWeights::Uniform, cfg.seed)?,
+            )
+        };
+        let batch = |seed| BatchConfig {
+            batch_size: cfg.train.batch_size,
+            reverse_complement: d.reverse_complement,
+            seed,
+        };
+        let train = Arc::new(BatchPipeline::with_annotations(
+            genome.clone(),
+            tokenizer.clone(),
+            objectives.clone(),
+            train_source,
+            train_index,
+            batch(cfg.seed),
+        )?);
+        let valid_windows = RandomWindows::new(&split.valid, d.context, cfg.seed).map_err(|e| {
+            crate::run_config::ConfigError::Invalid {
+                key: "data.valid_fraction".into(),
+                message: format!("the validation split has no room for a {}-base window ({e}); raise valid_fraction or split_block", d.context),
+            }
+        })?;
+        let valid_seed = cfg.seed ^ 0x9e37_79b9_7f4a_7c15;
+        let valid = BatchPipeline::with_annotations(
+            genome.clone(),
+            tokenizer,
+            objectives,
+            WindowSource::Uniform(valid_windows),
+            index(&split.valid, &ClassWeights::Uniform, valid_seed)?,
+            batch(valid_seed),
+        )?;
+        Ok(Trainer {
+            run,
+            dir: dir.to_path_buf(),
+            device,
+            train,
+            valid,
+            split,
+        })
+    }
+
+    /// The genome split (train windows never overlap validation or test bases).
+    pub fn split(&self) -> &GenomeSplit {
+        &self.split
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Trains to the budget (or until stopped) and returns what happened.
+    pub fn run(
+        &self,
+        options: &RunOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<RunSummary, TrainError> {
+        let cfg = &self.run.config;
+        let total = cfg.train.steps;
+        let (mut model, mut optim, start, mut tokens_seen, mut last_eval) =
+            self.prepare(options.resume)?;
+        let metrics_path = self.dir.join(METRICS_FILE);
+        truncate_metrics(&metrics_path, start)?;
+        let mut metrics = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .map_err(io_err(&metrics_path))?;
+        let accumulation = cfg.train.accumulation as u64;
+        let mut batches = self
+            .train
+            .clone()
+            .prefetch(start * accumulation, cfg.train.prefetch);
+        let began = Instant::now();
+        let mut tokens_this_run = 0u64;
+        let mut checkpoint: Option<PathBuf> = None;
+        let mut step = start;
+        let stop_at = options.stop_at.unwrap_or(u64::MAX).min(total);
+        let mut interrupted = false;
+        while step < total {
+            let t0 = Instant::now();
+            let lr = cfg.optim.lr_at(step, total);
+            let mut grads: Option<GradientsParams> = None;
+            let (mut loss_sum, mut targets, mut correct, mut tokens) =
+                (0.0, 0usize, 0usize, 0usize);
+            let mut micro_batches = 0usize;
+            for micro in 0..accumulation {
+                let Some(batch) = batches.next() else {
+                    break;
+                };
+                tokens += batch.padding_mask.iter().filter(|&&r| r).count();
+                let dropout_seed = cfg.seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+                    ^ (step * accumulation + micro).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let Some(out) = batch_loss(&model, &batch, Some(dropout_seed))? else {
+                    continue;
+                };
+                let value = out.loss.clone().into_scalar::<f32>() as f64;
+                if !value.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        step: step + 1,
+                        value,
+                        kept: match &checkpoint {
+                            Some(c) => format!("the last good checkpoint is {}", c.display()),
+                            None => match latest_checkpoint(&self.dir) {
+                                Some(c) => format!("the last good checkpoint is {}", c.display()),
+                                None => "no checkpoint had been written yet".into(),
+                            },
+                        },
+                    });
+                }
+                loss_sum += value;
+                micro_batches += 1;
+                targets += out.targets;
+                correct += out.correct;
+                let g = (out.loss / accumulation as f64).backward();
+                let g = GradientsParams::from_grads(g, &model);
+                grads = Some(match grads {
+                    None => g,
+                    Some(acc) => add_grads(&model, acc, g),
+                });
+            }
+            let mut grad_norm = 0.0;
+            if let Some(g) = grads {
+                let (updated, norm) = optim.step(model, g, lr);
+                model = updated;
+                grad_norm = norm;
+            }
+            step += 1;
+            tokens_seen += tokens as u64;
+            tokens_this_run += tokens as u64;
+            let seconds = t0.elapsed().as_secs_f64();
+            let record = StepRecord {
+                kind: "train".into(),
+                step,
+                loss: if micro_batches > 0 {
+                    loss_sum / micro_batches as f64
+                } else {
+                    0.0
+                },
+                accuracy: ratio(correct, targets),
+                lr,
+                grad_norm,
+                tokens,
+                tokens_per_s: tokens as f64 / seconds.max(1e-9),
+                elapsed_s: began.elapsed().as_secs_f64(),
+            };
+            write_line(&mut metrics, &record, &metrics_path)?;
+            observer.on_step(&record, total);
+            let stopping = options.stop.load(Ordering::SeqCst) || step >= stop_at;
+            let last = step == total;
+            if step.is_multiple_of(cfg.train.eval_every) || last {
+                let eval = self.evaluate(&model, step)?;
+                write_line(&mut metrics, &eval, &metrics_path)?;
+                observer.on_eval(&eval);
+                last_eval = Some(eval);
+            }
+            if step.is_multiple_of(cfg.train.save_every) || last || stopping {
+                let state = TrainerState {
+                    step,
+                    tokens_seen,
+                    config: cfg.to_toml(),
+                    last_eval: last_eval.clone(),
+                };
+                let dir = self.save_checkpoint(&model, &optim, &state)?;
+                observer.on_checkpoint(&dir);
+                checkpoint = Some(dir);
+            }
+            if stopping && !last {
+                interrupted = true;
+                break;
+            }
+        }
+        let seconds = began.elapsed().as_secs_f64();
+        Ok(RunSummary {
+            start_step: start,
+            step,
+            interrupted,
+            checkpoint,
+            last_eval,
+            tokens_per_s: tokens_this_run as f64 / seconds.max(1e-9),
+        })
+    }
+
+    /// A fresh model and optimiser, or those of the latest checkpoint.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        resume: bool,
+    ) -> Result<(DnaLm, AdamW, u64, u64, Option<EvalRecord>), TrainError> {
+        let cfg = &self.run.config;
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let latest = latest_checkpoint(&self.dir);
+        let config_path = self.dir.join(CONFIG_FILE);
+        if !resume {
+            if latest.is_some() || self.dir.join(METRICS_FILE).exists() {
+                return Err(TrainError::RunDir {
+                    path: self.dir.clone(),
+                    message: "already holds a run; pass --resume to continue it or choose another output directory".into(),
+                });
+            }
+            fs::write(&config_path, cfg.to_toml()).map_err(io_err(&config_path))?;
+            let model = DnaLm::seeded(&self.run.model, &self.device, cfg.seed)?;
+            return Ok((model, AdamW::new(cfg.optim.clone()), 0, 0, None));
+        }
+        let Some(checkpoint) = latest else {
+            return Err(TrainError::RunDir {
+                path: self.dir.clone(),
+                message: "has no checkpoint to resume from".into(),
+            });
+        };
+        let state_path = checkpoint.join(STATE_FILE);
+        let text = fs::read_to_string(&state_path).map_err(io_err(&state_path))?;
+        let state: TrainerState = serde_json::from_str(&text).map_err(|e| TrainError::RunDir {
+            path: state_path.clone(),
+            message: e.to_string(),
+        })?;
+        let saved = RunConfig::parse(&state.config).map_err(|message| TrainError::RunDir {
+            path: state_path.clone(),
+            message,
+        })?;
+        let differences = saved.differences(cfg);
+        if !differences.is_empty() {
+            return Err(TrainError::RunDir {
+                path: checkpoint,
+                message: format!(
+                    "was trained with a different config ({} differ); only train.steps may change on resume",
+                    differences.join(", ")
+                ),
+            });
+        }
+        fs::write(&config_path, cfg.to_toml()).map_err(io_err(&config_path))?;
+        let model = DnaLm::load(&checkpoint, &self.device)?;
+        let mut optim = AdamW::new(cfg.optim.clone());
+        let optim_path = checkpoint.join(OPTIMIZER_FILE);
+        let tensors = read_safetensors(&optim_path)?;
+        optim
+            .load_state(&tensors, state.step, &self.device.clone().inner())
+            .map_err(|message| TrainError::RunDir {
+                path: optim_path,
+                message,
+            })?;
+        Ok((model, optim, state.step, state.tokens_seen, state.last_eval))
+    }
+
+    /// Loss, perplexity and accuracy on the fixed validation batches.
+    pub fn evaluate(&self, model: &DnaLm, step: u64) -> Result<EvalRecord, TrainError> {
+        let model = model.valid();
+        let (mut weighted, mut targets, mut correct) = (0.0, 0usize, 0usize);
+        let mut kind = TargetKind::Token;
+        for b in 0..self.run.config.train.eval_batches {
+            let batch = self.valid.batch(b);
+            kind = batch.target_kind;
+            if let Some(out) = batch_loss(&model, &batch, None)? {
+                weighted += out.loss.into_scalar::<f32>() as f64 * out.targets as f64;
+                targets += out.targets;
+                correct += out.correct;
+            }
+        }
+        let loss = if targets > 0 {
+            weighted / targets as f64
+        } else {
+            0.0
+        };
+        Ok(EvalRecord {
+            kind: "valid".into(),
+            step,
+            loss,
+            perplexity: if kind == TargetKind::Token {
+                loss.exp()
+            } else {
+                f64::NAN
+            },
+            accuracy: ratio(correct, targets),
+            targets,
+        })
+    }
+
+    /// The validation batches (for baselines computed on exactly the same positions).
+    pub fn validation_batches(&self) -> Vec<crate::data::Batch> {
+        (0..self.run.config.train.eval_batches)
+            .map(|b| self.valid.batch(b))
+            .collect()
+    }
+
+    /// Training batches `0..n` (for baselines fitted on training data).
+    pub fn training_batches(&self, n: u64) -> impl Iterator<Item = crate::data::Batch> + '_ {
+        (0..n).map(|b| self.train.batch(b))
+    }
+
+    fn save_checkpoint(
+        &self,
+        model: &DnaLm,
+        optim: &AdamW,
+        state: &TrainerState,
+    ) -> Result<PathBuf, TrainError> {
+        let name = format!("checkpoint-{:06}", state.step);
+        let final_dir = self.dir.join(&name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        model.save(&tmp)?;
+        self.run
+            .tokenizer
+            .save(&tmp)
+            .map_err(|e| TrainError::RunDir {
+                path: tmp.clone(),
+                message: e.to_string(),
+            })?;
+        let state_path = tmp.join(STATE_FILE);
+        let json = serde_json::to_string_pretty(state).unwrap_or_default();
+        fs::write(&state_path, json + "\n").map_err(io_err(&state_path))?;
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("step".to_string(), optim.steps.to_string());
+        write_safetensors(
+            &tmp.join(OPTIMIZER_FILE),
+            &optim.state_tensors(),
+            Some(meta),
+        )?;
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
+        }
+        fs::rename(&tmp, &final_dir).map_err(io_err(&final_dir))?;
+        // Keep the last N.
+        let mut all = checkpoints(&self.dir);
+        let keep = self.run.config.train.keep_last;
+        if all.len() > keep {
+            all.sort();
+            for old in &all[..all.len() - keep] {
+                let _ = fs::remove_dir_all(old);
+            }
+        }
+        Ok(final_dir)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn add_grads(model: &DnaLm, mut acc: GradientsParams, mut g: GradientsParams) -> GradientsParams {
+    use dnalm_model::burn::module::{ModuleVisitor, Param};
+    use dnalm_model::burn::tensor::Tensor;
+    struct Add<'a> {
+        acc: &'a mut GradientsParams,
+        g: &'a mut GradientsParams,
+    }
+    impl ModuleVisitor for Add<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(new) = self.g.remove::<D>(param.id) {
+                let sum = match self.acc.remove::<D>(param.id) {
+                    Some(old) => old + new,
+                    None => new,
+                };
+                self.acc.register(param.id, sum);
+            }
+        }
+    }
+    dnalm_model::burn::module::Module::visit(
+        model,
+        &mut Add {
+            acc: &mut acc,
+            g: &mut g,
+        },
+    );
+    acc
+}
+
+fn write_line<T: Serialize>(file: &mut fs::File, value: &T, path: &Path) -> Result<(), TrainError> {
+    let line = serde_json::to_string(value).unwrap_or_default();
+    writeln!(file, "{line}").map_err(io_err(path))?;
+    file.flush().map_err(io_err(path))
+}
+
+/// Drops metric lines after `step` (a resumed run rewrites them exactly).
+fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<BTreeMap<String, serde_json::Value>>(l)
+                .ok()
+                .and_then(|m| m.get("step").and_then(serde_json::Value::as_u64))
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(path, kept).map_err(io_err(path))
+}
+
+fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("checkpoint-"))
+        })
+        .collect()
+}
+
+/// The checkpoint with the highest step in a run directory.
+pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
+    let mut all = checkpoints(dir);
+    all.sort();
+    all.pop()
+}
+
+/// Reads `metrics.jsonl`: training records and validation records.
+pub fn read_metrics(dir: &Path) -> Result<(Vec<StepRecord>, Vec<EvalRecord>), TrainError> {
+    let path = dir.join(METRICS_FILE);
+    let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+    let (mut train, mut valid) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        if let Ok(r) = serde_json::from_str::<StepRecord>(line) {
+            if r.kind == "train" {
+                train.push(r);
+                continue;
+            }
+        }
+        if let Ok(r) = serde_json::from_str::<EvalRecord>(line) {
+            valid.push(r);
+        }
+    }
+    Ok((train, valid))
+}
+
+/// Real tokens a window of the run's context yields (for reports).
+pub fn tokens_per_window(run: &ResolvedRun) -> usize {
+    let bases = "A".repeat(run.config.data.context);
+    run.tokenizer.encode(bases.as_bytes()).ids.len()
+}
