@@ -4,6 +4,7 @@
 
 mod genome;
 mod inspect;
+mod pretrain;
 mod tokenize;
 
 use std::{io::Write, process::ExitCode};
@@ -42,6 +43,8 @@ enum Command {
     Windows(genome::WindowsArgs),
     /// Draw windows whose mix of annotated element classes meets target weights.
     Sample(genome::SampleArgs),
+    /// Pretrain a model from a run config (TOML): data, tokenizer, model, objectives, optimiser.
+    Pretrain(pretrain::PretrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fetch(args) => genome::fetch(args),
         Command::Windows(args) => genome::windows(args),
         Command::Sample(args) => genome::sample(args),
+        Command::Pretrain(args) => pretrain::run(args),
     }
 }
 

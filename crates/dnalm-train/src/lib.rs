@@ -18,6 +18,7 @@
 //! | denoising | [`objectives::denoise`] | bidirectional | the original token everywhere |
 //! | annotation-aware masking | [`objectives::annotation`] | bidirectional | whole masked elements + background |
 
+pub mod baseline;
 pub mod data;
 pub mod loss;
 pub mod objectives;

@@ -1,0 +1,208 @@
+//! `dnalm pretrain`: wires a run config to the trainer, with a progress bar and Ctrl-C handling.
+
+use std::{
+    path::PathBuf,
+    sync::atomic::Ordering,
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use dnalm_model::burn::tensor::Device;
+use dnalm_train::{
+    trainer::{EvalRecord, Observer, StepRecord},
+    RunConfig, RunOptions, Trainer,
+};
+
+/// Arguments of `dnalm pretrain`.
+#[derive(Args)]
+pub struct PretrainArgs {
+    /// Run config (TOML); see `configs/` for one per objective.
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Run directory (checkpoints, metrics.jsonl, run.toml). Default: runs/<config name>.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Continue from the latest checkpoint in the run directory.
+    #[arg(long)]
+    resume: bool,
+    /// Override a config key, e.g. `--set train.steps=200 --set optim.lr=1e-3` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Stop with a checkpoint after this step, as if interrupted (resume later with --resume).
+    #[arg(long)]
+    stop_at: Option<u64>,
+    /// Print the resolved config and the model size, then exit without training.
+    #[arg(long)]
+    dry_run: bool,
+    /// After training, score order-0..K Markov (k-mer frequency) predictors on the same
+    /// validation positions and write `markov_baseline.json` (0 = skip).
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    markov_baseline: usize,
+    /// Training batches the Markov baseline counts (default: 200).
+    #[arg(long, default_value_t = 200)]
+    baseline_batches: u64,
+    /// Compute device: `cpu`, or `cuda` (build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+struct Progress {
+    bar: ProgressBar,
+    last_eval: Option<EvalRecord>,
+    plain: bool,
+}
+
+impl Observer for Progress {
+    fn on_step(&mut self, r: &StepRecord, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(r.step);
+        let eval = self
+            .last_eval
+            .as_ref()
+            .map(|e| format!(" | valid loss {:.3} acc {:.3}", e.loss, e.accuracy))
+            .unwrap_or_default();
+        self.bar.set_message(format!(
+            "loss {:.4} acc {:.3} lr {:.2e} {:.0} tok/s{eval}",
+            r.loss, r.accuracy, r.lr, r.tokens_per_s
+        ));
+        // Without a terminal, a line every 10% so logs show progress.
+        if self.plain && (r.step % (total / 10).max(1) == 0) {
+            eprintln!(
+                "step {}/{total} loss {:.4} acc {:.3} {:.0} tok/s",
+                r.step, r.loss, r.accuracy, r.tokens_per_s
+            );
+        }
+    }
+    fn on_eval(&mut self, r: &EvalRecord) {
+        if self.plain {
+            eprintln!(
+                "step {} valid loss {:.4} perplexity {:.3} accuracy {:.4}",
+                r.step, r.loss, r.perplexity, r.accuracy
+            );
+        }
+        self.last_eval = Some(r.clone());
+    }
+}
+
+fn device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "cpu" => Ok(dnalm_model::cpu()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        other => anyhow::bail!(
+            "device '{other}' is not available in this build (cpu{})",
+            if cfg!(feature = "cuda") { ", cuda" } else { "; rebuild with --features cuda for cuda" }
+        ),
+    }
+}
+
+/// Runs `dnalm pretrain`.
+pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    let config = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
+    let resolved = config.resolve()?;
+    let output = args.output.clone().unwrap_or_else(|| {
+        let stem = args
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        PathBuf::from("runs").join(stem)
+    });
+    let params = resolved.model.parameter_count();
+    let tokens = dnalm_train::trainer::tokens_per_window(&resolved);
+    eprintln!(
+        "model: {:?}, {} layers, d = {}, {} heads, {:.2} M parameters; tokenizer {} ({} tokens), {} tokens per {}-base window",
+        resolved.model.architecture,
+        resolved.model.n_layers,
+        resolved.model.d_model,
+        resolved.model.n_heads,
+        params as f64 / 1e6,
+        resolved.config.tokenizer.spec,
+        resolved.model.vocab_size,
+        tokens,
+        resolved.config.data.context
+    );
+    if args.dry_run {
+        print!("{}", resolved.config.to_toml());
+        return Ok(());
+    }
+    let device = device(&args.device)?.autodiff();
+    let trainer = Trainer::new(resolved, &output, device)
+        .with_context(|| format!("preparing {}", args.config.display()))?;
+    let options = RunOptions {
+        resume: args.resume,
+        stop_at: args.stop_at,
+        ..Default::default()
+    };
+    let stop = options.stop.clone();
+    let flag = stop.clone();
+    // A second Ctrl-C exits at once.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to abort)");
+    });
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = if plain {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(500));
+    let mut progress = Progress {
+        bar,
+        last_eval: None,
+        plain,
+    };
+    let summary = trainer.run(&options, &mut progress)?;
+    progress.bar.finish_and_clear();
+    let what = if summary.interrupted { "stopped" } else { "finished" };
+    eprintln!(
+        "{what} at step {} ({:.0} tokens/s); run directory {}",
+        summary.step,
+        summary.tokens_per_s,
+        output.display()
+    );
+    if let Some(e) = &summary.last_eval {
+        eprintln!(
+            "validation at step {}: loss {:.4}, perplexity {:.3}, accuracy {:.4}",
+            e.step, e.loss, e.perplexity, e.accuracy
+        );
+    }
+    if let Some(c) = &summary.checkpoint {
+        eprintln!("checkpoint: {}", c.display());
+    }
+    if summary.interrupted {
+        eprintln!("resume with: dnalm pretrain --config {} --output {} --resume", args.config.display(), output.display());
+    }
+    if args.markov_baseline > 0 {
+        let predictor = dnalm_train::baseline::MarkovPredictor::fit(
+            trainer.training_batches(args.baseline_batches),
+            args.markov_baseline,
+        );
+        let scores = predictor.evaluate(&trainer.validation_batches());
+        let best = scores
+            .iter()
+            .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy))
+            .copied();
+        if let Some(b) = best {
+            eprintln!(
+                "best Markov baseline: order {} accuracy {:.4} on the same {} validation positions",
+                b.order, b.accuracy, b.targets
+            );
+        }
+        let path = output.join("markov_baseline.json");
+        crate::write_output(&path, &(serde_json::to_string_pretty(&scores)? + "\n"))?;
+    }
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}

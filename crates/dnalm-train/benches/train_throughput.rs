@@ -1,0 +1,114 @@
+//! Training and inference throughput of the small encoder (the README's recorded-run model),
+//! measured the same way as `scripts/bench_train.py` measures PyTorch/transformers on the same
+//! shapes. Run through `scripts/bench_train.sh`, which prints both and their ratio.
+//!
+//! Shapes (override with env): BENCH_LAYERS=4 BENCH_D=256 BENCH_HEADS=4 BENCH_FFN=1024
+//! BENCH_SEQ=512 BENCH_BATCH=8 BENCH_VOCAB=12 BENCH_STEPS=5. fp32; masked-LM loss on 15% of
+//! positions; AdamW update included in a training step.
+
+use std::time::Instant;
+
+use dnalm_model::{
+    burn::{module::Module, optim::GradientsParams},
+    cpu, Architecture, AttentionPattern, DnaLm, ModelConfig, ModelInput,
+};
+use dnalm_train::{
+    data::{Batch, BatchAttention},
+    loss::batch_loss,
+    optim::AdamW,
+    run_config::OptimConfig,
+    TargetKind,
+};
+use rand::{Rng, SeedableRng};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let (layers, d, heads, ffn) = (
+        env("BENCH_LAYERS", 4),
+        env("BENCH_D", 256),
+        env("BENCH_HEADS", 4),
+        env("BENCH_FFN", 1024),
+    );
+    let (seq, batch, vocab, steps) = (
+        env("BENCH_SEQ", 512),
+        env("BENCH_BATCH", 8),
+        env("BENCH_VOCAB", 12),
+        env("BENCH_STEPS", 5),
+    );
+    let mut cfg = ModelConfig::new(Architecture::Encoder, vocab);
+    cfg.n_layers = layers;
+    cfg.d_model = d;
+    cfg.n_heads = heads;
+    cfg.d_ffn = ffn;
+    cfg.max_positions = seq;
+    cfg.attention_chunk = env("BENCH_CHUNK", seq);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let n = batch * seq;
+    let ids: Vec<u32> = (0..n).map(|_| rng.random_range(5..vocab as u32)).collect();
+    let loss_mask: Vec<bool> = (0..n).map(|_| rng.random::<f64>() < 0.15).collect();
+    let b = Batch {
+        step: 0,
+        objective: "mlm",
+        rows: batch,
+        seq_len: seq,
+        input_ids: ids.clone(),
+        position_ids: (0..batch).flat_map(|_| 0..seq as u32).collect(),
+        targets: ids.clone(),
+        loss_mask,
+        padding_mask: vec![true; n],
+        attention: BatchAttention::Bidirectional,
+        target_kind: TargetKind::Token,
+        origins: Vec::new(),
+    };
+
+    // Training: forward, masked-LM loss, backward, AdamW.
+    let device = cpu().autodiff();
+    let mut model = DnaLm::seeded(&cfg, &device, 0).expect("valid config");
+    let mut optim = AdamW::new(OptimConfig::default());
+    let mut times = Vec::new();
+    for step in 0..steps + 1 {
+        let t = Instant::now();
+        let out = batch_loss(&model, &b, None).expect("input fits").expect("targets");
+        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        let (m, _) = optim.step(model, grads, 1e-4);
+        model = m;
+        // Wait for the update to finish (Flex is eager; this is a no-op there).
+        let _ = model.embed.weight.val().slice([0..1, 0..1]).into_scalar::<f32>();
+        if step > 0 {
+            times.push(t.elapsed().as_secs_f64()); // step 0 is warm-up
+        }
+    }
+    let train = n as f64 / median(&mut times);
+
+    // Inference: forward only, no autodiff.
+    let model = model.valid();
+    let input = ModelInput::from_rows(
+        &ids.chunks(seq).map(<[u32]>::to_vec).collect::<Vec<_>>(),
+        AttentionPattern::Bidirectional,
+    );
+    let mut times = Vec::new();
+    for step in 0..steps + 1 {
+        let t = Instant::now();
+        let h = model.forward(&input).expect("input fits");
+        let _ = h.slice([0..1, 0..1, 0..1]).into_scalar::<f32>();
+        if step > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let infer = n as f64 / median(&mut times);
+    println!(
+        "{{\"impl\":\"dnalm\",\"threads\":{},\"layers\":{layers},\"d_model\":{d},\"seq\":{seq},\"batch\":{batch},\"train_tokens_per_s\":{train:.1},\"infer_tokens_per_s\":{infer:.1}}}",
+        rayon::current_num_threads()
+    );
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
