@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the bundled demo data: builds dnalm, then inspects, tokenizes and samples the
-# bundled E. coli genome and tasks. Outputs go to ./demo-out (or $DNALM_DEMO_OUT).
+# bundled E. coli genome and tasks, and pretrains a small masked-LM encoder on it. Outputs go to ./demo-out (or $DNALM_DEMO_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p dnalm-cli
@@ -25,4 +25,11 @@ $D tokenize data/tasks/pub_coding --tokenizer "$OUT/bpe4096"
 step "dnalm sample: rarity-balanced 512 bp windows (CDS vs intergenic) from the train split"
 $D sample data/ecoli_MG1655.fa.gz --annotations data/ecoli_MG1655.prodigal.gff3.gz \
   --length 512 --count 10000 --split block:100000 --out "$OUT/balanced_windows.bed"
+step "dnalm pretrain: a small masked-LM encoder on the genome (configs/mlm.toml, shrunk to ~2 minutes)"
+rm -rf "$OUT/pretrain-mlm"
+$D pretrain --config configs/mlm.toml --output "$OUT/pretrain-mlm" \
+  --set train.steps=40 --set optim.warmup_steps=5 --set data.context=256 \
+  --set model.n_layers=2 --set model.d_model=128 --set model.d_ffn=512 \
+  --set train.eval_every=20 --set train.eval_batches=4 --set train.save_every=20 \
+  --markov-baseline 6 --baseline-batches 50
 printf '\nDone. Outputs in %s/\n' "$OUT"

@@ -209,6 +209,35 @@ pub(crate) fn chunked_attention(
     Tensor::cat(outputs, 2)
 }
 
+/// softmax(q kᵀ + bias) v through the backend's fused attention (burn Flex: naive for short
+/// sequences, tiled flash attention with an online softmax for long ones, so the score matrix is
+/// never held whole). Used where no gradient is needed: burn has no backward for it on Flex, and
+/// under autodiff it would decompose into the same operations as [`chunked_attention`].
+///
+/// # Shapes
+/// - `q`, `k`, `v`: `[rows, heads, len, head_dim]`, `q` already scaled
+/// - output: `[rows, heads, len, head_dim]`
+pub(crate) fn fused_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: &AttentionBias,
+) -> Tensor<4> {
+    let [b, _, l, _] = q.dims();
+    let padding = bias.padding.clone().map(|p| p.expand([b, 1, l, l]));
+    let combined = match (bias.rows.clone(), padding) {
+        (None, None) => None,
+        (Some(r), None) => Some(r),
+        (None, Some(p)) => Some(p),
+        (Some(r), Some(p)) => Some(r + p),
+    };
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: Some(1.0),
+        ..Default::default()
+    };
+    burn::tensor::module::attention(q, k, v, None, combined, options)
+}
+
 fn attend_rows(
     q: Tensor<4>,
     kt: Tensor<4>,
@@ -279,8 +308,11 @@ mod tests {
             let bias = AttentionBias::new(&mask, b, l, Some(&slopes), &device);
             let one = chunked_attention(q.clone(), k.clone(), v.clone(), &bias, 64);
             let chunked = chunked_attention(q.clone(), k.clone(), v.clone(), &bias, 3);
-            let diff = (one - chunked).abs().max().into_scalar::<f32>();
+            let fused = fused_attention(q.clone(), k.clone(), v.clone(), &bias);
+            let diff = (one.clone() - chunked).abs().max().into_scalar::<f32>();
             assert!(diff < 1e-5, "{diff}");
+            let diff = (one - fused).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-5, "fused: {diff}");
         }
     }
 }

@@ -14,7 +14,7 @@ use burn::{
 };
 
 use crate::{
-    attention::{apply_rotary, chunked_attention, AttentionBias},
+    attention::{apply_rotary, chunked_attention, fused_attention, AttentionBias},
     Architecture, ModelConfig,
 };
 
@@ -265,7 +265,13 @@ impl Block {
             k = apply_rotary(k, cos, sin);
         }
         let q = q * (1.0 / (hd as f64).sqrt());
-        let out = chunked_attention(q, k, v, &ctx.bias, self.chunk);
+        // Inference takes the backend's fused (flash) attention; training the chunked form,
+        // which autodiff differentiates.
+        let out = if q.is_autodiff() {
+            chunked_attention(q, k, v, &ctx.bias, self.chunk)
+        } else {
+            fused_attention(q, k, v, &ctx.bias)
+        };
         self.output.forward(out.swap_dims(1, 2).reshape([b, l, d]))
     }
 }

@@ -1,12 +1,15 @@
 //! Pretraining for dnalm (third stage of the data flow: tokens -> objective examples -> batches).
 //!
-//! This crate currently holds the pretraining **objectives** and the **batch pipeline**
-//! ([`data`]: windows -> tokens -> objective -> padded batches, each a pure function of
-//! `(seed, step)`). The objectives: each turns a window of tokens (with
+//! This crate holds the pretraining **objectives**, the **batch pipeline** ([`data`]: windows ->
+//! tokens -> objective -> padded batches, each a pure function of `(seed, step)`), the **run
+//! config** ([`run_config`], one TOML file, checked before training), the **loss** ([`loss`],
+//! over loss positions only), **AdamW** ([`optim`]), the **trainer** ([`trainer`]: validation,
+//! `metrics.jsonl`, atomic keep-last-N checkpoints, exact resume) and the order-k **Markov
+//! baseline** ([`baseline`]). The objectives: each turns a window of tokens (with
 //! each token's base span, and the window's annotations when given) into an
 //! [`ObjectiveExample`]: model inputs, targets, a loss mask and an attention pattern. Examples are
-//! plain vectors, independent of the tensor library; the batching pipeline, the burn trainer and
-//! checkpoints build on them.
+//! plain vectors, independent of the tensor library; the pipeline and the burn trainer build on
+//! them.
 //!
 //! | objective | module | attention | targets |
 //! |---|---|---|---|

@@ -69,8 +69,13 @@ pub enum ConfigError {
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
-        message: message.into(),
+        message: one_line(&message.into()),
     }
+}
+
+/// TOML parser messages span lines (a source excerpt); errors here are one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Where windows come from and how they are drawn.
@@ -355,7 +360,7 @@ impl RunConfig {
 
     /// Parses TOML text (paths stay as written).
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
     }
 
     /// Makes relative paths relative to `base`.

@@ -220,3 +220,23 @@ fn annotation_masking_trains_on_gene_annotations() {
         .to_string();
     assert!(err.contains("exon"), "{err}");
 }
+
+#[test]
+fn a_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
+    let mut cfg = config(MLM, "");
+    cfg.optim.lr = 1e30;
+    cfg.optim.grad_clip = 0.0;
+    cfg.optim.warmup_steps = 0;
+    cfg.optim.schedule = dnalm_train::run_config::Schedule::Constant;
+    cfg.train.save_every = 1;
+    cfg.train.accumulation = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = Trainer::new(cfg.resolve().unwrap(), dir.path(), cpu().autodiff()).unwrap();
+    let err = trainer
+        .run(&RunOptions::default(), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at step 2") && err.contains("checkpoint-000001"), "{err}");
+    assert!(dir.path().join("checkpoint-000001/model.safetensors").exists());
+    assert!(!dir.path().join("checkpoint-000002").exists());
+}

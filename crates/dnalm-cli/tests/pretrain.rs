@@ -1,0 +1,173 @@
+//! `dnalm pretrain` from the command line: every shipped config resolves, a tiny run trains and
+//! resumes, Ctrl-C saves a checkpoint, and config errors are one clear line before training.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn dnalm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dnalm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Overrides that shrink a shipped config to a seconds-long run on the lambda genome.
+fn tiny(fasta: &str) -> Vec<String> {
+    [
+        format!("data.fasta=\"{fasta}\""),
+        "data.context=64".into(),
+        "data.split_block=2000".into(),
+        "data.valid_fraction=0.1".into(),
+        "model.n_layers=1".into(),
+        "model.d_model=16".into(),
+        "model.n_heads=2".into(),
+        "model.d_ffn=32".into(),
+        "train.batch_size=4".into(),
+        "train.eval_batches=1".into(),
+        "train.eval_every=2".into(),
+        "train.save_every=2".into(),
+    ]
+    .into_iter()
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect()
+}
+
+#[test]
+fn every_shipped_config_resolves() {
+    let dir = root().join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = dnalm(&["pretrain", "-c", path.to_str().unwrap(), "--dry-run"]);
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            assert!(stderr(&out).contains("parameters"), "{}", stderr(&out));
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "{n} configs");
+}
+
+#[test]
+fn a_tiny_run_trains_and_resumes_from_the_cli() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let run = out_dir.path().join("run");
+    let fasta = root().join("data/lambda_phage.fa");
+    let config = root().join("configs/mlm.toml");
+    let mut args: Vec<String> = vec![
+        "pretrain".into(),
+        "-c".into(),
+        config.display().to_string(),
+        "-o".into(),
+        run.display().to_string(),
+        "--set".into(),
+        "train.steps=6".into(),
+    ];
+    args.extend(tiny(&fasta.display().to_string()));
+    let run_args = |extra: &[&str]| {
+        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.extend_from_slice(extra);
+        dnalm(&a)
+    };
+    let first = run_args(&["--stop-at", "2"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stderr(&first).contains("--resume"), "{}", stderr(&first));
+    // Without --resume the run directory is protected.
+    let again = run_args(&[]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--resume"));
+    let resumed = run_args(&["--resume", "--markov-baseline", "2", "--baseline-batches", "4"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(summary["start_step"], 2);
+    assert_eq!(summary["step"], 6);
+    assert!(run.join("checkpoint-000006/model.safetensors").exists());
+    assert!(run.join("run.toml").exists());
+    let baseline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("markov_baseline.json")).unwrap())
+            .unwrap();
+    assert_eq!(baseline.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let run = out_dir.path().join("run");
+    let fasta = root().join("data/lambda_phage.fa");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dnalm"));
+    cmd.args([
+        "pretrain",
+        "-c",
+        root().join("configs/mlm.toml").to_str().unwrap(),
+        "-o",
+        run.to_str().unwrap(),
+        "--set",
+        "train.steps=100000",
+        "--set",
+        "train.save_every=100000",
+    ])
+    .args(tiny(&fasta.display().to_string()))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let metrics = run.join("metrics.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(true, |t| t.lines().count() < 3) {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    let step = summary["step"].as_u64().unwrap();
+    assert!(run.join(format!("checkpoint-{step:06}/optimizer.safetensors")).exists());
+}
+
+#[test]
+fn config_errors_are_one_line_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = root().join("configs/mlm.toml");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--set", "objectives=[{type = \"electra\"}]"], "electra"),
+        (&["--set", "tokenizer.spec=\"kmer:6:non-overlapping\""], "data.context"),
+        (&["--set", "model.vocab_size=4101"], "vocab_size"),
+        (&["--set", "objectives=[{type = \"annotation\"}]"], "annotation"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec![
+            "pretrain",
+            "-c",
+            config.to_str().unwrap(),
+            "-o",
+            dir.path().to_str().unwrap(),
+            "--set",
+            "data.context=500",
+        ];
+        args.extend_from_slice(extra);
+        let out = dnalm(&args);
+        assert!(!out.status.success(), "{needle}");
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!dir.path().join("metrics.jsonl").exists());
+    }
+}
