@@ -1,10 +1,6 @@
 //! `dnalm pretrain`: wires a run config to the trainer, with a progress bar and Ctrl-C handling.
 
-use std::{
-    path::PathBuf,
-    sync::atomic::Ordering,
-    time::Duration,
-};
+use std::{path::PathBuf, sync::atomic::Ordering, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
@@ -69,7 +65,7 @@ impl Observer for Progress {
             r.loss, r.accuracy, r.lr, r.tokens_per_s
         ));
         // Without a terminal, a line every 10% so logs show progress.
-        if self.plain && (r.step % (total / 10).max(1) == 0) {
+        if self.plain && r.step.is_multiple_of((total / 10).max(1)) {
             eprintln!(
                 "step {}/{total} loss {:.4} acc {:.3} {:.0} tok/s",
                 r.step, r.loss, r.accuracy, r.tokens_per_s
@@ -94,7 +90,11 @@ fn device(name: &str) -> anyhow::Result<Device> {
         "cuda" => Ok(Device::cuda(0)),
         other => anyhow::bail!(
             "device '{other}' is not available in this build (cpu{})",
-            if cfg!(feature = "cuda") { ", cuda" } else { "; rebuild with --features cuda for cuda" }
+            if cfg!(feature = "cuda") {
+                ", cuda"
+            } else {
+                "; rebuild with --features cuda for cuda"
+            }
         ),
     }
 }
@@ -144,7 +144,9 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to abort)");
+        eprintln!(
+            "\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to abort)"
+        );
     });
     let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = if plain {
@@ -165,7 +167,11 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     };
     let summary = trainer.run(&options, &mut progress)?;
     progress.bar.finish_and_clear();
-    let what = if summary.interrupted { "stopped" } else { "finished" };
+    let what = if summary.interrupted {
+        "stopped"
+    } else {
+        "finished"
+    };
     eprintln!(
         "{what} at step {} ({:.0} tokens/s); run directory {}",
         summary.step,
@@ -182,7 +188,11 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         eprintln!("checkpoint: {}", c.display());
     }
     if summary.interrupted {
-        eprintln!("resume with: dnalm pretrain --config {} --output {} --resume", args.config.display(), output.display());
+        eprintln!(
+            "resume with: dnalm pretrain --config {} --output {} --resume",
+            args.config.display(),
+            output.display()
+        );
     }
     if args.markov_baseline > 0 {
         let predictor = dnalm_train::baseline::MarkovPredictor::fit(

@@ -88,10 +88,15 @@ fn a_tiny_run_trains_and_resumes_from_the_cli() {
     let again = run_args(&[]);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("--resume"));
-    let resumed = run_args(&["--resume", "--markov-baseline", "2", "--baseline-batches", "4"]);
+    let resumed = run_args(&[
+        "--resume",
+        "--markov-baseline",
+        "2",
+        "--baseline-batches",
+        "4",
+    ]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&resumed.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
     assert_eq!(summary["start_step"], 2);
     assert_eq!(summary["step"], 6);
     assert!(run.join("checkpoint-000006/model.safetensors").exists());
@@ -139,7 +144,9 @@ fn ctrl_c_saves_a_checkpoint() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["interrupted"], true);
     let step = summary["step"].as_u64().unwrap();
-    assert!(run.join(format!("checkpoint-{step:06}/optimizer.safetensors")).exists());
+    assert!(run
+        .join(format!("checkpoint-{step:06}/optimizer.safetensors"))
+        .exists());
 }
 
 #[test]
@@ -148,9 +155,15 @@ fn config_errors_are_one_line_before_training() {
     let config = root().join("configs/mlm.toml");
     let cases: [(&[&str], &str); 4] = [
         (&["--set", "objectives=[{type = \"electra\"}]"], "electra"),
-        (&["--set", "tokenizer.spec=\"kmer:6:non-overlapping\""], "data.context"),
+        (
+            &["--set", "tokenizer.spec=\"kmer:6:non-overlapping\""],
+            "data.context",
+        ),
         (&["--set", "model.vocab_size=4101"], "vocab_size"),
-        (&["--set", "objectives=[{type = \"annotation\"}]"], "annotation"),
+        (
+            &["--set", "objectives=[{type = \"annotation\"}]"],
+            "annotation",
+        ),
     ];
     for (extra, needle) in cases {
         let mut args = vec![

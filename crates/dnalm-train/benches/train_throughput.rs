@@ -74,12 +74,19 @@ fn main() {
     let mut times = Vec::new();
     for step in 0..steps + 1 {
         let t = Instant::now();
-        let out = batch_loss(&model, &b, None).expect("input fits").expect("targets");
+        let out = batch_loss(&model, &b, None)
+            .expect("input fits")
+            .expect("targets");
         let grads = GradientsParams::from_grads(out.loss.backward(), &model);
         let (m, _) = optim.step(model, grads, 1e-4);
         model = m;
         // Wait for the update to finish (Flex is eager; this is a no-op there).
-        let _ = model.embed.weight.val().slice([0..1, 0..1]).into_scalar::<f32>();
+        let _ = model
+            .embed
+            .weight
+            .val()
+            .slice([0..1, 0..1])
+            .into_scalar::<f32>();
         if step > 0 {
             times.push(t.elapsed().as_secs_f64()); // step 0 is warm-up
         }

@@ -90,7 +90,10 @@ impl MarkovPredictor {
         (0..=self.max_order)
             .map(|order| {
                 let (mut correct, mut total) = (0usize, 0usize);
-                for batch in batches.iter().filter(|b| b.target_kind == TargetKind::Token) {
+                for batch in batches
+                    .iter()
+                    .filter(|b| b.target_kind == TargetKind::Token)
+                {
                     for r in 0..batch.rows {
                         let base = r * batch.seq_len;
                         let seq: Vec<u32> = (0..batch.seq_len)

@@ -236,7 +236,13 @@ fn a_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
         .run(&RunOptions::default(), &mut Silent)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("at step 2") && err.contains("checkpoint-000001"), "{err}");
-    assert!(dir.path().join("checkpoint-000001/model.safetensors").exists());
+    assert!(
+        err.contains("at step 2") && err.contains("checkpoint-000001"),
+        "{err}"
+    );
+    assert!(dir
+        .path()
+        .join("checkpoint-000001/model.safetensors")
+        .exists());
     assert!(!dir.path().join("checkpoint-000002").exists());
 }
