@@ -242,3 +242,60 @@ fn gradients_reach_every_parameter() {
     assert_eq!(grads.len(), n_params - 1);
     let _ = TensorData::new(vec![0f32], [1]);
 }
+
+#[test]
+fn task_heads_pool_only_real_tokens() {
+    use dnalm_model::heads::{pool, Pooling, SequenceHead, TokenHead};
+    let device = cpu();
+    let model = DnaLm::new(
+        &tiny(Architecture::Encoder, PositionEncoding::Rotary),
+        &device,
+    )
+    .unwrap();
+    let input = ModelInput::from_rows(
+        &[vec![2, 5, 6, 3], vec![2, 7, 3]],
+        AttentionPattern::Bidirectional,
+    );
+    let hidden = model.forward(&input).unwrap();
+    let real: Vec<f32> = input
+        .mask
+        .padding
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|&r| if r { 1.0 } else { 0.0 })
+        .collect();
+    let real = Tensor::<2>::from_data(TensorData::new(real, [2, 4]), &device);
+    let mean = pool(hidden.clone(), real.clone(), Pooling::Mean);
+    assert_eq!(mean.dims(), [2, 16]);
+    // Row 1's mean is over its 3 real tokens only.
+    let expected: Vec<f32> = (0..16)
+        .map(|j| (0..3).map(|p| row(&hidden, 1, p)[j]).sum::<f32>() / 3.0)
+        .collect();
+    let got = mean
+        .slice([1..2, 0..16])
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(close(&got, &expected));
+    let max = pool(hidden.clone(), real.clone(), Pooling::Max);
+    let cls = pool(hidden.clone(), real, Pooling::Cls);
+    assert_eq!(
+        cls.clone()
+            .slice([0..1, 0..16])
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        row(&hidden, 0, 0)
+    );
+    assert_eq!(
+        SequenceHead::new(16, 3, &device).forward(max).dims(),
+        [2, 3]
+    );
+    assert_eq!(
+        TokenHead::new(16, 5, &device).forward(hidden).dims(),
+        [2, 4, 5]
+    );
+}
