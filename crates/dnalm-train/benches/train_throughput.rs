@@ -21,6 +21,12 @@ use dnalm_train::{
 };
 use rand::{Rng, SeedableRng};
 
+/// The allocator of the `dnalm` binary, so the bench measures what users run: burn allocates a
+/// fresh buffer per operation, and with glibc malloc 7.7% of a training step went to the kernel
+/// zeroing newly mapped pages (perf, this bench).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
