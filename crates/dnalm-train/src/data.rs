@@ -28,8 +28,10 @@ use crate::objectives::{
 
 /// Where windows come from.
 pub enum WindowSource {
-    /// Uniformly over the allowed segments.
+    /// Uniformly over the allowed segments (any start).
     Uniform(RandomWindows),
+    /// Uniformly over a fixed tiling (starts on a stride grid, as `dnalm windows` lists them).
+    Tiled(Vec<Segment>),
     /// Rarity-balanced over annotation classes; its classes also feed annotation-aware masking.
     Balanced(RarityBalancedSampler),
 }
@@ -142,8 +144,15 @@ impl BatchPipeline {
         let vocab = VocabInfo::of(tokenizer.as_ref());
         let index = match &source {
             WindowSource::Balanced(s) => Some(s),
-            WindowSource::Uniform(_) => annotations.as_ref(),
+            WindowSource::Uniform(_) | WindowSource::Tiled(_) => annotations.as_ref(),
         };
+        if matches!(&source, WindowSource::Tiled(t) if t.is_empty()) {
+            return Err(ObjectiveError::Invalid {
+                what: "window tiling",
+                value: 0.0,
+                message: "no window fits in the allowed segments",
+            });
+        }
         for (objective, _) in &mut objectives {
             if let crate::ObjectiveConfig::Annotation(masking) = objective {
                 let Some(index) = index else {
@@ -214,6 +223,7 @@ impl BatchPipeline {
     ) -> (RowOrigin, ObjectiveExample) {
         let (window, class) = match &self.source {
             WindowSource::Uniform(w) => (w.draw(rng), None),
+            WindowSource::Tiled(tiles) => (tiles[rng.random_range(0..tiles.len())], None),
             WindowSource::Balanced(s) => {
                 let w = s.sample_with(rng);
                 (w.window, Some(w.class))
@@ -247,8 +257,9 @@ impl BatchPipeline {
     /// The annotated elements overlapping a window, in window coordinates (after reversal).
     fn annotations_in(&self, window: Segment, reverse: bool) -> Vec<Annotated> {
         let sampler = match (&self.source, &self.annotations) {
-            (WindowSource::Balanced(s), _) | (WindowSource::Uniform(_), Some(s)) => s,
-            (WindowSource::Uniform(_), None) => return Vec::new(),
+            (WindowSource::Balanced(s), _)
+            | (WindowSource::Uniform(_) | WindowSource::Tiled(_), Some(s)) => s,
+            (WindowSource::Uniform(_) | WindowSource::Tiled(_), None) => return Vec::new(),
         };
         let len = window.len();
         let mut out = Vec::new();

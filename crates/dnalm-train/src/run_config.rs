@@ -98,6 +98,10 @@ pub struct DataConfig {
     pub class_weights: String,
     /// Bases per window.
     pub context: usize,
+    /// When set, training windows start on this grid (a tiling with this stride, drawn in random
+    /// order); when absent, any start is equally likely (uniform sampler only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
     /// Probability that a window is reverse-complemented.
     #[serde(default = "default_rc")]
     pub reverse_complement: f64,
@@ -454,6 +458,16 @@ impl RunConfig {
         }
         if d.context == 0 {
             return Err(invalid("data.context", "must be positive"));
+        }
+        match d.stride {
+            Some(0) => return Err(invalid("data.stride", "must be positive")),
+            Some(_) if d.sampler == "balanced" => {
+                return Err(invalid(
+                    "data.stride",
+                    "the balanced sampler places windows itself; drop stride or use sampler = \"uniform\"",
+                ))
+            }
+            _ => {}
         }
         if self.objectives.is_empty() {
             return Err(invalid(

@@ -29,7 +29,7 @@ use dnalm_model::{
 use dnalm_seq::{
     interval::{read_bed, read_gff3, Interval},
     sampler::{ClassKey, ClassWeights, RarityBalancedSampler},
-    window::{split_genome, GenomeSplit, RandomWindows, SplitConfig, SplitUnit},
+    window::{split_genome, GenomeSplit, RandomWindows, SplitConfig, SplitUnit, WindowSpec},
     Genome,
 };
 use dnalm_tokenize::Tokenizer;
@@ -277,8 +277,18 @@ impl Trainer {
             })?;
             (WindowSource::Balanced(sampler), None)
         } else {
+            let source = match d.stride {
+                Some(stride) => WindowSource::Tiled(
+                    WindowSpec::new(d.context, stride)?
+                        .tile(&split.train)
+                        .collect(),
+                ),
+                None => {
+                    WindowSource::Uniform(RandomWindows::new(&split.train, d.context, cfg.seed)?)
+                }
+            };
             (
-                WindowSource::Uniform(RandomWindows::new(&split.train, d.context, cfg.seed)?),
+                source,
                 index(&split.train, &ClassWeights::Uniform, cfg.seed)?,
             )
         };

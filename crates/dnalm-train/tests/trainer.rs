@@ -178,9 +178,14 @@ fn every_objective_trains_a_step() {
             "[[objectives]]\ntype = \"mlm\"\nweight = 0.5\n[[objectives]]\ntype = \"span\"\nweight = 0.5\n",
             "position = \"alibi\"",
         ),
+        (MLM, "position = \"learned\""),
     ];
     for (objective, extra) in objectives {
         let mut cfg = config(objective, extra);
+        if extra.contains("learned") {
+            // Windows on a stride grid instead of any start.
+            cfg.data.stride = Some(32);
+        }
         cfg.train.steps = 3;
         cfg.train.eval_every = 3;
         let dir = tempfile::tempdir().unwrap();
