@@ -4,11 +4,7 @@
 //! Parameters are named by their path in the module tree (`blocks.3.query.weight`); the same
 //! names are used for optimiser state, so a checkpoint resumes by name, never by in-memory id.
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, fs, path::Path};
 
 use burn::{
     module::{Module, ModuleMapper, ModuleVisitor, Param},
@@ -46,24 +42,30 @@ impl HostTensor {
     }
 }
 
-/// Tracks the dotted path of the module being visited.
-#[derive(Default)]
-struct PathStack(Vec<String>);
+/// The dotted path (`blocks.3.query.weight`) of the parameter a [`ModuleVisitor`] or
+/// [`ModuleMapper`] is at: call [`ModulePath::enter`] and [`ModulePath::exit`] from their
+/// `enter_module` / `exit_module`, and [`ModulePath::name`] in `visit_float` / `map_float`.
+/// Parameters are named this way everywhere (weights, optimiser state, initialisation).
+#[derive(Debug, Default)]
+pub struct ModulePath(Vec<String>);
 
-impl PathStack {
-    fn enter(&mut self, name: &str) {
+impl ModulePath {
+    /// Steps into a field or element.
+    pub fn enter(&mut self, name: &str) {
         self.0.push(name.to_string());
     }
-    fn exit(&mut self) {
+    /// Steps back out.
+    pub fn exit(&mut self) {
         self.0.pop();
     }
-    fn join(&self) -> String {
+    /// The current dotted name.
+    pub fn name(&self) -> String {
         self.0.join(".")
     }
 }
 
 struct Collect {
-    path: PathStack,
+    path: ModulePath,
     out: BTreeMap<String, HostTensor>,
 }
 
@@ -76,14 +78,14 @@ impl ModuleVisitor for Collect {
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         self.out
-            .insert(self.path.join(), HostTensor::of(&param.val()));
+            .insert(self.path.name(), HostTensor::of(&param.val()));
     }
 }
 
 /// Every float parameter of `module` by dotted path.
 pub fn named_parameters<M: Module>(module: &M) -> BTreeMap<String, HostTensor> {
     let mut collect = Collect {
-        path: PathStack::default(),
+        path: ModulePath::default(),
         out: BTreeMap::new(),
     };
     module.visit(&mut collect);
@@ -96,7 +98,7 @@ pub fn parameter_names<M: Module>(module: &M) -> Vec<String> {
 }
 
 struct Replace<'a> {
-    path: PathStack,
+    path: ModulePath,
     values: &'a BTreeMap<String, HostTensor>,
     problems: Vec<String>,
     used: usize,
@@ -110,7 +112,7 @@ impl ModuleMapper for Replace<'_> {
         self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join();
+        let name = self.path.name();
         let Some(host) = self.values.get(&name) else {
             self.problems.push(format!("missing tensor {name}"));
             return param;
@@ -136,7 +138,7 @@ impl ModuleMapper for Replace<'_> {
 }
 
 struct Reinitialize {
-    path: PathStack,
+    path: ModulePath,
     seed: u64,
 }
 
@@ -149,7 +151,7 @@ impl ModuleMapper for Reinitialize {
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         use rand::{Rng, SeedableRng};
-        let name = self.path.join();
+        let name = self.path.name();
         let (id, tensor, mapper) = param.consume();
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
@@ -187,7 +189,7 @@ impl ModuleMapper for Reinitialize {
 /// Re-initialises every parameter deterministically from `seed` (see [`DnaLm::seeded`]).
 pub fn reinitialize<M: Module>(module: M, seed: u64) -> M {
     module.map(&mut Reinitialize {
-        path: PathStack::default(),
+        path: ModulePath::default(),
         seed,
     })
 }
@@ -200,7 +202,7 @@ pub fn load_parameters<M: Module>(
     source: &Path,
 ) -> Result<M, ModelError> {
     let mut replace = Replace {
-        path: PathStack::default(),
+        path: ModulePath::default(),
         values,
         problems: Vec::new(),
         used: 0,
@@ -402,11 +404,6 @@ impl DnaLm {
         let model = DnaLm::new(&config, device)?;
         load_parameters(model, &values, &weights_path)
     }
-}
-
-/// The path of a model directory's weights.
-pub fn weights_path(dir: &Path) -> PathBuf {
-    dir.join(WEIGHTS_FILE)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use dnalm_model::{
         optim::GradientsParams,
         tensor::Tensor,
     },
-    io::HostTensor,
+    io::{HostTensor, ModulePath},
 };
 
 use crate::run_config::OptimConfig;
@@ -28,14 +28,6 @@ pub struct AdamW {
     state: BTreeMap<String, (Tensor<1>, Tensor<1>)>,
     /// Updates applied so far.
     pub steps: u64,
-}
-
-struct PathStack(Vec<String>);
-
-impl PathStack {
-    fn join(&self) -> String {
-        self.0.join(".")
-    }
 }
 
 struct SquaredNorm<'a> {
@@ -65,7 +57,7 @@ pub fn gradient_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
 }
 
 struct Update<'a> {
-    path: PathStack,
+    path: ModulePath,
     grads: &'a mut GradientsParams,
     optim: &'a mut AdamW,
     lr: f64,
@@ -74,16 +66,16 @@ struct Update<'a> {
 
 impl ModuleMapper for Update<'_> {
     fn enter_module(&mut self, name: &str, _container: &str) {
-        self.path.0.push(name.to_string());
+        self.path.enter(name);
     }
     fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.path.0.pop();
+        self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let Some(grad) = self.grads.remove::<D>(param.id) else {
             return param;
         };
-        let name = self.path.join();
+        let name = self.path.name();
         let (id, tensor, mapper) = param.consume();
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
@@ -141,7 +133,7 @@ impl AdamW {
             1.0
         };
         let mut update = Update {
-            path: PathStack(Vec::new()),
+            path: ModulePath::default(),
             grads: &mut grads,
             optim: self,
             lr,

@@ -22,7 +22,11 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use dnalm_model::{
-    burn::{module::Module, optim::GradientsParams, tensor::Device},
+    burn::{
+        module::Module,
+        optim::{GradientsAccumulator, GradientsParams},
+        tensor::Device,
+    },
     io::{read_safetensors, write_safetensors},
     DnaLm, ModelError,
 };
@@ -371,7 +375,8 @@ impl Trainer {
         while step < total {
             let t0 = Instant::now();
             let lr = cfg.optim.lr_at(step, total);
-            let mut grads: Option<GradientsParams> = None;
+            let mut grads = GradientsAccumulator::<DnaLm>::new();
+            let mut any_grads = false;
             let (mut loss_sum, mut targets, mut correct, mut tokens) =
                 (0.0, 0usize, 0usize, 0usize);
             let mut micro_batches = 0usize;
@@ -404,15 +409,12 @@ impl Trainer {
                 targets += out.targets;
                 correct += out.correct;
                 let g = (out.loss / accumulation as f64).backward();
-                let g = GradientsParams::from_grads(g, &model);
-                grads = Some(match grads {
-                    None => g,
-                    Some(acc) => add_grads(&model, acc, g),
-                });
+                grads.accumulate(&model, GradientsParams::from_grads(g, &model));
+                any_grads = true;
             }
             let mut grad_norm = 0.0;
-            if let Some(g) = grads {
-                let (updated, norm) = optim.step(model, g, lr);
+            if any_grads {
+                let (updated, norm) = optim.step(model, grads.grads(), lr);
                 model = updated;
                 grad_norm = norm;
             }
@@ -632,34 +634,6 @@ fn ratio(a: usize, b: usize) -> f64 {
     } else {
         a as f64 / b as f64
     }
-}
-
-fn add_grads(model: &DnaLm, mut acc: GradientsParams, mut g: GradientsParams) -> GradientsParams {
-    use dnalm_model::burn::module::{ModuleVisitor, Param};
-    use dnalm_model::burn::tensor::Tensor;
-    struct Add<'a> {
-        acc: &'a mut GradientsParams,
-        g: &'a mut GradientsParams,
-    }
-    impl ModuleVisitor for Add<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(new) = self.g.remove::<D>(param.id) {
-                let sum = match self.acc.remove::<D>(param.id) {
-                    Some(old) => old + new,
-                    None => new,
-                };
-                self.acc.register(param.id, sum);
-            }
-        }
-    }
-    dnalm_model::burn::module::Module::visit(
-        model,
-        &mut Add {
-            acc: &mut acc,
-            g: &mut g,
-        },
-    );
-    acc
 }
 
 fn write_line<T: Serialize>(file: &mut fs::File, value: &T, path: &Path) -> Result<(), TrainError> {
