@@ -56,6 +56,29 @@ impl ClassKey {
     }
 }
 
+impl std::str::FromStr for ClassKey {
+    type Err = SeqError;
+
+    /// Parses `type`, `name` or `name-prefix` (as run configs write them).
+    ///
+    /// ```
+    /// use dnalm_seq::sampler::ClassKey;
+    /// assert_eq!("name-prefix".parse::<ClassKey>().unwrap(), ClassKey::NamePrefix);
+    /// assert!("kind".parse::<ClassKey>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "type" => Ok(ClassKey::FeatureType),
+            "name" => Ok(ClassKey::Name),
+            "name-prefix" => Ok(ClassKey::NamePrefix),
+            other => Err(SeqError::invalid(
+                "class key",
+                format!("'{other}' is not type, name or name-prefix"),
+            )),
+        }
+    }
+}
+
 /// Target weights per class.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum ClassWeights {

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use dnalm_model::{Architecture, ModelConfig};
+use dnalm_seq::sampler::ClassKey;
 use dnalm_tokenize::{AnyTokenizer, Template, Tokenizer, TokenizerKind, TokenizerSpec};
 
 use crate::ObjectiveConfig;
@@ -378,10 +379,14 @@ impl RunConfig {
         if let Some(a) = &mut self.data.annotations {
             fix(a);
         }
-        if let Ok(TokenizerSpec::Path(_)) = self.tokenizer.spec.parse::<TokenizerSpec>() {
-            // Already resolvable as given.
-        } else if let Some(rest) = self.tokenizer.spec.strip_prefix("./") {
-            self.tokenizer.spec = base.join(rest).display().to_string();
+        // A saved tokenizer directory is, like the data files, relative to the config.
+        let builtin = matches!(
+            self.tokenizer.spec.parse::<TokenizerSpec>(),
+            Ok(TokenizerSpec::Builtin(_))
+        );
+        let dir = Path::new(&self.tokenizer.spec);
+        if !builtin && dir.is_relative() {
+            self.tokenizer.spec = base.join(dir).display().to_string();
         }
     }
 
@@ -434,11 +439,8 @@ impl RunConfig {
                 ));
             }
         }
-        if !["type", "name", "name-prefix"].contains(&d.class_key.as_str()) {
-            return Err(invalid(
-                "data.class_key",
-                format!("'{}' is not type, name or name-prefix", d.class_key),
-            ));
+        if let Err(e) = d.class_key.parse::<ClassKey>() {
+            return Err(invalid("data.class_key", e.to_string()));
         }
         match d.sampler.as_str() {
             "uniform" => {}
@@ -750,6 +752,27 @@ steps = 10
                 .to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
+    }
+
+    #[test]
+    fn a_saved_tokenizer_is_found_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("genome.fa"), ">a\nACGT\n").unwrap();
+        let tok = AnyTokenizer::new(
+            TokenizerKind::Kmer {
+                k: 3,
+                overlapping: true,
+            },
+            Template::Bert,
+        )
+        .unwrap();
+        tok.save(&dir.path().join("tok3")).unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, BASE.replace("kmer:6:non-overlapping", "tok3")).unwrap();
+        // Loaded from another working directory: the spec is taken from the config's folder.
+        let run = RunConfig::load(&path).unwrap().resolve().unwrap();
+        assert_eq!(run.model.vocab_size, tok.vocab().len());
+        assert_eq!(run.model.max_positions, 60 - 3 + 1 + 2);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use dnalm_model::{
 use dnalm_seq::{
     interval::{read_bed, read_gff3, Interval},
     sampler::{ClassKey, ClassWeights, RarityBalancedSampler},
-    window::{split_genome, GenomeSplit, RandomWindows, SplitConfig, SplitUnit, WindowSpec},
+    window::{split_genome, RandomWindows, SplitConfig, SplitUnit, WindowSpec},
     Genome,
 };
 use dnalm_tokenize::Tokenizer;
@@ -199,6 +199,15 @@ pub const CONFIG_FILE: &str = "run.toml";
 const STATE_FILE: &str = "trainer_state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
+/// Where a run starts: fresh, or from a checkpoint.
+struct Start {
+    model: DnaLm,
+    optim: AdamW,
+    step: u64,
+    tokens_seen: u64,
+    last_eval: Option<EvalRecord>,
+}
+
 /// A prepared run: data read, pipelines built, run directory known.
 pub struct Trainer {
     run: ResolvedRun,
@@ -206,15 +215,6 @@ pub struct Trainer {
     device: Device,
     train: Arc<BatchPipeline>,
     valid: BatchPipeline,
-    split: GenomeSplit,
-}
-
-fn class_key(name: &str) -> ClassKey {
-    match name {
-        "name" => ClassKey::Name,
-        "name-prefix" => ClassKey::NamePrefix,
-        _ => ClassKey::FeatureType,
-    }
 }
 
 impl Trainer {
@@ -248,6 +248,7 @@ impl Trainer {
             }
         };
         let weights: ClassWeights = d.class_weights.parse()?;
+        let class_key: ClassKey = d.class_key.parse()?;
         let names = genome.names();
         let index = |segments: &[dnalm_seq::window::Segment],
                      weights: &ClassWeights,
@@ -256,13 +257,7 @@ impl Trainer {
             match &annotations {
                 None => Ok(None),
                 Some(anns) => Ok(Some(RarityBalancedSampler::new(
-                    &names,
-                    segments,
-                    anns,
-                    class_key(&d.class_key),
-                    weights,
-                    d.context,
-                    seed,
+                    &names, segments, anns, class_key, weights, d.context, seed,
                 )?)),
             }
         };
@@ -330,18 +325,7 @@ impl Trainer {
             device,
             train,
             valid,
-            split,
         })
-    }
-
-    /// The genome split (train windows never overlap validation or test bases).
-    pub fn split(&self) -> &GenomeSplit {
-        &self.split
-    }
-
-    /// The run directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Trains to the budget (or until stopped) and returns what happened.
@@ -352,8 +336,13 @@ impl Trainer {
     ) -> Result<RunSummary, TrainError> {
         let cfg = &self.run.config;
         let total = cfg.train.steps;
-        let (mut model, mut optim, start, mut tokens_seen, mut last_eval) =
-            self.prepare(options.resume)?;
+        let Start {
+            mut model,
+            mut optim,
+            step: start,
+            mut tokens_seen,
+            mut last_eval,
+        } = self.prepare(options.resume)?;
         let metrics_path = self.dir.join(METRICS_FILE);
         truncate_metrics(&metrics_path, start)?;
         let mut metrics = fs::OpenOptions::new()
@@ -395,12 +384,9 @@ impl Trainer {
                     return Err(TrainError::NonFinite {
                         step: step + 1,
                         value,
-                        kept: match &checkpoint {
+                        kept: match latest_checkpoint(&self.dir) {
                             Some(c) => format!("the last good checkpoint is {}", c.display()),
-                            None => match latest_checkpoint(&self.dir) {
-                                Some(c) => format!("the last good checkpoint is {}", c.display()),
-                                None => "no checkpoint had been written yet".into(),
-                            },
+                            None => "no checkpoint had been written yet".into(),
                         },
                     });
                 }
@@ -475,11 +461,7 @@ impl Trainer {
     }
 
     /// A fresh model and optimiser, or those of the latest checkpoint.
-    #[allow(clippy::type_complexity)]
-    fn prepare(
-        &self,
-        resume: bool,
-    ) -> Result<(DnaLm, AdamW, u64, u64, Option<EvalRecord>), TrainError> {
+    fn prepare(&self, resume: bool) -> Result<Start, TrainError> {
         let cfg = &self.run.config;
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let latest = latest_checkpoint(&self.dir);
@@ -493,7 +475,13 @@ impl Trainer {
             }
             fs::write(&config_path, cfg.to_toml()).map_err(io_err(&config_path))?;
             let model = DnaLm::seeded(&self.run.model, &self.device, cfg.seed)?;
-            return Ok((model, AdamW::new(cfg.optim.clone()), 0, 0, None));
+            return Ok(Start {
+                model,
+                optim: AdamW::new(cfg.optim.clone()),
+                step: 0,
+                tokens_seen: 0,
+                last_eval: None,
+            });
         }
         let Some(checkpoint) = latest else {
             return Err(TrainError::RunDir {
@@ -532,7 +520,13 @@ impl Trainer {
                 path: optim_path,
                 message,
             })?;
-        Ok((model, optim, state.step, state.tokens_seen, state.last_eval))
+        Ok(Start {
+            model,
+            optim,
+            step: state.step,
+            tokens_seen: state.tokens_seen,
+            last_eval: state.last_eval,
+        })
     }
 
     /// Loss, perplexity and accuracy on the fixed validation batches.
