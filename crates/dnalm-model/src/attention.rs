@@ -131,36 +131,55 @@ pub fn alibi_slopes(heads: usize) -> Vec<f32> {
     slopes
 }
 
-/// Rotary tables `cos`, `sin` of shape `[rows, 1, len, head_dim]` for the given position ids
-/// (rotate-half layout: the frequencies repeat over the two halves).
-pub(crate) fn rotary_tables(
-    position_ids: &[u32],
-    rows: usize,
-    len: usize,
-    head_dim: usize,
-    theta: f64,
-    device: &Device,
-) -> (Tensor<4>, Tensor<4>) {
-    let half = head_dim / 2;
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64))
-        .collect();
-    let mut cos = Vec::with_capacity(rows * len * head_dim);
-    let mut sin = Vec::with_capacity(rows * len * head_dim);
-    for &p in position_ids {
-        for _ in 0..2 {
-            for f in &inv_freq {
-                let angle = p as f64 * f;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
+/// Rotary `cos` and `sin` for every position the model accepts, `[max_positions, head_dim]`
+/// each (rotate-half layout: the frequencies repeat over the two halves). Computed once, when the
+/// model is built; a forward pass selects its positions' rows.
+#[derive(burn::module::Module, Debug)]
+pub struct RotaryTables {
+    /// Cosines.
+    pub cos: Tensor<2>,
+    /// Sines.
+    pub sin: Tensor<2>,
+}
+
+impl RotaryTables {
+    /// Tables for positions `0..max_positions`.
+    pub fn new(max_positions: usize, head_dim: usize, theta: f64, device: &Device) -> Self {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f64> = (0..half)
+            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64))
+            .collect();
+        let mut cos = Vec::with_capacity(max_positions * head_dim);
+        let mut sin = Vec::with_capacity(max_positions * head_dim);
+        for p in 0..max_positions {
+            for _ in 0..2 {
+                for f in &inv_freq {
+                    let angle = p as f64 * f;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
             }
         }
+        let shape = [max_positions, head_dim];
+        RotaryTables {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+        }
     }
-    let shape = [rows, 1, len, head_dim];
-    (
-        Tensor::from_data(TensorData::new(cos, shape), device),
-        Tensor::from_data(TensorData::new(sin, shape), device),
-    )
+
+    /// The rows of `positions` (`[rows, len]`), as `[rows, 1, len, head_dim]` for broadcasting
+    /// over heads.
+    pub(crate) fn select(&self, positions: Tensor<2, burn::tensor::Int>) -> (Tensor<4>, Tensor<4>) {
+        let [rows, len] = positions.dims();
+        let [_, head_dim] = self.cos.dims();
+        let flat = positions.reshape([rows * len]);
+        let pick = |t: &Tensor<2>| {
+            t.clone()
+                .select(0, flat.clone())
+                .reshape([rows, 1, len, head_dim])
+        };
+        (pick(&self.cos), pick(&self.sin))
+    }
 }
 
 /// Applies rotary embeddings to `x` `[rows, heads, len, head_dim]`.

@@ -8,7 +8,7 @@ use burn::{
 };
 
 use crate::{
-    attention::{alibi_slopes, rotary_tables, AttentionBias, AttentionMask},
+    attention::{alibi_slopes, AttentionBias, AttentionMask, RotaryTables},
     block::{linear, Block, BlockContext, Norm},
     Architecture, ModelConfig, ModelError, PositionEncoding,
 };
@@ -87,6 +87,8 @@ pub struct DnaLm {
     pub deletion_head: Linear,
     /// Initial query stream of permutation LM (XLNet's `w`), `[d_model]`.
     pub query_stream: Param<Tensor<1>>,
+    /// Rotary tables (rotary position encoding only; constants, not parameters).
+    pub rotary: Option<RotaryTables>,
     /// The configuration (not a parameter).
     #[module(skip)]
     pub config: ModelConfig,
@@ -131,6 +133,14 @@ impl DnaLm {
                 burn::tensor::Distribution::Normal(0.0, 0.02),
                 device,
             )),
+            rotary: (config.position == PositionEncoding::Rotary).then(|| {
+                RotaryTables::new(
+                    config.max_positions,
+                    config.head_dim(),
+                    config.rope_theta,
+                    device,
+                )
+            }),
             config: config.clone(),
         })
     }
@@ -183,15 +193,8 @@ impl DnaLm {
         let slopes = (self.config.position == PositionEncoding::Alibi)
             .then(|| alibi_slopes(self.config.n_heads));
         let bias = AttentionBias::new(mask, input.rows, input.len, slopes.as_deref(), &device);
-        let rotary = (self.config.position == PositionEncoding::Rotary).then(|| {
-            rotary_tables(
-                &input.position_ids,
-                input.rows,
-                input.len,
-                self.config.head_dim(),
-                self.config.rope_theta,
-                &device,
-            )
+        let rotary = self.rotary.as_ref().map(|tables| {
+            tables.select(self.int_tensor(&input.position_ids, input.rows, input.len))
         });
         let dropout = input.dropout_seed.map(|seed| crate::block::DropoutStream {
             seed,

@@ -299,3 +299,27 @@ fn task_heads_pool_only_real_tokens() {
         [2, 4, 5]
     );
 }
+
+#[test]
+fn rotary_positions_are_relative_only() {
+    // With rotary encoding alone, shifting every position id by the same amount changes nothing;
+    // with learned positions it does.
+    let device = cpu();
+    for (pos, same) in [
+        (PositionEncoding::Rotary, true),
+        (PositionEncoding::Learned, false),
+    ] {
+        let model = DnaLm::new(&tiny(Architecture::Encoder, pos), &device).unwrap();
+        let a = ModelInput::from_rows(&[vec![2, 5, 6, 7, 8, 3]], AttentionPattern::Bidirectional);
+        let mut b = a.clone();
+        b.position_ids.iter_mut().for_each(|p| *p += 9);
+        let (ha, hb) = (model.forward(&a).unwrap(), model.forward(&b).unwrap());
+        assert_eq!(close(&values(ha), &values(hb)), same, "{pos:?}");
+        // Positions are encoded at all: without them, reversing the input would reverse the
+        // outputs.
+        let fwd = ModelInput::from_rows(&[vec![5, 6, 7, 8]], AttentionPattern::Bidirectional);
+        let rev = ModelInput::from_rows(&[vec![8, 7, 6, 5]], AttentionPattern::Bidirectional);
+        let (hf, hr) = (model.forward(&fwd).unwrap(), model.forward(&rev).unwrap());
+        assert!(!close(&row(&hf, 0, 0), &row(&hr, 0, 3)), "{pos:?}");
+    }
+}
