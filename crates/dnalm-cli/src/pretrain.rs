@@ -103,6 +103,7 @@ fn device(name: &str) -> anyhow::Result<Device> {
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let config = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
     let resolved = config.resolve()?;
+    let device = device(&args.device)?.autodiff();
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = args
             .config
@@ -129,7 +130,6 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         print!("{}", resolved.config.to_toml());
         return Ok(());
     }
-    let device = device(&args.device)?.autodiff();
     let trainer = Trainer::new(resolved, &output, device)
         .with_context(|| format!("preparing {}", args.config.display()))?;
     let options = RunOptions {

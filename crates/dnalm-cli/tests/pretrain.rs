@@ -153,7 +153,8 @@ fn ctrl_c_saves_a_checkpoint() {
 fn config_errors_are_one_line_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let config = root().join("configs/mlm.toml");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (&["--device", "tpu"], "device 'tpu' is not available"),
         (&["--set", "objectives=[{type = \"electra\"}]"], "electra"),
         (
             &["--set", "tokenizer.spec=\"kmer:6:non-overlapping\""],

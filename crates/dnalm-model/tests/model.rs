@@ -212,6 +212,31 @@ fn bad_weights_and_inputs_are_clear_errors() {
         "{err}"
     );
 
+    // Missing and unexpected tensors are named.
+    let weights = dir.path().join("model.safetensors");
+    let mut tensors = dnalm_model::io::read_safetensors(&weights).unwrap();
+    let moved = tensors
+        .remove("final_norm.Layer.gamma")
+        .map(|t| ("extra.gamma".to_string(), t));
+    if let Some((name, t)) = moved {
+        tensors.insert(name, t);
+    }
+    let err =
+        dnalm_model::io::load_parameters(DnaLm::new(&cfg, &device).unwrap(), &tensors, &weights)
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("missing tensor") && err.contains("unexpected tensor extra.gamma"),
+        "{err}"
+    );
+    // A config.json from elsewhere (no dnalm section) is refused with the way out.
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "bert"}"#).unwrap();
+    let err = DnaLm::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(
+        err.contains("no \"dnalm\" section") && err.contains("converted"),
+        "{err}"
+    );
+
     let model = DnaLm::new(&cfg, &device).unwrap();
     let input = ModelInput::from_rows(&[vec![1, 2, 99]], AttentionPattern::Bidirectional);
     let err = model.forward(&input).unwrap_err().to_string();

@@ -176,3 +176,80 @@ impl AdamW {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dnalm_model::burn::{
+        nn::{Linear, LinearConfig},
+        tensor::{Device, Tensor, TensorData},
+    };
+
+    fn setup(grad_scale: f32) -> (Linear, GradientsParams, Vec<f32>, Vec<f32>) {
+        let device = Device::flex().autodiff();
+        let layer = LinearConfig::new(2, 2).with_bias(true).init(&device);
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0], [1, 2]), &device);
+        let loss = layer.forward(x).sum() * grad_scale;
+        let grads = GradientsParams::from_grads(loss.backward(), &layer);
+        let w = HostTensor::of(&layer.weight.val()).values;
+        let g = HostTensor::of(&grads.get::<2>(layer.weight.id).unwrap()).values;
+        (layer, grads, w, g)
+    }
+
+    #[test]
+    fn first_step_moves_each_weight_by_lr_against_its_gradient_sign() {
+        // Adam's bias-corrected first step is lr * g / (|g| + eps): lr times the sign.
+        let (layer, grads, w, g) = setup(1.0);
+        let config = OptimConfig {
+            weight_decay: 0.0,
+            grad_clip: 0.0,
+            ..Default::default()
+        };
+        let mut optim = AdamW::new(config);
+        let (layer, norm) = optim.step(layer, grads, 0.1);
+        // d(sum(xW + b))/dW = x for each output column: |g| = 1, 2 twice; bias grads 1, 1.
+        assert!((norm - (1.0f64 + 4.0 + 1.0 + 4.0 + 1.0 + 1.0).sqrt()).abs() < 1e-5);
+        let w2 = HostTensor::of(&layer.weight.val()).values;
+        for ((a, b), g) in w.iter().zip(&w2).zip(&g) {
+            assert!((a - b - 0.1 * g.signum()).abs() < 1e-5, "{a} {b} {g}");
+        }
+        assert_eq!(optim.steps, 1);
+        let state = optim.state_tensors();
+        assert_eq!(
+            state.keys().cloned().collect::<Vec<_>>(),
+            [
+                "exp_avg.bias",
+                "exp_avg.weight",
+                "exp_avg_sq.bias",
+                "exp_avg_sq.weight"
+            ]
+        );
+    }
+
+    #[test]
+    fn clipping_scales_the_global_norm_and_decay_spares_biases() {
+        let (layer, grads, _, g) = setup(1000.0);
+        let total = gradient_norm(&layer, &grads);
+        assert!((total - 1000.0 * 12f64.sqrt()).abs() < 1e-2, "{total}");
+        let mut optim = AdamW::new(OptimConfig {
+            grad_clip: 1.0,
+            weight_decay: 0.5,
+            ..Default::default()
+        });
+        let b = HostTensor::of(&layer.bias.as_ref().unwrap().val()).values;
+        let (layer, _): (Linear, f64) = optim.step(layer, grads, 0.1);
+        // The first moment holds the clipped gradient: (1 - beta1) * g * (1 / norm).
+        let m = &optim.state_tensors()["exp_avg.weight"].values;
+        for (m, g) in m.iter().zip(&g) {
+            let expected = (1.0 - 0.9) * g / total as f32;
+            assert!((m - expected).abs() < 1e-6, "{m} vs {expected}");
+        }
+        // Biases are not decayed: only the Adam step (0.1 against the sign) moves them.
+        let b2 = HostTensor::of(&layer.bias.as_ref().unwrap().val()).values;
+        for (a, b) in b.iter().zip(&b2) {
+            assert!((a - b - 0.1).abs() < 1e-4, "{a} {b}");
+        }
+        assert!(decays("blocks.0.query.weight", 2));
+        assert!(!decays("embed.weight", 2) && !decays("blocks.0.query.bias", 1));
+    }
+}

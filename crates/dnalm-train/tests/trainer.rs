@@ -151,6 +151,20 @@ fn a_finished_run_is_not_overwritten_and_resume_checks_the_config() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("--resume"), "{err}");
+    // Resuming where nothing was trained says so.
+    let empty = tempfile::tempdir().unwrap();
+    let trainer = Trainer::new(cfg.resolve().unwrap(), empty.path(), cpu().autodiff()).unwrap();
+    let err = trainer
+        .run(
+            &RunOptions {
+                resume: true,
+                ..Default::default()
+            },
+            &mut Silent,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no checkpoint to resume from"), "{err}");
     let changed = cfg.with_overrides(&["optim.lr=0.1".into()]).unwrap();
     let trainer = Trainer::new(changed.resolve().unwrap(), dir.path(), cpu().autodiff()).unwrap();
     let err = trainer
