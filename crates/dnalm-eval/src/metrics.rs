@@ -1,0 +1,452 @@
+//! Task metrics: accuracy, MCC, macro-F1, AUROC and AUPRC (binary and one-vs-rest) for
+//! classification; Pearson, Spearman, MSE and R² for regression; mean ± sd summaries.
+//!
+//! Conventions follow scikit-learn, so numbers can be checked against it: MCC is Gorodkin's
+//! multi-class R_K and is 0 when undefined (a constant prediction or a one-class truth); AUROC
+//! gives tied scores half credit (Mann-Whitney with average ranks); AUPRC is average precision
+//! (the step-wise sum over distinct thresholds, no interpolation); macro-F1 averages over the
+//! classes that occur in the truth or the predictions.
+
+use std::collections::BTreeMap;
+
+use ndarray::{ArrayView1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+/// Metrics of a classifier on one split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClassificationMetrics {
+    /// Fraction of rows whose arg-max class is the true class.
+    pub accuracy: f64,
+    /// Matthews correlation coefficient (multi-class R_K); 0 when undefined.
+    pub mcc: f64,
+    /// Unweighted mean of per-class F1.
+    pub macro_f1: f64,
+    /// Area under the ROC curve (binary), or the mean one-vs-rest AUROC over classes that occur
+    /// (multi-class); `None` when the truth has a single class.
+    pub auroc: Option<f64>,
+    /// Average precision (binary, positive class 1) or mean one-vs-rest average precision.
+    pub auprc: Option<f64>,
+}
+
+impl ClassificationMetrics {
+    /// Computes all metrics from true classes and per-class scores (`rows x classes`, e.g.
+    /// probabilities); the prediction is the arg-max of each row.
+    ///
+    /// # Panics
+    /// Never on data; `labels.len()` must equal `scores.nrows()` (checked by callers, asserted
+    /// here) and every label must be `< scores.ncols()`.
+    pub fn compute(labels: &[u32], scores: ArrayView2<f32>) -> Self {
+        assert_eq!(labels.len(), scores.nrows(), "one score row per label");
+        let k = scores.ncols();
+        let predicted: Vec<u32> = scores
+            .rows()
+            .into_iter()
+            .map(|r| argmax(r) as u32)
+            .collect();
+        let confusion = confusion(labels, &predicted, k);
+        let (auroc, auprc) = if k == 2 {
+            let positive: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
+            let s: Vec<f64> = scores.column(1).iter().map(|&v| v as f64).collect();
+            (auroc(&positive, &s), average_precision(&positive, &s))
+        } else {
+            let mut rocs = Vec::new();
+            let mut prcs = Vec::new();
+            for c in 0..k {
+                let positive: Vec<bool> = labels.iter().map(|&l| l as usize == c).collect();
+                let s: Vec<f64> = scores.column(c).iter().map(|&v| v as f64).collect();
+                rocs.extend(auroc(&positive, &s));
+                prcs.extend(average_precision(&positive, &s));
+            }
+            (mean_of(&rocs), mean_of(&prcs))
+        };
+        ClassificationMetrics {
+            accuracy: accuracy(labels, &predicted),
+            mcc: mcc(&confusion),
+            macro_f1: macro_f1(&confusion),
+            auroc,
+            auprc,
+        }
+    }
+
+    /// The metrics by name (`accuracy`, `mcc`, `macro_f1`, `auroc`, `auprc`), undefined ones
+    /// left out.
+    pub fn to_map(&self) -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        m.insert("accuracy".into(), self.accuracy);
+        m.insert("mcc".into(), self.mcc);
+        m.insert("macro_f1".into(), self.macro_f1);
+        if let Some(v) = self.auroc {
+            m.insert("auroc".into(), v);
+        }
+        if let Some(v) = self.auprc {
+            m.insert("auprc".into(), v);
+        }
+        m
+    }
+}
+
+/// Metrics of a regressor on one split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RegressionMetrics {
+    /// Pearson correlation (0 when either side is constant).
+    pub pearson: f64,
+    /// Spearman rank correlation, ties given average ranks.
+    pub spearman: f64,
+    /// Mean squared error.
+    pub mse: f64,
+    /// Coefficient of determination, `1 - SSE/SST` (0 when the truth is constant).
+    pub r2: f64,
+}
+
+impl RegressionMetrics {
+    /// Computes all metrics; `truth` and `predicted` have equal lengths.
+    pub fn compute(truth: &[f64], predicted: &[f64]) -> Self {
+        assert_eq!(truth.len(), predicted.len(), "one prediction per target");
+        let n = truth.len().max(1) as f64;
+        let mse = truth
+            .iter()
+            .zip(predicted)
+            .map(|(t, p)| (t - p).powi(2))
+            .sum::<f64>()
+            / n;
+        let mean = truth.iter().sum::<f64>() / n;
+        let sst = truth.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / n;
+        RegressionMetrics {
+            pearson: pearson(truth, predicted),
+            spearman: spearman(truth, predicted),
+            mse,
+            r2: if sst > 0.0 { 1.0 - mse / sst } else { 0.0 },
+        }
+    }
+
+    /// The metrics by name (`pearson`, `spearman`, `mse`, `r2`).
+    pub fn to_map(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([
+            ("pearson".into(), self.pearson),
+            ("spearman".into(), self.spearman),
+            ("mse".into(), self.mse),
+            ("r2".into(), self.r2),
+        ])
+    }
+}
+
+/// Index of the largest value (the first on ties; NaN never wins).
+pub fn argmax(row: ArrayView1<f32>) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] || row[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Fraction of equal entries.
+pub fn accuracy(labels: &[u32], predicted: &[u32]) -> f64 {
+    if labels.is_empty() {
+        return 0.0;
+    }
+    labels.iter().zip(predicted).filter(|(a, b)| a == b).count() as f64 / labels.len() as f64
+}
+
+/// The `k x k` confusion matrix, `[true][predicted]`.
+pub fn confusion(labels: &[u32], predicted: &[u32], k: usize) -> Vec<Vec<u64>> {
+    let mut c = vec![vec![0u64; k]; k];
+    for (&t, &p) in labels.iter().zip(predicted) {
+        c[t as usize][p as usize] += 1;
+    }
+    c
+}
+
+/// Matthews correlation (Gorodkin's R_K) of a confusion matrix; 0 when undefined.
+pub fn mcc(confusion: &[Vec<u64>]) -> f64 {
+    let k = confusion.len();
+    let total: f64 = confusion.iter().flatten().map(|&v| v as f64).sum();
+    let correct: f64 = (0..k).map(|i| confusion[i][i] as f64).sum();
+    let truth: Vec<f64> = (0..k)
+        .map(|i| confusion[i].iter().sum::<u64>() as f64)
+        .collect();
+    let pred: Vec<f64> = (0..k)
+        .map(|j| confusion.iter().map(|r| r[j]).sum::<u64>() as f64)
+        .collect();
+    let cov_tp = correct * total - truth.iter().zip(&pred).map(|(t, p)| t * p).sum::<f64>();
+    let cov_pp = total * total - pred.iter().map(|p| p * p).sum::<f64>();
+    let cov_tt = total * total - truth.iter().map(|t| t * t).sum::<f64>();
+    let denominator = (cov_pp * cov_tt).sqrt();
+    if denominator > 0.0 {
+        cov_tp / denominator
+    } else {
+        0.0
+    }
+}
+
+/// Mean F1 over the classes present in the truth or the predictions.
+pub fn macro_f1(confusion: &[Vec<u64>]) -> f64 {
+    let k = confusion.len();
+    let mut f1s = Vec::new();
+    for c in 0..k {
+        let tp = confusion[c][c] as f64;
+        let truth = confusion[c].iter().sum::<u64>() as f64;
+        let pred = confusion.iter().map(|r| r[c]).sum::<u64>() as f64;
+        if truth + pred == 0.0 {
+            continue;
+        }
+        f1s.push(2.0 * tp / (truth + pred));
+    }
+    mean_of(&f1s).unwrap_or(0.0)
+}
+
+/// Area under the ROC curve: the probability that a random positive scores above a random
+/// negative, ties counting one half. `None` without both classes.
+pub fn auroc(positive: &[bool], scores: &[f64]) -> Option<f64> {
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return None;
+    }
+    let ranks = average_ranks(scores);
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(positive)
+        .filter(|(_, &p)| p)
+        .map(|(r, _)| r)
+        .sum();
+    Some((rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
+}
+
+/// Average precision: `sum_n (R_n - R_{n-1}) P_n` over distinct score thresholds, highest
+/// first. `None` without positives.
+pub fn average_precision(positive: &[bool], scores: &[f64]) -> Option<f64> {
+    let n_pos = positive.iter().filter(|&&p| p).count();
+    if n_pos == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp, mut ap, mut last_recall) = (0usize, 0usize, 0.0, 0.0);
+    let mut i = 0;
+    while i < order.len() {
+        let threshold = scores[order[i]];
+        while i < order.len() && scores[order[i]] == threshold {
+            if positive[order[i]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            i += 1;
+        }
+        let recall = tp as f64 / n_pos as f64;
+        let precision = tp as f64 / (tp + fp) as f64;
+        ap += (recall - last_recall) * precision;
+        last_recall = recall;
+    }
+    Some(ap)
+}
+
+/// 1-based ranks, ties given the mean of the ranks they span.
+pub fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &o in &order[i..=j] {
+            ranks[o] = rank;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// Pearson correlation; 0 when either side is constant or empty.
+pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    if a.len() < 2 {
+        return 0.0;
+    }
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma).powi(2);
+        sbb += (y - mb).powi(2);
+    }
+    if saa > 0.0 && sbb > 0.0 {
+        sab / (saa * sbb).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// Spearman rank correlation (Pearson of average ranks).
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    pearson(&average_ranks(a), &average_ranks(b))
+}
+
+fn mean_of(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Mean, sample standard deviation and count of repeated measurements (seeds or folds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for a single value.
+    pub sd: f64,
+    /// Number of values.
+    pub n: usize,
+}
+
+impl Summary {
+    /// Summarises `values` (NaN if empty).
+    pub fn of(values: &[f64]) -> Summary {
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Summary { mean, sd, n }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.n > 1 {
+            write!(f, "{:.3} ± {:.3}", self.mean, self.sd)
+        } else {
+            write!(f, "{:.3}", self.mean)
+        }
+    }
+}
+
+/// Summarises several metric maps key by key (keys missing from some maps use the rest).
+pub fn summarise(runs: &[BTreeMap<String, f64>]) -> BTreeMap<String, Summary> {
+    let mut keys: Vec<&String> = runs.iter().flat_map(|m| m.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .map(|k| {
+            let values: Vec<f64> = runs.iter().filter_map(|m| m.get(k).copied()).collect();
+            (k.clone(), Summary::of(&values))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn binary_metrics_match_hand_computed_values() {
+        // truth 1 1 0 0 1, predicted 1 0 0 1 1: TP 2, FN 1, TN 1, FP 1.
+        let labels = [1, 1, 0, 0, 1];
+        let scores = array![
+            [0.2f32, 0.8],
+            [0.6, 0.4],
+            [0.9, 0.1],
+            [0.3, 0.7],
+            [0.1, 0.9]
+        ];
+        let m = ClassificationMetrics::compute(&labels, scores.view());
+        assert!(close(m.accuracy, 0.6));
+        // MCC = (TP*TN - FP*FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) = (2-1)/sqrt(3*3*2*2) = 1/6.
+        assert!(close(m.mcc, 1.0 / 6.0), "{}", m.mcc);
+        // F1(1) = 2*2/(3+3) = 2/3, F1(0) = 2*1/(2+2) = 1/2.
+        assert!(close(m.macro_f1, (2.0 / 3.0 + 0.5) / 2.0));
+        // Positive scores 0.8 0.4 0.9 vs negatives 0.1 0.7: pairs won 2 + 1 + 2 = 5 of 6.
+        assert!(close(m.auroc.unwrap(), 5.0 / 6.0));
+        // Ranked: .9(+) .8(+) .7(-) .4(+) .1(-): AP = 1/3*1 + 1/3*1 + 1/3*3/4 = 11/12.
+        assert!(close(m.auprc.unwrap(), 11.0 / 12.0));
+    }
+
+    #[test]
+    fn mcc_edge_cases_are_zero_not_nan() {
+        // Constant prediction.
+        assert_eq!(mcc(&confusion(&[0, 1, 1], &[1, 1, 1], 2)), 0.0);
+        // One-class truth.
+        assert_eq!(mcc(&confusion(&[1, 1, 1], &[0, 1, 1], 2)), 0.0);
+        // Perfect and perfectly inverted.
+        assert!(close(mcc(&confusion(&[0, 1, 0, 1], &[0, 1, 0, 1], 2)), 1.0));
+        assert!(close(
+            mcc(&confusion(&[0, 1, 0, 1], &[1, 0, 1, 0], 2)),
+            -1.0
+        ));
+        // Empty.
+        assert_eq!(mcc(&confusion(&[], &[], 3)), 0.0);
+    }
+
+    #[test]
+    fn multiclass_mcc_matches_sklearn() {
+        // sklearn.metrics.matthews_corrcoef([0,1,2,0,1,2,2], [0,2,1,0,0,2,2]) = 0.4750...
+        let c = confusion(&[0, 1, 2, 0, 1, 2, 2], &[0, 2, 1, 0, 0, 2, 2], 3);
+        // cov_tp = 4*7 - (2*3 + 2*1 + 3*3) = 11; cov_pp = 49 - 19 = 30; cov_tt = 49 - 17 = 32.
+        assert!(close(mcc(&c), 11.0 / (30.0f64 * 32.0).sqrt()));
+    }
+
+    #[test]
+    fn auroc_gives_ties_half_credit() {
+        // Every score tied: 0.5 exactly.
+        assert!(close(
+            auroc(&[true, false, true, false], &[0.3; 4]).unwrap(),
+            0.5
+        ));
+        // Positive 0.5 ties one negative 0.5 and beats 0.1: (1 + 0.5) / 2.
+        assert!(close(
+            auroc(&[true, false, false], &[0.5, 0.5, 0.1]).unwrap(),
+            0.75
+        ));
+        assert_eq!(auroc(&[true, true], &[0.1, 0.2]), None);
+    }
+
+    #[test]
+    fn average_precision_groups_tied_scores() {
+        // One threshold holding 1 positive + 1 negative: precision 1/2 at recall 1.
+        assert!(close(
+            average_precision(&[true, false], &[0.5, 0.5]).unwrap(),
+            0.5
+        ));
+        assert_eq!(average_precision(&[false, false], &[0.5, 0.4]), None);
+    }
+
+    #[test]
+    fn macro_f1_skips_absent_classes() {
+        // Class 2 neither true nor predicted.
+        let c = confusion(&[0, 1], &[0, 1], 3);
+        assert!(close(macro_f1(&c), 1.0));
+    }
+
+    #[test]
+    fn correlations_and_ranks() {
+        assert_eq!(
+            average_ranks(&[10.0, 20.0, 10.0, 5.0]),
+            [2.5, 4.0, 2.5, 1.0]
+        );
+        assert!(close(pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]), 1.0));
+        assert!(close(spearman(&[1.0, 2.0, 3.0], &[1.0, 8.0, 27.0]), 1.0));
+        assert_eq!(pearson(&[1.0, 1.0], &[2.0, 3.0]), 0.0);
+        let r = RegressionMetrics::compute(&[1.0, 2.0, 3.0], &[1.0, 2.0, 4.0]);
+        assert!(close(r.mse, 1.0 / 3.0));
+        assert!(close(r.r2, 1.0 - (1.0 / 3.0) / (2.0 / 3.0)));
+    }
+
+    #[test]
+    fn summaries_use_the_sample_sd() {
+        let s = Summary::of(&[1.0, 2.0, 3.0]);
+        assert!(close(s.mean, 2.0) && close(s.sd, 1.0) && s.n == 3);
+        assert_eq!(format!("{s}"), "2.000 ± 1.000");
+        assert_eq!(Summary::of(&[4.0]).sd, 0.0);
+    }
+}

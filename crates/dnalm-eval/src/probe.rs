@@ -1,0 +1,791 @@
+//! Probes on frozen features: multinomial logistic regression (L2), ridge regression, k-nearest
+//! neighbours and a one-hidden-layer MLP, all under one protocol.
+//!
+//! # Protocol (no test row ever informs a choice)
+//! 1. Features are standardised with the training rows' statistics.
+//! 2. The probe's one hyperparameter (L2 strength, ridge λ, k, or — for the MLP — the epoch) is
+//!    chosen on the validation split (or, without one, on a seeded 10% of the training rows
+//!    held out from fitting).
+//! 3. With that choice the probe is refitted `folds` times, each time on the training rows minus
+//!    one of `folds` seeded folds (and, for the MLP, with seed `seed + fold`), and scored on the
+//!    test split; metrics are reported as mean ± sd over those runs.
+//!
+//! Logistic regression is linfa-logistic (L-BFGS via argmin). Ridge is solved by conjugate
+//! gradients on the normal equations (matrix-free, so 5,460 k-mer features cost no more than
+//! 512 embedding dims); kNN is a brute-force cosine search written here (linfa's kNN needs a
+//! spatial index that is slower than one GEMM at these dimensions). The MLP is burn.
+
+use std::{collections::BTreeMap, fmt, str::FromStr};
+
+use dnalm_model::burn::{
+    module::Module,
+    nn::{Linear, LinearConfig},
+    tensor::{activation::gelu, Device, Tensor, TensorData},
+};
+use linfa::prelude::*;
+use linfa_logistic::{LogisticRegression, MultiLogisticRegression};
+use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use rand::seq::SliceRandom;
+use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    features::{Labelled, Standardizer, Targets},
+    fit::{fit, predict, FitOptions, Forward},
+    metrics::{summarise, ClassificationMetrics, RegressionMetrics, Summary},
+    EvalError,
+};
+
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// Multinomial logistic regression (classification) or ridge (regression): the linear probe.
+    Linear,
+    /// k-nearest neighbours, cosine similarity.
+    Knn,
+    /// One hidden layer (GELU), trained with early stopping.
+    Mlp,
+}
+
+impl ProbeKind {
+    /// All probes.
+    pub const ALL: [ProbeKind; 3] = [ProbeKind::Linear, ProbeKind::Knn, ProbeKind::Mlp];
+}
+
+impl fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeKind::Linear => "linear",
+            ProbeKind::Knn => "knn",
+            ProbeKind::Mlp => "mlp",
+        })
+    }
+}
+
+impl FromStr for ProbeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linear" | "logistic" | "ridge" => Ok(ProbeKind::Linear),
+            "knn" => Ok(ProbeKind::Knn),
+            "mlp" => Ok(ProbeKind::Mlp),
+            _ => Err(format!("unknown probe '{s}' (expected linear, knn or mlp)")),
+        }
+    }
+}
+
+/// A task's splits as features.
+#[derive(Debug, Clone)]
+pub struct SplitFeatures {
+    /// Training rows.
+    pub train: Labelled,
+    /// Validation rows (may be empty).
+    pub valid: Labelled,
+    /// Test rows.
+    pub test: Labelled,
+}
+
+impl SplitFeatures {
+    /// Checks that the splits agree on width and kind and that training has two classes.
+    pub fn check(&self, what: &str) -> Result<(), EvalError> {
+        let d = self.train.x.ncols();
+        for (name, part) in [("valid", &self.valid), ("test", &self.test)] {
+            if part.x.nrows() > 0 && part.x.ncols() != d {
+                return Err(EvalError::Input(format!(
+                    "{what}: {name} has {} feature columns, train has {d}",
+                    part.x.ncols()
+                )));
+            }
+        }
+        if self.train.x.nrows() < 2 || self.test.x.nrows() == 0 {
+            return Err(EvalError::Input(format!(
+                "{what}: needs at least 2 training rows and 1 test row (has {} and {})",
+                self.train.x.nrows(),
+                self.test.x.nrows()
+            )));
+        }
+        if let Targets::Classes { .. } = self.train.y {
+            if self.train.y.classes_present() < 2 {
+                return Err(EvalError::Input(format!(
+                    "{what}: the training split has a single class; a classifier needs two"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Probe settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeOptions {
+    /// Refits for the reported mean ± sd (each leaves out one fold of the training rows).
+    pub folds: usize,
+    /// Seed of folds, hold-outs and MLP initialisation.
+    pub seed: u64,
+    /// MLP hidden width.
+    pub mlp_hidden: usize,
+    /// MLP training budget.
+    pub mlp_fit: FitOptions,
+    /// Logistic regression iteration cap.
+    pub max_iterations: u64,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            folds: 5,
+            seed: 0,
+            mlp_hidden: 256,
+            mlp_fit: FitOptions {
+                epochs: 40,
+                batch_size: 128,
+                lr: 1e-3,
+                weight_decay: 0.01,
+                patience: 5,
+                seed: 0,
+            },
+            max_iterations: 200,
+        }
+    }
+}
+
+/// A probe's result on one task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeReport {
+    /// Which probe.
+    pub probe: ProbeKind,
+    /// The chosen hyperparameter, e.g. `alpha=0.01` or `k=15`.
+    pub chosen: String,
+    /// Test metrics of each refit.
+    pub runs: Vec<BTreeMap<String, f64>>,
+    /// Mean ± sd over refits.
+    pub summary: BTreeMap<String, Summary>,
+    /// The first refit's test outputs (class probabilities, or predictions), row per test row.
+    #[serde(skip)]
+    pub test_outputs: Array2<f32>,
+}
+
+impl ProbeReport {
+    /// The mean of metric `name` (NaN if absent).
+    pub fn mean(&self, name: &str) -> f64 {
+        self.summary.get(name).map_or(f64::NAN, |s| s.mean)
+    }
+}
+
+/// Metrics of outputs (`rows x classes` scores, or `rows x 1` predictions) against targets.
+pub fn score(targets: &Targets, outputs: ArrayView2<f32>) -> BTreeMap<String, f64> {
+    match targets {
+        Targets::Classes { labels, .. } => ClassificationMetrics::compute(labels, outputs).to_map(),
+        Targets::Values(v) => {
+            let p: Vec<f64> = outputs.column(0).iter().map(|&x| x as f64).collect();
+            RegressionMetrics::compute(v, &p).to_map()
+        }
+    }
+}
+
+/// The headline metric of a target kind: MCC for classes, Pearson for values.
+pub fn headline(targets: &Targets) -> &'static str {
+    match targets {
+        Targets::Classes { .. } => "mcc",
+        Targets::Values(_) => "pearson",
+    }
+}
+
+/// Runs one probe on a task's splits under the module's protocol.
+pub fn run_probe(
+    kind: ProbeKind,
+    data: &SplitFeatures,
+    options: &ProbeOptions,
+) -> Result<ProbeReport, EvalError> {
+    data.check("probe")?;
+    let scaler = Standardizer::fit(data.train.x.view());
+    let train = Labelled {
+        x: scaler.apply(data.train.x.view()),
+        y: data.train.y.clone(),
+    };
+    let test = Labelled {
+        x: scaler.apply(data.test.x.view()),
+        y: data.test.y.clone(),
+    };
+    // Selection rows: the validation split, or a held-out tenth of training.
+    let (fit_rows, select): (Vec<usize>, Labelled) = if data.valid.x.nrows() > 0 {
+        (
+            (0..train.x.nrows()).collect(),
+            Labelled {
+                x: scaler.apply(data.valid.x.view()),
+                y: data.valid.y.clone(),
+            },
+        )
+    } else {
+        let mut rows: Vec<usize> = (0..train.x.nrows()).collect();
+        rows.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed ^ 0x5e1ec7));
+        let cut = (rows.len() / 10).max(1);
+        (rows[cut..].to_vec(), train.select(&rows[..cut]))
+    };
+    let fit_part = train.select(&fit_rows);
+    let model = Probe::new(kind, options);
+    let chosen = model.choose(&fit_part, &select)?;
+    let folds = fold_rows(train.x.nrows(), options.folds, options.seed);
+    let mut runs = Vec::new();
+    let mut first = None;
+    for (f, rows) in folds.iter().enumerate() {
+        let part = train.select(rows);
+        let outputs = model.fit_predict(&part, &select, &test.x, &chosen, f as u64)?;
+        runs.push(score(&test.y, outputs.view()));
+        first.get_or_insert(outputs);
+    }
+    Ok(ProbeReport {
+        probe: kind,
+        chosen: chosen.to_string(),
+        summary: summarise(&runs),
+        runs,
+        test_outputs: first.unwrap_or_default(),
+    })
+}
+
+/// Training rows of each refit: all rows minus one of `folds` seeded folds (all rows if
+/// `folds <= 1`).
+pub fn fold_rows(n: usize, folds: usize, seed: u64) -> Vec<Vec<usize>> {
+    if folds <= 1 {
+        return vec![(0..n).collect()];
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0xf01d));
+    (0..folds)
+        .map(|f| {
+            let mut rows: Vec<usize> = order
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % folds != f)
+                .map(|(_, &r)| r)
+                .collect();
+            rows.sort_unstable();
+            rows
+        })
+        .collect()
+}
+
+/// A chosen hyperparameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Choice {
+    Alpha(f64),
+    Lambda(f64),
+    K(usize),
+    Epochs(usize),
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Choice::Alpha(a) => write!(f, "l2={a:e}"),
+            Choice::Lambda(l) => write!(f, "lambda={l:e}"),
+            Choice::K(k) => write!(f, "k={k}"),
+            Choice::Epochs(e) => write!(f, "epochs={e}"),
+        }
+    }
+}
+
+/// L2 strengths per training row (linfa's penalty is on the summed loss, so it scales with n).
+const L2_GRID: [f64; 6] = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0];
+const K_GRID: [usize; 6] = [1, 3, 7, 15, 31, 63];
+
+struct Probe<'a> {
+    kind: ProbeKind,
+    options: &'a ProbeOptions,
+}
+
+impl<'a> Probe<'a> {
+    fn new(kind: ProbeKind, options: &'a ProbeOptions) -> Self {
+        Probe { kind, options }
+    }
+
+    fn choose(&self, train: &Labelled, select: &Labelled) -> Result<Choice, EvalError> {
+        let metric = headline(&train.y);
+        let better = |a: f64, b: f64| a > b || b.is_nan();
+        match (self.kind, &train.y) {
+            (ProbeKind::Linear, Targets::Classes { .. }) => {
+                let mut best = (Choice::Alpha(L2_GRID[0]), f64::NAN);
+                for &a in &L2_GRID {
+                    let m = LinearModel::logistic(train, a, self.options.max_iterations)?;
+                    let s = score(&select.y, m.predict(select.x.view()).view())[metric];
+                    if better(s, best.1) {
+                        best = (Choice::Alpha(a), s);
+                    }
+                }
+                Ok(best.0)
+            }
+            (ProbeKind::Linear, Targets::Values(_)) => {
+                let mut best = (Choice::Lambda(L2_GRID[0]), f64::NAN);
+                for &l in &L2_GRID {
+                    let m = LinearModel::ridge(train, l)?;
+                    let s = score(&select.y, m.predict(select.x.view()).view())[metric];
+                    if better(s, best.1) {
+                        best = (Choice::Lambda(l), s);
+                    }
+                }
+                Ok(best.0)
+            }
+            (ProbeKind::Knn, _) => {
+                let neighbours = nearest(
+                    train.x.view(),
+                    select.x.view(),
+                    *K_GRID.last().unwrap_or(&1),
+                );
+                let mut best = (Choice::K(1), f64::NAN);
+                for &k in K_GRID.iter().filter(|&&k| k <= train.x.nrows()) {
+                    let out = knn_outputs(&neighbours, &train.y, k);
+                    let s = score(&select.y, out.view())[metric];
+                    if better(s, best.1) {
+                        best = (Choice::K(k), s);
+                    }
+                }
+                Ok(best.0)
+            }
+            (ProbeKind::Mlp, _) => {
+                // Early stopping on the selection rows picks the epoch inside each fit.
+                Ok(Choice::Epochs(self.options.mlp_fit.epochs))
+            }
+        }
+    }
+
+    fn fit_predict(
+        &self,
+        train: &Labelled,
+        select: &Labelled,
+        test: &Array2<f32>,
+        choice: &Choice,
+        run: u64,
+    ) -> Result<Array2<f32>, EvalError> {
+        match *choice {
+            Choice::Alpha(a) => Ok(
+                LinearModel::logistic(train, a, self.options.max_iterations)?.predict(test.view()),
+            ),
+            Choice::Lambda(l) => Ok(LinearModel::ridge(train, l)?.predict(test.view())),
+            Choice::K(k) => Ok(knn_outputs(
+                &nearest(train.x.view(), test.view(), k),
+                &train.y,
+                k,
+            )),
+            Choice::Epochs(_) => {
+                let mut fit_options = self.options.mlp_fit.clone();
+                fit_options.seed = self.options.seed.wrapping_add(run);
+                mlp_fit_predict(train, select, test, self.options.mlp_hidden, &fit_options)
+            }
+        }
+    }
+}
+
+/// A linear model `softmax(x W + b)` (classification) or `x w + b` (regression).
+#[derive(Debug, Clone)]
+pub struct LinearModel {
+    /// `dims x outputs`.
+    pub weights: Array2<f32>,
+    /// `outputs`.
+    pub bias: Array1<f32>,
+    /// Whether outputs are class probabilities.
+    pub classifier: bool,
+}
+
+impl LinearModel {
+    /// L2-regularised logistic regression, penalty `l2 * rows` on the summed log-loss (binary
+    /// tasks use the binary model; classes absent from `train` get probability 0).
+    pub fn logistic(
+        train: &Labelled,
+        l2: f64,
+        max_iterations: u64,
+    ) -> Result<LinearModel, EvalError> {
+        let Targets::Classes {
+            labels,
+            num_classes,
+        } = &train.y
+        else {
+            return Err(EvalError::Input(
+                "logistic regression needs class labels".into(),
+            ));
+        };
+        let k = *num_classes;
+        let n = train.x.nrows();
+        let d = train.x.ncols();
+        let alpha = (l2 * n as f64) as f32;
+        let y: Array1<usize> = labels.iter().map(|&l| l as usize).collect();
+        let data = DatasetBase::new(train.x.view(), y);
+        let err = |e: linfa_logistic::error::Error| {
+            EvalError::Numeric(format!("logistic regression failed: {e}"))
+        };
+        let mut weights = Array2::<f32>::zeros((d, k));
+        // Absent classes: a very negative bias gives probability ~0.
+        let mut bias = Array1::<f32>::from_elem(k, -1e4);
+        let present: Vec<usize> = {
+            let mut p: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+            p.sort_unstable();
+            p.dedup();
+            p
+        };
+        if present.len() == 2 {
+            let fitted = LogisticRegression::default()
+                .alpha(alpha)
+                .max_iterations(max_iterations)
+                .gradient_tolerance(1e-4)
+                .fit(&data)
+                .map_err(err)?;
+            let pos = fitted.labels().pos.class;
+            let neg = fitted.labels().neg.class;
+            weights.column_mut(pos).assign(fitted.params());
+            bias[pos] = fitted.intercept();
+            bias[neg] = 0.0;
+        } else {
+            let fitted = MultiLogisticRegression::default()
+                .alpha(alpha)
+                .max_iterations(max_iterations)
+                .gradient_tolerance(1e-4)
+                .fit(&data)
+                .map_err(err)?;
+            for (j, &c) in fitted.classes().iter().enumerate() {
+                weights.column_mut(c).assign(&fitted.params().column(j));
+                bias[c] = fitted.intercept()[j];
+            }
+        }
+        Ok(LinearModel {
+            weights,
+            bias,
+            classifier: true,
+        })
+    }
+
+    /// Ridge regression `min |Xw + b - y|² + lambda * rows * |w|²`, solved by conjugate
+    /// gradients on centred data.
+    pub fn ridge(train: &Labelled, lambda: f64) -> Result<LinearModel, EvalError> {
+        let Targets::Values(y) = &train.y else {
+            return Err(EvalError::Input(
+                "ridge regression needs real-valued labels".into(),
+            ));
+        };
+        let x = train.x.mapv(|v| v as f64);
+        let n = x.nrows() as f64;
+        let x_mean = x.mean_axis(Axis(0)).unwrap_or_default();
+        let y_mean = y.iter().sum::<f64>() / n;
+        let xc = &x - &x_mean;
+        let yc: Array1<f64> = y.iter().map(|v| v - y_mean).collect();
+        let reg = lambda * n;
+        let apply = |w: &Array1<f64>| xc.t().dot(&xc.dot(w)) + w * reg;
+        let rhs = xc.t().dot(&yc);
+        let w = conjugate_gradient(apply, &rhs, 500, 1e-8);
+        let b = y_mean - x_mean.dot(&w);
+        Ok(LinearModel {
+            weights: w.mapv(|v| v as f32).insert_axis(Axis(1)),
+            bias: Array1::from_elem(1, b as f32),
+            classifier: false,
+        })
+    }
+
+    /// Outputs for `x` (`rows x dims`).
+    pub fn predict(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        let mut z = x.dot(&self.weights) + &self.bias;
+        if self.classifier {
+            for mut row in z.rows_mut() {
+                let max = row.iter().cloned().fold(f32::MIN, f32::max);
+                row.mapv_inplace(|v| (v - max).exp());
+                let sum = row.sum();
+                row /= sum;
+            }
+        }
+        z
+    }
+}
+
+/// Solves `A w = b` for symmetric positive-definite `A` given as a product.
+fn conjugate_gradient(
+    apply: impl Fn(&Array1<f64>) -> Array1<f64>,
+    b: &Array1<f64>,
+    max_iterations: usize,
+    tolerance: f64,
+) -> Array1<f64> {
+    let mut w = Array1::<f64>::zeros(b.len());
+    let mut r = b.clone();
+    let mut p = r.clone();
+    let mut rr = r.dot(&r);
+    let stop = tolerance * tolerance * b.dot(b).max(1e-300);
+    for _ in 0..max_iterations {
+        if rr <= stop {
+            break;
+        }
+        let ap = apply(&p);
+        let step = rr / p.dot(&ap);
+        w.scaled_add(step, &p);
+        r.scaled_add(-step, &ap);
+        let rr_new = r.dot(&r);
+        p = &r + &(p * (rr_new / rr));
+        rr = rr_new;
+    }
+    w
+}
+
+/// For each query row, the indices of its `k` most cosine-similar reference rows (most similar
+/// first).
+pub fn nearest(reference: ArrayView2<f32>, queries: ArrayView2<f32>, k: usize) -> Vec<Vec<usize>> {
+    let normalise = |x: ArrayView2<f32>| {
+        let mut x = x.to_owned();
+        for mut row in x.rows_mut() {
+            let norm = row.dot(&row).sqrt().max(1e-12);
+            row /= norm;
+        }
+        x
+    };
+    let reference = normalise(reference);
+    let queries = normalise(queries);
+    let k = k.min(reference.nrows()).max(1);
+    let chunks: Vec<_> = queries.axis_chunks_iter(Axis(0), 256).collect();
+    chunks
+        .into_par_iter()
+        .flat_map_iter(|chunk| {
+            let sims = chunk.dot(&reference.t());
+            (0..sims.nrows())
+                .map(|r| {
+                    let row = sims.slice(s![r, ..]);
+                    let mut idx: Vec<usize> = (0..row.len()).collect();
+                    let by_sim = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
+                    if k < idx.len() {
+                        idx.select_nth_unstable_by(k - 1, by_sim);
+                        idx.truncate(k);
+                    }
+                    idx.sort_by(by_sim);
+                    idx
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// kNN outputs from neighbour lists: class fractions among the first `k`, or their mean value.
+pub fn knn_outputs(neighbours: &[Vec<usize>], targets: &Targets, k: usize) -> Array2<f32> {
+    match targets {
+        Targets::Classes {
+            labels,
+            num_classes,
+        } => {
+            let mut out = Array2::<f32>::zeros((neighbours.len(), *num_classes));
+            for (r, nb) in neighbours.iter().enumerate() {
+                let take = nb.len().min(k);
+                for &i in &nb[..take] {
+                    out[[r, labels[i] as usize]] += 1.0 / take as f32;
+                }
+            }
+            out
+        }
+        Targets::Values(v) => {
+            let mut out = Array2::<f32>::zeros((neighbours.len(), 1));
+            for (r, nb) in neighbours.iter().enumerate() {
+                let take = nb.len().min(k);
+                out[[r, 0]] = (nb[..take].iter().map(|&i| v[i]).sum::<f64>() / take as f64) as f32;
+            }
+            out
+        }
+    }
+}
+
+/// The MLP probe: `Linear -> GELU -> Linear`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    hidden: Linear,
+    out: Linear,
+}
+
+impl Mlp {
+    /// A fresh MLP.
+    pub fn new(d_in: usize, hidden: usize, outputs: usize, device: &Device) -> Mlp {
+        Mlp {
+            hidden: LinearConfig::new(d_in, hidden).init(device),
+            out: LinearConfig::new(hidden, outputs).init(device),
+        }
+    }
+
+    /// `[rows, d_in] -> [rows, outputs]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.out.forward(gelu(self.hidden.forward(x)))
+    }
+}
+
+fn outputs_of(targets: &Targets) -> usize {
+    match targets {
+        Targets::Classes { num_classes, .. } => *num_classes,
+        Targets::Values(_) => 1,
+    }
+}
+
+fn mlp_fit_predict(
+    train: &Labelled,
+    select: &Labelled,
+    test: &Array2<f32>,
+    hidden: usize,
+    options: &FitOptions,
+) -> Result<Array2<f32>, EvalError> {
+    let device = crate::train_device(options.seed);
+    // Training and selection rows in one table; forward gathers rows by index.
+    let all = ndarray::concatenate(Axis(0), &[train.x.view(), select.x.view()])
+        .map_err(|e| EvalError::Numeric(e.to_string()))?;
+    let targets = concat_targets(&train.y, &select.y);
+    let n_train = train.x.nrows();
+    let rows_of = |table: &Array2<f32>, rows: &[usize], device: &Device| {
+        let d = table.ncols();
+        let mut v: Vec<f32> = Vec::with_capacity(rows.len() * d);
+        for &r in rows {
+            v.extend(table.row(r).iter());
+        }
+        Tensor::<2>::from_data(TensorData::new(v, [rows.len(), d]), device)
+    };
+    let forward = |net: &Mlp, rows: &[usize], _seed: Option<u64>| -> Result<Tensor<2>, EvalError> {
+        let device = net.hidden.weight.val().device();
+        Ok(net.forward(rows_of(&all, rows, &device)))
+    };
+    let net = dnalm_model::io::reinitialize(
+        Mlp::new(all.ncols(), hidden, outputs_of(&train.y), &device),
+        options.seed,
+    );
+    let train_rows: Vec<usize> = (0..n_train).collect();
+    let valid_rows: Vec<usize> = (n_train..all.nrows()).collect();
+    let fitted = fit(net, &forward, &targets, &train_rows, &valid_rows, options)?;
+    let test_forward =
+        |net: &Mlp, rows: &[usize], _: Option<u64>| -> Result<Tensor<2>, EvalError> {
+            let device = net.hidden.weight.val().device();
+            Ok(net.forward(rows_of(test, rows, &device)))
+        };
+    let test_rows: Vec<usize> = (0..test.nrows()).collect();
+    predict(&fitted, &test_forward as &Forward<Mlp>, &test_rows, 512)
+}
+
+/// Targets of `a` followed by those of `b`.
+pub fn concat_targets(a: &Targets, b: &Targets) -> Targets {
+    match (a, b) {
+        (
+            Targets::Classes {
+                labels,
+                num_classes,
+            },
+            Targets::Classes { labels: l2, .. },
+        ) => Targets::Classes {
+            labels: labels.iter().chain(l2).copied().collect(),
+            num_classes: *num_classes,
+        },
+        (Targets::Values(v), Targets::Values(v2)) => {
+            Targets::Values(v.iter().chain(v2).copied().collect())
+        }
+        (a, _) => a.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    /// Rows with a planted linear signal: class = [x·w > 0], plus pure-noise columns.
+    fn planted(n: usize, d: usize, seed: u64) -> Labelled {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = Array2::from_shape_fn((n, d), |_| rng.random::<f32>() * 2.0 - 1.0);
+        let labels = x
+            .rows()
+            .into_iter()
+            .map(|r| (r[0] - 0.5 * r[1] + 0.25 * r[2] > 0.0) as u32)
+            .collect();
+        Labelled {
+            x,
+            y: Targets::Classes {
+                labels,
+                num_classes: 2,
+            },
+        }
+    }
+
+    fn splits(seed: u64) -> SplitFeatures {
+        SplitFeatures {
+            train: planted(400, 10, seed),
+            valid: planted(100, 10, seed + 1),
+            test: planted(200, 10, seed + 2),
+        }
+    }
+
+    #[test]
+    fn linear_probe_recovers_a_planted_signal() {
+        let options = ProbeOptions {
+            folds: 3,
+            ..Default::default()
+        };
+        let report = run_probe(ProbeKind::Linear, &splits(1), &options).unwrap();
+        assert!(report.mean("accuracy") > 0.93, "{:?}", report.summary);
+        assert!(report.mean("mcc") > 0.85);
+        assert_eq!(report.runs.len(), 3);
+        // The same signal with labels shuffled (no signal) stays near chance.
+        let mut noise = splits(1);
+        if let Targets::Classes { labels, .. } = &mut noise.train.y {
+            labels.shuffle(&mut ChaCha8Rng::seed_from_u64(9));
+        }
+        let report = run_probe(ProbeKind::Linear, &noise, &options).unwrap();
+        assert!(report.mean("mcc").abs() < 0.25, "{:?}", report.summary);
+    }
+
+    #[test]
+    fn knn_and_mlp_probes_learn_the_signal() {
+        let mut options = ProbeOptions {
+            folds: 2,
+            mlp_hidden: 32,
+            ..Default::default()
+        };
+        options.mlp_fit.epochs = 30;
+        options.mlp_fit.batch_size = 32;
+        options.mlp_fit.lr = 3e-3;
+        let knn = run_probe(ProbeKind::Knn, &splits(3), &options).unwrap();
+        assert!(knn.mean("accuracy") > 0.75, "{:?}", knn.summary);
+        let mlp = run_probe(ProbeKind::Mlp, &splits(3), &options).unwrap();
+        assert!(mlp.mean("accuracy") > 0.85, "{:?}", mlp.summary);
+    }
+
+    #[test]
+    fn ridge_recovers_linear_weights() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let x = Array2::from_shape_fn((300, 5), |_| rng.random::<f32>());
+        let y: Vec<f64> = x
+            .rows()
+            .into_iter()
+            .map(|r| 2.0 * r[0] as f64 - r[3] as f64 + 0.5)
+            .collect();
+        let train = Labelled {
+            x,
+            y: Targets::Values(y),
+        };
+        let m = LinearModel::ridge(&train, 1e-9).unwrap();
+        assert!((m.weights[[0, 0]] - 2.0).abs() < 1e-3, "{:?}", m.weights);
+        assert!((m.weights[[3, 0]] + 1.0).abs() < 1e-3);
+        assert!((m.bias[0] - 0.5).abs() < 1e-3);
+    }
+
+    #[test]
+    fn folds_never_put_a_row_in_every_refit_and_never_touch_test_rows() {
+        let folds = fold_rows(10, 5, 0);
+        assert_eq!(folds.len(), 5);
+        for row in 0..10 {
+            let held_out = folds.iter().filter(|f| !f.contains(&row)).count();
+            assert_eq!(held_out, 1, "row {row} is held out exactly once");
+        }
+        assert!(folds.iter().flatten().all(|&r| r < 10));
+    }
+
+    #[test]
+    fn a_one_class_training_split_is_refused() {
+        let mut data = splits(5);
+        data.train.y = Targets::Classes {
+            labels: vec![1; 400],
+            num_classes: 2,
+        };
+        let err = run_probe(ProbeKind::Linear, &data, &ProbeOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("single class"), "{err}");
+    }
+
+    #[test]
+    fn nearest_neighbours_are_by_cosine_similarity() {
+        let reference = ndarray::array![[1.0f32, 0.0], [0.0, 1.0], [1.0, 1.0]];
+        let q = ndarray::array![[2.0f32, 0.1]];
+        assert_eq!(nearest(reference.view(), q.view(), 2), vec![vec![0, 2]]);
+    }
+}
