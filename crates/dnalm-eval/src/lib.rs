@@ -8,10 +8,14 @@
 //! Every number is a held-out test metric ([`metrics`]) with its spread over refits or seeds;
 //! no test row informs any choice (hyperparameters are picked on the validation split).
 
+pub mod baseline;
+pub mod embed;
 pub mod features;
 pub mod fit;
 pub mod metrics;
 pub mod probe;
+pub mod store;
+pub mod tasks;
 pub mod transfer;
 
 use std::path::PathBuf;

@@ -159,7 +159,7 @@ pub(crate) fn encode_between<T: Tokenizer + ?Sized>(
 }
 
 /// The ids placed before and after a sequence by `template`.
-pub(crate) fn template_ids(template: Template, s: &SpecialTokenIds) -> (Option<u32>, Option<u32>) {
+pub fn template_ids(template: Template, s: &SpecialTokenIds) -> (Option<u32>, Option<u32>) {
     match template {
         Template::Bert => (s.cls, s.sep),
         Template::Causal => (s.bos, s.eos),

@@ -1,0 +1,141 @@
+//! Tasks as features: targets per split, embedding a whole task, the checks a task must pass.
+
+use dnalm_seq::task::{Label, LabelledSequence, Split, Task, TaskKind};
+use ndarray::Array2;
+
+use crate::{
+    embed::{Embedder, Granularity},
+    features::{Labelled, Targets},
+    probe::SplitFeatures,
+    EvalError,
+};
+
+/// Sequences per embedding call: bounds memory whatever the task's size.
+const CHUNK: usize = 512;
+
+/// The targets of `rows` under `task`'s kind.
+pub fn targets(task: &Task, rows: &[&LabelledSequence]) -> Targets {
+    match &task.spec.kind {
+        TaskKind::Classification { num_classes, .. } => Targets::Classes {
+            labels: rows
+                .iter()
+                .map(|r| match r.label {
+                    Label::Class(c) => c,
+                    Label::Value(v) => v as u32,
+                })
+                .collect(),
+            num_classes: *num_classes as usize,
+        },
+        TaskKind::Regression => Targets::Values(
+            rows.iter()
+                .map(|r| match r.label {
+                    Label::Value(v) => v,
+                    Label::Class(c) => c as f64,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The rows of each split; fails if the task has no train or no test rows, or (classification)
+/// a single class in training.
+pub fn split_rows(task: &Task) -> Result<[Vec<&LabelledSequence>; 3], EvalError> {
+    let rows = Split::ALL.map(|s| task.split(s).collect::<Vec<_>>());
+    let name = &task.spec.name;
+    if rows[0].is_empty() || rows[2].is_empty() {
+        return Err(EvalError::Input(format!(
+            "task {name} ({}): needs train and test rows (has {} train, {} test)",
+            task.dir.display(),
+            rows[0].len(),
+            rows[2].len()
+        )));
+    }
+    if let TaskKind::Classification { .. } = task.spec.kind {
+        let t = targets(task, &rows[0]);
+        if t.classes_present() < 2 {
+            return Err(EvalError::Input(format!(
+                "task {name} ({}): the training split has a single class; nothing to learn",
+                task.dir.display()
+            )));
+        }
+    }
+    Ok(rows)
+}
+
+/// Pooled embeddings of every split of `task`.
+pub fn embed_task(embedder: &Embedder, task: &Task) -> Result<SplitFeatures, EvalError> {
+    let rows = split_rows(task)?;
+    let mut parts = Vec::new();
+    for (split, rows) in Split::ALL.iter().zip(&rows) {
+        let x = embed_rows(embedder, rows)?;
+        parts.push(Labelled::new(
+            x,
+            targets(task, rows),
+            &format!("{} {}", task.spec.name, split.as_str()),
+        )?);
+    }
+    let test = parts.pop().unwrap_or_else(unreachable_split);
+    let valid = parts.pop().unwrap_or_else(unreachable_split);
+    let train = parts.pop().unwrap_or_else(unreachable_split);
+    Ok(SplitFeatures { train, valid, test })
+}
+
+fn unreachable_split() -> Labelled {
+    Labelled {
+        x: Array2::zeros((0, 0)),
+        y: Targets::Values(Vec::new()),
+    }
+}
+
+/// Pooled embeddings of `rows`, in order.
+pub fn embed_rows(
+    embedder: &Embedder,
+    rows: &[&LabelledSequence],
+) -> Result<Array2<f32>, EvalError> {
+    let width = embedder.width();
+    let mut x = Array2::<f32>::zeros((rows.len(), width));
+    for (c, chunk) in rows.chunks(CHUNK).enumerate() {
+        let seqs: Vec<&[u8]> = chunk.iter().map(|r| r.sequence.as_slice()).collect();
+        let out = embedder.embed(&seqs)?;
+        for (i, v) in out.iter().enumerate() {
+            x.row_mut(c * CHUNK + i).assign(&v.row(0));
+        }
+    }
+    Ok(x)
+}
+
+/// Features computed from the sequence alone (baselines) for every split.
+pub fn features_task(
+    task: &Task,
+    features: impl Fn(&[u8]) -> Vec<f32> + Sync,
+) -> Result<SplitFeatures, EvalError> {
+    use rayon::prelude::*;
+    let rows = split_rows(task)?;
+    let mut parts = Vec::new();
+    for (split, rows) in Split::ALL.iter().zip(&rows) {
+        let vectors: Vec<Vec<f32>> = rows.par_iter().map(|r| features(&r.sequence)).collect();
+        let width = vectors.first().map_or(0, Vec::len);
+        let flat: Vec<f32> = vectors.into_iter().flatten().collect();
+        let x = Array2::from_shape_vec((rows.len(), width), flat)
+            .map_err(|e| EvalError::Numeric(e.to_string()))?;
+        parts.push(Labelled::new(
+            x,
+            targets(task, rows),
+            &format!("{} {}", task.spec.name, split.as_str()),
+        )?);
+    }
+    let test = parts.pop().unwrap_or_else(unreachable_split);
+    let valid = parts.pop().unwrap_or_else(unreachable_split);
+    let train = parts.pop().unwrap_or_else(unreachable_split);
+    Ok(SplitFeatures { train, valid, test })
+}
+
+/// Checks that an embedder gives one vector per sequence.
+pub fn require_pooled(granularity: Granularity) -> Result<(), EvalError> {
+    if granularity != Granularity::Sequence {
+        return Err(EvalError::Input(
+            "probes need one vector per sequence (pooled embeddings)".into(),
+        ));
+    }
+    Ok(())
+}
