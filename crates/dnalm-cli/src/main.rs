@@ -2,6 +2,7 @@
 //!
 //! Each subcommand wires a library crate to files; the logic lives in the libraries.
 
+mod eval;
 mod genome;
 mod inspect;
 mod pretrain;
@@ -45,6 +46,16 @@ enum Command {
     Sample(genome::SampleArgs),
     /// Pretrain a model from a run config (TOML): data, tokenizer, model, objectives, optimiser.
     Pretrain(pretrain::PretrainArgs),
+    /// Embeddings from a model: pooled, per token or per base, any layer(s), to .npy/.safetensors.
+    Embed(eval::EmbedArgs),
+    /// Probe frozen embeddings on a task (linear, kNN, MLP), with mean ± sd over refits.
+    Probe(eval::ProbeArgs),
+    /// Fine-tune a model on a task (all layers or the last N) and save the checkpoint.
+    Finetune(eval::FinetuneArgs),
+    /// Relevance of models to tasks from frozen embeddings: LogME, H-score, kNN, linear MCC.
+    Relevance(eval::RelevanceArgs),
+    /// Run a task suite against models and the baselines; write report.md, results.json, plots.
+    Bench(eval::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +81,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Windows(args) => genome::windows(args),
         Command::Sample(args) => genome::sample(args),
         Command::Pretrain(args) => pretrain::run(args),
+        Command::Embed(args) => eval::embed(args),
+        Command::Probe(args) => eval::probe(args),
+        Command::Finetune(args) => eval::finetune_cmd(args),
+        Command::Relevance(args) => eval::relevance(args),
+        Command::Bench(args) => eval::bench(args),
     }
 }
 

@@ -266,6 +266,11 @@ impl<'a> Embedder<'a> {
         })
     }
 
+    /// The encoder.
+    pub fn encoder(&self) -> &Encoder {
+        self.encoder
+    }
+
     /// Width of each output vector (model width × number of layers).
     pub fn width(&self) -> usize {
         self.encoder.width() * self.layers.len()

@@ -9,11 +9,15 @@
 //! no test row informs any choice (hyperparameters are picked on the validation split).
 
 pub mod baseline;
+pub mod bench;
 pub mod embed;
 pub mod features;
+pub mod finetune;
 pub mod fit;
 pub mod metrics;
+pub mod plot;
 pub mod probe;
+pub mod report;
 pub mod store;
 pub mod tasks;
 pub mod transfer;

@@ -3,8 +3,10 @@
 use dnalm_seq::task::{Label, LabelledSequence, Split, Task, TaskKind};
 use ndarray::Array2;
 
+use dnalm_tokenize::{Tokenizer, TokenizerSpec};
+
 use crate::{
-    embed::{Embedder, Granularity},
+    embed::{Embedder, Encoder, Granularity},
     features::{Labelled, Targets},
     probe::SplitFeatures,
     EvalError,
@@ -62,8 +64,45 @@ pub fn split_rows(task: &Task) -> Result<[Vec<&LabelledSequence>; 3], EvalError>
     Ok(rows)
 }
 
+/// Fails if `task.json` names a tokenizer (`"tokenizer": "kmer:6"`, any
+/// [`TokenizerSpec`](dnalm_tokenize::TokenizerSpec)) that differs from the encoder's.
+pub fn check_tokenizer(task: &Task, encoder: &Encoder) -> Result<(), EvalError> {
+    let path = task.dir.join("task.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| EvalError::io(&path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| EvalError::Format {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let Some(expected) = json.get("tokenizer").and_then(|v| v.as_str()) else {
+        return Ok(());
+    };
+    let bad = |message: String| EvalError::Format {
+        path: path.clone(),
+        message,
+    };
+    let spec: TokenizerSpec = expected
+        .parse()
+        .map_err(|e| bad(format!("\"tokenizer\": {e}")))?;
+    let ours = &encoder.tokenizer;
+    let theirs = spec
+        .build(ours.template())
+        .map_err(|e| bad(format!("\"tokenizer\": {e}")))?;
+    if theirs.kind() != ours.kind() || theirs.vocab().tokens() != ours.vocab().tokens() {
+        return Err(EvalError::Input(format!(
+            "task {} expects the {} tokenizer ({expected}) but {} uses {} with {} tokens",
+            task.spec.name,
+            theirs.kind(),
+            encoder.source,
+            ours.kind(),
+            ours.vocab().len()
+        )));
+    }
+    Ok(())
+}
+
 /// Pooled embeddings of every split of `task`.
 pub fn embed_task(embedder: &Embedder, task: &Task) -> Result<SplitFeatures, EvalError> {
+    check_tokenizer(task, embedder.encoder())?;
     let rows = split_rows(task)?;
     let mut parts = Vec::new();
     for (split, rows) in Split::ALL.iter().zip(&rows) {

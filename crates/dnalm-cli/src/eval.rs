@@ -1,0 +1,562 @@
+//! `dnalm embed`, `probe`, `finetune`, `relevance`, `bench`: wiring dnalm-eval to the command
+//! line.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dnalm_eval::{
+    bench::{run_bench, BenchConfig},
+    embed::{parse_pooling, EmbedOptions, Embedder, Granularity, ModelSpec},
+    features::Labelled,
+    finetune::{finetune, save_finetuned, FinetuneOptions},
+    fit::FitOptions,
+    probe::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
+    report::write_report,
+    store::{read_embeddings, EmbeddingWriter},
+    tasks::{check_tokenizer, split_rows, targets},
+};
+use dnalm_model::heads::Pooling;
+use dnalm_seq::{
+    task::{read_table, Split, Task},
+    FastxReader,
+};
+
+/// How to embed (shared by embed, probe, relevance, bench).
+#[derive(Args, Clone)]
+pub struct EmbedFlags {
+    /// Layers, comma-separated: 0 = token embeddings, i = block i, -1 = final (normalised)
+    /// output; several are concatenated.
+    #[arg(
+        long,
+        default_value = "-1",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    layers: Vec<i64>,
+    /// Pooling: mean, cls or max.
+    #[arg(long, default_value = "mean", value_parser = parse_pooling)]
+    pooling: Pooling,
+    /// Average each sequence with its reverse complement.
+    #[arg(long)]
+    rc: bool,
+    /// Tokens shared by neighbouring windows when a sequence exceeds the context.
+    #[arg(long)]
+    overlap: Option<usize>,
+    /// Token budget per forward batch.
+    #[arg(long, default_value_t = 16_384)]
+    batch_tokens: usize,
+}
+
+impl EmbedFlags {
+    fn options(&self, granularity: Granularity) -> EmbedOptions {
+        EmbedOptions {
+            layers: self.layers.clone(),
+            pooling: self.pooling,
+            granularity,
+            reverse_complement: self.rc,
+            overlap: self.overlap,
+            batch_tokens: self.batch_tokens,
+        }
+    }
+}
+
+/// Arguments of `dnalm embed`.
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// Model directory (`DIR`, or `random:DIR` for random weights of the same shape).
+    #[arg(short, long)]
+    model: String,
+    /// A task directory: writes OUTPUT/{train,valid,test}.npy (+ .tsv).
+    #[arg(long, conflicts_with = "input")]
+    task: Option<PathBuf>,
+    /// Sequences: FASTA/FASTQ (optionally gzipped) or a table with a `sequence` column.
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// Output `.npy` or `.safetensors` file (a directory with --task).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// One vector per sequence, token or base.
+    #[arg(long = "per", default_value = "sequence")]
+    granularity: Granularity,
+    /// File format with --task: npy or safetensors.
+    #[arg(long, default_value = "npy")]
+    format: String,
+    #[command(flatten)]
+    flags: EmbedFlags,
+}
+
+const CHUNK: usize = 256;
+
+pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
+    let spec = ModelSpec::parse(&args.model);
+    let encoder = spec
+        .load()
+        .with_context(|| format!("loading model {}", args.model))?;
+    let embedder = Embedder::new(&encoder, args.flags.options(args.granularity))?;
+    let t0 = Instant::now();
+    let mut total = 0usize;
+    if let Some(task_dir) = &args.task {
+        let task = Task::load(task_dir)?;
+        check_tokenizer(&task, &encoder)?;
+        if !matches!(args.format.as_str(), "npy" | "safetensors") {
+            bail!("--format must be npy or safetensors, not '{}'", args.format);
+        }
+        std::fs::create_dir_all(&args.output)
+            .with_context(|| format!("creating {}", args.output.display()))?;
+        for split in Split::ALL {
+            let rows: Vec<_> = task.split(split).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let path = args
+                .output
+                .join(format!("{}.{}", split.as_str(), args.format));
+            let mut writer = EmbeddingWriter::create(&path, embedder.width())?;
+            for chunk in rows.chunks(CHUNK) {
+                let seqs: Vec<&[u8]> = chunk.iter().map(|r| r.sequence.as_slice()).collect();
+                for (r, v) in chunk.iter().zip(embedder.embed(&seqs)?) {
+                    writer.push(&r.id, &label_text(&r.label), &v)?;
+                }
+            }
+            total += writer.len();
+            let (n, d) = writer.finish()?;
+            eprintln!("{}: {n} x {d}", path.display());
+        }
+    } else if let Some(input) = &args.input {
+        let mut writer = EmbeddingWriter::create(&args.output, embedder.width())?;
+        let mut batch: Vec<(String, String, Vec<u8>)> = Vec::new();
+        let flush = |batch: &mut Vec<(String, String, Vec<u8>)>,
+                     writer: &mut EmbeddingWriter|
+         -> anyhow::Result<()> {
+            let seqs: Vec<&[u8]> = batch.iter().map(|b| b.2.as_slice()).collect();
+            for (b, v) in batch.iter().zip(embedder.embed(&seqs)?) {
+                writer.push(&b.0, &b.1, &v)?;
+            }
+            batch.clear();
+            Ok(())
+        };
+        if dnalm_seq::task::table_format(input)
+            .is_some_and(|f| !matches!(f, dnalm_seq::task::TableFormat::Fasta))
+        {
+            for r in read_table(input, None, None)? {
+                batch.push((r.id.clone(), label_text(&r.label), r.sequence));
+                if batch.len() == CHUNK {
+                    flush(&mut batch, &mut writer)?;
+                }
+            }
+        } else {
+            let mut reader = FastxReader::from_path(input)?;
+            let mut record = dnalm_seq::SequenceRecord::new("", Vec::new());
+            while reader.read_record(&mut record)? {
+                batch.push((record.name.clone(), String::new(), record.sequence.clone()));
+                if batch.len() == CHUNK {
+                    flush(&mut batch, &mut writer)?;
+                }
+            }
+        }
+        flush(&mut batch, &mut writer)?;
+        total = writer.len();
+        let (n, d) = writer.finish()?;
+        eprintln!("{}: {n} x {d}", args.output.display());
+    } else {
+        bail!("give --task DIR or --input FILE");
+    }
+    eprintln!(
+        "embedded {total} sequences in {:.1} s ({:.0} seq/s)",
+        t0.elapsed().as_secs_f64(),
+        total as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
+fn label_text(label: &dnalm_seq::task::Label) -> String {
+    match label {
+        dnalm_seq::task::Label::Class(c) => c.to_string(),
+        dnalm_seq::task::Label::Value(v) => v.to_string(),
+    }
+}
+
+/// Probe settings on the command line.
+#[derive(Args, Clone)]
+pub struct ProbeFlags {
+    /// Refits for mean ± sd (each leaves out one fold of the training rows).
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl ProbeFlags {
+    fn options(&self) -> ProbeOptions {
+        let mut o = ProbeOptions {
+            folds: self.folds,
+            seed: self.seed,
+            ..Default::default()
+        };
+        o.mlp_fit.seed = self.seed;
+        o
+    }
+}
+
+/// Arguments of `dnalm probe`.
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// Task directory.
+    #[arg(short, long)]
+    task: PathBuf,
+    /// Model directory (`DIR` or `random:DIR`); embeddings are computed in memory.
+    #[arg(short, long, conflicts_with = "embeddings")]
+    model: Option<String>,
+    /// Or: a directory written by `dnalm embed --task` ({train,valid,test}.npy + .tsv).
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Probes, comma-separated: linear, knn, mlp.
+    #[arg(long, default_value = "linear,knn,mlp", value_delimiter = ',')]
+    probes: Vec<ProbeKind>,
+    /// Also write the results as JSON here.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    probe: ProbeFlags,
+    #[command(flatten)]
+    flags: EmbedFlags,
+}
+
+pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let task = Task::load(&args.task)?;
+    let features = match (&args.model, &args.embeddings) {
+        (Some(m), _) => {
+            let spec = ModelSpec::parse(m);
+            let encoder = spec.load().with_context(|| format!("loading model {m}"))?;
+            let embedder = Embedder::new(&encoder, args.flags.options(Granularity::Sequence))?;
+            dnalm_eval::tasks::embed_task(&embedder, &task)?
+        }
+        (None, Some(dir)) => features_from_files(&task, dir)?,
+        (None, None) => bail!("give --model DIR or --embeddings DIR"),
+    };
+    let options = args.probe.options();
+    let mut out = serde_json::Map::new();
+    println!(
+        "{:<8} {:<18} {}",
+        "probe", "chosen", "test metrics (mean ± sd)"
+    );
+    for kind in &args.probes {
+        let t0 = Instant::now();
+        let report = run_probe(*kind, &features, &options)?;
+        let metrics: Vec<String> = report
+            .summary
+            .iter()
+            .map(|(k, s)| format!("{k} {s}"))
+            .collect();
+        println!(
+            "{:<8} {:<18} {}  ({:.1} s)",
+            kind.to_string(),
+            report.chosen,
+            metrics.join(", "),
+            t0.elapsed().as_secs_f64()
+        );
+        out.insert(kind.to_string(), serde_json::to_value(&report)?);
+    }
+    if let Some(path) = &args.output {
+        crate::write_output(path, &serde_json::to_string_pretty(&out)?)?;
+    }
+    Ok(())
+}
+
+/// Features from `dnalm embed --task` output, checked against the task row by row.
+fn features_from_files(task: &Task, dir: &Path) -> anyhow::Result<SplitFeatures> {
+    let rows = split_rows(task)?;
+    let mut parts = Vec::new();
+    for (split, rows) in Split::ALL.iter().zip(&rows) {
+        let path = ["npy", "safetensors"]
+            .iter()
+            .map(|ext| dir.join(format!("{}.{ext}", split.as_str())))
+            .find(|p| p.is_file());
+        let Some(path) = path else {
+            if rows.is_empty() {
+                parts.push(Labelled::new(
+                    ndarray::Array2::zeros((0, 0)),
+                    targets(task, rows),
+                    split.as_str(),
+                )?);
+                continue;
+            }
+            bail!(
+                "{}: no {}.npy or {}.safetensors",
+                dir.display(),
+                split.as_str(),
+                split.as_str()
+            );
+        };
+        let (matrix, index) = read_embeddings(&path)?;
+        if index.len() != rows.len() {
+            bail!(
+                "{}: {} embedded sequences but the task's {} split has {} labelled rows",
+                path.display(),
+                index.len(),
+                split.as_str(),
+                rows.len()
+            );
+        }
+        if let Some((i, (e, r))) = index
+            .iter()
+            .zip(rows)
+            .enumerate()
+            .find(|(_, (e, r))| e.id != r.id || e.row_end != e.row_start + 1)
+        {
+            bail!(
+                "{}: row {} is '{}' ({} vectors) but the task has '{}' there; embed the task \
+                 again with --per sequence",
+                path.display(),
+                i + 1,
+                e.id,
+                e.row_end - e.row_start,
+                r.id
+            );
+        }
+        parts.push(Labelled::new(
+            matrix,
+            targets(task, rows),
+            &path.display().to_string(),
+        )?);
+    }
+    let test = parts.pop().context("no test split")?;
+    let valid = parts.pop().context("no valid split")?;
+    let train = parts.pop().context("no train split")?;
+    Ok(SplitFeatures { train, valid, test })
+}
+
+/// Fine-tuning settings on the command line.
+#[derive(Args, Clone)]
+pub struct FinetuneFlags {
+    /// Maximum epochs (early stopping on valid).
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Epochs without improvement before stopping.
+    #[arg(long, default_value_t = 2)]
+    patience: usize,
+    /// Train only the last N blocks (and the head); default: all.
+    #[arg(long)]
+    train_last: Option<usize>,
+}
+
+impl FinetuneFlags {
+    fn options(&self, pooling: Pooling, seeds: usize, seed: u64) -> FinetuneOptions {
+        FinetuneOptions {
+            fit: FitOptions {
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                lr: self.lr,
+                weight_decay: 0.01,
+                patience: self.patience,
+                seed,
+            },
+            train_last: self.train_last,
+            pooling,
+            seeds,
+        }
+    }
+}
+
+/// Arguments of `dnalm finetune`.
+#[derive(Args)]
+pub struct FinetuneArgs {
+    /// Model directory (`DIR` or `random:DIR` to train from scratch).
+    #[arg(short, long)]
+    model: String,
+    /// Task directory.
+    #[arg(short, long)]
+    task: PathBuf,
+    /// Where to write the fine-tuned checkpoint (the first seed's).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Independent runs for mean ± sd.
+    #[arg(long, default_value_t = 1)]
+    seeds: usize,
+    /// Seed of the first run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Pooling for the head: mean, cls or max.
+    #[arg(long, default_value = "mean", value_parser = parse_pooling)]
+    pooling: Pooling,
+    #[command(flatten)]
+    finetune: FinetuneFlags,
+}
+
+pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
+    let task = Task::load(&args.task)?;
+    let spec = ModelSpec::parse(&args.model);
+    check_tokenizer(&task, &spec.load()?)?;
+    let options = args.finetune.options(args.pooling, args.seeds, args.seed);
+    let t0 = Instant::now();
+    let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;
+    save_finetuned(&args.output, &net, &info, &tokenizer)?;
+    eprintln!(
+        "fine-tuned in {:.1} s; checkpoint: {}",
+        t0.elapsed().as_secs_f64(),
+        args.output.display()
+    );
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Arguments of `dnalm bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A suite: a directory whose subdirectories are tasks (repeatable).
+    #[arg(long)]
+    suite: Vec<PathBuf>,
+    /// A task directory (repeatable).
+    #[arg(short, long)]
+    task: Vec<PathBuf>,
+    /// A model: `[NAME=]DIR` or `[NAME=]random:DIR` (repeatable).
+    #[arg(short, long)]
+    model: Vec<String>,
+    /// Output directory: report.md, results.json, relevance.csv, plots/.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Probes, comma-separated: linear, knn, mlp.
+    #[arg(long, default_value = "linear,knn,mlp", value_delimiter = ',')]
+    probes: Vec<ProbeKind>,
+    /// Fine-tune every model on every task too.
+    #[arg(long)]
+    finetune: bool,
+    /// Skip the k-mer and CNN baselines (not recommended: they are the point of comparison).
+    #[arg(long)]
+    no_baselines: bool,
+    /// Seeds for the CNN and fine-tuning.
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// CNN epochs (without --finetune; with it, the CNN gets the fine-tuning budget).
+    #[arg(long, default_value_t = 10)]
+    cnn_epochs: usize,
+    #[command(flatten)]
+    probe: ProbeFlags,
+    #[command(flatten)]
+    flags: EmbedFlags,
+    #[command(flatten)]
+    finetune_flags: FinetuneFlags,
+}
+
+/// Task directories named directly or found under suites (sorted).
+fn collect_tasks(suites: &[PathBuf], tasks: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = tasks.to_vec();
+    for suite in suites {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(suite)
+            .with_context(|| format!("reading suite {}", suite.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("task.json").is_file())
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            bail!(
+                "{}: no task directories (with task.json) in this suite",
+                suite.display()
+            );
+        }
+        out.extend(found);
+    }
+    if out.is_empty() {
+        bail!("give at least one --task DIR or --suite DIR");
+    }
+    Ok(out)
+}
+
+fn bench_config(
+    args_models: &[String],
+    tasks: Vec<PathBuf>,
+    flags: &EmbedFlags,
+    probe: &ProbeFlags,
+) -> BenchConfig {
+    BenchConfig {
+        models: args_models.iter().map(|m| ModelSpec::parse(m)).collect(),
+        tasks,
+        embed: flags.options(Granularity::Sequence),
+        probe: probe.options(),
+        ..BenchConfig::default()
+    }
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let tasks = collect_tasks(&args.suite, &args.task)?;
+    let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
+    config.probes = args.probes.clone();
+    config.baselines = !args.no_baselines;
+    config.seeds = args.seeds;
+    config.cnn.epochs = args.cnn_epochs;
+    if args.finetune {
+        config.finetune = Some(args.finetune_flags.options(
+            args.flags.pooling,
+            args.seeds,
+            args.probe.seed,
+        ));
+    }
+    run_and_report(&config, &args.output)
+}
+
+fn run_and_report(config: &BenchConfig, output: &Path) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let mut progress = |m: &str| eprintln!("[{:>6.1}s] {m}", t0.elapsed().as_secs_f64());
+    let results = run_bench(config, &mut progress)?;
+    let report = write_report(output, &results)?;
+    eprintln!(
+        "[{:>6.1}s] wrote {}",
+        t0.elapsed().as_secs_f64(),
+        report.display()
+    );
+    let text = std::fs::read_to_string(&report)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Arguments of `dnalm relevance`.
+#[derive(Args)]
+pub struct RelevanceArgs {
+    /// A model: `[NAME=]DIR` or `[NAME=]random:DIR` (repeatable).
+    #[arg(short, long, required = true)]
+    model: Vec<String>,
+    /// A task directory (repeatable).
+    #[arg(short, long)]
+    task: Vec<PathBuf>,
+    /// A suite directory of tasks (repeatable).
+    #[arg(long)]
+    suite: Vec<PathBuf>,
+    /// Output directory: relevance.csv, report.md, results.json, plots/.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also fine-tune, and correlate each score with the fine-tuned result.
+    #[arg(long)]
+    finetune: bool,
+    #[command(flatten)]
+    probe: ProbeFlags,
+    #[command(flatten)]
+    flags: EmbedFlags,
+    #[command(flatten)]
+    finetune_flags: FinetuneFlags,
+}
+
+pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
+    let tasks = collect_tasks(&args.suite, &args.task)?;
+    let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
+    config.probes = Vec::new();
+    config.baselines = false;
+    config.seeds = 1;
+    if args.finetune {
+        config.finetune = Some(
+            args.finetune_flags
+                .options(args.flags.pooling, 1, args.probe.seed),
+        );
+    }
+    run_and_report(&config, &args.output)
+}

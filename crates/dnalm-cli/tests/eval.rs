@@ -1,0 +1,354 @@
+//! `dnalm embed / probe / finetune / relevance / bench` end to end on a tiny pretrained model and
+//! a small slice of the bundled `pub_coding` task, plus the bad inputs the issue names.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::OnceLock,
+};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn dnalm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dnalm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = dnalm(args);
+    assert!(
+        out.status.success(),
+        "dnalm {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = dnalm(args);
+    assert!(
+        !out.status.success(),
+        "dnalm {} should fail",
+        args.join(" ")
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    model: PathBuf,
+    task: PathBuf,
+    root: PathBuf,
+}
+
+/// A 2-step pretrained tiny encoder (context 64, so 150-bp windows are tiled) and a task of
+/// 60/20/30 rows taken from data/tasks/pub_coding.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let fasta = root().join("data/lambda_phage.fa");
+        let mut args: Vec<String> = [
+            "pretrain",
+            "-c",
+            root().join("configs/mlm.toml").to_str().unwrap(),
+            "-o",
+            run.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        for s in [
+            format!("data.fasta=\"{}\"", fasta.display()),
+            "data.context=64".into(),
+            "data.split_block=2000".into(),
+            "model.n_layers=2".into(),
+            "model.d_model=16".into(),
+            "model.n_heads=2".into(),
+            "model.d_ffn=32".into(),
+            "train.batch_size=4".into(),
+            "train.steps=2".into(),
+            "train.eval_batches=1".into(),
+            "train.eval_every=2".into(),
+            "train.save_every=2".into(),
+        ] {
+            args.push("--set".into());
+            args.push(s);
+        }
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let model = run.join("checkpoint-000002");
+        assert!(model.join("config.json").is_file());
+        let task = dir.path().join("coding");
+        make_task(&task, 60, 20, 30);
+        Fixture {
+            model,
+            task,
+            root: dir.path().to_path_buf(),
+            _dir: dir,
+        }
+    })
+}
+
+/// Takes the first rows of each split of pub_coding, alternating labels so both classes occur.
+fn make_task(dir: &Path, train: usize, valid: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let src = root().join("data/tasks/pub_coding");
+    for (name, n) in [("train", train), ("valid", valid), ("test", test)] {
+        let text = std::fs::read_to_string(src.join(format!("{name}.csv"))).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap();
+        let rows: Vec<&str> = lines.collect();
+        let zeros = rows.iter().filter(|l| l.ends_with(",0")).take(n / 2);
+        let ones = rows.iter().filter(|l| l.ends_with(",1")).take(n - n / 2);
+        let mut out = format!("{header}\n");
+        for l in zeros.chain(ones) {
+            out.push_str(l);
+            out.push('\n');
+        }
+        std::fs::write(dir.join(format!("{name}.csv")), out).unwrap();
+    }
+    std::fs::write(
+        dir.join("task.json"),
+        r#"{"name": "coding_slice", "num_classes": 2, "label_names": ["intergenic", "coding"]}"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn embed_a_task_then_probe_the_files() {
+    let f = fixture();
+    let emb = f.root.join("emb");
+    ok(&[
+        "embed",
+        "-m",
+        f.model.to_str().unwrap(),
+        "--task",
+        f.task.to_str().unwrap(),
+        "-o",
+        emb.to_str().unwrap(),
+        "--layers",
+        "1,-1",
+        "--rc",
+    ]);
+    // numpy's .npy layout: magic, then a header naming the shape (30 test rows x 2 layers x 16).
+    let bytes = std::fs::read(emb.join("test.npy")).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header = String::from_utf8_lossy(&bytes[10..128]);
+    assert!(header.contains("'shape': (30, 32)"), "{header}");
+    let tsv = std::fs::read_to_string(emb.join("test.tsv")).unwrap();
+    assert_eq!(tsv.lines().count(), 31);
+    let out = ok(&[
+        "probe",
+        "--embeddings",
+        emb.to_str().unwrap(),
+        "-t",
+        f.task.to_str().unwrap(),
+        "--probes",
+        "linear,knn",
+        "--folds",
+        "2",
+    ]);
+    assert!(out.contains("linear") && out.contains("mcc"), "{out}");
+
+    // Bad input: embeddings of another task (count mismatch) and NaN.
+    let other = f.root.join("other_task");
+    make_task(&other, 40, 20, 30);
+    let err = fails(&[
+        "probe",
+        "--embeddings",
+        emb.to_str().unwrap(),
+        "-t",
+        other.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("60 embedded sequences") && err.contains("40 labelled rows"),
+        "{err}"
+    );
+    let mut bytes = std::fs::read(emb.join("valid.npy")).unwrap();
+    bytes[128..132].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(emb.join("valid.npy"), bytes).unwrap();
+    let err = fails(&[
+        "probe",
+        "--embeddings",
+        emb.to_str().unwrap(),
+        "-t",
+        f.task.to_str().unwrap(),
+    ]);
+    assert!(err.contains("row 0, column 0 is NaN"), "{err}");
+}
+
+#[test]
+fn embed_fasta_per_base_to_safetensors() {
+    let f = fixture();
+    let fasta = f.root.join("two.fa");
+    std::fs::write(&fasta, ">a\nACGTACGTTGCA\n>b desc\nGGGCCCAAATTTNACGT\n").unwrap();
+    let out = f.root.join("bases.safetensors");
+    ok(&[
+        "embed",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-i",
+        fasta.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--per",
+        "base",
+    ]);
+    let tsv = std::fs::read_to_string(out.with_extension("tsv")).unwrap();
+    assert!(
+        tsv.contains("a\t\t0\t12") && tsv.contains("b\t\t12\t29"),
+        "{tsv}"
+    );
+    let err = fails(&[
+        "embed",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-i",
+        fasta.to_str().unwrap(),
+        "-o",
+        f.root.join("x.csv").to_str().unwrap(),
+    ]);
+    assert!(err.contains(".npy or .safetensors"), "{err}");
+}
+
+#[test]
+fn finetune_saves_a_checkpoint_that_embed_loads() {
+    let f = fixture();
+    let out = f.root.join("ft");
+    let json = ok(&[
+        "finetune",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-t",
+        f.task.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--train-last",
+        "1",
+    ]);
+    assert!(json.contains("\"mcc\""), "{json}");
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "head.safetensors",
+        "head.json",
+        "tokenizer.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    ok(&[
+        "embed",
+        "-m",
+        out.to_str().unwrap(),
+        "--task",
+        f.task.to_str().unwrap(),
+        "-o",
+        f.root.join("ft_emb").to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn bench_writes_report_results_and_plots_with_baselines() {
+    let f = fixture();
+    let out = f.root.join("bench");
+    let second = f.root.join("coding2");
+    make_task(&second, 50, 20, 30);
+    let report = ok(&[
+        "bench",
+        "-t",
+        f.task.to_str().unwrap(),
+        "-t",
+        second.to_str().unwrap(),
+        "-m",
+        &format!("tiny={}", f.model.display()),
+        "-m",
+        &format!("random:{}", f.model.display()),
+        "-o",
+        out.to_str().unwrap(),
+        "--probes",
+        "linear",
+        "--seeds",
+        "1",
+        "--cnn-epochs",
+        "1",
+        "--folds",
+        "2",
+    ]);
+    assert!(report.contains("kmer-spectrum (baseline)"), "{report}");
+    assert!(report.contains("onehot-cnn (baseline)"));
+    assert!(report.contains("| tiny | probe:linear |"));
+    assert!(report.contains("Task affinity"));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["relevance"].as_array().unwrap().len(), 4);
+    let csv = std::fs::read_to_string(out.join("relevance.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    for png in [
+        "relevance.png",
+        "coding_slice_bars.png",
+        "affinity_tiny.png",
+    ] {
+        let bytes = std::fs::read(out.join("plots").join(png)).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG", "{png}");
+    }
+}
+
+#[test]
+fn bad_tasks_and_mismatched_tokenizers_are_refused() {
+    let f = fixture();
+    // One class in training.
+    let one = f.root.join("one_class");
+    make_task(&one, 10, 4, 4);
+    let train = std::fs::read_to_string(one.join("train.csv")).unwrap();
+    let only_ones: String = train
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.ends_with(",1"))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    std::fs::write(one.join("train.csv"), only_ones).unwrap();
+    let err = fails(&[
+        "probe",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-t",
+        one.to_str().unwrap(),
+    ]);
+    assert!(err.contains("single class"), "{err}");
+    // A task that expects 6-mer tokens, given a single-nucleotide model.
+    let kmer = f.root.join("kmer_task");
+    make_task(&kmer, 10, 4, 4);
+    std::fs::write(
+        kmer.join("task.json"),
+        r#"{"name": "k6", "num_classes": 2, "tokenizer": "kmer:6"}"#,
+    )
+    .unwrap();
+    let err = fails(&[
+        "probe",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-t",
+        kmer.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("expects the 6-mer overlapping tokenizer"),
+        "{err}"
+    );
+    // Not a model directory.
+    let err = fails(&[
+        "probe",
+        "-m",
+        f.task.to_str().unwrap(),
+        "-t",
+        f.task.to_str().unwrap(),
+    ]);
+    assert!(err.contains("no config.json"), "{err}");
+}
