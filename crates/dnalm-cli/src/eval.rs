@@ -241,10 +241,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     };
     let options = args.probe.options();
     let mut out = serde_json::Map::new();
-    println!(
-        "{:<8} {:<18} {}",
-        "probe", "chosen", "test metrics (mean ± sd)"
-    );
+    println!("probe    chosen             test metrics (mean ± sd)");
     for kind in &args.probes {
         let t0 = Instant::now();
         let report = run_probe(*kind, &features, &options)?;

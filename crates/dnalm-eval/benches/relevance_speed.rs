@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p dnalm-eval --bench relevance_speed` (BENCH_ROWS / BENCH_DIMS override the
 //! shape). Times LogME, H-score, and the linear probe protocol (L2 strength chosen on a
-//! validation split over 6 values, then 5 refits each leaving out one fold, scored on test).
+//! validation split over 4 values, then 5 refits each leaving out one fold, scored on test).
 
 use std::time::Instant;
 
@@ -70,7 +70,7 @@ fn main() {
     println!("logme            {logme_s:>7.2} s   (evidence {evidence:.4})");
     println!("h-score          {h_s:>7.2} s   (score {h:.4})");
     println!(
-        "linear probe     {probe_s:>7.2} s   (6 L2 values on valid + 5 fold refits; test mcc {:.3}, {})",
+        "linear probe     {probe_s:>7.2} s   (4 L2 values on valid + 5 fold refits; test mcc {:.3}, {})",
         report.mean("mcc"),
         report.chosen
     );

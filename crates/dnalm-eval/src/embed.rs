@@ -448,10 +448,10 @@ impl<'a> Embedder<'a> {
                 let mut out = Array2::<f32>::zeros((tok.bases, width));
                 let mut count = vec![0u32; tok.bases];
                 for (t, &(a, b)) in tok.offsets.iter().enumerate() {
-                    for base in a..b.min(tok.bases) {
+                    for (base, c) in count.iter_mut().enumerate().take(b.min(tok.bases)).skip(a) {
                         let mut row = out.row_mut(base);
                         row += &states.row(t);
-                        count[base] += 1;
+                        *c += 1;
                     }
                 }
                 for (mut row, &c) in out.rows_mut().into_iter().zip(&count) {

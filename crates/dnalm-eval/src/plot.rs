@@ -165,7 +165,7 @@ pub fn heatmap(
                 .map_err(|e| plot_err(path, e))?;
         }
         let range = |j: Option<usize>| {
-            let vals = values.iter().enumerate().flat_map(|(_, r)| {
+            let vals = values.iter().flat_map(|r| {
                 r.iter()
                     .enumerate()
                     .filter(move |(c, _)| j.is_none_or(|j| j == *c))

@@ -174,7 +174,7 @@ impl EmbeddingWriter {
                     "row_offsets": {"dtype": "I64", "shape": [offsets.len()], "data_offsets": [data_bytes, data_bytes + offsets.len() * 8]},
                 });
                 let mut text = header.to_string().into_bytes();
-                while text.len() % 8 != 0 {
+                while !text.len().is_multiple_of(8) {
                     text.push(b' ');
                 }
                 let mut w = BufWriter::new(out);
