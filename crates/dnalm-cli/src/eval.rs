@@ -394,7 +394,6 @@ pub struct FinetuneArgs {
 pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     let task = Task::load(&args.task)?;
     let spec = ModelSpec::parse(&args.model);
-    check_tokenizer(&task, &spec.load()?)?;
     let options = args.finetune.options(args.pooling, args.seeds, args.seed);
     let t0 = Instant::now();
     let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;

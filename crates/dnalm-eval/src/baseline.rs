@@ -149,7 +149,7 @@ pub fn cnn_baseline(
     for seed in 0..seeds.max(1) as u64 {
         let mut o = options.clone();
         o.seed = options.seed.wrapping_add(seed);
-        let device = crate::train_device(o.seed);
+        let device = crate::train_device();
         let net = dnalm_model::io::reinitialize(OneHotCnn::new(channels, outputs, &device), o.seed);
         let fitted = fit(net, &forward, &y, &train_rows, &valid_rows, &o)?;
         epochs.push(fitted.epochs_run);

@@ -271,6 +271,11 @@ impl<'a> Embedder<'a> {
         self.encoder
     }
 
+    /// The options it embeds with.
+    pub fn options(&self) -> &EmbedOptions {
+        &self.options
+    }
+
     /// Width of each output vector (model width × number of layers).
     pub fn width(&self) -> usize {
         self.encoder.width() * self.layers.len()

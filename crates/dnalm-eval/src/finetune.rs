@@ -28,7 +28,7 @@ use crate::{
     fit::{fit, predict, FitOptions},
     metrics::{summarise, Summary},
     probe::{concat_targets, score},
-    tasks::{split_rows, targets},
+    tasks::{check_tokenizer, split_rows, targets},
     EvalError,
 };
 
@@ -154,6 +154,7 @@ pub fn finetune(
 ) -> Result<(FinetuneReport, SequenceClassifier, HeadInfo, AnyTokenizer), EvalError> {
     let [train, valid, test] = split_rows(task)?;
     let encoder = model.load()?;
+    check_tokenizer(task, &encoder)?;
     let tokenizer = encoder.tokenizer.clone();
     let config = encoder.model.config.clone();
     let max = config.max_positions;
@@ -184,7 +185,7 @@ pub fn finetune(
     for s in 0..options.seeds.max(1) as u64 {
         let mut o = options.fit.clone();
         o.seed = options.fit.seed.wrapping_add(s);
-        let device = crate::train_device(o.seed);
+        let device = crate::train_device();
         let weights = named_parameters(&encoder.model);
         let mut enc = load_parameters(DnaLm::new(&config, &device)?, &weights, &model.dir)?;
         if let Some(n) = options.train_last {

@@ -79,6 +79,6 @@ impl EvalError {
 /// The CPU device with autodiff, for everything dnalm-eval trains. Parameters are initialised
 /// deterministically by name from a seed ([`dnalm_model::io::reinitialize`]), never from the
 /// device's generator.
-pub fn train_device(_seed: u64) -> Device {
+pub fn train_device() -> Device {
     dnalm_model::cpu().autodiff()
 }

@@ -162,9 +162,6 @@ pub struct ProbeReport {
     pub runs: Vec<BTreeMap<String, f64>>,
     /// Mean ± sd over refits.
     pub summary: BTreeMap<String, Summary>,
-    /// The first refit's test outputs (class probabilities, or predictions), row per test row.
-    #[serde(skip)]
-    pub test_outputs: Array2<f32>,
 }
 
 impl ProbeReport {
@@ -229,19 +226,16 @@ pub fn run_probe(
     let chosen = model.choose(&fit_part, &select)?;
     let folds = fold_rows(train.x.nrows(), options.folds, options.seed);
     let mut runs = Vec::new();
-    let mut first = None;
     for (f, rows) in folds.iter().enumerate() {
         let part = train.select(rows);
         let outputs = model.fit_predict(&part, &select, &test.x, &chosen, f as u64)?;
         runs.push(score(&test.y, outputs.view()));
-        first.get_or_insert(outputs);
     }
     Ok(ProbeReport {
         probe: kind,
         chosen: chosen.to_string(),
         summary: summarise(&runs),
         runs,
-        test_outputs: first.unwrap_or_default(),
     })
 }
 
@@ -621,7 +615,7 @@ fn mlp_fit_predict(
     hidden: usize,
     options: &FitOptions,
 ) -> Result<Array2<f32>, EvalError> {
-    let device = crate::train_device(options.seed);
+    let device = crate::train_device();
     // Training and selection rows in one table; forward gathers rows by index.
     let all = ndarray::concatenate(Axis(0), &[train.x.view(), select.x.view()])
         .map_err(|e| EvalError::Numeric(e.to_string()))?;

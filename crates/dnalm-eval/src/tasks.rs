@@ -100,37 +100,40 @@ pub fn check_tokenizer(task: &Task, encoder: &Encoder) -> Result<(), EvalError> 
     Ok(())
 }
 
+/// Features of every split of `task`, `features` turning one split's rows into a matrix.
+fn split_features(
+    task: &Task,
+    mut features: impl FnMut(&[&LabelledSequence]) -> Result<Array2<f32>, EvalError>,
+) -> Result<SplitFeatures, EvalError> {
+    let rows = split_rows(task)?;
+    let mut part = |split: Split, rows: &[&LabelledSequence]| {
+        Labelled::new(
+            features(rows)?,
+            targets(task, rows),
+            &format!("{} {}", task.spec.name, split.as_str()),
+        )
+    };
+    let [train, valid, test] = &rows;
+    Ok(SplitFeatures {
+        train: part(Split::Train, train)?,
+        valid: part(Split::Valid, valid)?,
+        test: part(Split::Test, test)?,
+    })
+}
+
 /// Pooled embeddings of every split of `task`.
 pub fn embed_task(embedder: &Embedder, task: &Task) -> Result<SplitFeatures, EvalError> {
     check_tokenizer(task, embedder.encoder())?;
-    let rows = split_rows(task)?;
-    let mut parts = Vec::new();
-    for (split, rows) in Split::ALL.iter().zip(&rows) {
-        let x = embed_rows(embedder, rows)?;
-        parts.push(Labelled::new(
-            x,
-            targets(task, rows),
-            &format!("{} {}", task.spec.name, split.as_str()),
-        )?);
-    }
-    let test = parts.pop().unwrap_or_else(unreachable_split);
-    let valid = parts.pop().unwrap_or_else(unreachable_split);
-    let train = parts.pop().unwrap_or_else(unreachable_split);
-    Ok(SplitFeatures { train, valid, test })
+    require_pooled(embedder.options().granularity)?;
+    split_features(task, |rows| embed_rows(embedder, rows))
 }
 
-fn unreachable_split() -> Labelled {
-    Labelled {
-        x: Array2::zeros((0, 0)),
-        y: Targets::Values(Vec::new()),
-    }
-}
-
-/// Pooled embeddings of `rows`, in order.
+/// Pooled embeddings of `rows`, in order (the embedder must pool: one vector per sequence).
 pub fn embed_rows(
     embedder: &Embedder,
     rows: &[&LabelledSequence],
 ) -> Result<Array2<f32>, EvalError> {
+    require_pooled(embedder.options().granularity)?;
     let width = embedder.width();
     let mut x = Array2::<f32>::zeros((rows.len(), width));
     for (c, chunk) in rows.chunks(CHUNK).enumerate() {
@@ -149,28 +152,17 @@ pub fn features_task(
     features: impl Fn(&[u8]) -> Vec<f32> + Sync,
 ) -> Result<SplitFeatures, EvalError> {
     use rayon::prelude::*;
-    let rows = split_rows(task)?;
-    let mut parts = Vec::new();
-    for (split, rows) in Split::ALL.iter().zip(&rows) {
+    split_features(task, |rows| {
         let vectors: Vec<Vec<f32>> = rows.par_iter().map(|r| features(&r.sequence)).collect();
         let width = vectors.first().map_or(0, Vec::len);
         let flat: Vec<f32> = vectors.into_iter().flatten().collect();
-        let x = Array2::from_shape_vec((rows.len(), width), flat)
-            .map_err(|e| EvalError::Numeric(e.to_string()))?;
-        parts.push(Labelled::new(
-            x,
-            targets(task, rows),
-            &format!("{} {}", task.spec.name, split.as_str()),
-        )?);
-    }
-    let test = parts.pop().unwrap_or_else(unreachable_split);
-    let valid = parts.pop().unwrap_or_else(unreachable_split);
-    let train = parts.pop().unwrap_or_else(unreachable_split);
-    Ok(SplitFeatures { train, valid, test })
+        Array2::from_shape_vec((rows.len(), width), flat)
+            .map_err(|e| EvalError::Numeric(e.to_string()))
+    })
 }
 
-/// Checks that an embedder gives one vector per sequence.
-pub fn require_pooled(granularity: Granularity) -> Result<(), EvalError> {
+/// Fails unless the embedder gives one vector per sequence.
+fn require_pooled(granularity: Granularity) -> Result<(), EvalError> {
     if granularity != Granularity::Sequence {
         return Err(EvalError::Input(
             "probes need one vector per sequence (pooled embeddings)".into(),
