@@ -22,7 +22,7 @@ use crate::{
     metrics::{spearman, Summary},
     probe::{headline, run_probe, LinearModel, ProbeKind, ProbeOptions, SplitFeatures},
     tasks::{embed_task, features_task},
-    transfer::{h_score, logme},
+    transfer::{h_score_with, logme_with, Gram},
     EvalError,
 };
 
@@ -244,15 +244,17 @@ pub fn run_bench(
             let t0 = Instant::now();
             let features = embed_task(&embedder, task)?;
             let embed_seconds = t0.elapsed().as_secs_f64();
+            let train_x = features.train.x.view();
+            let gram = Gram::of(train_x);
             let mut rel = Relevance {
                 model: spec.name.clone(),
                 task: task.spec.name.clone(),
-                logme: logme(features.train.x.view(), &features.train.y)?,
+                logme: logme_with(train_x, &gram, &features.train.y)?,
                 h_score: match &features.train.y {
                     Targets::Classes {
                         labels,
                         num_classes,
-                    } => Some(h_score(features.train.x.view(), labels, *num_classes)?),
+                    } => Some(h_score_with(train_x, &gram, labels, *num_classes)?),
                     Targets::Values(_) => None,
                 },
                 knn: f64::NAN,

@@ -14,23 +14,52 @@
 //! `scripts/logme_reference.py` runs the authors' published algorithm in numpy on a fixed matrix;
 //! the test below checks our numbers against its output.
 
-use ndarray::{Array1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::{
     features::{gram, symmetric_eigen, Targets},
     EvalError,
 };
 
+/// `FᵀF` of a feature matrix (f64): the `rows x dims²` product both scores start from, computed
+/// once when both are wanted ([`logme_with`], [`h_score_with`]).
+#[derive(Debug, Clone)]
+pub struct Gram(Array2<f64>);
+
+impl Gram {
+    /// The Gram matrix of `x`.
+    pub fn of(x: ArrayView2<f32>) -> Gram {
+        Gram(gram(x))
+    }
+
+    fn check(&self, x: ArrayView2<f32>) -> Result<(), EvalError> {
+        if self.0.nrows() != x.ncols() {
+            return Err(EvalError::Input(format!(
+                "a Gram matrix of {} columns for features of {}",
+                self.0.nrows(),
+                x.ncols()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// LogME evidence of features `x` (`rows x dims`, used as given) for `targets`.
 pub fn logme(x: ArrayView2<f32>, targets: &Targets) -> Result<f64, EvalError> {
+    logme_with(x, &Gram::of(x), targets)
+}
+
+/// [`logme`] with `x`'s Gram matrix already computed.
+pub fn logme_with(x: ArrayView2<f32>, gram: &Gram, targets: &Targets) -> Result<f64, EvalError> {
     let n = x.nrows();
     let d = x.ncols();
     if n == 0 {
         return Err(EvalError::Input("LogME needs at least one row".into()));
     }
+    gram.check(x)?;
     // Thin SVD through the Gram matrix (the reference's `truncated_svd`): F = U S Vᵀ with
     // sigma = S² the eigenvalues of FᵀF. Uᵀy = S⁻¹ Vᵀ (Fᵀy), so U is never formed.
-    let (eigenvalues, vectors) = symmetric_eigen(gram(x))?;
+    let (eigenvalues, vectors) = symmetric_eigen(gram.0.clone())?;
     let keep: Vec<usize> = (0..d).filter(|&i| eigenvalues[i].sqrt() > 1e-10).collect();
     let sigma: Array1<f64> = keep.iter().map(|&i| eigenvalues[i]).collect();
     let v = vectors.select(Axis(1), &keep);
@@ -104,14 +133,29 @@ fn evidence(n: f64, d: f64, sigma: &Array1<f64>, x2: &Array1<f64>, res_x2: f64) 
 
 /// H-score of features `x` for class `labels` (`0..num_classes`).
 pub fn h_score(x: ArrayView2<f32>, labels: &[u32], num_classes: usize) -> Result<f64, EvalError> {
+    h_score_with(x, &Gram::of(x), labels, num_classes)
+}
+
+/// [`h_score`] with `x`'s Gram matrix already computed.
+pub fn h_score_with(
+    x: ArrayView2<f32>,
+    gram: &Gram,
+    labels: &[u32],
+    num_classes: usize,
+) -> Result<f64, EvalError> {
     let n = x.nrows();
     let d = x.ncols();
     if n < 2 {
         return Err(EvalError::Input("H-score needs at least two rows".into()));
     }
-    let mean: Array1<f64> = x.mapv(|v| v as f64).mean_axis(Axis(0)).unwrap_or_default();
+    gram.check(x)?;
+    let mut mean = Array1::<f64>::zeros(d);
+    for row in x.rows() {
+        mean.zip_mut_with(&row, |a, &b| *a += b as f64);
+    }
+    mean /= n as f64;
     // Covariance = FᵀF/n - μμᵀ.
-    let mut cov = gram(x) / n as f64;
+    let mut cov = &gram.0 / n as f64;
     for i in 0..d {
         for j in 0..d {
             cov[[i, j]] -= mean[i] * mean[j];
@@ -173,6 +217,15 @@ mod tests {
         let r = logme(x.view(), &Targets::Values(values)).unwrap();
         assert!((c - REFERENCE_CLASSIFICATION).abs() < 1e-6, "{c}");
         assert!((r - REFERENCE_REGRESSION).abs() < 1e-6, "{r}");
+        // The shared-Gram forms give the same numbers, and refuse a Gram of other features.
+        let gram = Gram::of(x.view());
+        assert_eq!(logme_with(x.view(), &gram, &classes).unwrap(), c);
+        let narrow = Gram::of(x.slice(ndarray::s![.., ..3]));
+        let err = logme_with(x.view(), &narrow, &classes).unwrap_err();
+        assert!(
+            err.to_string().contains("3 columns for features of 8"),
+            "{err}"
+        );
     }
 
     const REFERENCE_CLASSIFICATION: f64 = -0.808015606482;
