@@ -397,3 +397,82 @@ pub fn task_affinity(
         mcc,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::Rng;
+    use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
+
+    fn relevance(logme: f64, finetuned: Option<f64>) -> Relevance {
+        Relevance {
+            model: "m".into(),
+            task: "t".into(),
+            logme,
+            h_score: Some(-logme),
+            knn: 0.5,
+            linear: logme,
+            finetuned,
+            embed_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn scores_are_rank_correlated_with_fine_tuning_only_with_three_pairs() {
+        let two = [relevance(1.0, Some(0.1)), relevance(2.0, Some(0.2))];
+        assert!(correlate(&two).is_empty());
+        let rows = [
+            relevance(1.0, Some(0.1)),
+            relevance(3.0, Some(0.3)),
+            relevance(2.0, Some(0.2)),
+            relevance(9.0, None),
+        ];
+        let c = correlate(&rows);
+        assert!((c["logme"] - 1.0).abs() < 1e-12);
+        assert!((c["linear"] - 1.0).abs() < 1e-12);
+        assert!((c["h_score"] + 1.0).abs() < 1e-12);
+        assert_eq!(c["knn"], 0.0, "a constant score has no rank correlation");
+    }
+
+    fn task(labels: impl Fn(&[f32]) -> u32, seed: u64) -> SplitFeatures {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut part = |n: usize| {
+            let x = Array2::from_shape_fn((n, 6), |_| rng.random::<f32>() * 2.0 - 1.0);
+            let y = x
+                .rows()
+                .into_iter()
+                .map(|r| labels(r.as_slice().unwrap_or(&[])))
+                .collect();
+            Labelled {
+                x,
+                y: Targets::Classes {
+                    labels: y,
+                    num_classes: 2,
+                },
+            }
+        };
+        SplitFeatures {
+            train: part(300),
+            valid: part(50),
+            test: part(200),
+        }
+    }
+
+    #[test]
+    fn affinity_is_high_between_tasks_sharing_a_signal_and_low_otherwise() {
+        let a = task(|r| (r[0] > 0.0) as u32, 1);
+        let same = task(|r| (r[0] > 0.1) as u32, 2);
+        let other = task(|r| (r[5] > 0.0) as u32, 3);
+        let tasks = vec![
+            ("a".into(), a),
+            ("same".into(), same),
+            ("other".into(), other),
+        ];
+        let aff = task_affinity("m", &tasks).unwrap();
+        assert_eq!(aff.tasks, ["a", "same", "other"]);
+        assert!(aff.mcc[0][0] > 0.9, "{:?}", aff.mcc);
+        assert!(aff.mcc[0][1] > 0.8, "{:?}", aff.mcc);
+        assert!(aff.mcc[0][2].abs() < 0.25, "{:?}", aff.mcc);
+    }
+}

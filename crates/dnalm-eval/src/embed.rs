@@ -704,6 +704,31 @@ mod tests {
     }
 
     #[test]
+    fn a_tokenizer_larger_than_the_embedding_or_without_cls_is_refused() {
+        let enc = encoder(64, "kmer:3");
+        let small = ModelConfig {
+            vocab_size: 10,
+            ..enc.model.config.clone()
+        };
+        let model = DnaLm::seeded(&small, &dnalm_model::cpu(), 1).unwrap();
+        let err = Encoder::new(model, enc.tokenizer.clone(), "m".into()).unwrap_err();
+        assert!(err.to_string().contains("embedding has 10 rows"), "{err}");
+        let bare = "nucleotide"
+            .parse::<TokenizerSpec>()
+            .unwrap()
+            .build(Template::None)
+            .unwrap();
+        let model = DnaLm::seeded(&enc.model.config, &dnalm_model::cpu(), 1).unwrap();
+        let plain = Encoder::new(model, bare, "bare".into()).unwrap();
+        let cls = EmbedOptions {
+            pooling: Pooling::Cls,
+            ..Default::default()
+        };
+        let err = Embedder::new(&plain, cls).err().unwrap().to_string();
+        assert!(err.contains("no [CLS] state"), "{err}");
+    }
+
+    #[test]
     fn model_specs_parse_names_and_random_controls() {
         let s = ModelSpec::parse("runs/mlm/checkpoint-000208");
         assert_eq!(s.name, "mlm@000208");

@@ -297,5 +297,17 @@ mod tests {
         assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
         assert_eq!(bytes.len(), 128 + 6 * 4);
         assert!(EmbeddingWriter::create(&dir.path().join("e.txt"), 2).is_err());
+        // An index row pointing past the matrix is named by line.
+        std::fs::write(
+            dir.path().join("e.tsv"),
+            "id\tlabel\trow_start\trow_end\na\t1\t0\t9\n",
+        )
+        .unwrap();
+        let err = read_embeddings(&dir.path().join("e.npy")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 2: expected id, label, row_start, row_end within the 3 rows"),
+            "{err}"
+        );
     }
 }
