@@ -14,10 +14,9 @@ use super::{
 
 /// Annotation-aware masking settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AnnotationMasking {
     /// Probability that each element (of the chosen classes) in a window is masked whole.
-    #[serde(default = "default_element")]
     pub element_rate: f64,
     /// Element types (annotation classes, e.g. `["CDS"]`) whose elements may be masked; empty =
     /// every annotated class. Resolved to class indices by the batch pipeline.
@@ -28,24 +27,16 @@ pub struct AnnotationMasking {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<u32>,
     /// Masking rate for tokens outside masked elements.
-    #[serde(default = "default_background")]
     pub background_rate: f64,
-}
-
-fn default_element() -> f64 {
-    0.5
-}
-fn default_background() -> f64 {
-    0.1
 }
 
 impl Default for AnnotationMasking {
     fn default() -> Self {
         AnnotationMasking {
-            element_rate: default_element(),
+            element_rate: 0.5,
             element_types: Vec::new(),
             classes: Vec::new(),
-            background_rate: default_background(),
+            background_rate: 0.1,
         }
     }
 }

@@ -9,22 +9,15 @@ use super::{Attention, Objective, ObjectiveExample, TargetKind, TokenWindow, Voc
 
 /// Token deletion settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TokenDeletion {
     /// Probability that each non-special token is deleted.
-    #[serde(default = "default_rate")]
     pub rate: f64,
-}
-
-fn default_rate() -> f64 {
-    0.15
 }
 
 impl Default for TokenDeletion {
     fn default() -> Self {
-        TokenDeletion {
-            rate: default_rate(),
-        }
+        TokenDeletion { rate: 0.15 }
     }
 }
 

@@ -13,28 +13,19 @@ use super::{
 
 /// Denoising settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Denoising {
     /// Probability that each non-special token is corrupted.
-    #[serde(default = "default_rate")]
     pub rate: f64,
     /// Of the corrupted, the fraction turned into `N` (the rest are substituted).
-    #[serde(default = "default_n")]
     pub n_fraction: f64,
-}
-
-fn default_rate() -> f64 {
-    0.1
-}
-fn default_n() -> f64 {
-    0.3
 }
 
 impl Default for Denoising {
     fn default() -> Self {
         Denoising {
-            rate: default_rate(),
-            n_fraction: default_n(),
+            rate: 0.1,
+            n_fraction: 0.3,
         }
     }
 }

@@ -15,35 +15,22 @@ use super::{
 
 /// Masked LM settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MaskedLm {
     /// Fraction of (non-special) tokens chosen as targets.
-    #[serde(default = "default_rate")]
     pub mask_rate: f64,
     /// Of the chosen, the fraction replaced by `[MASK]`.
-    #[serde(default = "default_mask")]
     pub replace_with_mask: f64,
     /// Of the chosen, the fraction replaced by a random token (the rest stay unchanged).
-    #[serde(default = "default_random")]
     pub replace_with_random: f64,
-}
-
-fn default_rate() -> f64 {
-    0.15
-}
-fn default_mask() -> f64 {
-    0.8
-}
-fn default_random() -> f64 {
-    0.1
 }
 
 impl Default for MaskedLm {
     fn default() -> Self {
         MaskedLm {
-            mask_rate: default_rate(),
-            replace_with_mask: default_mask(),
-            replace_with_random: default_random(),
+            mask_rate: 0.15,
+            replace_with_mask: 0.8,
+            replace_with_random: 0.1,
         }
     }
 }

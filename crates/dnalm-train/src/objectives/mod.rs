@@ -434,6 +434,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unset_objective_fields_take_the_defaults_and_unknown_ones_are_refused() {
+        let c: ObjectiveConfig = toml::from_str("type = \"span\"\nmask_rate = 0.3").unwrap();
+        assert_eq!(
+            c,
+            ObjectiveConfig::Span(span::SpanMasking {
+                mask_rate: 0.3,
+                ..Default::default()
+            })
+        );
+        let c: ObjectiveConfig = toml::from_str("type = \"mlm\"").unwrap();
+        assert_eq!(c, ObjectiveConfig::Mlm(mlm::MaskedLm::default()));
+        assert!(toml::from_str::<ObjectiveConfig>("type = \"mlm\"\nrate = 0.3").is_err());
+    }
+
+    #[test]
     fn unrevealed_and_neighbourhood() {
         // 3-mers over 8 bases: token i covers [i, i+3).
         let offsets: Vec<(usize, usize)> = (0..6).map(|i| (i, i + 3)).collect();

@@ -26,21 +26,16 @@ use super::{
 
 /// Permutation LM settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PermutationLm {
     /// Fraction of tokens chosen for prediction (before neighbourhood expansion).
-    #[serde(default = "default_fraction")]
     pub predict_fraction: f64,
-}
-
-fn default_fraction() -> f64 {
-    0.15
 }
 
 impl Default for PermutationLm {
     fn default() -> Self {
         PermutationLm {
-            predict_fraction: default_fraction(),
+            predict_fraction: 0.15,
         }
     }
 }

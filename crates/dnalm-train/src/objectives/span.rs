@@ -16,35 +16,22 @@ use super::{
 
 /// Span masking settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SpanMasking {
     /// Fraction of tokens chosen (before neighbourhood expansion).
-    #[serde(default = "default_rate")]
     pub mask_rate: f64,
     /// Mean span length in tokens (geometric distribution).
-    #[serde(default = "default_mean")]
     pub mean_span: f64,
     /// Longest span in tokens.
-    #[serde(default = "default_max")]
     pub max_span: usize,
-}
-
-fn default_rate() -> f64 {
-    0.15
-}
-fn default_mean() -> f64 {
-    3.0
-}
-fn default_max() -> usize {
-    10
 }
 
 impl Default for SpanMasking {
     fn default() -> Self {
         SpanMasking {
-            mask_rate: default_rate(),
-            mean_span: default_mean(),
-            max_span: default_max(),
+            mask_rate: 0.15,
+            mean_span: 3.0,
+            max_span: 10,
         }
     }
 }
