@@ -2,18 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
+use common::{assert_one_line_error, dnalm};
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
-
-fn dnalm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dnalm"))
-        .args(args)
-        .output()
-        .expect("the dnalm binary runs")
-}
 
 fn data(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,21 +23,6 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
     p
-}
-
-/// Asserts a failed run with exactly one stderr line that contains every needle.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr: {stderr}"
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "'{stderr}' lacks '{n}'");
-    }
 }
 
 #[test]

@@ -2,22 +2,13 @@
 //! a small slice of the bundled `pub_coding` task, plus the bad inputs the issue names.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{assert_one_line_error, dnalm, root, stderr, tiny};
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
     sync::OnceLock,
 };
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn dnalm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dnalm"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn ok(args: &[&str]) -> String {
     let out = dnalm(args);
@@ -25,19 +16,16 @@ fn ok(args: &[&str]) -> String {
         out.status.success(),
         "dnalm {}: {}",
         args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs a command that must fail with one `error:` line; returns that line.
 fn fails(args: &[&str]) -> String {
     let out = dnalm(args);
-    assert!(
-        !out.status.success(),
-        "dnalm {} should fail",
-        args.join(" ")
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    assert_one_line_error(&out, &[]);
+    stderr(&out)
 }
 
 struct Fixture {
@@ -64,22 +52,10 @@ fn fixture() -> &'static Fixture {
         ]
         .map(String::from)
         .to_vec();
-        for s in [
-            format!("data.fasta=\"{}\"", fasta.display()),
-            "data.context=64".into(),
-            "data.split_block=2000".into(),
-            "model.n_layers=2".into(),
-            "model.d_model=16".into(),
-            "model.n_heads=2".into(),
-            "model.d_ffn=32".into(),
-            "train.batch_size=4".into(),
-            "train.steps=2".into(),
-            "train.eval_batches=1".into(),
-            "train.eval_every=2".into(),
-            "train.save_every=2".into(),
-        ] {
+        args.extend(tiny(&fasta.display().to_string()));
+        for s in ["model.n_layers=2", "train.steps=2"] {
             args.push("--set".into());
-            args.push(s);
+            args.push(s.into());
         }
         ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let model = run.join("checkpoint-000002");

@@ -2,47 +2,13 @@
 //! resumes, Ctrl-C saves a checkpoint, and config errors are one clear line before training.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{dnalm, root, stderr, tiny};
 use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn dnalm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dnalm"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Overrides that shrink a shipped config to a seconds-long run on the lambda genome.
-fn tiny(fasta: &str) -> Vec<String> {
-    [
-        format!("data.fasta=\"{fasta}\""),
-        "data.context=64".into(),
-        "data.split_block=2000".into(),
-        "data.valid_fraction=0.1".into(),
-        "model.n_layers=1".into(),
-        "model.d_model=16".into(),
-        "model.n_heads=2".into(),
-        "model.d_ffn=32".into(),
-        "train.batch_size=4".into(),
-        "train.eval_batches=1".into(),
-        "train.eval_every=2".into(),
-        "train.save_every=2".into(),
-    ]
-    .into_iter()
-    .flat_map(|s| ["--set".to_string(), s])
-    .collect()
-}
 
 #[test]
 fn every_shipped_config_resolves() {
