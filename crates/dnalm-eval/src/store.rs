@@ -110,11 +110,11 @@ impl EmbeddingWriter {
                 self.width
             )));
         }
-        for v in vectors.iter() {
-            self.data
-                .write_all(&v.to_le_bytes())
-                .map_err(|e| EvalError::io(&self.path, e))?;
-        }
+        // One write per sequence, not per value.
+        let bytes: Vec<u8> = vectors.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.data
+            .write_all(&bytes)
+            .map_err(|e| EvalError::io(&self.path, e))?;
         self.index.push(IndexEntry {
             id: id.to_string(),
             label: label.to_string(),
