@@ -14,6 +14,7 @@ pub mod embed;
 pub mod features;
 pub mod finetune;
 pub mod fit;
+pub mod logistic;
 pub mod metrics;
 pub mod plot;
 pub mod probe;
