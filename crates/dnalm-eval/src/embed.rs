@@ -72,11 +72,13 @@ impl Encoder {
         tokenizer: AnyTokenizer,
         source: String,
     ) -> Result<Encoder, EvalError> {
-        let (model_vocab, tok_vocab) = (model.config.vocab_size, tokenizer.vocab().len());
-        if tok_vocab > model_vocab {
+        let model_vocab = model.config.vocab_size;
+        let highest = tokenizer.highest_emitted_id() as usize;
+        if highest >= model_vocab {
             return Err(EvalError::Input(format!(
-                "{source}: the tokenizer has {tok_vocab} tokens but the model's embedding has \
-                 {model_vocab} rows"
+                "{source}: the tokenizer has {} tokens and emits ids up to {highest}, but the \
+                 model's embedding has {model_vocab} rows",
+                tokenizer.vocab().len()
             )));
         }
         Ok(Encoder {

@@ -2,7 +2,8 @@
 //!
 //! Both are pre-normalisation blocks, `x + attn(norm(x))` then `x + ffn(norm(x))`; the encoder
 //! uses LayerNorm, a GELU feed-forward and biases (ESM-2), the decoder RMSNorm, SwiGLU and no
-//! biases (Llama). Which one is fixed by [`Architecture`].
+//! biases (Llama). Which one is fixed by [`Architecture`]. With [`ModelConfig::post_norm`] the
+//! encoder block is BERT's instead: `norm(x + attn(x))` then `norm(x + ffn(x))`.
 
 use burn::{
     module::Module,
@@ -144,6 +145,8 @@ pub struct Block {
     pub n_heads: usize,
     /// Queries per attention chunk.
     pub chunk: usize,
+    /// BERT layout: normalise after the residual additions instead of before the branches.
+    pub post_norm: bool,
 }
 
 /// Per-forward inputs every block needs besides the hidden states.
@@ -205,6 +208,7 @@ impl Block {
             dropout: cfg.dropout,
             n_heads: cfg.n_heads,
             chunk: cfg.attention_chunk,
+            post_norm: cfg.post_norm,
         }
     }
 
@@ -214,6 +218,10 @@ impl Block {
     /// - `x`: `[rows, len, d_model]`
     /// - output: `[rows, len, d_model]`
     pub(crate) fn forward(&self, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        if self.post_norm {
+            let attended = self.attend(x.clone(), x.clone(), ctx);
+            return self.finish(x, attended, ctx);
+        }
         let normed = self.attn_norm.forward(x.clone());
         let attended = self.attend(normed.clone(), normed, ctx);
         self.finish(x, attended, ctx)
@@ -231,15 +239,25 @@ impl Block {
         h: Tensor<3>,
         ctx: &BlockContext,
     ) -> Tensor<3> {
-        let attended = self.attend(
-            self.attn_norm.forward(g.clone()),
-            self.attn_norm.forward(h),
-            ctx,
-        );
+        let attended = if self.post_norm {
+            self.attend(g.clone(), h, ctx)
+        } else {
+            self.attend(
+                self.attn_norm.forward(g.clone()),
+                self.attn_norm.forward(h),
+                ctx,
+            )
+        };
         self.finish(g, attended, ctx)
     }
 
+    /// The residual additions and the feed-forward branch, around `attended`.
     fn finish(&self, x: Tensor<3>, attended: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        if self.post_norm {
+            let x = self.attn_norm.forward(x + self.drop(attended, ctx));
+            let ff = self.ffn.forward(x.clone());
+            return self.ffn_norm.forward(x + self.drop(ff, ctx));
+        }
         let x = x + self.drop(attended, ctx);
         let ff = self.ffn.forward(self.ffn_norm.forward(x.clone()));
         x + self.drop(ff, ctx)

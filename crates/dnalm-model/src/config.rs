@@ -70,6 +70,28 @@ pub struct ModelConfig {
     /// once is `chunk x length`, not `length x length`.
     #[serde(default = "default_chunk")]
     pub attention_chunk: usize,
+    /// BERT layout (encoder only): normalise after each residual addition and after the
+    /// embeddings, with no final norm (post-LayerNorm, as DNABERT). Off: pre-normalisation.
+    #[serde(default)]
+    pub post_norm: bool,
+    /// ESM's token dropout (encoder only; Nucleotide Transformer v1 sets it): embeddings of
+    /// `mask_token_id` are zeroed and the rest of a row scaled by `0.88 / (1 - masked share)`,
+    /// in training and inference alike.
+    #[serde(default)]
+    pub token_dropout: bool,
+    /// Id of the padding token (Hugging Face configs record it; ESM's learned positions count
+    /// from it).
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+    /// Id of the mask token.
+    #[serde(default)]
+    pub mask_token_id: Option<u32>,
+    /// Id of the sequence-start token of decoders.
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    /// Id of the sequence-end token of decoders.
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
 }
 
 fn default_architecture() -> Architecture {
@@ -123,6 +145,12 @@ impl ModelConfig {
             tie_embeddings: default_tie(),
             norm_eps: default_eps(),
             attention_chunk: default_chunk(),
+            post_norm: false,
+            token_dropout: false,
+            pad_token_id: None,
+            mask_token_id: None,
+            bos_token_id: None,
+            eos_token_id: None,
         }
     }
 
@@ -175,6 +203,29 @@ impl ModelConfig {
                 "norm_eps",
                 "norm_eps and rope_theta must be positive".into(),
             );
+        }
+        if self.architecture == Architecture::Decoder && (self.post_norm || self.token_dropout) {
+            return bad(
+                "post_norm",
+                "post_norm and token_dropout are encoder options (BERT, ESM)".into(),
+            );
+        }
+        if self.token_dropout && self.mask_token_id.is_none() {
+            return bad("token_dropout", "token dropout needs mask_token_id".into());
+        }
+        let ids = [
+            ("pad_token_id", self.pad_token_id),
+            ("mask_token_id", self.mask_token_id),
+            ("bos_token_id", self.bos_token_id),
+            ("eos_token_id", self.eos_token_id),
+        ];
+        for (field, id) in ids {
+            if id.is_some_and(|id| id as usize >= self.vocab_size) {
+                return bad(
+                    field,
+                    format!("{id:?} is outside the vocabulary of {}", self.vocab_size),
+                );
+            }
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use burn::{
 };
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
-use crate::{Architecture, DnaLm, ModelConfig, ModelError};
+use crate::{hf::HfFamily, DnaLm, ModelConfig, ModelError};
 
 /// A named f32 tensor on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -331,78 +331,182 @@ fn f16_to_f32(h: u16) -> f32 {
 pub const CONFIG_FILE: &str = "config.json";
 /// Weights file of a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// dnalm's own pretraining heads (token deletion, permutation query stream), which
+/// `transformers` has no place for, beside `model.safetensors`.
+pub const HEADS_FILE: &str = "dnalm_heads.safetensors";
 
-/// `config.json`: the Hugging Face fields `transformers` reads (model type, sizes) and the full
-/// dnalm config under `"dnalm"`, which is what dnalm reads back.
-pub fn hf_config(config: &ModelConfig) -> serde_json::Value {
-    let (model_type, architectures) = match config.architecture {
-        Architecture::Encoder => ("esm", "EsmForMaskedLM"),
-        Architecture::Decoder => ("llama", "LlamaForCausalLM"),
-    };
-    serde_json::json!({
-        "model_type": model_type,
-        "architectures": [architectures],
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.d_model,
-        "num_hidden_layers": config.n_layers,
-        "num_attention_heads": config.n_heads,
-        "intermediate_size": config.d_ffn,
-        "max_position_embeddings": config.max_positions,
-        "tie_word_embeddings": config.tie_embeddings,
-        "torch_dtype": "float32",
-        "dnalm": config,
+fn read_json(path: &Path) -> Result<serde_json::Value, ModelError> {
+    let text = fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        field: "config.json",
+        message: format!("{}: not valid JSON: {e}", path.display()),
     })
 }
 
-/// Reads the dnalm config from a `config.json`.
+/// The config of a model directory: the `"dnalm"` section of its `config.json`, or, for a
+/// Hugging Face checkpoint without one (DNABERT, Nucleotide Transformer...), the config
+/// imported from the `transformers` fields ([`crate::hf::import_config`]).
 pub fn read_config(dir: &Path) -> Result<ModelConfig, ModelError> {
+    Ok(read_model_config(dir)?.1)
+}
+
+/// Where a model directory comes from: dnalm wrote it, or it is a foreign checkpoint of a
+/// `transformers` family.
+fn read_model_config(dir: &Path) -> Result<(Option<HfFamily>, ModelConfig), ModelError> {
     let path = dir.join(CONFIG_FILE);
-    let text = fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
-        field: "config.json",
-        message: format!("{}: {e}", path.display()),
-    })?;
-    let Some(section) = value.get("dnalm") else {
+    if !path.is_file() {
         return Err(ModelError::Config {
-            field: "dnalm",
+            field: "config.json",
             message: format!(
-                "{} has no \"dnalm\" section (a checkpoint from elsewhere must be converted first)",
-                path.display()
+                "{}: is not a model directory (no config.json)",
+                dir.display()
             ),
         });
-    };
-    let config: ModelConfig =
-        serde_json::from_value(section.clone()).map_err(|e| ModelError::Config {
-            field: "dnalm",
-            message: format!("{}: {e}", path.display()),
-        })?;
-    config.validate()?;
-    Ok(config)
+    }
+    let value = read_json(&path)?;
+    match value.get("dnalm") {
+        Some(section) => {
+            let config: ModelConfig =
+                serde_json::from_value(section.clone()).map_err(|e| ModelError::Config {
+                    field: "dnalm",
+                    message: format!("{}: {e}", path.display()),
+                })?;
+            config.validate()?;
+            Ok((None, config))
+        }
+        None => {
+            let (family, config) = crate::hf::import_config(&value, &path)?;
+            Ok((Some(family), config))
+        }
+    }
+}
+
+/// Every tensor of a Hugging Face checkpoint directory: `model.safetensors`, or the shards that
+/// `model.safetensors.index.json` lists. A PyTorch pickle (`pytorch_model.bin`) is not read (no
+/// well-kept Rust crate reads pickles safely); the error says how to convert it.
+pub fn read_checkpoint_tensors(dir: &Path) -> Result<BTreeMap<String, HostTensor>, ModelError> {
+    let single = dir.join(WEIGHTS_FILE);
+    if single.is_file() {
+        return read_safetensors(&single);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let value = read_json(&index)?;
+        let shards: std::collections::BTreeSet<&str> = value
+            .get("weight_map")
+            .and_then(serde_json::Value::as_object)
+            .ok_or_else(|| ModelError::Weights {
+                path: index.clone(),
+                message: "no weight_map".into(),
+            })?
+            .values()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        let mut out = BTreeMap::new();
+        for shard in shards {
+            out.extend(read_safetensors(&dir.join(shard))?);
+        }
+        return Ok(out);
+    }
+    let pickle = dir.join("pytorch_model.bin");
+    if pickle.is_file() {
+        return Err(ModelError::Weights {
+            path: pickle,
+            message: "PyTorch pickle weights are not read; convert them once to model.safetensors \
+                      (pip install torch safetensors; python -c \"import torch; from safetensors.torch \
+                      import save_file; sd = torch.load('pytorch_model.bin', map_location='cpu'); \
+                      save_file({k: v.clone().contiguous() for k, v in sd.items()}, 'model.safetensors')\" \
+                      in that directory)"
+                .into(),
+        });
+    }
+    Err(ModelError::Weights {
+        path: single,
+        message: "missing (a model directory holds model.safetensors)".into(),
+    })
 }
 
 impl DnaLm {
     /// Writes `config.json` and `model.safetensors` into `dir` (created if needed).
+    ///
+    /// When the config has a `transformers` equivalent ([`HfFamily::of`]: ESM for the encoder,
+    /// Llama for the decoder, BERT for the post-norm encoder), the files are laid out so that
+    /// `transformers` loads them with its stock classes, and dnalm's own pretraining heads go to
+    /// `dnalm_heads.safetensors`. Otherwise (ALiBi, learned positions on the decoder) the
+    /// weights keep dnalm's names and `config.json` says why (`model_type` "dnalm").
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let tensors = named_parameters(self);
+        let metadata = || Some([("format".to_string(), "pt".to_string())].into());
+        let exported = crate::hf::export_config(&self.config).and_then(|config| {
+            crate::hf::export_weights(&self.config, &tensors).map(|w| (config, w))
+        });
+        let config = match exported {
+            Ok((config, (hf, extra))) => {
+                write_safetensors(&dir.join(WEIGHTS_FILE), &hf, metadata())?;
+                write_safetensors(&dir.join(HEADS_FILE), &extra, metadata())?;
+                config
+            }
+            Err(why) => {
+                write_safetensors(&dir.join(WEIGHTS_FILE), &tensors, metadata())?;
+                serde_json::json!({
+                    "model_type": "dnalm",
+                    "note": format!("no transformers equivalent: {why}"),
+                    "dnalm": &self.config,
+                })
+            }
+        };
         let config_path = dir.join(CONFIG_FILE);
-        let json = serde_json::to_string_pretty(&hf_config(&self.config))
+        let json = serde_json::to_string_pretty(&config)
             .map_err(|e| ModelError::io(&config_path, std::io::Error::other(e)))?;
-        fs::write(&config_path, json + "\n").map_err(|e| ModelError::io(&config_path, e))?;
-        let metadata = [("format".to_string(), "pt".to_string())].into();
-        write_safetensors(
-            &dir.join(WEIGHTS_FILE),
-            &named_parameters(self),
-            Some(metadata),
-        )
+        fs::write(&config_path, json + "\n").map_err(|e| ModelError::io(&config_path, e))
     }
 
-    /// Loads a model directory written by [`DnaLm::save`].
+    /// Loads a model directory: one written by [`DnaLm::save`], or a Hugging Face BERT
+    /// (DNABERT), ESM (Nucleotide Transformer) or Llama checkpoint.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
-        let config = read_config(dir)?;
+        Ok(Self::load_with_report(dir, device)?.0)
+    }
+
+    /// [`DnaLm::load`], also saying what import left freshly initialised or skipped.
+    pub fn load_with_report(
+        dir: &Path,
+        device: &Device,
+    ) -> Result<(Self, crate::hf::ImportReport), ModelError> {
+        let (foreign, config) = read_model_config(dir)?;
         let weights_path = dir.join(WEIGHTS_FILE);
-        let values = read_safetensors(&weights_path)?;
-        let model = DnaLm::new(&config, device)?;
-        load_parameters(model, &values, &weights_path)
+        let values = read_checkpoint_tensors(dir)?;
+        let model = DnaLm::seeded(&config, device, 0)?;
+        if foreign.is_none() && values.contains_key("embed.weight") {
+            // dnalm's own names (configs with no transformers equivalent, older checkpoints).
+            return Ok((
+                load_parameters(model, &values, &weights_path)?,
+                Default::default(),
+            ));
+        }
+        let family = match foreign {
+            Some(family) => family,
+            None => HfFamily::of(&config).map_err(|why| ModelError::Config {
+                field: "dnalm",
+                message: format!("{}: {why}", dir.join(CONFIG_FILE).display()),
+            })?,
+        };
+        let fresh = named_parameters(&model);
+        let (mut ours, report) =
+            crate::hf::import_weights(family, &config, &values, &fresh, &weights_path)?;
+        let heads = dir.join(HEADS_FILE);
+        if heads.is_file() {
+            for (name, tensor) in read_safetensors(&heads)? {
+                if !ours.contains_key(&name) {
+                    return Err(ModelError::Weights {
+                        path: heads,
+                        message: format!("unexpected tensor {name}"),
+                    });
+                }
+                ours.insert(name, tensor);
+            }
+        }
+        Ok((load_parameters(model, &ours, &weights_path)?, report))
     }
 }
 

@@ -13,7 +13,9 @@
 //! at a time, so long contexts do not hold a `length x length` score matrix per head at once.
 //! [`DnaLm`] carries the pretraining heads (tied LM head, token-deletion head, the permutation
 //! LM query stream); [`heads`] has the task heads. Weights are named f32 safetensors, and a model
-//! directory is laid out like a Hugging Face one ([`io`]).
+//! directory is a Hugging Face one ([`io`]): `transformers` loads dnalm's encoder as ESM and its
+//! decoder as Llama, and dnalm loads DNABERT (BERT) and Nucleotide Transformer (ESM) checkpoints
+//! ([`hf`]).
 //!
 //! The CPU backend is burn's Flex; the `cuda` feature adds CubeCL CUDA.
 
@@ -21,6 +23,7 @@ pub mod attention;
 pub mod block;
 mod config;
 pub mod heads;
+pub mod hf;
 pub mod io;
 mod model;
 

@@ -77,10 +77,12 @@ pub struct DnaLm {
     pub embed: Embedding,
     /// Learned absolute positions `[max_positions, d_model]` (learned position encoding only).
     pub positions: Option<Embedding>,
+    /// LayerNorm of the embeddings (BERT layout, [`ModelConfig::post_norm`], only).
+    pub embed_norm: Option<LayerNorm>,
     /// The blocks.
     pub blocks: Vec<Block>,
-    /// Norm after the last block.
-    pub final_norm: Norm,
+    /// Norm after the last block (pre-normalisation layouts only; BERT's blocks end normalised).
+    pub final_norm: Option<Norm>,
     /// LM output layer.
     pub lm_head: LmHead,
     /// Token-deletion head: per-position logit that a deletion happened just before.
@@ -122,10 +124,15 @@ impl DnaLm {
             embed: embedding(config.vocab_size),
             positions: (config.position == PositionEncoding::Learned)
                 .then(|| embedding(config.max_positions)),
+            embed_norm: config.post_norm.then(|| {
+                LayerNormConfig::new(d)
+                    .with_epsilon(config.norm_eps)
+                    .init(device)
+            }),
             blocks: (0..config.n_layers)
                 .map(|_| Block::new(config, device))
                 .collect(),
-            final_norm: Norm::new(config, device),
+            final_norm: (!config.post_norm).then(|| Norm::new(config, device)),
             lm_head,
             deletion_head: linear(d, 1, true, device),
             query_stream: Param::from_tensor(Tensor::<1>::random(
@@ -214,8 +221,56 @@ impl DnaLm {
 
     fn embed(&self, input: &ModelInput) -> Tensor<3> {
         let ids = self.int_tensor(&input.input_ids, input.rows, input.len);
-        let x = self.embed.forward(ids);
-        self.add_positions(x, input)
+        let mut x = self.embed.forward(ids);
+        if self.config.token_dropout {
+            x = x * self.token_dropout_scale(input);
+        }
+        let x = self.add_positions(x, input);
+        match &self.embed_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        }
+    }
+
+    /// ESM's token dropout as a per-token factor: 0 at mask tokens, elsewhere
+    /// `(1 - 0.15 * 0.8) / (1 - share of the row's real tokens that are masks)`.
+    ///
+    /// # Shapes
+    /// - output: `[rows, len, 1]`
+    fn token_dropout_scale(&self, input: &ModelInput) -> Tensor<3> {
+        const MASK_RATIO_TRAIN: f64 = 0.15 * 0.8;
+        let mask_id = self.config.mask_token_id;
+        let mut factors = Vec::with_capacity(input.rows * input.len);
+        for r in 0..input.rows {
+            let ids = &input.input_ids[r * input.len..(r + 1) * input.len];
+            let real = match &input.mask.padding {
+                Some(p) => p[r * input.len..(r + 1) * input.len]
+                    .iter()
+                    .filter(|&&v| v)
+                    .count(),
+                None => input.len,
+            };
+            let masked = ids.iter().filter(|&&id| Some(id) == mask_id).count();
+            let scale = (1.0 - MASK_RATIO_TRAIN) / (1.0 - masked as f64 / real.max(1) as f64);
+            factors.extend(ids.iter().map(|&id| {
+                if Some(id) == mask_id {
+                    0.0
+                } else {
+                    scale as f32
+                }
+            }));
+        }
+        Tensor::from_data(
+            TensorData::new(factors, [input.rows, input.len, 1]),
+            &self.device(),
+        )
+    }
+
+    fn finish(&self, x: Tensor<3>) -> Tensor<3> {
+        match &self.final_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        }
     }
 
     fn add_positions(&self, x: Tensor<3>, input: &ModelInput) -> Tensor<3> {
@@ -234,7 +289,8 @@ impl DnaLm {
     }
 
     /// Final hidden states and, when `keep` is set, the output of every block (before the final
-    /// norm), first block first; index 0 of the list is the embedding output.
+    /// norm), first block first; index 0 of the list is the embedding output (after the
+    /// embedding norm of the BERT layout).
     ///
     /// # Shapes
     /// - output: `[rows, len, d_model]` and `n_layers + 1` tensors of the same shape
@@ -256,7 +312,7 @@ impl DnaLm {
         if keep {
             layers.push(x.clone());
         }
-        Ok((self.final_norm.forward(x), layers))
+        Ok((self.finish(x), layers))
     }
 
     /// Two-stream forward of permutation LM: the content stream attends with `content`, the
@@ -295,7 +351,7 @@ impl DnaLm {
             h = block.forward(h, &content_ctx);
             g = g_next;
         }
-        Ok(self.final_norm.forward(g))
+        Ok(self.finish(g))
     }
 
     /// LM logits for selected hidden rows: computing them only where the loss counts is what

@@ -212,30 +212,35 @@ fn bad_weights_and_inputs_are_clear_errors() {
         "{err}"
     );
 
-    // Missing and unexpected tensors are named.
+    // Missing and unexpected tensors are named (model.safetensors holds transformers' names).
+    json["dnalm"] = serde_json::to_value(&cfg).unwrap();
+    std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
     let weights = dir.path().join("model.safetensors");
     let mut tensors = dnalm_model::io::read_safetensors(&weights).unwrap();
     let moved = tensors
-        .remove("final_norm.Layer.gamma")
+        .remove("esm.encoder.emb_layer_norm_after.weight")
         .map(|t| ("extra.gamma".to_string(), t));
     if let Some((name, t)) = moved {
         tensors.insert(name, t);
     }
-    let err =
-        dnalm_model::io::load_parameters(DnaLm::new(&cfg, &device).unwrap(), &tensors, &weights)
-            .unwrap_err()
-            .to_string();
-    assert!(
-        err.contains("missing tensor") && err.contains("unexpected tensor extra.gamma"),
-        "{err}"
-    );
-    // A config.json from elsewhere (no dnalm section) is refused with the way out.
-    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "bert"}"#).unwrap();
+    dnalm_model::io::write_safetensors(&weights, &tensors, None).unwrap();
     let err = DnaLm::load(dir.path(), &device).unwrap_err().to_string();
     assert!(
-        err.contains("no \"dnalm\" section") && err.contains("converted"),
+        err.contains("missing tensor esm.encoder.emb_layer_norm_after.weight")
+            && err.contains("unexpected tensor extra.gamma"),
         "{err}"
     );
+    // A config.json of an unsupported transformers family is refused, naming the field.
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+    let err = DnaLm::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(
+        err.contains("model_type") && err.contains("\"gpt2\" is not supported"),
+        "{err}"
+    );
+    // No config.json at all.
+    let empty = tempfile::tempdir().unwrap();
+    let err = DnaLm::load(empty.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("no config.json"), "{err}");
 
     let model = DnaLm::new(&cfg, &device).unwrap();
     let input = ModelInput::from_rows(&[vec![1, 2, 99]], AttentionPattern::Bidirectional);

@@ -249,29 +249,31 @@ impl AnyTokenizer {
             path.parent().unwrap_or(Path::new(".")).to_path_buf()
         };
         let config_path = dir.join("tokenizer_config.json");
-        let section = if config_path.is_file() {
+        let config: Option<Value> = if config_path.is_file() {
             let text = fs::read_to_string(&config_path).map_err(|e| io_err(&config_path, e))?;
-            let value: Value = serde_json::from_str(&text)
-                .map_err(|e| format_err(&config_path, format!("invalid JSON: {e}")))?;
-            match value.get("dnalm") {
-                Some(section) => {
-                    let version = section.get("version").and_then(Value::as_u64);
-                    if version != Some(CONFIG_VERSION as u64) {
-                        return Err(format_err(
-                            &config_path,
-                            format!("unknown dnalm tokenizer version {version:?} (this dnalm reads version {CONFIG_VERSION})"),
-                        ));
-                    }
-                    Some(
-                        serde_json::from_value::<DnalmSection>(section.clone()).map_err(|e| {
-                            format_err(&config_path, format!("invalid dnalm section: {e}"))
-                        })?,
-                    )
-                }
-                None => None,
-            }
+            Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| format_err(&config_path, format!("invalid JSON: {e}")))?,
+            )
         } else {
             None
+        };
+        let section = match config.as_ref().and_then(|c| c.get("dnalm")) {
+            Some(section) => {
+                let version = section.get("version").and_then(Value::as_u64);
+                if version != Some(CONFIG_VERSION as u64) {
+                    return Err(format_err(
+                        &config_path,
+                        format!("unknown dnalm tokenizer version {version:?} (this dnalm reads version {CONFIG_VERSION})"),
+                    ));
+                }
+                Some(
+                    serde_json::from_value::<DnalmSection>(section.clone()).map_err(|e| {
+                        format_err(&config_path, format!("invalid dnalm section: {e}"))
+                    })?,
+                )
+            }
+            None => None,
         };
         let json_path = dir.join("tokenizer.json");
         let vocab_path = dir.join("vocab.txt");
@@ -301,33 +303,48 @@ impl AnyTokenizer {
                 };
                 Self::with_vocab(tokenizer, vocab, template)
             }
-            None if json_path.is_file() => {
-                let hf = load_hf()?;
-                let vocab =
-                    Vocab::from_map(&hf.get_vocab(true)).map_err(|m| format_err(&json_path, m))?;
-                let template = infer_template(&SpecialTokenIds::find(&vocab));
-                Ok(AnyTokenizer::Bpe(Box::new(BpeTokenizer::from_hf(
-                    hf, template,
-                )?)))
-            }
-            None if vocab_path.is_file() => {
-                // DNABERT: a vocab.txt of special tokens and k-mers, overlapping tokenization.
-                let vocab = read_vocab_txt(&vocab_path)?;
-                let k = infer_k(&vocab).ok_or_else(|| {
-                    format_err(
-                        &vocab_path,
-                        "not a k-mer vocabulary (its A/C/G/T tokens differ in length)".into(),
+            None if vocab_path.is_file() || json_path.is_file() => {
+                // A foreign checkpoint. A k-mer vocabulary, from vocab.txt or tokenizer.json, is
+                // DNABERT's (`BertTokenizer`: k-mers only, overlapping tokenization) or Nucleotide
+                // Transformer's (`EsmTokenizer`: k-mers and single bases, greedy non-overlapping
+                // k-mers with single-base fallback); dnalm's k-mer kernel runs either. Anything
+                // else is run through its own tokenizer.json (BPE: DNABERT-2 and the like).
+                let (vocab, source) = if vocab_path.is_file() {
+                    (read_vocab_txt(&vocab_path)?, &vocab_path)
+                } else {
+                    let hf = load_hf()?;
+                    (
+                        Vocab::from_map(&hf.get_vocab(true))
+                            .map_err(|m| format_err(&json_path, m))?,
+                        &json_path,
                     )
-                })?;
-                let template = infer_template(&SpecialTokenIds::find(&vocab));
-                Self::with_vocab(
-                    TokenizerKind::Kmer {
-                        k,
-                        overlapping: true,
-                    },
-                    vocab,
-                    template,
-                )
+                };
+                let specials = SpecialTokenIds::find(&vocab);
+                match infer_kmers(&vocab) {
+                    Some((k, overlapping)) => {
+                        // `EsmTokenizer` adds `<eos>` unless its config sets `eos_token` to
+                        // null, which Nucleotide Transformer does: `<cls> tokens`.
+                        let no_eos = config
+                            .as_ref()
+                            .and_then(|c| c.as_object())
+                            .is_some_and(|c| c.get("eos_token").is_some_and(Value::is_null));
+                        let template = if no_eos && specials.cls.is_some() {
+                            Template::Cls
+                        } else {
+                            infer_template(&specials)
+                        };
+                        Self::with_vocab(TokenizerKind::Kmer { k, overlapping }, vocab, template)
+                    }
+                    None if json_path.is_file() => Ok(AnyTokenizer::Bpe(Box::new(
+                        BpeTokenizer::from_hf(load_hf()?, infer_template(&specials))?,
+                    ))),
+                    None => Err(format_err(
+                        source,
+                        "not a k-mer vocabulary (expected k-mers of one length, with or without \
+                         the single bases A, C, G, T), and there is no tokenizer.json"
+                            .into(),
+                    )),
+                }
             }
             None => Err(format_err(
                 &dir,
@@ -386,14 +403,22 @@ fn infer_template(s: &SpecialTokenIds) -> Template {
     }
 }
 
-fn infer_k(vocab: &Vocab) -> Option<usize> {
-    let mut lengths = vocab
+/// k and the stride of a k-mer vocabulary: its A/C/G/T tokens all have length k (overlapping,
+/// DNABERT), or length k and 1 with all four single bases present (non-overlapping with
+/// single-base fallback, Nucleotide Transformer).
+fn infer_kmers(vocab: &Vocab) -> Option<(usize, bool)> {
+    let lengths: std::collections::BTreeSet<usize> = vocab
         .tokens()
         .iter()
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b"ACGT".contains(&b)))
-        .map(String::len);
-    let k = lengths.next()?;
-    lengths.all(|l| l == k).then_some(k)
+        .map(String::len)
+        .collect();
+    let singles = ["A", "C", "G", "T"].iter().all(|b| vocab.id(b).is_some());
+    match lengths.iter().copied().collect::<Vec<_>>().as_slice() {
+        [k] => Some((*k, true)),
+        [1, k] if singles => Some((*k, false)),
+        _ => None,
+    }
 }
 
 /// Reads a `vocab.txt` (one token per line, id = line number).
@@ -444,19 +469,31 @@ pub(crate) fn template_processor(
     vocab: &Vocab,
     specials: &SpecialTokenIds,
 ) -> Result<Option<PostProcessorWrapper>> {
-    let (Some(first), Some(last)) = crate::template_ids(template, specials) else {
-        return Ok(None);
-    };
     let name = |id: u32| vocab.token(id).unwrap_or_default().to_string();
-    let (a, b) = (name(first), name(last));
-    let processor = TemplateProcessing::builder()
-        .try_single(format!("{a} $A {b}"))
-        .map_err(TokenizeError::hf)?
-        .try_pair(format!("{a} $A {b} $B:1 {b}:1"))
-        .map_err(TokenizeError::hf)?
-        .special_tokens(vec![(a.clone(), first), (b.clone(), last)])
-        .build()
-        .map_err(TokenizeError::hf)?;
+    let builder = match crate::template_ids(template, specials) {
+        (Some(first), Some(last)) => {
+            let (a, b) = (name(first), name(last));
+            TemplateProcessing::builder()
+                .try_single(format!("{a} $A {b}"))
+                .map_err(TokenizeError::hf)?
+                .try_pair(format!("{a} $A {b} $B:1 {b}:1"))
+                .map_err(TokenizeError::hf)?
+                .special_tokens(vec![(a, first), (b, last)])
+                .build()
+        }
+        (Some(first), None) => {
+            let a = name(first);
+            TemplateProcessing::builder()
+                .try_single(format!("{a} $A"))
+                .map_err(TokenizeError::hf)?
+                .try_pair(format!("{a} $A $B:1"))
+                .map_err(TokenizeError::hf)?
+                .special_tokens(vec![(a, first)])
+                .build()
+        }
+        _ => return Ok(None),
+    };
+    let processor = builder.map_err(TokenizeError::hf)?;
     Ok(Some(PostProcessorWrapper::Template(processor)))
 }
 

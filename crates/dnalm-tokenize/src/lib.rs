@@ -101,6 +101,23 @@ pub trait Tokenizer: Send + Sync {
         encode_between(self, seq, prefix, suffix, None).0
     }
 
+    /// The largest id this tokenizer puts into a model input: any non-special token, the
+    /// unknown, padding and mask tokens, and its template's tokens. A model needs more embedding
+    /// rows than this; it may have fewer than the vocabulary (Nucleotide Transformer's tokenizer
+    /// lists `<eos>` and `<bos>` after the 4,105 tokens its model embeds, and never emits them).
+    fn highest_emitted_id(&self) -> u32 {
+        let s = self.special_ids();
+        let (first, last) = template_ids(self.template(), s);
+        let regular = (0..self.vocab().len() as u32)
+            .rev()
+            .find(|&id| !s.contains(id));
+        [regular, s.unk, s.pad, s.mask, first, last]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Turns ids back into bases (special tokens are skipped, `[UNK]` becomes `N`).
     fn decode(&self, ids: &[u32]) -> String {
         let specials = self.special_ids();
@@ -163,6 +180,7 @@ pub fn template_ids(template: Template, s: &SpecialTokenIds) -> (Option<u32>, Op
     match template {
         Template::Bert => (s.cls, s.sep),
         Template::Causal => (s.bos, s.eos),
+        Template::Cls => (s.cls, None),
         Template::None => (None, None),
     }
 }

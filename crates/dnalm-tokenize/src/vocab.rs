@@ -33,13 +33,18 @@ pub struct SpecialTokenIds {
 
 impl SpecialTokenIds {
     /// Finds the special tokens of `vocab` by their usual spellings (`[PAD]`/`<pad>`, ...).
+    ///
+    /// ESM vocabularies (Nucleotide Transformer) spell the start token `<cls>` and have no
+    /// separator: their `<eos>` plays the separator's part, as in `EsmTokenizer`.
     pub fn find(vocab: &Vocab) -> Self {
         let get = |names: &[&str]| names.iter().find_map(|n| vocab.id(n));
+        let esm_style = vocab.id("<cls>").is_some() && vocab.id("[CLS]").is_none();
         SpecialTokenIds {
             pad: get(&["[PAD]", "<pad>"]),
             unk: get(&["[UNK]", "<unk>"]),
             cls: get(&["[CLS]", "<cls>"]),
-            sep: get(&["[SEP]", "<sep>"]),
+            sep: get(&["[SEP]", "<sep>"])
+                .or_else(|| esm_style.then(|| vocab.id("<eos>")).flatten()),
             mask: get(&["[MASK]", "<mask>"]),
             bos: get(&["<bos>", "<s>", "[BOS]"]),
             eos: get(&["<eos>", "</s>", "[EOS]"]),
@@ -64,6 +69,9 @@ pub enum Template {
     Bert,
     /// `<bos> tokens <eos>` (decoders).
     Causal,
+    /// `[CLS] tokens`, no end token (Nucleotide Transformer's `EsmTokenizer` with
+    /// `eos_token: null`).
+    Cls,
     /// No special tokens.
     None,
 }

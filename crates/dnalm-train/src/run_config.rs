@@ -550,6 +550,7 @@ impl RunConfig {
             .map_err(|e| invalid("tokenizer.spec", e.to_string()))?;
         let specials = match tokenizer.template() {
             Template::None => 0,
+            Template::Cls => 1,
             _ => 2,
         };
         let tokens = match tokenizer.kind() {

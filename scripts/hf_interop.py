@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Golden fixtures for dnalm's Hugging Face interop, made and checked by `transformers` itself.
+
+    python scripts/hf_interop.py make  DIR   # tiny random checkpoints + the outputs transformers gives
+    python scripts/hf_interop.py check DIR   # transformers loads dnalm's exports: same ids, same logits
+
+`make` writes, for each family dnalm imports, a checkpoint directory as `save_pretrained` and the
+tokenizer's `save_pretrained` write it, plus `expected.safetensors` (token ids from the stock
+tokenizer, the ids fed to the model, attention mask, last hidden state, logits) and
+`inputs.json` (the DNA sequences):
+
+- dnabert6:    BertForMaskedLM, DNABERT-style 6-mer vocab.txt, BertTokenizer on space-separated
+               overlapping 6-mers (DNABERT's input convention)
+- nt6:         EsmForMaskedLM as Nucleotide Transformer v1: learned absolute positions counted from
+               pad_token_id + 1, token_dropout, untied LM head, NT's vocabulary order (<unk> <pad>
+               <mask> <cls>, 4,096 6-mers, A T C G N, then <eos> <bos> beyond the 4,105 embedded
+               tokens), EsmTokenizer with eos_token = None; one input carries a <mask>
+- esm_rotary:  EsmForMaskedLM as ESM-2 / dnalm's encoder: rotary positions, tied LM head
+- llama:       LlamaForCausalLM as dnalm's decoder (ids given directly)
+
+`check` reads dnalm-exported model directories under DIR/export/* (written by the Rust test
+`write_export_fixtures`), loads each with the stock AutoModel class (no trust_remote_code) and its
+tokenizer.json with AutoTokenizer, and compares with the ids and logits dnalm stored there.
+Both modes exit non-zero on any mismatch over 1e-4.
+"""
+
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+TOLERANCE = 1e-4
+SEED = 20261125
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def lambda_sequences():
+    """Fixed real inputs: slices of the bundled phage lambda genome, one with an N."""
+    text = (ROOT / "data" / "lambda_phage.fa").read_text().splitlines()
+    genome = "".join(line.strip() for line in text if not line.startswith(">"))
+    a = genome[1000:1030]
+    b = genome[5000:5017]
+    b = b[:8] + "N" + b[9:]
+    return [a, b]
+
+
+def pad(rows, value):
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def run(model, base, ids, mask):
+    model.eval()
+    with torch.no_grad():
+        hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    return hidden.float().contiguous(), logits.float().contiguous()
+
+
+def write(out, name, model, tokenizer, seqs, token_ids, model_ids, pad_id, base):
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(d, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(d)
+    ids, mask = pad(model_ids, pad_id)
+    tok_ids, _ = pad(token_ids, pad_id)
+    hidden, logits = run(model, base, ids, mask)
+    save_file(
+        {
+            "token_ids": tok_ids.to(torch.int64).contiguous(),
+            "input_ids": ids.contiguous(),
+            "attention_mask": mask.contiguous(),
+            "last_hidden_state": hidden,
+            "logits": logits,
+        },
+        d / "expected.safetensors",
+    )
+    (d / "inputs.json").write_text(json.dumps({"sequences": seqs}, indent=1) + "\n")
+    print(f"{name}: ids {list(ids.shape)}, hidden {list(hidden.shape)}, logits {list(logits.shape)}")
+
+
+def make(out: Path):
+    from transformers import (BertConfig, BertForMaskedLM, BertTokenizer, EsmConfig,
+                              EsmForMaskedLM, EsmTokenizer, LlamaConfig, LlamaForCausalLM)
+
+    out.mkdir(parents=True, exist_ok=True)
+    seqs = lambda_sequences()
+    tmp = out / "_vocab"
+    tmp.mkdir(exist_ok=True)
+
+    # DNABERT: [PAD] [UNK] [CLS] [SEP] [MASK] + 6-mers; input = space-separated 6-mers.
+    torch.manual_seed(SEED)
+    kmers = ["".join(p) for p in itertools.product("ACGT", repeat=6)]
+    (tmp / "dnabert.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + kmers) + "\n")
+    bert_tok = BertTokenizer(str(tmp / "dnabert.txt"), do_lower_case=False)
+    bert = BertForMaskedLM(BertConfig(
+        vocab_size=len(kmers) + 5, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64, pad_token_id=0, hidden_act="gelu",
+        layer_norm_eps=1e-12))
+    with torch.no_grad():  # non-zero token types and biases, so that a wrong mapping shows
+        for name, p in bert.named_parameters():
+            if name.endswith("bias") or "token_type" in name:
+                p.normal_(0.0, 0.05)
+    rows = [bert_tok(" ".join(s[i:i + 6] for i in range(len(s) - 5)))["input_ids"] for s in seqs]
+    write(out, "dnabert6", bert, bert_tok, seqs, rows, rows, 0, bert.bert)
+    # DNABERT's published checkpoints carry vocab.txt (transformers 5 saves tokenizer.json only).
+    (out / "dnabert6" / "vocab.txt").write_text((tmp / "dnabert.txt").read_text())
+
+    # Nucleotide Transformer v1.
+    torch.manual_seed(SEED + 1)
+    nt_kmers = ["".join(p) for p in itertools.product("ATCG", repeat=6)]
+    nt_vocab = ["<unk>", "<pad>", "<mask>", "<cls>"] + nt_kmers + ["A", "T", "C", "G", "N", "<eos>", "<bos>"]
+    (tmp / "nt.txt").write_text("\n".join(nt_vocab) + "\n")
+    nt_tok = EsmTokenizer(str(tmp / "nt.txt"), eos_token=None, model_max_length=1000)
+    nt = EsmForMaskedLM(EsmConfig(
+        vocab_size=4105, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=66, pad_token_id=1, mask_token_id=2,
+        position_embedding_type="absolute", token_dropout=True, emb_layer_norm_before=False,
+        tie_word_embeddings=False, layer_norm_eps=1e-12, hidden_act="gelu"))
+    with torch.no_grad():
+        for name, p in nt.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.05)
+    rows = [nt_tok(s)["input_ids"] for s in seqs]
+    assert max(max(r) for r in rows) < 4105, rows
+    masked = [list(r) for r in rows]
+    masked[0][2] = nt_tok.mask_token_id  # exercises token dropout's rescaling
+    write(out, "nt6", nt, nt_tok, seqs, rows, masked, 1, nt.esm)
+
+    # ESM-2 layout (rotary, tied), the layout dnalm's encoder exports to.
+    torch.manual_seed(SEED + 2)
+    esm = EsmForMaskedLM(EsmConfig(
+        vocab_size=4105, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64, pad_token_id=1, mask_token_id=2,
+        position_embedding_type="rotary", token_dropout=False, emb_layer_norm_before=False,
+        tie_word_embeddings=True, layer_norm_eps=1e-5, hidden_act="gelu"))
+    with torch.no_grad():
+        for name, p in esm.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.05)
+    write(out, "esm_rotary", esm, nt_tok, seqs, rows, rows, 1, esm.esm)
+
+    # Llama, the layout dnalm's decoder exports to; ids directly (a 12-token DNA vocabulary).
+    torch.manual_seed(SEED + 3)
+    llama = LlamaForCausalLM(LlamaConfig(
+        vocab_size=12, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, intermediate_size=32, max_position_embeddings=64, rms_norm_eps=1e-6,
+        rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=0, bos_token_id=5,
+        eos_token_id=6, hidden_act="silu"))
+    with torch.no_grad():
+        for name, p in llama.named_parameters():
+            if "norm" in name:
+                p.normal_(1.0, 0.1)
+    base = {"A": 7, "C": 8, "G": 9, "T": 10, "N": 11}
+    rows = [[5] + [base[c] for c in s] + [6] for s in seqs]
+    write(out, "llama", llama, None, seqs, rows, rows, 0, llama.model)
+
+    for f in tmp.iterdir():
+        f.unlink()
+    tmp.rmdir()
+
+
+def check(root: Path):
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    failed = 0
+    dirs = sorted(p for p in (root / "export").iterdir() if p.is_dir())
+    if not dirs:
+        sys.exit(f"no exported models under {root / 'export'}")
+    for d in dirs:
+        config = json.loads((d / "config.json").read_text())
+        cls = AutoModelForCausalLM if config["model_type"] == "llama" else AutoModelForMaskedLM
+        model = cls.from_pretrained(d)
+        tok = AutoTokenizer.from_pretrained(d)
+        expected = load_file(d / "expected.safetensors")
+        seqs = json.loads((d / "inputs.json").read_text())["sequences"]
+        ok = True
+        for i, s in enumerate(seqs):
+            got = tok(s)["input_ids"]
+            want = [int(x) for x, m in zip(expected["input_ids"][i], expected["attention_mask"][i]) if m]
+            if got != want:
+                ok = False
+                print(f"FAIL {d.name}: sequence {i}: tokenizer ids {got} != dnalm's {want}")
+        model.eval()
+        with torch.no_grad():
+            logits = model(input_ids=expected["input_ids"],
+                           attention_mask=expected["attention_mask"]).logits
+        real = expected["attention_mask"].bool()
+        diff = (logits[real] - expected["logits"][real]).abs().max().item()
+        ok = ok and diff <= TOLERANCE
+        failed += not ok
+        print(f"{'ok' if ok else 'FAIL'} {d.name}: {type(model).__name__}, max |logit difference| = {diff:.2e}")
+    print(f"hf-export: {len(dirs) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("make", "check"):
+        sys.exit(__doc__)
+    {"make": make, "check": check}[sys.argv[1]](Path(sys.argv[2]))
