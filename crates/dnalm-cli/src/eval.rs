@@ -556,3 +556,60 @@ pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
     }
     run_and_report(&config, &args.output)
 }
+
+/// Arguments of `dnalm convert`.
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// Model directory to read: a dnalm checkpoint or a Hugging Face one (DNABERT `bert`,
+    /// Nucleotide Transformer / ESM-2 `esm`, `llama`) with `config.json`, `model.safetensors`
+    /// and its tokenizer files.
+    input: PathBuf,
+    /// Directory to write (must not exist): a dnalm checkpoint in the layout `transformers`
+    /// loads with its stock classes.
+    output: PathBuf,
+}
+
+/// `dnalm convert`: any model directory dnalm reads -> a dnalm checkpoint (a Hugging Face one).
+pub fn convert(args: ConvertArgs) -> anyhow::Result<()> {
+    let report = dnalm_eval::convert::convert(&args.input, &args.output)
+        .with_context(|| format!("converting {}", args.input.display()))?;
+    let c = &report.config;
+    println!(
+        "read {}: {:?}{}, {} layers, d = {}, {} heads, {} positions, vocab {}",
+        args.input.display(),
+        c.architecture,
+        if c.post_norm {
+            " (BERT, post-norm)"
+        } else {
+            ""
+        },
+        c.n_layers,
+        c.d_model,
+        c.n_heads,
+        c.max_positions,
+        c.vocab_size
+    );
+    println!("tokenizer: {}", report.tokenizer);
+    if !report.import.fresh.is_empty() {
+        println!(
+            "note: the checkpoint has no LM head ({} tensors left freshly initialised): \
+             embeddings and probes are fine, likelihood scores are not",
+            report.import.fresh.len()
+        );
+    }
+    if !report.import.skipped.is_empty() {
+        println!(
+            "skipped {} tensors dnalm does not use: {}",
+            report.import.skipped.len(),
+            report.import.skipped.join(", ")
+        );
+    }
+    match &report.exported_as {
+        Ok(class) => println!(
+            "wrote {} (transformers: {class}, no trust_remote_code needed)",
+            args.output.display()
+        ),
+        Err(why) => println!("wrote {} (dnalm layout only: {why})", args.output.display()),
+    }
+    Ok(())
+}

@@ -56,6 +56,9 @@ enum Command {
     Relevance(eval::RelevanceArgs),
     /// Run a task suite against models and the baselines; write report.md, results.json, plots.
     Bench(eval::BenchArgs),
+    /// Convert a model directory (DNABERT, Nucleotide Transformer, ESM-2, Llama or dnalm) into a
+    /// dnalm checkpoint that `transformers` loads with its stock classes.
+    Convert(eval::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Finetune(args) => eval::finetune_cmd(args),
         Command::Relevance(args) => eval::relevance(args),
         Command::Bench(args) => eval::bench(args),
+        Command::Convert(args) => eval::convert(args),
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod convert;
 pub mod embed;
 pub mod features;
 pub mod finetune;
