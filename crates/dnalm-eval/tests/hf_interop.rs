@@ -11,6 +11,8 @@
 //! `transformers`' stock classes and compares, and `exported_models_still_give_their_logits`
 //! checks that dnalm still reads them back to the same logits.
 
+#![allow(clippy::unwrap_used)]
+
 use std::{collections::BTreeMap, path::PathBuf};
 
 use dnalm_model::{
