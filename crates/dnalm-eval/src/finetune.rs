@@ -192,6 +192,7 @@ pub fn finetune(
             let cut = config.n_layers.saturating_sub(n);
             enc.embed = enc.embed.no_grad();
             enc.positions = enc.positions.map(Module::no_grad);
+            enc.embed_norm = enc.embed_norm.map(Module::no_grad);
             enc.blocks = enc
                 .blocks
                 .into_iter()
