@@ -58,6 +58,24 @@ impl HfFamily {
         }
     }
 
+    /// The prefix of the base model's tensors in the `*For*LM` classes.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            HfFamily::Bert => "bert.",
+            HfFamily::Esm => "esm.",
+            HfFamily::Llama => "model.",
+        }
+    }
+
+    /// The `transformers` class a dnalm model of this family loads as.
+    pub fn class(self) -> &'static str {
+        match self {
+            HfFamily::Bert => "BertForMaskedLM",
+            HfFamily::Esm => "EsmForMaskedLM",
+            HfFamily::Llama => "LlamaForCausalLM",
+        }
+    }
+
     /// The family a dnalm config exports to, or why it has none.
     pub fn of(config: &ModelConfig) -> Result<Self, String> {
         match (config.architecture, config.position, config.post_norm) {
@@ -153,7 +171,6 @@ pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfi
     cfg.n_layers = usize_field("num_hidden_layers")?;
     cfg.n_heads = usize_field("num_attention_heads")?;
     cfg.d_ffn = usize_field("intermediate_size")?;
-    cfg.dropout = 0.0;
     cfg.pad_token_id = opt_id("pad_token_id");
     cfg.mask_token_id = opt_id("mask_token_id");
     cfg.bos_token_id = opt_id("bos_token_id");
@@ -299,6 +316,7 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, String> {
     let family = HfFamily::of(config)?;
     let mut value = json!({
         "model_type": family.model_type(),
+        "architectures": [family.class()],
         "vocab_size": config.vocab_size,
         "hidden_size": config.d_model,
         "num_hidden_layers": config.n_layers,
@@ -324,7 +342,6 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, String> {
     }
     match family {
         HfFamily::Bert => {
-            set("architectures", json!(["BertForMaskedLM"]));
             set("hidden_act", json!("gelu"));
             set("max_position_embeddings", json!(config.max_positions));
             set("position_embedding_type", json!("absolute"));
@@ -334,7 +351,6 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, String> {
             set("attention_probs_dropout_prob", json!(0.0));
         }
         HfFamily::Esm => {
-            set("architectures", json!(["EsmForMaskedLM"]));
             set("hidden_act", json!("gelu"));
             let learned = config.position == PositionEncoding::Learned;
             let offset = if learned {
@@ -360,7 +376,6 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, String> {
             set("attention_probs_dropout_prob", json!(0.0));
         }
         HfFamily::Llama => {
-            set("architectures", json!(["LlamaForCausalLM"]));
             set("hidden_act", json!("silu"));
             set("max_position_embeddings", json!(config.max_positions));
             set("num_key_value_heads", json!(config.n_heads));
@@ -574,56 +589,46 @@ fn ignorable(name: &str) -> bool {
         || name.contains("contact_head.")
         || name.starts_with("cls.seq_relationship")
         || name == "cls.predictions.decoder.bias"
-        || name.ends_with("token_type_embeddings.weight")
 }
 
 /// What import left as freshly initialised, for the user to know.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImportReport {
-    /// dnalm parameters the checkpoint has no tensor for (the LM head of a bare `BertModel` or
-    /// `EsmModel`); they keep their fresh initialisation.
+    /// dnalm parameters of the LM head that the checkpoint has no tensor for (a bare
+    /// `BertModel` or `EsmModel`); they keep a fresh initialisation. (dnalm's own pretraining
+    /// heads are always fresh in a foreign checkpoint and are not listed.)
     pub fresh: Vec<String>,
     /// Checkpoint tensors dnalm does not use (pooler, contact head, position-id buffers...).
     pub skipped: Vec<String>,
 }
 
-/// Turns a checkpoint's tensors (by `transformers` name) into dnalm's, for a model whose fresh
-/// parameters are `fresh` (by dnalm name). `path` names the weight file in errors.
+/// The checkpoint's tensors (by `transformers` name) under dnalm's names, for a model whose
+/// parameters have `shapes` (by dnalm name; [`crate::io::parameter_shapes`]). `path` names the
+/// weight file in errors. Parameters the result lacks (dnalm's own heads, the LM head of a bare
+/// base model, listed in the report) are for the caller to initialise.
 ///
 /// The base-model prefix (`bert.`, `esm.`, `model.`) is optional, so `BertModel`/`EsmModel`
-/// checkpoints load too; then the LM head is missing and keeps its fresh values (listed in the
-/// report). Any other missing tensor, a shape mismatch or a tensor dnalm has no place for is an
-/// error that names it.
+/// checkpoints load too. Any other missing tensor, a shape mismatch or a tensor dnalm has no
+/// place for is an error that names it.
 pub fn import_weights(
     family: HfFamily,
     config: &ModelConfig,
     hf: &BTreeMap<String, HostTensor>,
-    fresh: &BTreeMap<String, HostTensor>,
+    shapes: &BTreeMap<String, Vec<usize>>,
     path: &Path,
 ) -> Result<(BTreeMap<String, HostTensor>, ImportReport), ModelError> {
-    let base = match family {
-        HfFamily::Bert => "bert.",
-        HfFamily::Esm => "esm.",
-        HfFamily::Llama => "model.",
-    };
-    let prefix = if hf.keys().any(|k| k.starts_with(base)) {
-        base
+    let prefix = if hf.keys().any(|k| k.starts_with(family.prefix())) {
+        family.prefix()
     } else {
         ""
-    };
-    let weights_err = |message: String| ModelError::Weights {
-        path: path.to_path_buf(),
-        message,
     };
     let mut out = BTreeMap::new();
     let mut used = BTreeSet::new();
     let mut report = ImportReport::default();
     let mut problems = Vec::new();
-    for (name, fresh_tensor) in fresh {
+    for (name, shape) in shapes {
         let Some((hf_key, change)) = hf_name(family, config, name, prefix) else {
-            // dnalm's own heads: no transformers counterpart.
-            out.insert(name.clone(), fresh_tensor.clone());
-            continue;
+            continue; // dnalm's own heads: no transformers counterpart.
         };
         // Old BERT checkpoints (DNABERT, 2020) name LayerNorm parameters gamma/beta.
         let legacy = hf_key
@@ -638,41 +643,38 @@ pub fn import_weights(
         let Some((key, tensor)) = found else {
             if name.starts_with("lm_head.") {
                 report.fresh.push(name.clone());
-                out.insert(name.clone(), fresh_tensor.clone());
             } else {
                 problems.push(format!("missing tensor {hf_key} (for {name})"));
             }
             continue;
         };
         used.insert(key.clone());
+        // The shape dnalm expects, in the checkpoint's layout.
+        let expected = match change {
+            Change::Same => shape.clone(),
+            Change::Transpose => shape.iter().rev().copied().collect(),
+            Change::PositionRows { offset } => vec![shape[0] + offset, shape[1]],
+        };
+        if tensor.shape != expected {
+            problems.push(format!(
+                "tensor {key} has shape {:?}, the config implies {expected:?}",
+                tensor.shape
+            ));
+            continue;
+        }
         let mut value = match change {
             Change::Same => tensor.clone(),
-            Change::Transpose if tensor.shape.len() == 2 => transpose(tensor),
-            Change::Transpose => {
-                problems.push(format!(
-                    "tensor {key} has shape {:?}, expected a matrix",
-                    tensor.shape
-                ));
-                continue;
-            }
-            Change::PositionRows { offset } => {
-                let width = tensor.shape.get(1).copied().unwrap_or(0);
-                let rows = tensor.shape.first().copied().unwrap_or(0);
-                if tensor.shape.len() != 2 || rows < offset {
-                    problems.push(format!("tensor {key} has shape {:?}", tensor.shape));
-                    continue;
-                }
-                HostTensor {
-                    shape: vec![rows - offset, width],
-                    values: tensor.values[offset * width..].to_vec(),
-                }
-            }
+            Change::Transpose => transpose(tensor),
+            Change::PositionRows { offset } => HostTensor {
+                shape: shape.clone(),
+                values: tensor.values[offset * shape[1]..].to_vec(),
+            },
         };
         if family == HfFamily::Bert && name == "positions.weight" {
             // BERT adds token-type embedding 0 to every token: fold it into the positions.
             let type_key = format!("{prefix}embeddings.token_type_embeddings.weight");
             if let Some(types) = hf.get(&type_key) {
-                let width = value.shape.get(1).copied().unwrap_or(0);
+                let width = shape[1];
                 if types.shape.len() != 2 || types.shape[1] != width {
                     problems.push(format!("tensor {type_key} has shape {:?}", types.shape));
                 } else {
@@ -681,21 +683,10 @@ pub fn import_weights(
                             *v += t;
                         }
                     }
+                    used.insert(type_key);
                 }
             }
         }
-        if value.shape != fresh_tensor.shape {
-            problems.push(format!(
-                "tensor {key} has shape {:?}, the config implies {:?}",
-                tensor.shape,
-                match change {
-                    Change::Transpose => transpose(fresh_tensor).shape,
-                    _ => fresh_tensor.shape.clone(),
-                }
-            ));
-            continue;
-        }
-        value.shape.clone_from(&fresh_tensor.shape);
         out.insert(name.clone(), value);
     }
     for key in hf.keys().filter(|k| !used.contains(*k)) {
@@ -708,12 +699,10 @@ pub fn import_weights(
     if problems.is_empty() {
         Ok((out, report))
     } else {
-        let shown = problems.len().min(5);
-        let mut message = problems[..shown].join("; ");
-        if problems.len() > shown {
-            message.push_str(&format!(" (and {} more)", problems.len() - shown));
-        }
-        Err(weights_err(message))
+        Err(ModelError::Weights {
+            path: path.to_path_buf(),
+            message: crate::io::summarise(&problems),
+        })
     }
 }
 
@@ -725,11 +714,7 @@ pub fn export_weights(
     tensors: &BTreeMap<String, HostTensor>,
 ) -> Result<(BTreeMap<String, HostTensor>, BTreeMap<String, HostTensor>), String> {
     let family = HfFamily::of(config)?;
-    let prefix = match family {
-        HfFamily::Bert => "bert.",
-        HfFamily::Esm => "esm.",
-        HfFamily::Llama => "model.",
-    };
+    let prefix = family.prefix();
     let mut hf = BTreeMap::new();
     let mut extra = BTreeMap::new();
     for (name, tensor) in tensors {
@@ -806,7 +791,10 @@ pub fn export_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{io::named_parameters, DnaLm};
+    use crate::{
+        io::{named_parameters, parameter_shapes},
+        DnaLm,
+    };
 
     fn tiny(
         architecture: Architecture,
@@ -844,10 +832,18 @@ mod tests {
             let (family, back_cfg) = import_config(&config_json, Path::new("config.json")).unwrap();
             assert_eq!(family, HfFamily::of(&cfg).unwrap());
             assert_eq!(back_cfg.max_positions, cfg.max_positions, "{cfg:?}");
-            let fresh = named_parameters(&DnaLm::seeded(&back_cfg, &device, 9).unwrap());
+            let shapes = parameter_shapes(&DnaLm::new(&back_cfg, &device).unwrap());
             let (back, report) =
-                import_weights(family, &back_cfg, &hf, &fresh, Path::new("w")).unwrap();
+                import_weights(family, &back_cfg, &hf, &shapes, Path::new("w")).unwrap();
             assert!(report.fresh.is_empty(), "{report:?}");
+            // Only what export adds for transformers' sake is skipped (token types are used).
+            assert!(
+                report
+                    .skipped
+                    .iter()
+                    .all(|k| k.contains("contact_head") || k.ends_with("inv_freq")),
+                "{report:?}"
+            );
             for (name, t) in &ours {
                 if extra.contains_key(name) {
                     continue;
@@ -920,9 +916,16 @@ mod tests {
             },
         );
         hf.remove("esm.encoder.layer.1.LayerNorm.weight");
-        let err = import_weights(HfFamily::Esm, &cfg, &hf, &ours, Path::new("w.safetensors"))
-            .unwrap_err()
-            .to_string();
+        let shapes = parameter_shapes(&DnaLm::new(&cfg, &device).unwrap());
+        let err = import_weights(
+            HfFamily::Esm,
+            &cfg,
+            &hf,
+            &shapes,
+            Path::new("w.safetensors"),
+        )
+        .unwrap_err()
+        .to_string();
         for part in [
             "w.safetensors",
             "query.weight has shape [16, 8]",
@@ -931,5 +934,56 @@ mod tests {
         ] {
             assert!(err.contains(part), "{part}: {err}");
         }
+    }
+
+    /// A bare `BertModel` as DNABERT's 2020 checkpoints store it: no `bert.` prefix, LayerNorm
+    /// parameters named gamma/beta, no LM head. It imports; the LM head is reported fresh and
+    /// the token types are folded into the positions.
+    #[test]
+    fn bare_bert_model_with_gamma_beta_names_imports() {
+        let device = crate::cpu();
+        let cfg = ModelConfig {
+            tie_embeddings: true,
+            ..tiny(Architecture::Encoder, PositionEncoding::Learned, true)
+        };
+        let ours = named_parameters(&DnaLm::seeded(&cfg, &device, 4).unwrap());
+        let (hf, _) = export_weights(&cfg, &ours).unwrap();
+        let mut bare = BTreeMap::new();
+        for (key, mut t) in hf {
+            let Some(key) = key.strip_prefix("bert.") else {
+                continue; // the cls.* LM head
+            };
+            let key = key
+                .replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta");
+            if key == "embeddings.token_type_embeddings.weight" {
+                t.values.iter_mut().for_each(|v| *v = 0.5);
+            }
+            bare.insert(key, t);
+        }
+        let shapes = parameter_shapes(&DnaLm::new(&cfg, &device).unwrap());
+        let (back, report) =
+            import_weights(HfFamily::Bert, &cfg, &bare, &shapes, Path::new("w")).unwrap();
+        assert_eq!(
+            report.fresh,
+            [
+                "lm_head.bias",
+                "lm_head.dense.bias",
+                "lm_head.dense.weight",
+                "lm_head.layer_norm.beta",
+                "lm_head.layer_norm.gamma"
+            ]
+        );
+        assert!(report.skipped.is_empty(), "{report:?}");
+        assert_eq!(
+            back["blocks.1.ffn_norm.Layer.gamma"],
+            ours["blocks.1.ffn_norm.Layer.gamma"]
+        );
+        let folded = &back["positions.weight"].values;
+        let original = &ours["positions.weight"].values;
+        assert!(folded
+            .iter()
+            .zip(original)
+            .all(|(f, o)| (f - o - 0.5).abs() < 1e-6));
     }
 }

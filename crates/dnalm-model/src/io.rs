@@ -92,9 +92,38 @@ pub fn named_parameters<M: Module>(module: &M) -> BTreeMap<String, HostTensor> {
     collect.out
 }
 
-/// The dotted path of every float parameter, in visiting order.
+struct Shapes {
+    path: ModulePath,
+    out: BTreeMap<String, Vec<usize>>,
+}
+
+impl ModuleVisitor for Shapes {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.out
+            .insert(self.path.name(), param.val().dims().to_vec());
+    }
+}
+
+/// The shape of every float parameter of `module` by dotted path, without copying any values
+/// to the host (what checks against a checkpoint need).
+pub fn parameter_shapes<M: Module>(module: &M) -> BTreeMap<String, Vec<usize>> {
+    let mut shapes = Shapes {
+        path: ModulePath::default(),
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut shapes);
+    shapes.out
+}
+
+/// The dotted path of every float parameter, sorted.
 pub fn parameter_names<M: Module>(module: &M) -> Vec<String> {
-    named_parameters(module).into_keys().collect()
+    parameter_shapes(module).into_keys().collect()
 }
 
 struct Replace<'a> {
@@ -102,6 +131,9 @@ struct Replace<'a> {
     values: &'a BTreeMap<String, HostTensor>,
     problems: Vec<String>,
     used: usize,
+    /// Parameters absent from `values` keep their value and are listed here, instead of being
+    /// reported missing.
+    kept: Option<Vec<String>>,
 }
 
 impl ModuleMapper for Replace<'_> {
@@ -114,7 +146,10 @@ impl ModuleMapper for Replace<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let name = self.path.name();
         let Some(host) = self.values.get(&name) else {
-            self.problems.push(format!("missing tensor {name}"));
+            match &mut self.kept {
+                Some(kept) => kept.push(name),
+                None => self.problems.push(format!("missing tensor {name}")),
+            }
             return param;
         };
         let (id, tensor, mapper) = param.consume();
@@ -137,12 +172,14 @@ impl ModuleMapper for Replace<'_> {
     }
 }
 
-struct Reinitialize {
+struct Reinitialize<'a> {
     path: ModulePath,
     seed: u64,
+    /// Only these parameters (all when `None`).
+    only: Option<&'a std::collections::BTreeSet<String>>,
 }
 
-impl ModuleMapper for Reinitialize {
+impl ModuleMapper for Reinitialize<'_> {
     fn enter_module(&mut self, name: &str, _container: &str) {
         self.path.enter(name);
     }
@@ -152,6 +189,9 @@ impl ModuleMapper for Reinitialize {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         use rand::{Rng, SeedableRng};
         let name = self.path.name();
+        if self.only.is_some_and(|only| !only.contains(&name)) {
+            return param;
+        }
         let (id, tensor, mapper) = param.consume();
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
@@ -191,6 +231,7 @@ pub fn reinitialize<M: Module>(module: M, seed: u64) -> M {
     module.map(&mut Reinitialize {
         path: ModulePath::default(),
         seed,
+        only: None,
     })
 }
 
@@ -201,23 +242,52 @@ pub fn load_parameters<M: Module>(
     values: &BTreeMap<String, HostTensor>,
     source: &Path,
 ) -> Result<M, ModelError> {
+    Ok(replace(module, values, source, false)?.0)
+}
+
+/// [`load_parameters`] for a checkpoint that lacks some parameters (dnalm's own heads in a
+/// foreign checkpoint, the LM head of a bare `BertModel`): those are drawn from `seed`,
+/// parameter by name, as [`DnaLm::seeded`] draws them, so that the result does not depend on
+/// the backend's random state. Returns the model and the names it drew.
+pub fn load_parameters_or_seed<M: Module>(
+    module: M,
+    values: &BTreeMap<String, HostTensor>,
+    source: &Path,
+    seed: u64,
+) -> Result<(M, Vec<String>), ModelError> {
+    let (module, kept) = replace(module, values, source, true)?;
+    let only: std::collections::BTreeSet<String> = kept.iter().cloned().collect();
+    let module = module.map(&mut Reinitialize {
+        path: ModulePath::default(),
+        seed,
+        only: Some(&only),
+    });
+    Ok((module, kept))
+}
+
+fn replace<M: Module>(
+    module: M,
+    values: &BTreeMap<String, HostTensor>,
+    source: &Path,
+    keep_missing: bool,
+) -> Result<(M, Vec<String>), ModelError> {
     let mut replace = Replace {
         path: ModulePath::default(),
         values,
         problems: Vec::new(),
         used: 0,
+        kept: keep_missing.then(Vec::new),
     };
     let module = module.map(&mut replace);
     let mut problems = replace.problems;
     if replace.used != values.len() {
-        let known: std::collections::BTreeSet<String> =
-            parameter_names(&module).into_iter().collect();
-        for name in values.keys().filter(|n| !known.contains(*n)) {
+        let known = parameter_shapes(&module);
+        for name in values.keys().filter(|n| !known.contains_key(*n)) {
             problems.push(format!("unexpected tensor {name}"));
         }
     }
     if problems.is_empty() {
-        Ok(module)
+        Ok((module, replace.kept.unwrap_or_default()))
     } else {
         Err(ModelError::Weights {
             path: source.to_path_buf(),
@@ -226,7 +296,8 @@ pub fn load_parameters<M: Module>(
     }
 }
 
-fn summarise(problems: &[String]) -> String {
+/// The first few problems joined, with a count of the rest.
+pub(crate) fn summarise(problems: &[String]) -> String {
     const SHOWN: usize = 5;
     let mut message = problems[..problems.len().min(SHOWN)].join("; ");
     if problems.len() > SHOWN {
@@ -476,7 +547,7 @@ impl DnaLm {
         let (foreign, config) = read_model_config(dir)?;
         let weights_path = dir.join(WEIGHTS_FILE);
         let values = read_checkpoint_tensors(dir)?;
-        let model = DnaLm::seeded(&config, device, 0)?;
+        let model = DnaLm::new(&config, device)?;
         if foreign.is_none() && values.contains_key("embed.weight") {
             // dnalm's own names (configs with no transformers equivalent, older checkpoints).
             return Ok((
@@ -491,13 +562,14 @@ impl DnaLm {
                 message: format!("{}: {why}", dir.join(CONFIG_FILE).display()),
             })?,
         };
-        let fresh = named_parameters(&model);
+        let shapes = parameter_shapes(&model);
         let (mut ours, report) =
-            crate::hf::import_weights(family, &config, &values, &fresh, &weights_path)?;
+            crate::hf::import_weights(family, &config, &values, &shapes, &weights_path)?;
+        drop(values);
         let heads = dir.join(HEADS_FILE);
         if heads.is_file() {
             for (name, tensor) in read_safetensors(&heads)? {
-                if !ours.contains_key(&name) {
+                if !shapes.contains_key(&name) || ours.contains_key(&name) {
                     return Err(ModelError::Weights {
                         path: heads,
                         message: format!("unexpected tensor {name}"),
@@ -506,7 +578,10 @@ impl DnaLm {
                 ours.insert(name, tensor);
             }
         }
-        Ok((load_parameters(model, &ours, &weights_path)?, report))
+        // What the checkpoint lacks (dnalm's own heads, a missing LM head) is drawn from seed 0,
+        // so that loading the same directory twice gives the same model.
+        let (model, _) = load_parameters_or_seed(model, &ours, &weights_path, 0)?;
+        Ok((model, report))
     }
 }
 

@@ -353,3 +353,67 @@ fn rotary_positions_are_relative_only() {
         assert!(!close(&row(&hf, 0, 0), &row(&hr, 0, 3)), "{pos:?}");
     }
 }
+
+/// The three ways weights reach `DnaLm::load` besides one `model.safetensors` in transformers'
+/// names: shards listed by `model.safetensors.index.json`, dnalm's own names (checkpoints written
+/// before the transformers layout, and configs with no transformers class), and a foreign
+/// checkpoint without dnalm's heads, whose heads are then drawn from a fixed seed.
+#[test]
+fn sharded_native_and_headless_checkpoints_load() {
+    use dnalm_model::io::{named_parameters, read_safetensors, write_safetensors};
+    let device = cpu();
+    let cfg = tiny(Architecture::Encoder, PositionEncoding::Rotary);
+    let model = DnaLm::seeded(&cfg, &device, 5).unwrap();
+    let want = named_parameters(&model);
+    let same = |dir: &std::path::Path, skip_heads: bool| {
+        let got = named_parameters(&DnaLm::load(dir, &device).unwrap());
+        for (k, v) in &want {
+            let head = k.starts_with("deletion_head") || k == "query_stream";
+            if !(skip_heads && head) {
+                assert_eq!(&got[k], v, "{k} in {}", dir.display());
+            }
+        }
+        got
+    };
+
+    // Sharded: the same tensors in two files and an index.
+    let sharded = tempfile::tempdir().unwrap();
+    model.save(sharded.path()).unwrap();
+    let all = read_safetensors(&sharded.path().join("model.safetensors")).unwrap();
+    std::fs::remove_file(sharded.path().join("model.safetensors")).unwrap();
+    let (first, second): (Vec<_>, Vec<_>) =
+        all.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        let part: std::collections::BTreeMap<_, _> = part.into_iter().map(|(_, kv)| kv).collect();
+        for name in part.keys() {
+            map.insert(name.clone(), file.into());
+        }
+        write_safetensors(&sharded.path().join(file), &part, None).unwrap();
+    }
+    std::fs::write(
+        sharded.path().join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+    )
+    .unwrap();
+    same(sharded.path(), false);
+
+    // dnalm's own names in model.safetensors.
+    let native = tempfile::tempdir().unwrap();
+    model.save(native.path()).unwrap();
+    std::fs::remove_file(native.path().join("dnalm_heads.safetensors")).unwrap();
+    write_safetensors(&native.path().join("model.safetensors"), &want, None).unwrap();
+    same(native.path(), false);
+
+    // No dnalm_heads.safetensors: the heads are drawn from seed 0, the same on every load.
+    let headless = tempfile::tempdir().unwrap();
+    model.save(headless.path()).unwrap();
+    std::fs::remove_file(headless.path().join("dnalm_heads.safetensors")).unwrap();
+    let a = same(headless.path(), true);
+    let b = same(headless.path(), true);
+    assert_eq!(a["query_stream"], b["query_stream"]);
+    assert_ne!(a["query_stream"], want["query_stream"]);
+}
