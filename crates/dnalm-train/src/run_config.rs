@@ -609,6 +609,21 @@ impl RunConfig {
                 table.insert("max_positions".into(), toml::Value::Integer(tokens as i64));
             }
         }
+        // The tokenizer's special ids travel in the model config, as in Hugging Face configs
+        // (an exported checkpoint tells transformers its padding, mask, bos and eos tokens).
+        let s = tokenizer.special_ids();
+        for (key, id) in [
+            ("pad_token_id", s.pad),
+            ("mask_token_id", s.mask),
+            ("bos_token_id", s.bos),
+            ("eos_token_id", s.eos),
+        ] {
+            if let Some(id) = id {
+                table
+                    .entry(key)
+                    .or_insert(toml::Value::Integer(i64::from(id)));
+            }
+        }
         table.insert(
             "architecture".into(),
             toml::Value::try_from(architecture).map_err(|e| invalid("model", e.to_string()))?,
@@ -713,6 +728,12 @@ steps = 10
         assert_eq!(run.model.vocab_size, run.tokenizer.vocab().len());
         assert_eq!(run.model.max_positions, 60 / 6 + 2);
         assert_eq!(run.model.n_layers, 2);
+        let s = run.tokenizer.special_ids();
+        assert_eq!(
+            (run.model.pad_token_id, run.model.mask_token_id),
+            (s.pad, s.mask)
+        );
+        assert!(run.model.pad_token_id.is_some() && run.model.bos_token_id.is_some());
         assert_eq!(cfg.objectives.len(), 2);
         assert_eq!(cfg.objectives[0].weight, 0.7);
         // The resolved config round-trips through TOML.
