@@ -57,6 +57,15 @@ def pad(rows, value):
     return ids, mask
 
 
+def jitter(model, select, mean, sd):
+    """Redraws the parameters whose name `select` accepts from N(mean, sd), so that biases,
+    token types and norms are not zeros and ones, behind which a wrong mapping could hide."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if select(name):
+                p.normal_(mean, sd)
+
+
 def run(model, base, ids, mask):
     model.eval()
     with torch.no_grad():
@@ -106,10 +115,7 @@ def make(out: Path):
         vocab_size=len(kmers) + 5, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=32, max_position_embeddings=64, pad_token_id=0, hidden_act="gelu",
         layer_norm_eps=1e-12))
-    with torch.no_grad():  # non-zero token types and biases, so that a wrong mapping shows
-        for name, p in bert.named_parameters():
-            if name.endswith("bias") or "token_type" in name:
-                p.normal_(0.0, 0.05)
+    jitter(bert, lambda n: n.endswith("bias") or "token_type" in n, 0.0, 0.05)
     rows = [bert_tok(" ".join(s[i:i + 6] for i in range(len(s) - 5)))["input_ids"] for s in seqs]
     write(out, "dnabert6", bert, bert_tok, seqs, rows, rows, 0, bert.bert)
     # DNABERT's published checkpoints carry vocab.txt (transformers 5 saves tokenizer.json only).
@@ -126,10 +132,7 @@ def make(out: Path):
         intermediate_size=32, max_position_embeddings=66, pad_token_id=1, mask_token_id=2,
         position_embedding_type="absolute", token_dropout=True, emb_layer_norm_before=False,
         tie_word_embeddings=False, layer_norm_eps=1e-12, hidden_act="gelu"))
-    with torch.no_grad():
-        for name, p in nt.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0.0, 0.05)
+    jitter(nt, lambda n: n.endswith("bias"), 0.0, 0.05)
     rows = [nt_tok(s)["input_ids"] for s in seqs]
     assert max(max(r) for r in rows) < 4105, rows
     masked = [list(r) for r in rows]
@@ -143,10 +146,7 @@ def make(out: Path):
         intermediate_size=32, max_position_embeddings=64, pad_token_id=1, mask_token_id=2,
         position_embedding_type="rotary", token_dropout=False, emb_layer_norm_before=False,
         tie_word_embeddings=True, layer_norm_eps=1e-5, hidden_act="gelu"))
-    with torch.no_grad():
-        for name, p in esm.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0.0, 0.05)
+    jitter(esm, lambda n: n.endswith("bias"), 0.0, 0.05)
     write(out, "esm_rotary", esm, nt_tok, seqs, rows, rows, 1, esm.esm)
 
     # Llama, the layout dnalm's decoder exports to; ids directly (a 12-token DNA vocabulary).
@@ -156,10 +156,7 @@ def make(out: Path):
         num_key_value_heads=2, intermediate_size=32, max_position_embeddings=64, rms_norm_eps=1e-6,
         rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=0, bos_token_id=5,
         eos_token_id=6, hidden_act="silu"))
-    with torch.no_grad():
-        for name, p in llama.named_parameters():
-            if "norm" in name:
-                p.normal_(1.0, 0.1)
+    jitter(llama, lambda n: "norm" in n, 1.0, 0.1)
     base = {"A": 7, "C": 8, "G": 9, "T": 10, "N": 11}
     rows = [[5] + [base[c] for c in s] + [6] for s in seqs]
     write(out, "llama", llama, None, seqs, rows, rows, 0, llama.model)

@@ -4,22 +4,11 @@
 
 mod common;
 
-use common::{assert_one_line_error, dnalm, root, stderr, tiny};
+use common::{assert_one_line_error, dnalm, ok, root, stderr, tiny};
 use std::{
     path::{Path, PathBuf},
     sync::OnceLock,
 };
-
-fn ok(args: &[&str]) -> String {
-    let out = dnalm(args);
-    assert!(
-        out.status.success(),
-        "dnalm {}: {}",
-        args.join(" "),
-        stderr(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Runs a command that must fail with one `error:` line; returns that line.
 fn fails(args: &[&str]) -> String {

@@ -6,22 +6,11 @@
 
 mod common;
 
-use common::{assert_one_line_error, dnalm, root, stderr};
+use common::{assert_one_line_error, dnalm, ok, root};
 use std::path::{Path, PathBuf};
 
 fn golden(name: &str) -> PathBuf {
     root().join("crates/dnalm-eval/tests/golden/hf").join(name)
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = dnalm(args);
-    assert!(
-        out.status.success(),
-        "dnalm {}: {}",
-        args.join(" "),
-        stderr(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -80,56 +69,50 @@ fn bad_checkpoints_are_one_line_errors() {
     let o = dnalm(&["convert", empty.to_str().unwrap(), &out("o1")]);
     assert_one_line_error(&o, &["empty", "no config.json"]);
 
-    // An unsupported model_type.
-    let gpt = dir.path().join("gpt");
-    copy_dir(&golden("nt6"), &gpt);
-    let config = std::fs::read_to_string(gpt.join("config.json")).unwrap();
-    std::fs::write(
-        gpt.join("config.json"),
-        config.replace("\"esm\"", "\"gpt2\""),
-    )
-    .unwrap();
-    let o = dnalm(&["convert", gpt.to_str().unwrap(), &out("o2")]);
-    assert_one_line_error(&o, &["config.json", "model_type", "gpt2"]);
-
-    // An option dnalm cannot run exactly.
-    let esm1b = dir.path().join("esm1b");
-    copy_dir(&golden("nt6"), &esm1b);
-    std::fs::write(
-        esm1b.join("config.json"),
-        config.replace(
+    // config.json edits of the Nucleotide Transformer fixture, and what the error must name.
+    let config = std::fs::read_to_string(golden("nt6").join("config.json")).unwrap();
+    let cases: [(&str, &str, &str, &[&str]); 4] = [
+        // An unsupported model_type.
+        (
+            "gpt",
+            "\"esm\"",
+            "\"gpt2\"",
+            &["config.json", "model_type", "gpt2"],
+        ),
+        // An option dnalm cannot run exactly.
+        (
+            "esm1b",
             "\"emb_layer_norm_before\": false",
             "\"emb_layer_norm_before\": true",
+            &["emb_layer_norm_before"],
         ),
-    )
-    .unwrap();
-    let o = dnalm(&["convert", esm1b.to_str().unwrap(), &out("o3")]);
-    assert_one_line_error(&o, &["emb_layer_norm_before"]);
-
-    // Mis-shaped tensors: the config says 3 layers' worth of width the weights do not have.
-    let wide = dir.path().join("wide");
-    copy_dir(&golden("nt6"), &wide);
-    std::fs::write(
-        wide.join("config.json"),
-        config.replace("\"intermediate_size\": 32", "\"intermediate_size\": 48"),
-    )
-    .unwrap();
-    let o = dnalm(&["convert", wide.to_str().unwrap(), &out("o4")]);
-    assert_one_line_error(
-        &o,
-        &["model.safetensors", "intermediate.dense.weight", "shape"],
-    );
-
-    // Missing tensors: one layer more than the weights hold.
-    let deep = dir.path().join("deep");
-    copy_dir(&golden("nt6"), &deep);
-    std::fs::write(
-        deep.join("config.json"),
-        config.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"),
-    )
-    .unwrap();
-    let o = dnalm(&["convert", deep.to_str().unwrap(), &out("o5")]);
-    assert_one_line_error(&o, &["missing tensor esm.encoder.layer.2."]);
+        // Mis-shaped tensors: a feed-forward width the weights do not have.
+        (
+            "wide",
+            "\"intermediate_size\": 32",
+            "\"intermediate_size\": 48",
+            &["model.safetensors", "intermediate.dense.weight", "shape"],
+        ),
+        // Missing tensors: one layer more than the weights hold.
+        (
+            "deep",
+            "\"num_hidden_layers\": 2",
+            "\"num_hidden_layers\": 3",
+            &["missing tensor esm.encoder.layer.2."],
+        ),
+    ];
+    for (name, from, to, needles) in cases {
+        let src = dir.path().join(name);
+        copy_dir(&golden("nt6"), &src);
+        assert!(config.contains(from), "{from}");
+        std::fs::write(src.join("config.json"), config.replace(from, to)).unwrap();
+        let o = dnalm(&[
+            "convert",
+            src.to_str().unwrap(),
+            &out(&format!("{name}-out")),
+        ]);
+        assert_one_line_error(&o, needles);
+    }
 
     // Weights only as a PyTorch pickle: the error says how to convert them.
     let pickle = dir.path().join("pickle");

@@ -160,6 +160,7 @@ fn check_fixture(name: &str, tokenized: bool) {
         &mask,
         model.config.vocab_size,
     );
+    eprintln!("{name}: max |hidden difference| {h:.1e}, max |logit difference| {l:.1e}");
     assert!(
         h <= TOLERANCE && l <= TOLERANCE,
         "{name}: hidden {h:e}, logits {l:e}"

@@ -574,6 +574,12 @@ mod tests {
                 );
             }
         }
+        // Nucleotide Transformer's convention: `<cls>`-style start token, no end token.
+        let nt = TokenizerKind::Kmer {
+            k: 6,
+            overlapping: false,
+        };
+        v.push(AnyTokenizer::new(nt, Template::Cls).unwrap());
         v
     }
 

@@ -19,6 +19,18 @@ pub fn dnalm(args: &[&str]) -> Output {
         .expect("the dnalm binary runs")
 }
 
+/// Runs `dnalm` and asserts success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = dnalm(args);
+    assert!(
+        out.status.success(),
+        "dnalm {}: {}",
+        args.join(" "),
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A run's stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
