@@ -325,3 +325,168 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Arguments of `dnalm make-task orientation`.
+#[derive(Args)]
+pub struct OrientationTaskArgs {
+    /// Background genome (FASTA, plain or gzip).
+    genome: PathBuf,
+    /// JASPAR-format motif file.
+    #[arg(long)]
+    motifs: PathBuf,
+    /// Motif id or name to implant (e.g. `MA0139.1` or `CTCF`).
+    #[arg(long, default_value = "CTCF")]
+    motif: String,
+    /// Window length in bases.
+    #[arg(long, default_value_t = 1024)]
+    length: usize,
+    /// Windows per split, as train,valid,test.
+    #[arg(long, default_value = "800,200,200", value_parser = parse_counts)]
+    rows: [usize; 3],
+    /// Each site lands within this many bases of its end of the window (after a 5% margin).
+    #[arg(long, default_value_t = 64)]
+    jitter: usize,
+    /// Genome split unit for the background (`record` or `block:N`); splits never share bases.
+    #[arg(long, default_value = "block:100000")]
+    split: SplitArg,
+    /// Fractions of bases for train,valid,test.
+    #[arg(long, default_value = "0.7,0.1,0.2", value_parser = parse_fractions)]
+    fractions: [f64; 3],
+    /// Random seed (genome split, background draws and motif sites).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output task directory (train.csv, valid.csv, test.csv, task.json).
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+fn parse_counts(s: &str) -> Result<[usize; 3], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .replace('_', "")
+                .parse::<usize>()
+                .map_err(|_| format!("'{x}' is not a count"))
+        })
+        .collect::<Result<_, _>>()?;
+    <[usize; 3]>::try_from(v).map_err(|_| format!("'{s}': expected three counts train,valid,test"))
+}
+
+/// Runs `dnalm make-task orientation`: the long-range motif-orientation task (see
+/// `dnalm_seq::motif::orientation_task`), written as a task directory.
+pub fn make_orientation_task(args: OrientationTaskArgs) -> anyhow::Result<()> {
+    use dnalm_seq::motif::{orientation_task, read_jaspar, OrientationTaskSpec};
+    use rand::SeedableRng;
+
+    let motifs = read_jaspar(&args.motifs)?;
+    let pfm = motifs
+        .iter()
+        .find(|m| m.id == args.motif || m.name.eq_ignore_ascii_case(&args.motif))
+        .with_context(|| {
+            format!(
+                "{}: no motif with id or name '{}' ({} motifs, e.g. {})",
+                args.motifs.display(),
+                args.motif,
+                motifs.len(),
+                motifs
+                    .iter()
+                    .take(3)
+                    .map(|m| format!("{} {}", m.id, m.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    let genome = dnalm_seq::Genome::read(&args.genome)?;
+    let unit = match args.split {
+        SplitArg::None => bail!("--split none would let background windows cross splits; use record or block:N"),
+        SplitArg::Record => SplitUnit::Record,
+        SplitArg::Block(n) => SplitUnit::Block(n),
+    };
+    let split = split_genome(
+        &genome.lengths(),
+        &SplitConfig {
+            unit,
+            fractions: args.fractions,
+            seed: args.seed,
+        },
+    )?;
+    let spec = OrientationTaskSpec {
+        length: args.length,
+        rows: args.rows,
+        jitter: args.jitter,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    let splits = orientation_task(&genome, &split, pfm, &spec, &mut rng)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut counts = serde_json::Map::new();
+    for (which, rows) in Split::ALL.iter().zip(&splits) {
+        let mut text = String::from("sequence,label,id\n");
+        for r in rows {
+            let _ = writeln!(
+                text,
+                "{},{},{}:{}-{}:{:?}",
+                String::from_utf8_lossy(&r.sequence),
+                r.label,
+                r.origin.0,
+                r.origin.1 + 1,
+                r.origin.1 + args.length,
+                r.arrangement
+            );
+        }
+        write_output(&args.out.join(format!("{}.csv", which.as_str())), &text)?;
+        let positive = rows.iter().filter(|r| r.label == 1).count();
+        counts.insert(
+            which.as_str().into(),
+            serde_json::json!({"rows": rows.len(), "per_label": {"0": rows.len() - positive, "1": positive}}),
+        );
+    }
+    let name = args
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "orientation".into());
+    let task = serde_json::json!({
+        "name": name,
+        "num_classes": 2,
+        "label_names": ["not_convergent", "convergent"],
+        "seq_len": args.length,
+        "description": format!(
+            "Long-range: {} bp windows of real background from {} with two {} ({}) sites, one within {} bp of each end. 1 = convergent (--> <--); 0 = divergent (<-- -->) or tandem. Both classes hold the same motif words, so only a context spanning both sites can tell them apart. Splits are disjoint genome {:?} units ({:?}).",
+            args.length, args.genome.display(), pfm.name, pfm.id, args.length / 20 + args.jitter + pfm.len(), unit, args.fractions
+        ),
+        "source": format!("dnalm make-task orientation {} --motifs {} --motif {} --length {} --rows {} --jitter {} --seed {}", args.genome.display(), args.motifs.display(), args.motif, args.length, args.rows.map(|r| r.to_string()).join(","), args.jitter, args.seed),
+        "counts": counts,
+    });
+    write_output(
+        &args.out.join("task.json"),
+        &(serde_json::to_string_pretty(&task)? + "\n"),
+    )?;
+    eprintln!(
+        "{}: {} / {} / {} windows of {} bp with two {} sites ({} bp); half convergent",
+        args.out.display(),
+        splits[0].len(),
+        splits[1].len(),
+        splits[2].len(),
+        args.length,
+        pfm.name,
+        pfm.len()
+    );
+    Ok(())
+}
+
+/// `dnalm make-task` subcommands.
+#[derive(clap::Subcommand)]
+pub enum MakeTaskCommand {
+    /// A long-range task: two motif sites near opposite ends of real background; label 1 when
+    /// they are convergent. Needs a context spanning both sites.
+    Orientation(OrientationTaskArgs),
+}
+
+/// Runs `dnalm make-task`.
+pub fn make_task(cmd: MakeTaskCommand) -> anyhow::Result<()> {
+    match cmd {
+        MakeTaskCommand::Orientation(args) => make_orientation_task(args),
+    }
+}

@@ -44,6 +44,9 @@ enum Command {
     Windows(genome::WindowsArgs),
     /// Draw windows whose mix of annotated element classes meets target weights.
     Sample(genome::SampleArgs),
+    /// Build a task directory from a genome and motifs (e.g. a long-range task).
+    #[command(subcommand)]
+    MakeTask(genome::MakeTaskCommand),
     /// Pretrain a model from a run config (TOML): data, tokenizer, model, objectives, optimiser.
     Pretrain(pretrain::PretrainArgs),
     /// Embeddings from a model: pooled, per token or per base, any layer(s), to .npy/.safetensors.
@@ -83,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fetch(args) => genome::fetch(args),
         Command::Windows(args) => genome::windows(args),
         Command::Sample(args) => genome::sample(args),
+        Command::MakeTask(cmd) => genome::make_task(cmd),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Embed(args) => eval::embed(args),
         Command::Probe(args) => eval::probe(args),

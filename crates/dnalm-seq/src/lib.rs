@@ -30,6 +30,7 @@ pub mod fai;
 pub mod fastx;
 mod genome;
 pub mod interval;
+pub mod motif;
 pub mod sampler;
 pub mod stats;
 pub mod task;
