@@ -399,7 +399,9 @@ pub fn make_orientation_task(args: OrientationTaskArgs) -> anyhow::Result<()> {
         })?;
     let genome = dnalm_seq::Genome::read(&args.genome)?;
     let unit = match args.split {
-        SplitArg::None => bail!("--split none would let background windows cross splits; use record or block:N"),
+        SplitArg::None => {
+            bail!("--split none would let background windows cross splits; use record or block:N")
+        }
         SplitArg::Record => SplitUnit::Record,
         SplitArg::Block(n) => SplitUnit::Block(n),
     };

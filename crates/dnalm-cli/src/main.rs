@@ -5,7 +5,10 @@
 mod eval;
 mod genome;
 mod inspect;
+mod label;
 mod pretrain;
+mod score;
+mod study;
 mod tokenize;
 
 use std::{io::Write, process::ExitCode};
@@ -59,6 +62,16 @@ enum Command {
     Relevance(eval::RelevanceArgs),
     /// Run a task suite against models and the baselines; write report.md, results.json, plots.
     Bench(eval::BenchArgs),
+    /// Run a study: a grid over pretraining knobs, each cell pretrained with the same budget and
+    /// evaluated on a task suite beside the baselines; writes study.md, study.json, plots.
+    Study(study::StudyArgs),
+    /// Score with a language model: sequence log-likelihoods, variant effects (VCF), in-silico
+    /// mutagenesis.
+    #[command(subcommand)]
+    Score(score::ScoreCommand),
+    /// Apply a fine-tuned classifier across a genome (sliding windows, both strands): BED of
+    /// predicted elements and a task of (sequence, predicted label, score) pairs.
+    Label(label::LabelArgs),
     /// Convert a model directory (DNABERT, Nucleotide Transformer, ESM-2, Llama or dnalm) into a
     /// dnalm checkpoint that `transformers` loads with its stock classes.
     Convert(eval::ConvertArgs),
@@ -94,6 +107,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relevance(args) => eval::relevance(args),
         Command::Bench(args) => eval::bench(args),
         Command::Convert(args) => eval::convert(args),
+        Command::Study(args) => study::run(args),
+        Command::Score(cmd) => score::run(cmd),
+        Command::Label(args) => label::run(args),
     }
 }
 

@@ -54,6 +54,9 @@ pub struct HeadInfo {
     pub pooling: Pooling,
     /// Regression targets' mean and sd (the head predicts standardised values).
     pub target_scale: Option<(f64, f64)>,
+    /// Median length (bases) of the training sequences: the window `dnalm label` slides.
+    #[serde(default)]
+    pub seq_len: Option<usize>,
 }
 
 /// Fine-tuning settings.
@@ -228,6 +231,14 @@ pub fn finetune(
         regression,
         pooling,
         target_scale,
+        seq_len: {
+            let mut lens: Vec<usize> = task
+                .split(dnalm_seq::task::Split::Train)
+                .map(|r| r.sequence.len())
+                .collect();
+            lens.sort_unstable();
+            lens.get(lens.len() / 2).copied()
+        },
     };
     Ok((
         FinetuneReport {

@@ -15,12 +15,15 @@ pub mod embed;
 pub mod features;
 pub mod finetune;
 pub mod fit;
+pub mod label;
 pub mod logistic;
 pub mod metrics;
 pub mod plot;
 pub mod probe;
 pub mod report;
+pub mod score;
 pub mod store;
+pub mod study;
 pub mod tasks;
 pub mod transfer;
 

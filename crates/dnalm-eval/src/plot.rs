@@ -86,15 +86,7 @@ pub fn bars(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<(),
             .axis_desc_style((FONT_NAME, 14))
             .draw()
             .map_err(|e| plot_err(path, e))?;
-        let palette = [
-            RGBColor(66, 133, 244),
-            RGBColor(219, 68, 55),
-            RGBColor(244, 180, 0),
-            RGBColor(15, 157, 88),
-            RGBColor(171, 71, 188),
-            RGBColor(0, 172, 193),
-            RGBColor(120, 120, 120),
-        ];
+        let palette = PALETTE;
         for (i, b) in bars.iter().enumerate() {
             if !b.value.is_finite() {
                 continue;
@@ -129,6 +121,227 @@ pub fn bars(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<(),
                     (FONT_NAME, 12),
                 )))
                 .map_err(|e| plot_err(path, e))?;
+        }
+        root.present().map_err(|e| plot_err(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+}
+
+/// One line of a [`lines`] plot: a name and, per x position, a value and an error half-width.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend entry.
+    pub name: String,
+    /// `(value, error)` per x label; NaN values are skipped.
+    pub points: Vec<(f64, f64)>,
+}
+
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(66, 133, 244),
+    RGBColor(219, 68, 55),
+    RGBColor(244, 180, 0),
+    RGBColor(15, 157, 88),
+    RGBColor(171, 71, 188),
+    RGBColor(0, 172, 193),
+    RGBColor(120, 120, 120),
+];
+
+/// Lines with error bars over categorical x values (e.g. MCC against context length, one line
+/// per task), with a legend, written to `path` (PNG) atomically.
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x_values: &[String],
+    series: &[Series],
+) -> Result<(), EvalError> {
+    register();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let width = (200 + 120 * x_values.len() as u32).max(640);
+        let root = BitMapBackend::new(&tmp, (width, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+        let finite: Vec<(f64, f64)> = series
+            .iter()
+            .flat_map(|s| s.points.iter().copied())
+            .filter(|(v, _)| v.is_finite())
+            .collect();
+        let lo = finite.iter().map(|(v, e)| v - e).fold(0.0f64, f64::min);
+        let hi = finite.iter().map(|(v, e)| v + e).fold(0.0f64, f64::max);
+        let span = (hi - lo).max(1e-3);
+        let n = x_values.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT_NAME, 20))
+            .margin(12)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..n - 0.5, (lo - 0.05 * span)..(hi + 0.1 * span))
+            .map_err(|e| plot_err(path, e))?;
+        let labels = x_values.to_vec();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(x_values.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+                    labels[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style((FONT_NAME, 13))
+            .axis_desc_style((FONT_NAME, 14))
+            .draw()
+            .map_err(|e| plot_err(path, e))?;
+        for (k, s) in series.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            // A small horizontal offset per series keeps error bars apart.
+            let dx = (k as f64 - (series.len() as f64 - 1.0) / 2.0) * 0.04;
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .enumerate()
+                .filter(|(_, (v, _))| v.is_finite())
+                .map(|(i, (v, _))| (i as f64 + dx, *v))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|e| plot_err(path, e))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(|e| plot_err(path, e))?;
+            for (i, (v, e)) in s.points.iter().enumerate() {
+                if v.is_finite() && *e > 0.0 {
+                    let x = i as f64 + dx;
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            vec![(x, v - e), (x, v + e)],
+                            color.stroke_width(2),
+                        )))
+                        .map_err(|e| plot_err(path, e))?;
+                }
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT_NAME, 13))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| plot_err(path, e))?;
+        root.present().map_err(|e| plot_err(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+}
+
+/// An in-silico mutagenesis map: 4 rows (A, C, G, T) × one column per position, blue where the
+/// substitution raises the log-likelihood, red where it lowers it (symmetric scale), the
+/// reference base outlined; written to `path` (PNG) atomically.
+pub fn mutagenesis_map(
+    path: &Path,
+    title: &str,
+    sequence: &[u8],
+    values: &[[f64; 4]],
+    first_position: usize,
+) -> Result<(), EvalError> {
+    register();
+    let tmp = path.with_extension("tmp.png");
+    {
+        let n = values.len().max(1) as u32;
+        let cell_w = (1600 / n).clamp(2, 24);
+        let cell_h = 28u32;
+        let left = 40u32;
+        let top = 50u32;
+        let width = left + cell_w * n + 120;
+        let height = top + 4 * cell_h + 60;
+        let root = BitMapBackend::new(&tmp, (width.max(480), height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+        let font = |size: u32| (FONT_NAME, size).into_font();
+        root.draw(&Text::new(title.to_string(), (10, 10), font(16)))
+            .map_err(|e| plot_err(path, e))?;
+        let scale = values
+            .iter()
+            .flat_map(|r| r.iter())
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()))
+            .max(1e-9);
+        for (j, base) in ["A", "C", "G", "T"].iter().enumerate() {
+            let y = (top + j as u32 * cell_h) as i32;
+            root.draw(&Text::new(base.to_string(), (16, y + 7), font(14)))
+                .map_err(|e| plot_err(path, e))?;
+        }
+        for (i, row) in values.iter().enumerate() {
+            let x = (left + i as u32 * cell_w) as i32;
+            for (j, &v) in row.iter().enumerate() {
+                let y = (top + j as u32 * cell_h) as i32;
+                let color = if !v.is_finite() {
+                    RGBColor(200, 200, 200)
+                } else {
+                    let t = (v / scale).clamp(-1.0, 1.0);
+                    let fade = |c: f64| (255.0 + (c - 255.0) * t.abs()) as u8;
+                    if t >= 0.0 {
+                        RGBColor(fade(33.0), fade(102.0), fade(172.0))
+                    } else {
+                        RGBColor(fade(178.0), fade(24.0), fade(43.0))
+                    }
+                };
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell_w as i32, y + cell_h as i32)],
+                    color.filled(),
+                ))
+                .map_err(|e| plot_err(path, e))?;
+                if sequence.get(i).is_some_and(|b| b"ACGT".get(j) == Some(b)) {
+                    root.draw(&Rectangle::new(
+                        [(x, y), (x + cell_w as i32, y + cell_h as i32)],
+                        BLACK.stroke_width(1),
+                    ))
+                    .map_err(|e| plot_err(path, e))?;
+                }
+            }
+        }
+        // Position ticks.
+        let step = [1usize, 5, 10, 20, 50, 100, 200, 500, 1000]
+            .into_iter()
+            .find(|s| values.len() / s <= 20)
+            .unwrap_or(1000);
+        let y = (top + 4 * cell_h + 6) as i32;
+        for i in (0..values.len()).filter(|i| (i + first_position) % step == 0) {
+            let x = (left + i as u32 * cell_w) as i32;
+            root.draw(&Text::new(
+                format!("{}", i + first_position),
+                (x, y),
+                font(12),
+            ))
+            .map_err(|e| plot_err(path, e))?;
+        }
+        // Colour key.
+        let kx = (left + cell_w * n + 20) as i32;
+        for (k, (label, v)) in [("+", scale), ("0", 0.0), ("-", -scale)].iter().enumerate() {
+            let t = v / scale;
+            let fade = |c: f64| (255.0 + (c - 255.0) * t.abs()) as u8;
+            let c = if t >= 0.0 {
+                RGBColor(fade(33.0), fade(102.0), fade(172.0))
+            } else {
+                RGBColor(fade(178.0), fade(24.0), fade(43.0))
+            };
+            let ky = (top + k as u32 * 30) as i32;
+            root.draw(&Rectangle::new([(kx, ky), (kx + 20, ky + 20)], c.filled()))
+                .map_err(|e| plot_err(path, e))?;
+            root.draw(&Text::new(
+                format!("{label}{:.2}", v.abs()),
+                (kx + 26, ky + 4),
+                font(12),
+            ))
+            .map_err(|e| plot_err(path, e))?;
         }
         root.present().map_err(|e| plot_err(path, e))?;
     }
@@ -243,6 +456,39 @@ mod tests {
             ],
         )
         .unwrap();
+        let l = dir.path().join("lines.png");
+        lines(
+            &l,
+            "effect",
+            "context",
+            "MCC",
+            &["128".into(), "1024".into()],
+            &[
+                Series {
+                    name: "task a".into(),
+                    points: vec![(0.2, 0.05), (0.4, 0.02)],
+                },
+                Series {
+                    name: "task b".into(),
+                    points: vec![(f64::NAN, 0.0), (0.1, 0.0)],
+                },
+            ],
+        )
+        .unwrap();
+        let m = dir.path().join("ism.png");
+        mutagenesis_map(
+            &m,
+            "ism",
+            b"ACGN",
+            &[
+                [0.0, -1.0, 0.5, 0.2],
+                [0.3, 0.0, -0.2, 0.1],
+                [0.1, 0.1, 0.0, -2.0],
+                [f64::NAN; 4],
+            ],
+            1,
+        )
+        .unwrap();
         let h = dir.path().join("heat.png");
         heatmap(
             &h,
@@ -253,7 +499,7 @@ mod tests {
             true,
         )
         .unwrap();
-        for f in [p, h] {
+        for f in [p, l, m, h] {
             let bytes = std::fs::read(&f).unwrap();
             assert_eq!(&bytes[1..4], b"PNG");
         }

@@ -34,6 +34,7 @@ pub mod motif;
 pub mod sampler;
 pub mod stats;
 pub mod task;
+pub mod vcf;
 pub mod window;
 
 use std::{

@@ -92,41 +92,40 @@ fn parse_jaspar(text: &str, path: &Path) -> Result<Vec<Pfm>> {
     let mut motifs = Vec::new();
     let mut header: Option<(usize, String, String)> = None;
     let mut rows: Vec<Vec<f64>> = Vec::new();
-    let mut finish = |header: &mut Option<(usize, String, String)>,
-                      rows: &mut Vec<Vec<f64>>|
-     -> Result<()> {
-        if let Some((line, id, name)) = header.take() {
-            if rows.len() != 4 {
-                return Err(err(
-                    line,
-                    format!("motif '{id}' has {} rows; expected A, C, G, T", rows.len()),
-                ));
-            }
-            let width = rows[0].len();
-            if width == 0 || rows.iter().any(|r| r.len() != width) {
-                return Err(err(line, format!("motif '{id}': rows differ in length")));
-            }
-            let mut probabilities = Vec::with_capacity(width);
-            for i in 0..width {
-                let col = [rows[0][i], rows[1][i], rows[2][i], rows[3][i]];
-                let sum: f64 = col.iter().sum();
-                if sum <= 0.0 {
+    let mut finish =
+        |header: &mut Option<(usize, String, String)>, rows: &mut Vec<Vec<f64>>| -> Result<()> {
+            if let Some((line, id, name)) = header.take() {
+                if rows.len() != 4 {
                     return Err(err(
                         line,
-                        format!("motif '{id}': position {} has no counts", i + 1),
+                        format!("motif '{id}' has {} rows; expected A, C, G, T", rows.len()),
                     ));
                 }
-                probabilities.push(col.map(|c| c / sum));
+                let width = rows[0].len();
+                if width == 0 || rows.iter().any(|r| r.len() != width) {
+                    return Err(err(line, format!("motif '{id}': rows differ in length")));
+                }
+                let mut probabilities = Vec::with_capacity(width);
+                for i in 0..width {
+                    let col = [rows[0][i], rows[1][i], rows[2][i], rows[3][i]];
+                    let sum: f64 = col.iter().sum();
+                    if sum <= 0.0 {
+                        return Err(err(
+                            line,
+                            format!("motif '{id}': position {} has no counts", i + 1),
+                        ));
+                    }
+                    probabilities.push(col.map(|c| c / sum));
+                }
+                motifs.push(Pfm {
+                    id,
+                    name,
+                    probabilities,
+                });
             }
-            motifs.push(Pfm {
-                id,
-                name,
-                probabilities,
-            });
-        }
-        rows.clear();
-        Ok(())
-    };
+            rows.clear();
+            Ok(())
+        };
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let line = line.trim();
@@ -352,14 +351,20 @@ mod tests {
 
     #[test]
     fn bad_jaspar_names_the_line() {
-        let e = parse_jaspar(">M1 x\nA [1 2]\nC [1]\nG [1 1]\nT [1 1]\n", Path::new("m.txt"))
-            .unwrap_err()
-            .to_string();
+        let e = parse_jaspar(
+            ">M1 x\nA [1 2]\nC [1]\nG [1 1]\nT [1 1]\n",
+            Path::new("m.txt"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("m.txt") && e.contains("rows differ"), "{e}");
         let e = parse_jaspar(">M1 x\nA [1 2]\nG [1 1]\n", Path::new("m.txt"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 3") && e.contains("expected the C row"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("expected the C row"),
+            "{e}"
+        );
         let e = parse_jaspar(">M1 x\nA [1 -2]\n", Path::new("m.txt"))
             .unwrap_err()
             .to_string();
@@ -369,7 +374,9 @@ mod tests {
     #[test]
     fn orientation_task_is_balanced_and_composition_matched() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let bases: Vec<u8> = (0..20_000).map(|_| b"ACGT"[rng.random_range(0..4)]).collect();
+        let bases: Vec<u8> = (0..20_000)
+            .map(|_| b"ACGT"[rng.random_range(0..4)])
+            .collect();
         let genome = Genome::from_records(vec![crate::SequenceRecord::new("g", bases)]);
         let split = split_genome(
             &genome.lengths(),
@@ -418,10 +425,7 @@ mod tests {
             assert_eq!((left, right), expect);
         }
         // Too short a window is refused, not panicked on.
-        let short = OrientationTaskSpec {
-            length: 50,
-            ..spec
-        };
+        let short = OrientationTaskSpec { length: 50, ..spec };
         assert!(orientation_task(&genome, &split, &pfm, &short, &mut rng).is_err());
     }
 }

@@ -1,0 +1,194 @@
+//! `dnalm label`: a fine-tuned classifier across a genome → BED of predicted elements and a
+//! task directory of (sequence, predicted label, score) pairs.
+
+use std::{fmt::Write as _, path::PathBuf, time::Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dnalm_eval::{
+    finetune::load_finetuned,
+    label::{classify_genome, merge_elements, window_splits, LabelOptions},
+};
+use dnalm_seq::{alphabet::reverse_complement, Genome};
+
+use crate::write_output;
+
+/// Arguments of `dnalm label`.
+#[derive(Args)]
+pub struct LabelArgs {
+    /// A fine-tuned classifier (`dnalm finetune -o DIR`).
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Genome to label (FASTA, plain or gzip).
+    genome: PathBuf,
+    /// Window length in bases (default: the median training-sequence length in head.json).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Step between windows (default: half the window).
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Forward strand only (default: both strands).
+    #[arg(long)]
+    forward_only: bool,
+    /// Classes written as BED elements, by name or index (repeatable; default: every class but
+    /// the first, which is taken as background).
+    #[arg(long = "element")]
+    elements: Vec<String>,
+    /// Smallest class probability for a window to join an element.
+    #[arg(long, default_value_t = 0.5)]
+    min_score: f64,
+    /// Genome block (bases) for the train/valid/test split of the pairs.
+    #[arg(long, default_value_t = 10_000)]
+    split_block: usize,
+    /// Windows per forward batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Output directory: predicted.bed, pairs.csv, task.json.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// Runs `dnalm label`.
+pub fn run(args: LabelArgs) -> anyhow::Result<()> {
+    let (net, info, tokenizer) = load_finetuned(&args.model)
+        .with_context(|| format!("{}: not a fine-tuned classifier", args.model.display()))?;
+    let window = match args.window.or(info.seq_len) {
+        Some(w) => w,
+        None => bail!(
+            "{}: head.json records no training length; pass --window",
+            args.model.display()
+        ),
+    };
+    let stride = args.stride.unwrap_or((window / 2).max(1));
+    let classes: Vec<usize> = if args.elements.is_empty() {
+        (1..info.label_names.len()).collect()
+    } else {
+        args.elements
+            .iter()
+            .map(|e| {
+                info.label_names
+                    .iter()
+                    .position(|n| n == e)
+                    .or_else(|| {
+                        e.parse::<usize>()
+                            .ok()
+                            .filter(|i| *i < info.label_names.len())
+                    })
+                    .with_context(|| {
+                        format!(
+                            "--element '{e}' is not a class of this model ({})",
+                            info.label_names.join(", ")
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let genome = Genome::read(&args.genome)?;
+    let options = LabelOptions {
+        window,
+        stride,
+        both_strands: !args.forward_only,
+        max_n_fraction: 0.1,
+        batch_rows: args.batch,
+    };
+    let t0 = Instant::now();
+    let calls = classify_genome(&net, &info, &tokenizer, &genome, &options, |done, total| {
+        if done > 0 && done % (args.batch * 50) == 0 {
+            eprintln!(
+                "  {done}/{total} windows ({:.0} s)",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    })?;
+    let names = genome.names();
+    let elements = merge_elements(&calls, &classes, args.min_score);
+    let mut bed = String::new();
+    for e in &elements {
+        let _ = writeln!(
+            bed,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            names[e.record],
+            e.start,
+            e.end,
+            info.label_names[e.label],
+            (e.score * 1000.0).round() as u32,
+            e.strand
+        );
+    }
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    write_output(&args.output.join("predicted.bed"), &bed)?;
+    let splits = window_splits(&genome, &calls, args.split_block, 0)?;
+    let mut csv = String::from("sequence,label,score,id,split\n");
+    let mut counts = [[0usize; 64]; 3];
+    for (c, split) in calls.iter().zip(&splits) {
+        let Some(split) = split else { continue };
+        let bases = genome.bases(c.record, c.start, c.end);
+        let seq = if c.strand == '-' {
+            reverse_complement(bases)
+        } else {
+            bases.to_vec()
+        };
+        let _ = writeln!(
+            csv,
+            "{},{},{:.4},{}:{}-{}:{},{}",
+            String::from_utf8_lossy(&seq),
+            c.label,
+            c.score,
+            names[c.record],
+            c.start + 1,
+            c.end,
+            c.strand,
+            split.as_str()
+        );
+        let s = dnalm_seq::Split::ALL
+            .iter()
+            .position(|x| x == split)
+            .unwrap_or(0);
+        if c.label < 64 {
+            counts[s][c.label] += 1;
+        }
+    }
+    write_output(&args.output.join("pairs.csv"), &csv)?;
+    let name = args
+        .output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "labelled".into());
+    let per_split: serde_json::Map<String, serde_json::Value> = dnalm_seq::Split::ALL
+        .iter()
+        .enumerate()
+        .map(|(s, split)| {
+            let per: serde_json::Map<String, serde_json::Value> =
+                (0..info.label_names.len().min(64))
+                    .map(|l| (l.to_string(), serde_json::json!(counts[s][l])))
+                    .collect();
+            (split.as_str().to_string(), serde_json::Value::Object(per))
+        })
+        .collect();
+    let task = serde_json::json!({
+        "name": name,
+        "num_classes": info.label_names.len(),
+        "label_names": info.label_names,
+        "seq_len": window,
+        "description": format!(
+            "Labels predicted by the fine-tuned model {} (task '{}') on {}: {} bp windows every {} bp, {}; label = argmax class, score = its probability. Splits: {} bp genome blocks, 70/10/20; windows crossing into another split's block are left out.",
+            args.model.display(), info.task, args.genome.display(), window, stride,
+            if args.forward_only { "forward strand" } else { "both strands" }, args.split_block
+        ),
+        "counts": per_split,
+    });
+    write_output(
+        &args.output.join("task.json"),
+        &(serde_json::to_string_pretty(&task)? + "\n"),
+    )?;
+    eprintln!(
+        "{} windows classified in {:.1} s; {} element(s) in {}/predicted.bed; {} pairs in pairs.csv",
+        calls.len(),
+        t0.elapsed().as_secs_f64(),
+        elements.len(),
+        args.output.display(),
+        splits.iter().filter(|s| s.is_some()).count()
+    );
+    Ok(())
+}

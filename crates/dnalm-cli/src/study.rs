@@ -1,0 +1,97 @@
+//! `dnalm study`: wires a study file to `dnalm_eval::study`, with Ctrl-C handling.
+
+use std::{
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
+
+use clap::Args;
+use dnalm_eval::study::{run_study, StudySpec, TaskClass};
+
+/// Arguments of `dnalm study`.
+#[derive(Args)]
+pub struct StudyArgs {
+    /// The study file (TOML): base config, knobs, seeds, budget, tasks; see `studies/`.
+    #[arg(long)]
+    grid: PathBuf,
+    /// Output directory (study.md, study.json, plots/, cells/). Default: runs/study-<name>.
+    /// Running the same study into the same directory resumes it.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// List the cells and their budgets, then exit without training.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Runs `dnalm study`.
+pub fn run(args: StudyArgs) -> anyhow::Result<()> {
+    let spec = StudySpec::load(&args.grid)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("study-{}", spec.name)));
+    let cells = spec.cells();
+    spec.check_cells()?;
+    spec.check_output(&output)?;
+    eprintln!(
+        "study '{}': {} cell(s) × {} seed(s), {} task dir(s); output {}",
+        spec.name,
+        cells.len(),
+        spec.seeds.len(),
+        spec.task_dirs()?.len(),
+        output.display()
+    );
+    if args.dry_run {
+        for c in &cells {
+            println!("{}\t{}\t{}", c.id, c.label(), c.set.join(" "));
+        }
+        return Ok(());
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: saving the current cell's checkpoint (Ctrl-C again to abort)");
+    });
+    let t0 = Instant::now();
+    let mut progress = |m: &str| eprintln!("[{:>7.1}s] {m}", t0.elapsed().as_secs_f64());
+    let study = run_study(&spec, &output, stop, &mut progress)?;
+    for t in &study.analysis {
+        let class = match &t.class {
+            TaskClass::Easy => "easy".to_string(),
+            TaskClass::Hard => "hard".to_string(),
+            TaskClass::KnobSensitive(k) => format!("knob-sensitive ({})", k.join(", ")),
+        };
+        eprintln!(
+            "{}: {class}; best {} {:.3}, worst {} {:.3}{}",
+            t.task,
+            t.best.0,
+            t.best.1,
+            t.worst.0,
+            t.worst.1,
+            t.best_baseline
+                .as_ref()
+                .map(|(n, v)| format!("; best baseline {n} {v:.3}"))
+                .unwrap_or_default()
+        );
+    }
+    let report = output.join("study.md");
+    if study.complete {
+        eprintln!(
+            "wrote {} ({:.0} s)",
+            report.display(),
+            t0.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!(
+            "stopped; {} has the cells so far. Resume with: dnalm study --grid {} --output {}",
+            report.display(),
+            args.grid.display(),
+            output.display()
+        );
+    }
+    Ok(())
+}

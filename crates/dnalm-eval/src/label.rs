@@ -1,0 +1,301 @@
+//! Models as datasets: a fine-tuned classifier slid across a genome (both strands) yields
+//! predicted elements (BED) and (sequence, predicted label, score) pairs, which are a task
+//! directory (with leak-free genome-block splits) or annotations for annotation-aware masking.
+
+use burn::tensor::activation::softmax;
+use dnalm_model::heads::Pooling;
+use dnalm_seq::{
+    alphabet::reverse_complement,
+    window::{split_genome, SplitConfig, SplitUnit},
+    Genome, Split,
+};
+use dnalm_tokenize::{template_ids, AnyTokenizer, Tokenizer};
+use serde::Serialize;
+
+use crate::{
+    finetune::{HeadInfo, SequenceClassifier},
+    EvalError,
+};
+
+/// How to slide the classifier.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelOptions {
+    /// Window length in bases.
+    pub window: usize,
+    /// Step between window starts.
+    pub stride: usize,
+    /// Also classify the reverse complement of every window.
+    pub both_strands: bool,
+    /// Windows with more than this fraction of `N` are skipped.
+    pub max_n_fraction: f64,
+    /// Windows per forward batch.
+    pub batch_rows: usize,
+}
+
+/// One classified window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowCall {
+    /// Record index in the genome.
+    pub record: usize,
+    /// Start (0-based).
+    pub start: usize,
+    /// End (exclusive).
+    pub end: usize,
+    /// `+` or `-` (the reverse complement was classified).
+    pub strand: char,
+    /// Predicted class (argmax).
+    pub label: usize,
+    /// Its probability.
+    pub score: f64,
+}
+
+/// A predicted element: overlapping windows of one class and strand, merged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Element {
+    /// Record index.
+    pub record: usize,
+    /// Start (0-based).
+    pub start: usize,
+    /// End (exclusive).
+    pub end: usize,
+    /// Strand.
+    pub strand: char,
+    /// Class.
+    pub label: usize,
+    /// Highest window probability inside.
+    pub score: f64,
+    /// Windows merged.
+    pub windows: usize,
+}
+
+/// Classifies every window of `genome`.
+pub fn classify_genome(
+    net: &SequenceClassifier,
+    info: &HeadInfo,
+    tokenizer: &AnyTokenizer,
+    genome: &Genome,
+    options: &LabelOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<WindowCall>, EvalError> {
+    if info.regression {
+        return Err(EvalError::Input(format!(
+            "the model regresses a value (task '{}'); labelling needs a classifier",
+            info.task
+        )));
+    }
+    if options.window == 0 || options.stride == 0 {
+        return Err(EvalError::Input(
+            "window and stride must be positive".into(),
+        ));
+    }
+    let mut jobs: Vec<(usize, usize, char)> = Vec::new();
+    for (r, len) in genome.lengths().into_iter().enumerate() {
+        if len < options.window {
+            continue;
+        }
+        let mut starts: Vec<usize> = (0..=len - options.window).step_by(options.stride).collect();
+        if starts.last() != Some(&(len - options.window)) {
+            starts.push(len - options.window);
+        }
+        for s in starts {
+            let bases = genome.bases(r, s, s + options.window);
+            let n = bases.iter().filter(|&&b| b == b'N').count();
+            if n as f64 > options.max_n_fraction * options.window as f64 {
+                continue;
+            }
+            jobs.push((r, s, '+'));
+            if options.both_strands {
+                jobs.push((r, s, '-'));
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return Err(EvalError::Input(format!(
+            "no record is {} bases long (the window); use --window",
+            options.window
+        )));
+    }
+    let max = net.encoder.config.max_positions;
+    let (prefix, suffix) = template_ids(tokenizer.template(), tokenizer.special_ids());
+    let room = max.saturating_sub(prefix.is_some() as usize + suffix.is_some() as usize);
+    let mut calls = Vec::with_capacity(jobs.len());
+    for (done, chunk) in jobs.chunks(options.batch_rows.max(1)).enumerate() {
+        progress(done * options.batch_rows.max(1), jobs.len());
+        let rows: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|&(r, s, strand)| {
+                let bases = genome.bases(r, s, s + options.window);
+                let seq = if strand == '-' {
+                    reverse_complement(bases)
+                } else {
+                    bases.to_vec()
+                };
+                let mut ids = Vec::with_capacity(seq.len());
+                tokenizer.tokenize_into(&seq, &mut ids, None);
+                // Longer than the context: the middle is kept, as in fine-tuning.
+                if ids.len() > room {
+                    let cut = (ids.len() - room) / 2;
+                    ids = ids[cut..cut + room].to_vec();
+                }
+                let mut row = Vec::with_capacity(ids.len() + 2);
+                row.extend(prefix);
+                row.extend(ids);
+                row.extend(suffix);
+                row
+            })
+            .collect();
+        let pooling: Pooling = info.pooling;
+        let probs = softmax(net.forward(&rows, pooling, None)?, 1);
+        let [n, k] = probs.dims();
+        let values = probs
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| EvalError::Numeric(format!("{e:?}")))?;
+        for (i, &(record, start, strand)) in chunk.iter().enumerate().take(n) {
+            let p = &values[i * k..(i + 1) * k];
+            let (label, score) = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(c, v)| (c, *v as f64))
+                .unwrap_or((0, f64::NAN));
+            calls.push(WindowCall {
+                record,
+                start,
+                end: start + options.window,
+                strand,
+                label,
+                score,
+            });
+        }
+    }
+    Ok(calls)
+}
+
+/// Merges overlapping (or touching) windows of the same record, strand and class into elements,
+/// keeping only classes in `classes` with probability ≥ `min_score`. Sorted by position.
+pub fn merge_elements(calls: &[WindowCall], classes: &[usize], min_score: f64) -> Vec<Element> {
+    let mut keep: Vec<&WindowCall> = calls
+        .iter()
+        .filter(|c| classes.contains(&c.label) && c.score >= min_score)
+        .collect();
+    keep.sort_by_key(|c| (c.record, c.strand, c.label, c.start));
+    let mut out: Vec<Element> = Vec::new();
+    for c in keep {
+        match out.last_mut() {
+            Some(e)
+                if e.record == c.record
+                    && e.strand == c.strand
+                    && e.label == c.label
+                    && c.start <= e.end =>
+            {
+                e.end = e.end.max(c.end);
+                e.score = e.score.max(c.score);
+                e.windows += 1;
+            }
+            _ => out.push(Element {
+                record: c.record,
+                start: c.start,
+                end: c.end,
+                strand: c.strand,
+                label: c.label,
+                score: c.score,
+                windows: 1,
+            }),
+        }
+    }
+    out.sort_by_key(|e| (e.record, e.start, e.end, e.strand));
+    out
+}
+
+/// Assigns each window to a split by the genome block its bases lie in (blocks of `block`
+/// bases, shuffled with `seed`, 70/10/20 of the bases); windows that cross into another split's
+/// block get `None`, so no bases are shared between splits.
+pub fn window_splits(
+    genome: &Genome,
+    calls: &[WindowCall],
+    block: usize,
+    seed: u64,
+) -> Result<Vec<Option<Split>>, EvalError> {
+    let split = split_genome(
+        &genome.lengths(),
+        &SplitConfig {
+            unit: SplitUnit::Block(block),
+            fractions: [0.7, 0.1, 0.2],
+            seed,
+        },
+    )?;
+    Ok(calls
+        .iter()
+        .map(|c| {
+            Split::ALL.into_iter().find(|s| {
+                split
+                    .get(*s)
+                    .iter()
+                    .any(|g| g.record == c.record && g.start <= c.start && c.end <= g.end)
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(start: usize, strand: char, label: usize, score: f64) -> WindowCall {
+        WindowCall {
+            record: 0,
+            start,
+            end: start + 100,
+            strand,
+            label,
+            score,
+        }
+    }
+
+    #[test]
+    fn overlapping_windows_of_one_class_and_strand_merge() {
+        let calls = [
+            call(0, '+', 1, 0.9),
+            call(50, '+', 1, 0.7),
+            call(150, '+', 1, 0.95), // touches the previous window's end
+            call(400, '+', 1, 0.8),
+            call(50, '-', 1, 0.6),
+            call(500, '+', 0, 0.99), // background class
+            call(600, '+', 1, 0.4),  // below the threshold
+        ];
+        let e = merge_elements(&calls, &[1], 0.5);
+        assert_eq!(e.len(), 3);
+        assert_eq!((e[0].start, e[0].end, e[0].windows), (0, 250, 3));
+        assert!((e[0].score - 0.95).abs() < 1e-12);
+        assert_eq!((e[1].start, e[1].strand), (50, '-'));
+        assert_eq!((e[2].start, e[2].end), (400, 500));
+    }
+
+    #[test]
+    fn windows_never_share_bases_across_splits() {
+        let genome = Genome::from_records(vec![dnalm_seq::SequenceRecord::new(
+            "g",
+            vec![b'A'; 10_000],
+        )]);
+        let calls: Vec<WindowCall> = (0..99).map(|i| call(i * 100, '+', 0, 1.0)).collect();
+        let splits = window_splits(&genome, &calls, 1000, 1).unwrap();
+        assert!(splits.iter().all(Option::is_some)); // windows tile the 1 kb blocks exactly
+        let crossing: Vec<WindowCall> = (0..19).map(|i| call(i * 500 + 450, '+', 0, 1.0)).collect();
+        let s = window_splits(&genome, &crossing, 1000, 1).unwrap();
+        for (c, sp) in crossing.iter().zip(&s) {
+            // A window across a block boundary keeps a split only if both blocks share it.
+            if let Some(sp) = sp {
+                let blocks = [c.start / 1000, (c.end - 1) / 1000];
+                let all = splits
+                    .iter()
+                    .zip(&calls)
+                    .filter(|(_, w)| blocks.contains(&(w.start / 1000)));
+                for (other, _) in all {
+                    assert_eq!(other.as_ref(), Some(sp));
+                }
+            }
+        }
+    }
+}
