@@ -314,7 +314,7 @@ pub fn mutagenesis_map(
             .find(|s| values.len() / s <= 20)
             .unwrap_or(1000);
         let y = (top + 4 * cell_h + 6) as i32;
-        for i in (0..values.len()).filter(|i| (i + first_position) % step == 0) {
+        for i in (0..values.len()).filter(|i| (i + first_position).is_multiple_of(step)) {
             let x = (left + i as u32 * cell_w) as i32;
             root.draw(&Text::new(
                 format!("{}", i + first_position),
@@ -325,7 +325,14 @@ pub fn mutagenesis_map(
         }
         // Colour key.
         let kx = (left + cell_w * n + 20) as i32;
-        for (k, (label, v)) in [("+", scale), ("0", 0.0), ("-", -scale)].iter().enumerate() {
+        for (k, (label, v)) in [
+            (format!("+{scale:.2}"), scale),
+            ("0".to_string(), 0.0),
+            (format!("-{scale:.2}"), -scale),
+        ]
+        .iter()
+        .enumerate()
+        {
             let t = v / scale;
             let fade = |c: f64| (255.0 + (c - 255.0) * t.abs()) as u8;
             let c = if t >= 0.0 {
@@ -336,12 +343,8 @@ pub fn mutagenesis_map(
             let ky = (top + k as u32 * 30) as i32;
             root.draw(&Rectangle::new([(kx, ky), (kx + 20, ky + 20)], c.filled()))
                 .map_err(|e| plot_err(path, e))?;
-            root.draw(&Text::new(
-                format!("{label}{:.2}", v.abs()),
-                (kx + 26, ky + 4),
-                font(12),
-            ))
-            .map_err(|e| plot_err(path, e))?;
+            root.draw(&Text::new(label.clone(), (kx + 26, ky + 4), font(12)))
+                .map_err(|e| plot_err(path, e))?;
         }
         root.present().map_err(|e| plot_err(path, e))?;
     }

@@ -1201,6 +1201,20 @@ pub fn write_study_report(out: &Path, study: &StudyResults) -> Result<PathBuf, E
         md,
         "| cell | differs from the base config in | params | steps | tokens | bases | train s | valid loss | valid acc |\n|---|---|---|---|---|---|---|---|---|"
     );
+    // Settings every cell shares are not what the knobs change.
+    let first_differs: Vec<&Vec<String>> = study
+        .cells
+        .iter()
+        .filter_map(|c| {
+            study
+                .results
+                .iter()
+                .find(|r| r.cell == c.id)
+                .map(|r| &r.differs)
+        })
+        .collect();
+    let shared =
+        |d: &String| first_differs.len() > 1 && first_differs.iter().all(|x| x.contains(d));
     for c in &study.cells {
         let rs: Vec<&CellResult> = study.results.iter().filter(|r| r.cell == c.id).collect();
         let Some(r) = rs.first() else {
@@ -1214,10 +1228,18 @@ pub fn write_study_report(out: &Path, study: &StudyResults) -> Result<PathBuf, E
             md,
             "| {} | {} | {:.2} M | {} | {:.2} M | {:.2} M | {:.0} | {:.4} | {:.4} |",
             c.id,
-            if r.differs.is_empty() {
-                "—".to_string()
-            } else {
-                r.differs.join("; ").replace('|', "\\|")
+            {
+                let own: Vec<&str> = r
+                    .differs
+                    .iter()
+                    .filter(|d| !shared(d))
+                    .map(String::as_str)
+                    .collect();
+                if own.is_empty() {
+                    "—".to_string()
+                } else {
+                    own.join("; ").replace('|', "\\|")
+                }
             },
             r.parameters as f64 / 1e6,
             r.steps,

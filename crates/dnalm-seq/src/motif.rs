@@ -106,8 +106,12 @@ fn parse_jaspar(text: &str, path: &Path) -> Result<Vec<Pfm>> {
                     return Err(err(line, format!("motif '{id}': rows differ in length")));
                 }
                 let mut probabilities = Vec::with_capacity(width);
-                for i in 0..width {
-                    let col = [rows[0][i], rows[1][i], rows[2][i], rows[3][i]];
+                let columns = rows[0]
+                    .iter()
+                    .zip(&rows[1])
+                    .zip(rows[2].iter().zip(&rows[3]));
+                for (i, ((a, c), (g, t))) in columns.enumerate() {
+                    let col = [*a, *c, *g, *t];
                     let sum: f64 = col.iter().sum();
                     if sum <= 0.0 {
                         return Err(err(
@@ -289,7 +293,7 @@ pub fn orientation_task(
             }
             let i = out[s].len();
             // Alternate classes so every split is balanced.
-            let arrangement = if i % 2 == 0 {
+            let arrangement = if i.is_multiple_of(2) {
                 Arrangement::Convergent
             } else if i % 4 == 1 {
                 Arrangement::Divergent
