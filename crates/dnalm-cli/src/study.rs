@@ -22,6 +22,10 @@ pub struct StudyArgs {
     /// List the cells and their budgets, then exit without training.
     #[arg(long)]
     dry_run: bool,
+    /// Write the report from the cells finished so far (e.g. while the study runs elsewhere)
+    /// without running anything.
+    #[arg(long)]
+    report_only: bool,
 }
 
 /// Runs `dnalm study`.
@@ -48,7 +52,7 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(args.report_only));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
@@ -79,7 +83,13 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         );
     }
     let report = output.join("study.md");
-    if study.complete {
+    if args.report_only {
+        eprintln!(
+            "wrote {} from the {} finished cell run(s)",
+            report.display(),
+            study.results.len()
+        );
+    } else if study.complete {
         eprintln!(
             "wrote {} ({:.0} s)",
             report.display(),

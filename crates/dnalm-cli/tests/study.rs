@@ -432,6 +432,18 @@ fn a_study_runs_every_cell_resumes_and_reports() {
         assert!(o.status.success(), "{}", stderr(&o));
         stderr(&o)
     };
+    // Nothing run yet: --report-only writes an empty, incomplete report and trains nothing.
+    ok(&[
+        "study",
+        "--grid",
+        grid.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--report-only",
+    ]);
+    let md = std::fs::read_to_string(out.join("study.md")).unwrap();
+    assert!(md.contains("Incomplete") && md.contains("(not run yet)"), "{md}");
+    assert!(!out.join("cells").exists());
     let log = run();
     assert_eq!(log.matches(": pretraining").count(), 4, "{log}");
     for file in [

@@ -522,7 +522,8 @@ pub struct StudyResults {
 
 /// Runs (or resumes) a study into `out`, then analyses it and writes `study.json`, `study.md`
 /// and `plots/`. `stop` (e.g. set by Ctrl-C) ends it after the current pretraining step with
-/// a checkpoint; what finished is reported and the next run resumes.
+/// a checkpoint; what finished is reported and the next run resumes. With `stop` already set,
+/// nothing new runs: the report covers the cells finished so far.
 pub fn run_study(
     spec: &StudySpec,
     out: &Path,
@@ -544,6 +545,8 @@ pub fn run_study(
         let path = out.join("baselines.json");
         match read_json::<Vec<TaskResult>>(&path)? {
             Some(b) => b,
+            // Stopped before starting (a report of what is done): no new work.
+            None if stop.load(Ordering::SeqCst) => Vec::new(),
             None => {
                 progress.message("baselines: k-mer spectrum and one-hot CNN");
                 let config = BenchConfig {
