@@ -315,6 +315,33 @@ fn labels_become_a_task_and_annotations_for_element_masking() {
         "3e-3",
     ]);
     let out = f.root.join("lambda_labels");
+    let bad = dnalm(&[
+        "label",
+        "-m",
+        ft.to_str().unwrap(),
+        root().join("data/lambda_phage.fa").to_str().unwrap(),
+        "--element",
+        "promoter",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(
+        &bad,
+        &["--element 'promoter'", "E.coli_MG1655, S.aureus_RF122"],
+    );
+    let not_classifier = dnalm(&[
+        "label",
+        "-m",
+        f.encoder.to_str().unwrap(),
+        root().join("data/lambda_phage.fa").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(
+        &not_classifier,
+        &["not a fine-tuned classifier", "head.json"],
+    );
+    assert!(!out.exists());
     ok(&[
         "label",
         "-m",
@@ -442,7 +469,10 @@ fn a_study_runs_every_cell_resumes_and_reports() {
         "--report-only",
     ]);
     let md = std::fs::read_to_string(out.join("study.md")).unwrap();
-    assert!(md.contains("Incomplete") && md.contains("(not run yet)"), "{md}");
+    assert!(
+        md.contains("Incomplete") && md.contains("(not run yet)"),
+        "{md}"
+    );
     assert!(!out.join("cells").exists());
     let log = run();
     assert_eq!(log.matches(": pretraining").count(), 4, "{log}");

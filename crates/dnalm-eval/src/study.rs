@@ -1202,7 +1202,7 @@ pub fn write_study_report(out: &Path, study: &StudyResults) -> Result<PathBuf, E
     let _ = writeln!(md, "## Cells\n");
     let _ = writeln!(
         md,
-        "| cell | differs from the base config in | params | steps | tokens | bases | train s | valid loss | valid acc |\n|---|---|---|---|---|---|---|---|---|"
+        "| cell | differs from the study's base (base config + common `set`) in | params | steps | tokens | bases | train s | valid loss | valid acc |\n|---|---|---|---|---|---|---|---|---|"
     );
     // Settings every cell shares are not what the knobs change.
     let first_differs: Vec<&Vec<String>> = study
@@ -1273,7 +1273,9 @@ pub fn write_study_report(out: &Path, study: &StudyResults) -> Result<PathBuf, E
         let mut line = format!("| {} | {} |", t.task, t.metric);
         for c in &study.cells {
             let (m, sd, n) = cell_score(&c.id, &t.task);
-            if n > 1 {
+            if n == 0 || !m.is_finite() {
+                line.push_str(" — |");
+            } else if n > 1 {
                 let _ = write!(line, " {m:.3} ± {sd:.3} |");
             } else {
                 let refit = study
