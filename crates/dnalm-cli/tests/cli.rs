@@ -38,6 +38,19 @@ fn help_for_every_subcommand_and_version() {
         vec!["fetch"],
         vec!["windows"],
         vec!["sample"],
+        vec!["make-task", "orientation"],
+        vec!["pretrain"],
+        vec!["embed"],
+        vec!["probe"],
+        vec!["finetune"],
+        vec!["relevance"],
+        vec!["bench"],
+        vec!["convert"],
+        vec!["study"],
+        vec!["score", "likelihood"],
+        vec!["score", "variants"],
+        vec!["score", "ism"],
+        vec!["label"],
     ] {
         let mut args = cmd.clone();
         args.push("--help");

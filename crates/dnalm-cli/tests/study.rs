@@ -573,3 +573,58 @@ fn bad_study_files_fail_before_training() {
         assert!(!dir.join("out/cells").exists());
     }
 }
+
+#[test]
+fn the_long_range_task_is_built_from_a_genome_and_jaspar_motifs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("orient");
+    let fasta = root().join("data/lambda_phage.fa");
+    let motifs = root().join("data/jaspar_pfms.jaspar");
+    let args = |motif: &str, length: &str| {
+        vec![
+            "make-task".to_string(),
+            "orientation".into(),
+            fasta.display().to_string(),
+            "--motifs".into(),
+            motifs.display().to_string(),
+            "--motif".into(),
+            motif.into(),
+            "--length".into(),
+            length.into(),
+            "--rows".into(),
+            "40,10,10".into(),
+            "--split".into(),
+            "block:5000".into(),
+            "-o".into(),
+            out.display().to_string(),
+        ]
+    };
+    let run = |a: Vec<String>| dnalm(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(args("MA0139.1", "400"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("task.json")).unwrap()).unwrap();
+    assert_eq!(spec["label_names"][1], "convergent");
+    for (split, n) in [("train", 40), ("valid", 10), ("test", 10)] {
+        let text = std::fs::read_to_string(out.join(format!("{split}.csv"))).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(rows.len(), n);
+        assert_eq!(rows.iter().filter(|r| r.contains(",1,")).count(), n / 2);
+        assert!(rows
+            .iter()
+            .all(|r| r.split(',').next().unwrap().len() == 400));
+    }
+    // The task loads like any other.
+    ok(&["inspect", out.to_str().unwrap()]);
+    let bad = run(args("NOPE", "400"));
+    assert_one_line_error(
+        &bad,
+        &[
+            "jaspar_pfms.jaspar",
+            "no motif with id or name 'NOPE'",
+            "MA0139.1 CTCF",
+        ],
+    );
+    let short = run(args("CTCF", "60"));
+    assert_one_line_error(&short, &["60 bases cannot hold two 19-base sites"]);
+}

@@ -45,7 +45,13 @@ pub fn bars(path: &Path, title: &str, y_label: &str, bars: &[Bar]) -> Result<(),
     register();
     let tmp = path.with_extension("tmp.png");
     {
-        let width = (160 + 110 * bars.len() as u32).max(480);
+        // Each bar is as wide as its label, so labels never run into each other.
+        let longest = bars
+            .iter()
+            .map(|b| b.label.chars().count())
+            .max()
+            .unwrap_or(0) as u32;
+        let width = (160 + (7 * longest + 12).max(110) * bars.len() as u32).max(480);
         let root = BitMapBackend::new(&tmp, (width, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         let finite = bars.iter().filter(|b| b.value.is_finite());
