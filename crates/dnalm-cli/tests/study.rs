@@ -628,3 +628,36 @@ fn the_long_range_task_is_built_from_a_genome_and_jaspar_motifs() {
     let short = run(args("CTCF", "60"));
     assert_one_line_error(&short, &["60 bases cannot hold two 19-base sites"]);
 }
+
+#[test]
+fn a_study_can_fine_tune_every_cell() {
+    let f = fixture();
+    let dir = f.root.join("study_ft");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(study_file(&dir, "[1]", &f.task))
+        .unwrap()
+        .replace("values = [32, 64]", "values = [64]")
+        .replace(
+            "random_control = true",
+            "random_control = false\nbaselines = false\nfinetune = true\nfinetune_epochs = 1",
+        );
+    let grid = dir.join("study.toml");
+    std::fs::write(&grid, text).unwrap();
+    let out = dir.join("out");
+    ok(&[
+        "study",
+        "--grid",
+        grid.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("cells/context-64/seed-1/result.json")).unwrap(),
+    )
+    .unwrap();
+    let ft = &r["scores"][0]["finetuned"];
+    assert!(ft["mean"].is_number(), "{r}");
+    assert!(!out.join("baselines.json").exists());
+    let md = std::fs::read_to_string(out.join("study.md")).unwrap();
+    assert!(md.contains("### Fine-tuned"), "{md}");
+}

@@ -1301,6 +1301,50 @@ pub fn write_study_report(out: &Path, study: &StudyResults) -> Result<PathBuf, E
         }
         let _ = writeln!(md, "{line}");
     }
+    let finetuned = |cell: &str, task: &str| -> Vec<f64> {
+        study
+            .results
+            .iter()
+            .filter(|r| r.cell == cell)
+            .flat_map(|r| r.scores.iter())
+            .filter(|s| s.task == task)
+            .filter_map(|s| s.finetuned.as_ref().map(|f| f.mean))
+            .collect()
+    };
+    if study
+        .results
+        .iter()
+        .any(|r| r.scores.iter().any(|s| s.finetuned.is_some()))
+    {
+        let _ = writeln!(md, "\n### Fine-tuned (test, mean ± sd over seeds)\n");
+        let _ = writeln!(
+            md,
+            "| task | {} |\n|---|{}",
+            study
+                .cells
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---|".repeat(study.cells.len())
+        );
+        for t in &tasks {
+            let vals: Vec<String> = study
+                .cells
+                .iter()
+                .map(|c| {
+                    let v = finetuned(&c.id, &t.task);
+                    if v.is_empty() {
+                        "—".into()
+                    } else {
+                        let s = Summary::of(&v);
+                        format!("{:.3} ± {:.3}", s.mean, s.sd)
+                    }
+                })
+                .collect();
+            let _ = writeln!(md, "| {} | {} |", t.task, vals.join(" | "));
+        }
+    }
     let _ = writeln!(md, "\n![heatmap](plots/heatmap.png)\n");
     let _ = writeln!(md, "## Easy, hard or knob-sensitive\n");
     let _ = writeln!(
