@@ -7,7 +7,7 @@ use std::{
 };
 
 use clap::Args;
-use dnalm_eval::study::{run_study, StudySpec, TaskClass};
+use dnalm_eval::study::{run_study, StudySpec};
 
 /// Arguments of `dnalm study`.
 #[derive(Args)]
@@ -64,11 +64,7 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
     let mut progress = |m: &str| eprintln!("[{:>7.1}s] {m}", t0.elapsed().as_secs_f64());
     let study = run_study(&spec, &output, stop, &mut progress)?;
     for t in &study.analysis {
-        let class = match &t.class {
-            TaskClass::Easy => "easy".to_string(),
-            TaskClass::Hard => "hard".to_string(),
-            TaskClass::KnobSensitive(k) => format!("knob-sensitive ({})", k.join(", ")),
-        };
+        let class = &t.class;
         eprintln!(
             "{}: {class}; best {} {:.3}, worst {} {:.3}{}",
             t.task,

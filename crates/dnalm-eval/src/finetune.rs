@@ -102,7 +102,7 @@ pub struct FinetuneReport {
 }
 
 /// Token rows for sequences, cut to the model's context (the middle is kept).
-fn token_rows(tokenizer: &AnyTokenizer, max: usize, seqs: &[&[u8]]) -> Vec<Vec<u32>> {
+pub(crate) fn token_rows(tokenizer: &AnyTokenizer, max: usize, seqs: &[&[u8]]) -> Vec<Vec<u32>> {
     let (prefix, suffix) = template_ids(tokenizer.template(), tokenizer.special_ids());
     let room = max.saturating_sub(prefix.is_some() as usize + suffix.is_some() as usize);
     seqs.iter()

@@ -9,11 +9,11 @@ use dnalm_seq::{
     window::{split_genome, SplitConfig, SplitUnit},
     Genome, Split,
 };
-use dnalm_tokenize::{template_ids, AnyTokenizer, Tokenizer};
+use dnalm_tokenize::AnyTokenizer;
 use serde::Serialize;
 
 use crate::{
-    finetune::{HeadInfo, SequenceClassifier},
+    finetune::{token_rows, HeadInfo, SequenceClassifier},
     EvalError,
 };
 
@@ -116,34 +116,23 @@ pub fn classify_genome(
         )));
     }
     let max = net.encoder.config.max_positions;
-    let (prefix, suffix) = template_ids(tokenizer.template(), tokenizer.special_ids());
-    let room = max.saturating_sub(prefix.is_some() as usize + suffix.is_some() as usize);
     let mut calls = Vec::with_capacity(jobs.len());
     for (done, chunk) in jobs.chunks(options.batch_rows.max(1)).enumerate() {
         progress(done * options.batch_rows.max(1), jobs.len());
-        let rows: Vec<Vec<u32>> = chunk
+        let seqs: Vec<Vec<u8>> = chunk
             .iter()
             .map(|&(r, s, strand)| {
                 let bases = genome.bases(r, s, s + options.window);
-                let seq = if strand == '-' {
+                if strand == '-' {
                     reverse_complement(bases)
                 } else {
                     bases.to_vec()
-                };
-                let mut ids = Vec::with_capacity(seq.len());
-                tokenizer.tokenize_into(&seq, &mut ids, None);
-                // Longer than the context: the middle is kept, as in fine-tuning.
-                if ids.len() > room {
-                    let cut = (ids.len() - room) / 2;
-                    ids = ids[cut..cut + room].to_vec();
                 }
-                let mut row = Vec::with_capacity(ids.len() + 2);
-                row.extend(prefix);
-                row.extend(ids);
-                row.extend(suffix);
-                row
             })
             .collect();
+        // Longer than the context: the middle is kept, as in fine-tuning.
+        let refs: Vec<&[u8]> = seqs.iter().map(Vec::as_slice).collect();
+        let rows = token_rows(tokenizer, max, &refs);
         let pooling: Pooling = info.pooling;
         let probs = softmax(net.forward(&rows, pooling, None)?, 1);
         let [n, k] = probs.dims();

@@ -249,6 +249,17 @@ pub fn lines(
     std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
 }
 
+/// White at 0, blue towards +1, red towards -1 (values clamped to [-1, 1]).
+fn diverging(t: f64) -> RGBColor {
+    let t = t.clamp(-1.0, 1.0);
+    let fade = |c: f64| (255.0 + (c - 255.0) * t.abs()) as u8;
+    if t >= 0.0 {
+        RGBColor(fade(33.0), fade(102.0), fade(172.0))
+    } else {
+        RGBColor(fade(178.0), fade(24.0), fade(43.0))
+    }
+}
+
 /// An in-silico mutagenesis map: 4 rows (A, C, G, T) × one column per position, blue where the
 /// substitution raises the log-likelihood, red where it lowers it (symmetric scale), the
 /// reference base outlined; written to `path` (PNG) atomically.
@@ -289,16 +300,10 @@ pub fn mutagenesis_map(
             let x = (left + i as u32 * cell_w) as i32;
             for (j, &v) in row.iter().enumerate() {
                 let y = (top + j as u32 * cell_h) as i32;
-                let color = if !v.is_finite() {
-                    RGBColor(200, 200, 200)
+                let color = if v.is_finite() {
+                    diverging(v / scale)
                 } else {
-                    let t = (v / scale).clamp(-1.0, 1.0);
-                    let fade = |c: f64| (255.0 + (c - 255.0) * t.abs()) as u8;
-                    if t >= 0.0 {
-                        RGBColor(fade(33.0), fade(102.0), fade(172.0))
-                    } else {
-                        RGBColor(fade(178.0), fade(24.0), fade(43.0))
-                    }
+                    RGBColor(200, 200, 200)
                 };
                 root.draw(&Rectangle::new(
                     [(x, y), (x + cell_w as i32, y + cell_h as i32)],
@@ -339,13 +344,7 @@ pub fn mutagenesis_map(
         .iter()
         .enumerate()
         {
-            let t = v / scale;
-            let fade = |c: f64| (255.0 + (c - 255.0) * t.abs()) as u8;
-            let c = if t >= 0.0 {
-                RGBColor(fade(33.0), fade(102.0), fade(172.0))
-            } else {
-                RGBColor(fade(178.0), fade(24.0), fade(43.0))
-            };
+            let c = diverging(v / scale);
             let ky = (top + k as u32 * 30) as i32;
             root.draw(&Rectangle::new([(kx, ky), (kx + 20, ky + 20)], c.filled()))
                 .map_err(|e| plot_err(path, e))?;

@@ -482,6 +482,16 @@ pub enum TaskClass {
     KnobSensitive(Vec<String>),
 }
 
+impl std::fmt::Display for TaskClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskClass::Easy => write!(f, "easy"),
+            TaskClass::Hard => write!(f, "hard"),
+            TaskClass::KnobSensitive(k) => write!(f, "knob-sensitive: {}", k.join(", ")),
+        }
+    }
+}
+
 /// A task's verdict with its evidence.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskAnalysis {
@@ -1354,11 +1364,7 @@ pub fn write_study_report(out: &Path, study: &StudyResults) -> Result<PathBuf, E
     );
     let _ = writeln!(md, "| task | class | best cell | worst cell | best baseline | random init |\n|---|---|---|---|---|---|");
     for t in &tasks {
-        let class = match &t.class {
-            TaskClass::Easy => "easy".to_string(),
-            TaskClass::Hard => "hard".to_string(),
-            TaskClass::KnobSensitive(k) => format!("knob-sensitive: {}", k.join(", ")),
-        };
+        let class = &t.class;
         let _ = writeln!(
             md,
             "| {} | **{class}** | {} ({:.3}) | {} ({:.3}) | {} | {} |",
