@@ -129,12 +129,18 @@ pub struct EvalRecord {
     pub step: u64,
     /// Mean loss per loss position.
     pub loss: f64,
-    /// `exp(loss)` for token targets.
+    /// `exp(loss)` for token targets; NaN (logged as `null`) for binary targets (deletion).
+    #[serde(deserialize_with = "nan_if_null")]
     pub perplexity: f64,
     /// Fraction of loss positions predicted right.
     pub accuracy: f64,
     /// Loss positions evaluated.
     pub targets: usize,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, which reads back as NaN here.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// `trainer_state.json`.

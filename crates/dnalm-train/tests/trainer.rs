@@ -265,3 +265,25 @@ fn a_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
         .exists());
     assert!(!dir.path().join("checkpoint-000002").exists());
 }
+
+/// Binary objectives (token deletion) log no perplexity: `null` in metrics.jsonl must read back
+/// (as NaN), or reports and resumed runs lose their validation records.
+#[test]
+fn validation_records_without_perplexity_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("metrics.jsonl"),
+        concat!(
+            r#"{"kind":"train","step":1,"loss":0.6,"accuracy":0.8,"lr":0.001,"grad_norm":1.0,"tokens":10,"tokens_per_s":5.0,"elapsed_s":2.0}"#,
+            "\n",
+            r#"{"kind":"valid","step":1,"loss":0.42,"perplexity":null,"accuracy":0.85,"targets":14}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let (train, valid) = dnalm_train::trainer::read_metrics(dir.path()).unwrap();
+    assert_eq!(train.len(), 1);
+    assert_eq!(valid.len(), 1);
+    assert!((valid[0].loss - 0.42).abs() < 1e-12);
+    assert!(valid[0].perplexity.is_nan());
+}
