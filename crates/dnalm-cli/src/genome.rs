@@ -83,6 +83,17 @@ pub enum SplitArg {
     Block(usize),
 }
 
+impl SplitArg {
+    /// The unit a split assigns, or `None` for no split.
+    fn unit(self) -> Option<SplitUnit> {
+        match self {
+            SplitArg::None => None,
+            SplitArg::Record => Some(SplitUnit::Record),
+            SplitArg::Block(n) => Some(SplitUnit::Block(n)),
+        }
+    }
+}
+
 impl FromStr for SplitArg {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -129,10 +140,8 @@ pub struct SplitOptions {
 
 impl SplitOptions {
     fn split(&self, lengths: &[usize]) -> anyhow::Result<Option<GenomeSplit>> {
-        let unit = match self.split {
-            SplitArg::None => return Ok(None),
-            SplitArg::Record => SplitUnit::Record,
-            SplitArg::Block(n) => SplitUnit::Block(n),
+        let Some(unit) = self.split.unit() else {
+            return Ok(None);
         };
         Ok(Some(split_genome(
             lengths,
@@ -398,12 +407,8 @@ pub fn make_orientation_task(args: OrientationTaskArgs) -> anyhow::Result<()> {
             )
         })?;
     let genome = dnalm_seq::Genome::read(&args.genome)?;
-    let unit = match args.split {
-        SplitArg::None => {
-            bail!("--split none would let background windows cross splits; use record or block:N")
-        }
-        SplitArg::Record => SplitUnit::Record,
-        SplitArg::Block(n) => SplitUnit::Block(n),
+    let Some(unit) = args.split.unit() else {
+        bail!("--split none would let background windows cross splits; use record or block:N")
     };
     let split = split_genome(
         &genome.lengths(),

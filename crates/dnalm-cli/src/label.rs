@@ -120,7 +120,7 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
     write_output(&args.output.join("predicted.bed"), &bed)?;
     let splits = window_splits(&genome, &calls, args.split_block, 0)?;
     let mut csv = String::from("sequence,label,score,id,split\n");
-    let mut counts = [[0usize; 64]; 3];
+    let mut counts = vec![vec![0usize; info.label_names.len()]; 3];
     for (c, split) in calls.iter().zip(&splits) {
         let Some(split) = split else { continue };
         let bases = genome.bases(c.record, c.start, c.end);
@@ -145,9 +145,7 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
             .iter()
             .position(|x| x == split)
             .unwrap_or(0);
-        if c.label < 64 {
-            counts[s][c.label] += 1;
-        }
+        counts[s][c.label] += 1;
     }
     write_output(&args.output.join("pairs.csv"), &csv)?;
     let name = args
@@ -159,10 +157,9 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         .iter()
         .enumerate()
         .map(|(s, split)| {
-            let per: serde_json::Map<String, serde_json::Value> =
-                (0..info.label_names.len().min(64))
-                    .map(|l| (l.to_string(), serde_json::json!(counts[s][l])))
-                    .collect();
+            let per: serde_json::Map<String, serde_json::Value> = (0..info.label_names.len())
+                .map(|l| (l.to_string(), serde_json::json!(counts[s][l])))
+                .collect();
             (split.as_str().to_string(), serde_json::Value::Object(per))
         })
         .collect();

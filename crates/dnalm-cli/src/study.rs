@@ -35,19 +35,10 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("study-{}", spec.name)));
-    let cells = spec.cells();
-    spec.check_cells()?;
-    spec.check_output(&output)?;
-    eprintln!(
-        "study '{}': {} cell(s) × {} seed(s), {} task dir(s); output {}",
-        spec.name,
-        cells.len(),
-        spec.seeds.len(),
-        spec.task_dirs()?.len(),
-        output.display()
-    );
     if args.dry_run {
-        for c in &cells {
+        spec.check_cells()?;
+        spec.check_output(&output)?;
+        for c in &spec.cells() {
             println!("{}\t{}\t{}", c.id, c.label(), c.set.join(" "));
         }
         return Ok(());

@@ -9,7 +9,8 @@ use crate::{
     EvalError,
 };
 
-fn write_text(path: &Path, text: &str) -> Result<(), EvalError> {
+/// Writes `text` to `path` atomically (temp file + rename).
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), EvalError> {
     Ok(dnalm_seq::write_atomic(path, |w| {
         w.write_all(text.as_bytes())
     })?)

@@ -31,6 +31,7 @@ use crate::{
     metrics::Summary,
     plot::{heatmap, lines, Series},
     probe::ProbeKind,
+    report::write_text,
     EvalError,
 };
 
@@ -228,14 +229,13 @@ impl StudySpec {
     }
 
     /// Builds and checks every cell's run config (data files, tokenizer, model, objectives),
-    /// so that a bad cell fails before anything trains.
-    pub fn check_cells(&self) -> Result<(), EvalError> {
+    /// so that a bad cell fails before anything trains; returns the base config.
+    pub fn check_cells(&self) -> Result<RunConfig, EvalError> {
         let base = RunConfig::load(&self.base).map_err(config_err)?;
-        self.task_dirs()?;
         for cell in self.cells() {
             cell_config(self, &base, &cell, self.seeds[0])?;
         }
-        Ok(())
+        Ok(base)
     }
 
     /// Refuses an output directory that holds a different study (resuming needs the same one).
@@ -541,16 +541,23 @@ pub fn run_study(
     progress: &mut dyn Progress,
 ) -> Result<StudyResults, EvalError> {
     spec.check_output(out)?;
+    let tasks = spec.task_dirs()?;
+    let base = spec.check_cells()?;
+    let cells = spec.cells();
+    progress.message(&format!(
+        "study '{}': {} cell(s) × {} seed(s), {} task(s); output {}",
+        spec.name,
+        cells.len(),
+        spec.seeds.len(),
+        tasks.len(),
+        out.display()
+    ));
     std::fs::create_dir_all(out).map_err(|e| EvalError::io(out, e))?;
     let spec_path = out.join("study.toml");
     if !spec_path.exists() {
         let text = toml::to_string(spec).map_err(|e| EvalError::Input(e.to_string()))?;
         write_text(&spec_path, &text)?;
     }
-    let tasks = spec.task_dirs()?;
-    let base = RunConfig::load(&spec.base).map_err(config_err)?;
-    let cells = spec.cells();
-    spec.check_cells()?;
     let baselines = if spec.eval.baselines {
         let path = out.join("baselines.json");
         match read_json::<Vec<TaskResult>>(&path)? {
@@ -647,12 +654,6 @@ fn json<T: Serialize>(value: &T) -> Result<String, EvalError> {
         .map_err(|e| EvalError::Input(e.to_string()))
 }
 
-fn write_text(path: &Path, text: &str) -> Result<(), EvalError> {
-    use std::io::Write;
-    dnalm_seq::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
-    Ok(())
-}
-
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, EvalError> {
     if !path.exists() {
         return Ok(None);
@@ -681,7 +682,7 @@ fn cell_config(
         .map_err(|e| EvalError::Input(format!("cell [{}]: {e}", cell.label())))?;
     // Paths the overrides name (a BPE directory, annotations) are relative to the study file.
     config.rebase(&spec.root);
-    let resolved = config
+    let mut resolved = config
         .resolve()
         .map_err(|e| EvalError::Input(format!("cell [{}]: {e}", cell.label())))?;
     let t = &resolved.config.train;
@@ -692,20 +693,15 @@ fn cell_config(
         _ => t.steps,
     }
     .max(1);
+    // The budget only touches the schedule and cadence, which nothing resolved depends on, so
+    // they are set on both configs rather than resolving (and loading the tokenizer) again.
     // Checkpoints a few times per cell so a killed study resumes inside the cell.
-    let every = steps.div_ceil(4).max(1);
-    let extra = [
-        format!("train.steps={steps}"),
-        format!("train.save_every={every}"),
-        format!("train.eval_every={}", t.eval_every.min(steps).max(1)),
-        "train.keep_last=1".to_string(),
-    ];
-    let config = config
-        .with_overrides(&extra)
-        .map_err(|e| EvalError::Input(format!("cell [{}]: {e}", cell.label())))?;
-    let resolved = config
-        .resolve()
-        .map_err(|e| EvalError::Input(format!("cell [{}]: {e}", cell.label())))?;
+    for train in [&mut config.train, &mut resolved.config.train] {
+        train.eval_every = train.eval_every.min(steps).max(1);
+        train.steps = steps;
+        train.save_every = steps.div_ceil(4).max(1);
+        train.keep_last = 1;
+    }
     Ok((config, resolved))
 }
 
