@@ -560,6 +560,10 @@ fn bad_study_files_fail_before_training() {
             good.replace("values = [32, 64]", "values = [32, -1]"),
             vec!["cell [context=-1]"],
         ),
+        (
+            good.replace("folds = 2", "folds = 2\nprobes = [\"svm\"]"),
+            vec!["study.toml", "eval.probes", "svm"],
+        ),
     ] {
         std::fs::write(dir.join("study.toml"), text).unwrap();
         let o = dnalm(&[
@@ -660,4 +664,43 @@ fn a_study_can_fine_tune_every_cell() {
     assert!(!out.join("baselines.json").exists());
     let md = std::fs::read_to_string(out.join("study.md")).unwrap();
     assert!(md.contains("### Fine-tuned"), "{md}");
+}
+
+#[test]
+fn a_wall_clock_budget_stops_each_cell_at_its_deadline() {
+    let f = fixture();
+    let dir = f.root.join("study_seconds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(study_file(&dir, "[1]", &f.task))
+        .unwrap()
+        .replace("bases = 768", "seconds = 1.5")
+        .replace(
+            "\"train.batch_size=4\"",
+            "\"train.batch_size=4\", \"train.steps=1000000\"",
+        )
+        .replace("values = [32, 64]", "values = [32]")
+        .replace(
+            "random_control = true",
+            "random_control = false\nbaselines = false",
+        );
+    let grid = dir.join("study.toml");
+    std::fs::write(&grid, text).unwrap();
+    let out = dir.join("out");
+    ok(&[
+        "study",
+        "--grid",
+        grid.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("cells/context-32/seed-1/result.json")).unwrap(),
+    )
+    .unwrap();
+    let steps = r["steps"].as_u64().unwrap();
+    assert!(steps > 0 && steps < 1_000_000, "{steps}");
+    // Training stopped at the deadline (plus the step in flight).
+    let seconds = r["train_seconds"].as_f64().unwrap();
+    assert!((1.0..30.0).contains(&seconds), "{seconds}");
+    assert!(r["scores"][0]["linear"]["mean"].is_number(), "{r}");
 }
