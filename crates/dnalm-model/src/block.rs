@@ -147,6 +147,14 @@ pub struct Block {
     pub chunk: usize,
     /// BERT layout: normalise after the residual additions instead of before the branches.
     pub post_norm: bool,
+    /// The normalisations' epsilon (read by the fused layer; the norms hold their own copy).
+    pub norm_eps: f64,
+}
+
+/// A block's tensors in the order [`crate::fused::encoder_layer`] takes them.
+pub(crate) struct FusedParts {
+    pub weights: [Tensor<2>; 6],
+    pub vectors: [Tensor<1>; 10],
 }
 
 /// Per-forward inputs every block needs besides the hidden states.
@@ -169,12 +177,17 @@ pub(crate) struct DropoutStream {
 
 impl DropoutStream {
     fn apply(&self, x: Tensor<3>, rate: f64) -> Tensor<3> {
+        let mask = self.mask(x.dims(), rate, &x.device());
+        x * mask
+    }
+
+    /// The next mask of `dims` (0 or `1 / (1 - rate)` per element).
+    fn mask(&self, dims: [usize; 3], rate: f64, device: &Device) -> Tensor<3> {
         use rand::{Rng, SeedableRng};
         let call = self.calls.get();
         self.calls.set(call + 1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(call);
-        let dims = x.dims();
         let n: usize = dims.iter().product();
         let keep = 1.0 - rate;
         let scale = (1.0 / keep) as f32;
@@ -187,8 +200,7 @@ impl DropoutStream {
                 }
             })
             .collect();
-        let device = x.device();
-        x * Tensor::<3>::from_data(burn::tensor::TensorData::new(mask, dims), &device)
+        Tensor::<3>::from_data(burn::tensor::TensorData::new(mask, dims), device)
     }
 }
 
@@ -209,6 +221,7 @@ impl Block {
             n_heads: cfg.n_heads,
             chunk: cfg.attention_chunk,
             post_norm: cfg.post_norm,
+            norm_eps: cfg.norm_eps,
         }
     }
 
@@ -218,6 +231,14 @@ impl Block {
     /// - `x`: `[rows, len, d_model]`
     /// - output: `[rows, len, d_model]`
     pub(crate) fn forward(&self, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        if let Some(fused) = self.fused_parts(&x, ctx) {
+            return self.forward_fused(x, ctx, fused);
+        }
+        self.forward_reference(x, ctx)
+    }
+
+    /// [`Block::forward`] as separate burn operations (the path every backend and layout has).
+    pub(crate) fn forward_reference(&self, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
         if self.post_norm {
             let attended = self.attend(x.clone(), x.clone(), ctx);
             return self.finish(x, attended, ctx);
@@ -225,6 +246,99 @@ impl Block {
         let normed = self.attn_norm.forward(x.clone());
         let attended = self.attend(normed.clone(), normed, ctx);
         self.finish(x, attended, ctx)
+    }
+
+    /// The weights of the fused encoder layer ([`crate::fused`]) when this block and call can
+    /// take it: a pre-LayerNorm encoder layer with biases, padding-only attention, f32 on Flex.
+    pub(crate) fn fused_parts(&self, x: &Tensor<3>, ctx: &BlockContext) -> Option<FusedParts> {
+        if self.post_norm
+            || ctx.bias.rows.is_some()
+            || !crate::fused::enabled()
+            || x.dtype() != burn::tensor::DType::F32
+            || !crate::fused::supports(&x.device())
+        {
+            return None;
+        }
+        let (Norm::Layer(n1), Norm::Layer(n2), FeedForward::Gelu(ffn)) =
+            (&self.attn_norm, &self.ffn_norm, &self.ffn)
+        else {
+            return None;
+        };
+        let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+        Some(FusedParts {
+            weights: [
+                self.query.weight.val(),
+                self.key.weight.val(),
+                self.value.weight.val(),
+                self.output.weight.val(),
+                ffn.up.weight.val(),
+                ffn.down.weight.val(),
+            ],
+            vectors: [
+                n1.gamma.val(),
+                n1.beta.as_ref()?.val(),
+                bias(&self.query)?,
+                bias(&self.key)?,
+                bias(&self.value)?,
+                bias(&self.output)?,
+                n2.gamma.val(),
+                n2.beta.as_ref()?.val(),
+                bias(&ffn.up)?,
+                bias(&ffn.down)?,
+            ],
+        })
+    }
+
+    pub(crate) fn forward_fused(
+        &self,
+        x: Tensor<3>,
+        ctx: &BlockContext,
+        parts: FusedParts,
+    ) -> Tensor<3> {
+        let [b, l, d] = x.dims();
+        let ffn = match &self.ffn {
+            FeedForward::Gelu(f) => f.up.weight.dims()[1],
+            FeedForward::SwiGlu(f) => f.up.weight.dims()[1],
+        };
+        let dims = crate::fused::LayerDims {
+            rows: b,
+            len: l,
+            d_model: d,
+            heads: self.n_heads,
+            d_ffn: ffn,
+            eps: self.norm_eps as f32,
+            chunk: self.chunk,
+        };
+        let hd = d / self.n_heads;
+        let rotary = ctx.rotary.as_ref().map(|(cos, sin)| {
+            (
+                cos.clone().reshape([b * l, hd]),
+                sin.clone().reshape([b * l, hd]),
+            )
+        });
+        let key_bias = ctx.bias.padding.as_ref().map(|p| p.clone().reshape([b, l]));
+        // The masks are drawn in the reference path's order (attention branch, then the
+        // feed-forward branch), so both paths train identically.
+        let dropout = match &ctx.dropout {
+            Some(stream) if self.dropout > 0.0 => {
+                let device = x.device();
+                let attn = stream.mask([b, l, d], self.dropout, &device);
+                let ffn = stream.mask([b, l, d], self.dropout, &device);
+                Some((attn, ffn))
+            }
+            _ => None,
+        };
+        crate::fused::encoder_layer(
+            x,
+            parts.weights,
+            parts.vectors,
+            crate::fused::LayerInputs {
+                rotary,
+                key_bias,
+                dropout,
+            },
+            dims,
+        )
     }
 
     /// Query-stream block of two-stream attention: queries come from `g`, keys and values from

@@ -22,6 +22,7 @@
 pub mod attention;
 pub mod block;
 mod config;
+pub mod fused;
 pub mod heads;
 pub mod hf;
 pub mod io;
