@@ -78,6 +78,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    dnalm_train::allocator::retain_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

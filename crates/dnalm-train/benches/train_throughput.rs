@@ -35,6 +35,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    dnalm_train::allocator::retain_freed_memory();
     let (layers, d, heads, ffn) = (
         env("BENCH_LAYERS", 4),
         env("BENCH_D", 256),

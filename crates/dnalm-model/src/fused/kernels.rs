@@ -20,6 +20,8 @@
 #![allow(unsafe_code)]
 
 use gemm::Parallelism;
+
+use super::rows;
 use rayon::prelude::*;
 
 /// Shapes and constants of one layer call.
@@ -316,20 +318,19 @@ unsafe fn gemm_raw(
     }
 }
 
-/// `dst = a b` (or `+=`) into a whole row-major slice, using every thread.
-fn matmul(dst: &mut [f32], a: View, b: View, accumulate: bool) {
-    assert_eq!(dst.len(), a.rows * b.cols, "destination size");
-    // SAFETY: `dst` is exclusively borrowed and exactly the block's size.
+/// `a b` as a new row-major matrix, using every thread. The buffer is not zeroed first (the
+/// product overwrites it): zeroing was 5% of a training step.
+fn product(a: View, b: View) -> Vec<f32> {
+    let n = a.rows * b.cols;
+    let mut out = Vec::<f32>::with_capacity(n);
+    // SAFETY: the spare capacity holds `n` floats; gemm (with `accumulate` off, or the zero
+    // fill of an empty inner dimension) writes every one of them before `set_len` exposes them,
+    // and no reference to the uninitialised memory exists meanwhile.
     unsafe {
-        gemm_raw(
-            dst.as_mut_ptr(),
-            b.cols,
-            a,
-            b,
-            accumulate,
-            Parallelism::Rayon(0),
-        )
+        gemm_raw(out.as_mut_ptr(), b.cols, a, b, false, Parallelism::Rayon(0));
+        out.set_len(n);
     }
+    out
 }
 
 /// A raw pointer that parallel tasks writing disjoint blocks may share.
@@ -356,18 +357,14 @@ fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
         .map(|block| {
             let mut s = vec![0.0f32; cols];
             for row in block.chunks_exact(cols) {
-                for (a, &v) in s.iter_mut().zip(row) {
-                    *a += v;
-                }
+                rows::add_assign(&mut s, row);
             }
             s
         })
         .reduce(
             || vec![0.0f32; cols],
             |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
-                }
+                rows::add_assign(&mut a, &b);
                 a
             },
         )
@@ -383,22 +380,15 @@ fn column_dot_sums(g: &[f32], xhat: &[f32], cols: usize) -> (Vec<f32>, Vec<f32>)
             let mut sg = vec![0.0f32; cols];
             let mut sgx = vec![0.0f32; cols];
             for (gr, xr) in gb.chunks_exact(cols).zip(xb.chunks_exact(cols)) {
-                for j in 0..cols {
-                    sgx[j] += gr[j] * xr[j];
-                    sg[j] += gr[j];
-                }
+                rows::add_product_assign(&mut sgx, &mut sg, gr, xr);
             }
             (sgx, sg)
         })
         .reduce(
             || (vec![0.0f32; cols], vec![0.0f32; cols]),
             |(mut a1, mut a2), (b1, b2)| {
-                for (x, y) in a1.iter_mut().zip(&b1) {
-                    *x += y;
-                }
-                for (x, y) in a2.iter_mut().zip(&b2) {
-                    *x += y;
-                }
+                rows::add_assign(&mut a1, &b1);
+                rows::add_assign(&mut a2, &b2);
                 (a1, a2)
             },
         )
@@ -420,17 +410,7 @@ fn layer_norm(
         .zip(rstd.par_iter_mut())
         .zip(x.par_chunks(d))
         .with_min_len(ROW_TASK)
-        .for_each(|(((xh, o), r), xr)| {
-            let mean = xr.iter().sum::<f32>() / d as f32;
-            let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-            let rs = 1.0 / (var + eps).sqrt();
-            *r = rs;
-            for j in 0..d {
-                let h = (xr[j] - mean) * rs;
-                xh[j] = h;
-                o[j] = h * gamma[j] + beta[j];
-            }
-        });
+        .for_each(|(((xh, o), r), xr)| *r = rows::layer_norm_row(xr, gamma, beta, eps, xh, o));
 }
 
 /// LayerNorm backward for each row: adds `dx` to `acc` given the output gradient `g`.
@@ -441,57 +421,7 @@ fn layer_norm_backward(g: &[f32], gamma: &[f32], xhat: &[f32], rstd: &[f32], acc
         .zip(xhat.par_chunks(d))
         .zip(rstd.par_iter())
         .with_min_len(ROW_TASK)
-        .for_each(|(((a, gr), xr), &rs)| {
-            let mut mean_g = 0.0f32;
-            let mut mean_gx = 0.0f32;
-            for j in 0..d {
-                let gh = gr[j] * gamma[j];
-                mean_g += gh;
-                mean_gx += gh * xr[j];
-            }
-            mean_g /= d as f32;
-            mean_gx /= d as f32;
-            for j in 0..d {
-                let gh = gr[j] * gamma[j];
-                a[j] += rs * (gh - mean_g - xr[j] * mean_gx);
-            }
-        });
-}
-
-const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
-/// `1 / sqrt(2 pi)`.
-const INV_SQRT_2PI: f32 = 0.398_942_3;
-
-/// Exact (erf) GELU, as burn's `gelu` and ESM/BERT compute it.
-fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x * FRAC_1_SQRT_2))
-}
-
-/// The derivative of [`gelu`].
-fn gelu_grad(x: f32) -> f32 {
-    0.5 * (1.0 + libm::erff(x * FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
-}
-
-/// Rotate-half rotary embedding of one head vector, in place: `x cos + rot(x) sin` with
-/// `rot([x1, x2]) = [-x2, x1]`.
-fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
-    let half = x.len() / 2;
-    for j in 0..half {
-        let (a, b) = (x[j], x[j + half]);
-        x[j] = a * cos[j] - b * sin[j];
-        x[j + half] = b * cos[j + half] + a * sin[j + half];
-    }
-}
-
-/// The transpose of [`rotate`] (its backward pass), in place: `g cos + rotᵀ(g sin)` with
-/// `rotᵀ([y1, y2]) = [y2, -y1]`.
-fn rotate_back(g: &mut [f32], cos: &[f32], sin: &[f32]) {
-    let half = g.len() / 2;
-    for j in 0..half {
-        let (a, b) = (g[j], g[j + half]);
-        g[j] = a * cos[j] + b * sin[j + half];
-        g[j + half] = b * cos[j + half] - a * sin[j];
-    }
+        .for_each(|(((a, gr), xr), &rs)| rows::layer_norm_backward_row(gr, gamma, xr, rs, a));
 }
 
 /// The forward pass. Returns the layer output `[N, d]`, and what the backward pass needs when
@@ -529,30 +459,16 @@ pub fn forward(
 
     // Projections, then bias, rotary and the query scale in one pass.
     let (wqkv, bqkv) = w.packed_qkv(d);
-    let mut qkv = vec![0.0f32; n * 3 * d];
-    matmul(
-        &mut qkv,
-        View::of(&a, n, d),
-        View::of(&wqkv, d, 3 * d),
-        false,
-    );
+    let mut qkv = product(View::of(&a, n, d), View::of(&wqkv, d, 3 * d));
     let scale = 1.0 / (hd as f32).sqrt();
     qkv.par_chunks_mut(3 * d)
         .enumerate()
         .with_min_len(ROW_TASK)
         .for_each(|(t, row)| {
-            for (v, b) in row.iter_mut().zip(&bqkv) {
-                *v += b;
-            }
-            if let Some((cos, sin)) = extras.rotary {
-                let (c, s) = (&cos[t * hd..(t + 1) * hd], &sin[t * hd..(t + 1) * hd]);
-                for head in row[..2 * d].chunks_exact_mut(hd) {
-                    rotate(head, c, s);
-                }
-            }
-            for v in &mut row[..d] {
-                *v *= scale;
-            }
+            let rotary = extras
+                .rotary
+                .map(|(cos, sin)| (&cos[t * hd..(t + 1) * hd], &sin[t * hd..(t + 1) * hd]));
+            rows::qkv_row(row, &bqkv, rotary, hd, scale);
         });
 
     let mut lse = vec![0.0f32; dims.rows * h * dims.len];
@@ -560,8 +476,7 @@ pub fn forward(
     attention_forward(dims, &qkv, extras.key_bias, &mut attn, &mut lse);
 
     // Output projection, dropout and the residual.
-    let mut x1 = vec![0.0f32; n * d];
-    matmul(&mut x1, View::of(&attn, n, d), View::of(w.wo, d, d), false);
+    let mut x1 = product(View::of(&attn, n, d), View::of(w.wo, d, d));
     residual(&mut x1, x, w.bo, extras.dropout.map(|m| m.0), d);
 
     let mut xhat2 = vec![0.0f32; n * d];
@@ -577,26 +492,14 @@ pub fn forward(
         &mut c,
     );
 
-    let mut up = vec![0.0f32; n * f];
-    matmul(&mut up, View::of(&c, n, d), View::of(w.w_up, d, f), false);
+    let mut up = product(View::of(&c, n, d), View::of(w.w_up, d, f));
     let mut act = vec![0.0f32; n * f];
     up.par_chunks_mut(f)
         .zip(act.par_chunks_mut(f))
         .with_min_len(ROW_TASK)
-        .for_each(|(u, g)| {
-            for j in 0..f {
-                u[j] += w.b_up[j];
-                g[j] = gelu(u[j]);
-            }
-        });
+        .for_each(|(u, g)| rows::bias_gelu_row(u, w.b_up, g));
 
-    let mut out = vec![0.0f32; n * d];
-    matmul(
-        &mut out,
-        View::of(&act, n, f),
-        View::of(w.w_down, f, d),
-        false,
-    );
+    let mut out = product(View::of(&act, n, f), View::of(w.w_down, f, d));
     residual(&mut out, &x1, w.b_down, extras.dropout.map(|m| m.1), d);
 
     let saved = save.then_some(Saved {
@@ -622,18 +525,8 @@ fn residual(branch: &mut [f32], skip: &[f32], bias: &[f32], mask: Option<&[f32]>
         .zip(skip.par_chunks(d))
         .enumerate()
         .with_min_len(ROW_TASK)
-        .for_each(|(t, (y, s))| match mask {
-            Some(m) => {
-                let m = &m[t * d..(t + 1) * d];
-                for j in 0..d {
-                    y[j] = s[j] + m[j] * (y[j] + bias[j]);
-                }
-            }
-            None => {
-                for j in 0..d {
-                    y[j] = s[j] + y[j] + bias[j];
-                }
-            }
+        .for_each(|(t, (y, s))| {
+            rows::residual_row(y, s, bias, mask.map(|m| &m[t * d..(t + 1) * d]))
         });
 }
 
@@ -641,22 +534,7 @@ fn residual(branch: &mut [f32], skip: &[f32], bias: &[f32], mask: Option<&[f32]>
 /// each row's log-sum-exp.
 fn softmax_rows(scores: &mut [f32], keys: usize, key_bias: Option<&[f32]>, lse: &mut [f32]) {
     for (row, l) in scores.chunks_exact_mut(keys).zip(lse.iter_mut()) {
-        if let Some(bias) = key_bias {
-            for (s, b) in row.iter_mut().zip(bias) {
-                *s += b;
-            }
-        }
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0f32;
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        let inv = 1.0 / sum;
-        for s in row.iter_mut() {
-            *s *= inv;
-        }
-        *l = max + sum.ln();
+        *l = rows::softmax_row(row, key_bias);
     }
 }
 
@@ -718,7 +596,14 @@ pub fn backward(
     assert_eq!(grad_out.len(), n * d, "output gradient size");
     let masked = |g: &[f32], mask: Option<&[f32]>| -> Vec<f32> {
         match mask {
-            Some(m) => g.par_iter().zip(m).map(|(a, b)| a * b).collect(),
+            Some(m) => {
+                let mut out = g.to_vec();
+                out.par_chunks_mut(d)
+                    .zip(m.par_chunks(d))
+                    .with_min_len(ROW_TASK)
+                    .for_each(|(o, m)| rows::mul_assign(o, m));
+                out
+            }
             None => g.to_vec(),
         }
     };
@@ -726,44 +611,16 @@ pub fn backward(
     // Feed-forward branch.
     let dz = masked(grad_out, extras.dropout.map(|m| m.1));
     let db_down = column_sums(&dz, d);
-    let mut dw_down = vec![0.0f32; f * d];
-    matmul(
-        &mut dw_down,
-        View::of(&saved.act, n, f).t(),
-        View::of(&dz, n, d),
-        false,
-    );
-    let mut du = vec![0.0f32; n * f];
-    matmul(
-        &mut du,
-        View::of(&dz, n, d),
-        View::of(w.w_down, f, d).t(),
-        false,
-    );
+    let dw_down = product(View::of(&saved.act, n, f).t(), View::of(&dz, n, d));
+    let mut du = product(View::of(&dz, n, d), View::of(w.w_down, f, d).t());
     drop(dz);
     du.par_chunks_mut(f)
         .zip(saved.up.par_chunks(f))
         .with_min_len(ROW_TASK)
-        .for_each(|(g, u)| {
-            for j in 0..f {
-                g[j] *= gelu_grad(u[j]);
-            }
-        });
+        .for_each(|(g, u)| rows::gelu_backward_row(g, u));
     let db_up = column_sums(&du, f);
-    let mut dw_up = vec![0.0f32; d * f];
-    matmul(
-        &mut dw_up,
-        View::of(&saved.c, n, d).t(),
-        View::of(&du, n, f),
-        false,
-    );
-    let mut dc = vec![0.0f32; n * d];
-    matmul(
-        &mut dc,
-        View::of(&du, n, f),
-        View::of(w.w_up, d, f).t(),
-        false,
-    );
+    let dw_up = product(View::of(&saved.c, n, d).t(), View::of(&du, n, f));
+    let dc = product(View::of(&du, n, f), View::of(w.w_up, d, f).t());
     drop(du);
     let (dgamma2, dbeta2) = column_dot_sums(&dc, &saved.xhat2, d);
     let dgamma2: Vec<f32> = dgamma2;
@@ -775,20 +632,8 @@ pub fn backward(
     // Attention branch.
     let dy = masked(&dx1, extras.dropout.map(|m| m.0));
     let dbo = column_sums(&dy, d);
-    let mut dwo = vec![0.0f32; d * d];
-    matmul(
-        &mut dwo,
-        View::of(&saved.attn, n, d).t(),
-        View::of(&dy, n, d),
-        false,
-    );
-    let mut dattn = vec![0.0f32; n * d];
-    matmul(
-        &mut dattn,
-        View::of(&dy, n, d),
-        View::of(w.wo, d, d).t(),
-        false,
-    );
+    let dwo = product(View::of(&saved.attn, n, d).t(), View::of(&dy, n, d));
+    let dattn = product(View::of(&dy, n, d), View::of(w.wo, d, d).t());
     drop(dy);
 
     let mut dqkv = vec![0.0f32; n * 3 * d];
@@ -800,32 +645,15 @@ pub fn backward(
         .enumerate()
         .with_min_len(ROW_TASK)
         .for_each(|(t, row)| {
-            for v in &mut row[..d] {
-                *v *= scale;
-            }
-            if let Some((cos, sin)) = extras.rotary {
-                let (c, s) = (&cos[t * hd..(t + 1) * hd], &sin[t * hd..(t + 1) * hd]);
-                for head in row[..2 * d].chunks_exact_mut(hd) {
-                    rotate_back(head, c, s);
-                }
-            }
+            let rotary = extras
+                .rotary
+                .map(|(cos, sin)| (&cos[t * hd..(t + 1) * hd], &sin[t * hd..(t + 1) * hd]));
+            rows::qkv_backward_row(row, rotary, hd, scale);
         });
     let dbqkv = column_sums(&dqkv, 3 * d);
-    let mut dwqkv = vec![0.0f32; d * 3 * d];
-    matmul(
-        &mut dwqkv,
-        View::of(&saved.a, n, d).t(),
-        View::of(&dqkv, n, 3 * d),
-        false,
-    );
+    let dwqkv = product(View::of(&saved.a, n, d).t(), View::of(&dqkv, n, 3 * d));
     let (wqkv, _) = w.packed_qkv(d);
-    let mut da = vec![0.0f32; n * d];
-    matmul(
-        &mut da,
-        View::of(&dqkv, n, 3 * d),
-        View::of(&wqkv, d, 3 * d).t(),
-        false,
-    );
+    let da = product(View::of(&dqkv, n, 3 * d), View::of(&wqkv, d, 3 * d).t());
     drop(dqkv);
     let (dgamma1, dbeta1) = column_dot_sums(&da, &saved.xhat1, d);
     layer_norm_backward(&da, w.ln1_gamma, &saved.xhat1, &saved.rstd1, &mut dx1);
@@ -889,11 +717,7 @@ fn attention_backward(
         let delta: Vec<f32> = (0..l)
             .map(|i| {
                 let at = (b * l + i) * d + head * hd;
-                dattn[at..at + hd]
-                    .iter()
-                    .zip(&saved.attn[at..at + hd])
-                    .map(|(g, o)| g * o)
-                    .sum()
+                rows::dot(&dattn[at..at + hd], &saved.attn[at..at + hd])
             })
             .collect();
         let mut p = vec![0.0f32; chunk * l];
@@ -905,19 +729,7 @@ fn attention_backward(
             let dout = View::block(dattn, d, b * l + i0, rows, head * hd, hd);
             matmul_local(p, q, k.t());
             for (i, row) in p.chunks_exact_mut(l).enumerate() {
-                let m = lse[i0 + i];
-                match bias {
-                    Some(bias) => {
-                        for (s, bj) in row.iter_mut().zip(bias) {
-                            *s = (*s + bj - m).exp();
-                        }
-                    }
-                    None => {
-                        for s in row.iter_mut() {
-                            *s = (*s - m).exp();
-                        }
-                    }
-                }
+                rows::probabilities_row(row, bias, lse[i0 + i]);
             }
             matmul_local(dp, dout, v.t());
             // SAFETY (all three writes): task (b, head) alone writes rows b*l.. of its own
@@ -933,10 +745,7 @@ fn attention_backward(
                 );
             }
             for (i, (dpr, pr)) in dp.chunks_exact_mut(l).zip(p.chunks_exact(l)).enumerate() {
-                let di = delta[i0 + i];
-                for (g, &pv) in dpr.iter_mut().zip(pr) {
-                    *g = pv * (*g - di);
-                }
+                rows::softmax_backward_row(dpr, pr, delta[i0 + i]);
             }
             unsafe {
                 gemm_raw(

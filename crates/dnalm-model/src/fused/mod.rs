@@ -10,6 +10,7 @@
 //! [`set_enabled`] switches the fused path off process-wide, to compare the two.
 
 pub mod kernels;
+mod rows;
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
