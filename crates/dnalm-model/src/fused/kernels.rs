@@ -351,9 +351,15 @@ unsafe impl Sync for SharedMut {}
 /// Rows per parallel task of the row-wise passes.
 const ROW_TASK: usize = 64;
 
-/// Column sums of a row-major `[n, cols]` matrix, in parallel over row blocks.
+/// Rows per block of the column sums: blocks are summed in parallel, then added in block
+/// order, so that the result does not depend on how rayon scheduled them (training must give the
+/// same losses run after run).
+const SUM_BLOCK: usize = 1024;
+
+/// Column sums of a row-major `[n, cols]` matrix, in parallel over fixed row blocks.
 fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
-    m.par_chunks(ROW_TASK * 16 * cols)
+    let partial: Vec<Vec<f32>> = m
+        .par_chunks(SUM_BLOCK * cols)
         .map(|block| {
             let mut s = vec![0.0f32; cols];
             for row in block.chunks_exact(cols) {
@@ -361,20 +367,21 @@ fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
             }
             s
         })
-        .reduce(
-            || vec![0.0f32; cols],
-            |mut a, b| {
-                rows::add_assign(&mut a, &b);
-                a
-            },
-        )
+        .collect();
+    let mut total = vec![0.0f32; cols];
+    for p in &partial {
+        rows::add_assign(&mut total, p);
+    }
+    total
 }
 
 /// Column sums of the products of two row-major `[n, cols]` matrices, and of the first alone:
-/// the LayerNorm parameter gradients `(sum g * xhat, sum g)`.
+/// the LayerNorm parameter gradients `(sum g * xhat, sum g)`. Deterministic like
+/// [`column_sums`].
 fn column_dot_sums(g: &[f32], xhat: &[f32], cols: usize) -> (Vec<f32>, Vec<f32>) {
-    let block = ROW_TASK * 16 * cols;
-    g.par_chunks(block)
+    let block = SUM_BLOCK * cols;
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = g
+        .par_chunks(block)
         .zip(xhat.par_chunks(block))
         .map(|(gb, xb)| {
             let mut sg = vec![0.0f32; cols];
@@ -384,14 +391,13 @@ fn column_dot_sums(g: &[f32], xhat: &[f32], cols: usize) -> (Vec<f32>, Vec<f32>)
             }
             (sgx, sg)
         })
-        .reduce(
-            || (vec![0.0f32; cols], vec![0.0f32; cols]),
-            |(mut a1, mut a2), (b1, b2)| {
-                rows::add_assign(&mut a1, &b1);
-                rows::add_assign(&mut a2, &b2);
-                (a1, a2)
-            },
-        )
+        .collect();
+    let (mut sgx, mut sg) = (vec![0.0f32; cols], vec![0.0f32; cols]);
+    for (a, b) in &partial {
+        rows::add_assign(&mut sgx, a);
+        rows::add_assign(&mut sg, b);
+    }
+    (sgx, sg)
 }
 
 /// LayerNorm of each row of `x`: writes `xhat`, `rstd` and `gamma * xhat + beta`.
