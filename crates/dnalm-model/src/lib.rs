@@ -17,7 +17,9 @@
 //! decoder as Llama, and dnalm loads DNABERT (BERT) and Nucleotide Transformer (ESM) checkpoints
 //! ([`hf`]).
 //!
-//! The CPU backend is burn's Flex; the `cuda` feature adds CubeCL CUDA.
+//! The CPU backend is burn's Flex; the `cuda` feature adds CubeCL CUDA. On Flex, every
+//! pre-LayerNorm encoder layer with padding-only attention runs as one fused operation with a
+//! hand-written backward pass ([`fused`]): the speed of training and inference on the CPU.
 
 pub mod attention;
 pub mod block;

@@ -1,14 +1,15 @@
 //! The encoder layer's forward and backward passes on host slices: the arithmetic behind
-//! [`super::encoder_layer`], free of burn so that it can be read (and tested) on its own.
+//! `encoder_layer`, free of burn so that it can be read (and tested) on its own.
 //!
 //! Why hand-written: burn 0.23's autodiff runs this layer as ~40 separate Flex operations in the
 //! forward pass and more in the backward, each allocating (and zeroing, then copying for
 //! alignment) a fresh output buffer and making its own pass over memory; softmax, GELU and
 //! LayerNorm are each several passes, and the attention scores are kept whole for the backward
 //! pass. A profile of the training bench put 16% of a step in page faults of fresh buffers and
-//! 8% in scalar `expf` alone. Here one layer is: 7 matrix products forward (the `gemm` crate, as
-//! Flex uses), 9 backward plus the attention recomputation, and one fused pass for each
-//! element-wise stage. Attention is flash-style: the forward pass keeps only each query's
+//! 8% in scalar `expf` alone. Here one layer is: 4 projection products forward (Q, K and V as
+//! one) and 2 per attention head, 8 and 5 backward (one of them recomputing the scores), all
+//! through the `gemm` crate as Flex uses it, and one fused pass per row for each element-wise
+//! stage (`fused::rows`). Attention is flash-style: the forward pass keeps only each query's
 //! log-sum-exp, and the backward pass recomputes the probabilities a chunk of queries at a time,
 //! so no `length x length` matrix outlives one chunk of one head.
 //!

@@ -2,7 +2,7 @@
 //!
 //! [`kernels`] holds the arithmetic; this module registers it with burn as a backend extension
 //! (`EncoderLayerOps`) for Flex and for `Autodiff<Flex>`, so that a training step records one
-//! autodiff node per layer instead of dozens, and [`encoder_layer`] calls it on ordinary tensors.
+//! autodiff node per layer instead of dozens, and `encoder_layer` calls it on ordinary tensors.
 //! [`crate::block::Block`] takes this path for pre-LayerNorm encoder layers with padding-only
 //! (bidirectional) attention on the CPU, and its reference path everywhere else (decoder, ALiBi,
 //! explicit masks, the BERT layout, GPU backends); the two agree to float rounding (tests below).
@@ -158,7 +158,7 @@ pub struct LayerConstants<B: Backend> {
 /// The fused encoder layer as a burn backend operation.
 #[backend_extension(Flex, Autodiff)]
 pub trait EncoderLayerOps: Backend {
-    /// One pre-LayerNorm encoder layer (see [`encoder_layer`]).
+    /// One pre-LayerNorm encoder layer, `x + attn(ln1(x))` then `+ ffn(ln2(.))`, on `[rows, len, d]`.
     fn fused_encoder_layer(
         x: FloatTensor<Self>,
         #[extension_type] params: LayerParams<Self>,
