@@ -296,10 +296,8 @@ impl Block {
         parts: FusedParts,
     ) -> Tensor<3> {
         let [b, l, d] = x.dims();
-        let ffn = match &self.ffn {
-            FeedForward::Gelu(f) => f.up.weight.dims()[1],
-            FeedForward::SwiGlu(f) => f.up.weight.dims()[1],
-        };
+        // `weights[4]` is the up projection, `[d, d_ffn]`.
+        let ffn = parts.weights[4].dims()[1];
         let dims = crate::fused::LayerDims {
             rows: b,
             len: l,

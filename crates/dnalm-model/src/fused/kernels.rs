@@ -54,12 +54,18 @@ impl LayerDims {
         self.d_model / self.heads
     }
 
+    /// The query scale, `1 / sqrt(head_dim)`.
+    fn query_scale(&self) -> f32 {
+        1.0 / (self.head_dim() as f32).sqrt()
+    }
+
     fn chunk(&self) -> usize {
         self.chunk.clamp(1, self.len.max(1))
     }
 }
 
-/// The layer's parameters, in [`PARAMETER_ORDER`].
+/// The layer's parameters. Every list of them (`from_slices`, the gradients, `LayerParams`)
+/// uses the order of these fields.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerWeights<'a> {
     /// Pre-attention LayerNorm scale and shift, `[d]` each.
@@ -96,28 +102,8 @@ pub struct LayerWeights<'a> {
     pub b_down: &'a [f32],
 }
 
-/// The names of the 16 parameters, in the order every list of them uses.
-pub const PARAMETER_ORDER: [&str; 16] = [
-    "ln1_gamma",
-    "ln1_beta",
-    "wq",
-    "bq",
-    "wk",
-    "bk",
-    "wv",
-    "bv",
-    "wo",
-    "bo",
-    "ln2_gamma",
-    "ln2_beta",
-    "w_up",
-    "b_up",
-    "w_down",
-    "b_down",
-];
-
 impl<'a> LayerWeights<'a> {
-    /// Borrows 16 slices given in [`PARAMETER_ORDER`].
+    /// Borrows 16 slices given in the order of the fields.
     pub fn from_slices(p: [&'a [f32]; 16]) -> Self {
         LayerWeights {
             ln1_gamma: p[0],
@@ -164,6 +150,14 @@ pub struct LayerExtras<'a> {
     pub dropout: Option<(&'a [f32], &'a [f32])>,
 }
 
+impl LayerExtras<'_> {
+    /// Token `t`'s rotary `cos` and `sin` rows (`head_dim` each), when there are tables.
+    fn rotary_at(&self, t: usize, head_dim: usize) -> Option<(&[f32], &[f32])> {
+        let at = t * head_dim..(t + 1) * head_dim;
+        self.rotary.map(|(cos, sin)| (&cos[at.clone()], &sin[at]))
+    }
+}
+
 /// What the backward pass reads from the forward pass.
 #[derive(Clone)]
 pub struct Saved {
@@ -172,6 +166,8 @@ pub struct Saved {
     rstd1: Vec<f32>,
     /// LayerNorm 1 output (input of the projections).
     a: Vec<f32>,
+    /// `[d, 3d]`: the packed projection weights (see `LayerWeights::packed_qkv`).
+    wqkv: Vec<f32>,
     /// `[N, 3d]`: queries (rotated and scaled), keys (rotated), values.
     qkv: Vec<f32>,
     /// `[rows, heads, len]`: log-sum-exp of each query's scores.
@@ -198,7 +194,7 @@ impl std::fmt::Debug for Saved {
     }
 }
 
-/// Gradients of one layer call: the input's, then the parameters' in [`PARAMETER_ORDER`].
+/// Gradients of one layer call: the input's, then the parameters' in [`LayerWeights`] order.
 #[derive(Debug, Clone)]
 pub struct LayerGrads {
     /// `[N, d]`.
@@ -467,16 +463,11 @@ pub fn forward(
     // Projections, then bias, rotary and the query scale in one pass.
     let (wqkv, bqkv) = w.packed_qkv(d);
     let mut qkv = product(View::of(&a, n, d), View::of(&wqkv, d, 3 * d));
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = dims.query_scale();
     qkv.par_chunks_mut(3 * d)
         .enumerate()
         .with_min_len(ROW_TASK)
-        .for_each(|(t, row)| {
-            let rotary = extras
-                .rotary
-                .map(|(cos, sin)| (&cos[t * hd..(t + 1) * hd], &sin[t * hd..(t + 1) * hd]));
-            rows::qkv_row(row, &bqkv, rotary, hd, scale);
-        });
+        .for_each(|(t, row)| rows::qkv_row(row, &bqkv, extras.rotary_at(t, hd), hd, scale));
 
     let mut lse = vec![0.0f32; dims.rows * h * dims.len];
     let mut attn = vec![0.0f32; n * d];
@@ -513,6 +504,7 @@ pub fn forward(
         xhat1,
         rstd1,
         a,
+        wqkv,
         qkv,
         lse,
         attn,
@@ -647,20 +639,17 @@ pub fn backward(
     attention_backward(dims, saved, extras.key_bias, &dattn, &mut dqkv);
     drop(dattn);
     // Undo the query scale and the rotary embedding.
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = dims.query_scale();
     dqkv.par_chunks_mut(3 * d)
         .enumerate()
         .with_min_len(ROW_TASK)
-        .for_each(|(t, row)| {
-            let rotary = extras
-                .rotary
-                .map(|(cos, sin)| (&cos[t * hd..(t + 1) * hd], &sin[t * hd..(t + 1) * hd]));
-            rows::qkv_backward_row(row, rotary, hd, scale);
-        });
+        .for_each(|(t, row)| rows::qkv_backward_row(row, extras.rotary_at(t, hd), hd, scale));
     let dbqkv = column_sums(&dqkv, 3 * d);
     let dwqkv = product(View::of(&saved.a, n, d).t(), View::of(&dqkv, n, 3 * d));
-    let (wqkv, _) = w.packed_qkv(d);
-    let da = product(View::of(&dqkv, n, 3 * d), View::of(&wqkv, d, 3 * d).t());
+    let da = product(
+        View::of(&dqkv, n, 3 * d),
+        View::of(&saved.wqkv, d, 3 * d).t(),
+    );
     drop(dqkv);
     let (dgamma1, dbeta1) = column_dot_sums(&da, &saved.xhat1, d);
     layer_norm_backward(&da, w.ln1_gamma, &saved.xhat1, &saved.rstd1, &mut dx1);

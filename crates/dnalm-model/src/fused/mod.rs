@@ -69,7 +69,7 @@ pub fn supports(device: &Device) -> bool {
     flex(device.as_dispatch())
 }
 
-/// The 16 parameters of one layer, as [`kernels::PARAMETER_ORDER`] lists them.
+/// The 16 parameters of one layer, in [`kernels::LayerWeights`] order.
 #[derive(ExtensionType)]
 #[allow(missing_docs)]
 pub struct LayerParams<B: Backend> {
@@ -255,7 +255,7 @@ struct HostCall<'a> {
 }
 
 /// [`LayerConstants`] on the host side.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct HostConstants {
     rotary: Vec<FlexTensor>,
     key_bias: Option<FlexTensor>,
