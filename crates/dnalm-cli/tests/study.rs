@@ -441,6 +441,38 @@ folds = 2
     p
 }
 
+/// A one-seed [`study_file`] in a fresh `name` directory under the fixture, with each
+/// `(from, to)` replacement applied; returns the study file.
+fn edited_study(f: &Fixture, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let dir = f.root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let grid = study_file(&dir, "[1]", &f.task);
+    let text = edits
+        .iter()
+        .fold(std::fs::read_to_string(&grid).unwrap(), |t, (from, to)| {
+            t.replace(from, to)
+        });
+    std::fs::write(&grid, text).unwrap();
+    grid
+}
+
+/// `dnalm study --grid GRID -o OUT` plus `extra`.
+fn study(grid: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "study",
+        "--grid",
+        grid.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    dnalm(&args)
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
 fn a_study_runs_every_cell_resumes_and_reports() {
     let f = fixture();
@@ -448,33 +480,20 @@ fn a_study_runs_every_cell_resumes_and_reports() {
     std::fs::create_dir_all(&dir).unwrap();
     let grid = study_file(&dir, "[1, 2]", &f.task);
     let out = dir.join("out");
-    let run = || {
-        let o = dnalm(&[
-            "study",
-            "--grid",
-            grid.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
+    let run = |extra: &[&str]| {
+        let o = study(&grid, &out, extra);
         assert!(o.status.success(), "{}", stderr(&o));
         stderr(&o)
     };
     // Nothing run yet: --report-only writes an empty, incomplete report and trains nothing.
-    ok(&[
-        "study",
-        "--grid",
-        grid.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--report-only",
-    ]);
+    run(&["--report-only"]);
     let md = std::fs::read_to_string(out.join("study.md")).unwrap();
     assert!(
         md.contains("Incomplete") && md.contains("(not run yet)"),
         "{md}"
     );
     assert!(!out.join("cells").exists());
-    let log = run();
+    let log = run(&[]);
     assert_eq!(log.matches(": pretraining").count(), 4, "{log}");
     for file in [
         "study.md",
@@ -485,8 +504,7 @@ fn a_study_runs_every_cell_resumes_and_reports() {
     ] {
         assert!(out.join(file).is_file(), "{file}");
     }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("study.json")).unwrap()).unwrap();
+    let json = read_json(&out.join("study.json"));
     assert_eq!(json["complete"], true);
     let results = json["results"].as_array().unwrap();
     assert_eq!(results.len(), 4);
@@ -522,21 +540,15 @@ fn a_study_runs_every_cell_resumes_and_reports() {
     }
     // Resume: a finished study does nothing new; a lost cell result is redone alone (its
     // pretraining resumes from its last checkpoint rather than starting over).
-    let again = run();
+    let again = run(&[]);
     assert_eq!(again.matches(": pretraining").count(), 0, "{again}");
     std::fs::remove_file(out.join("cells/context-64/seed-2/result.json")).unwrap();
-    let again = run();
+    let again = run(&[]);
     assert_eq!(again.matches(": pretraining").count(), 1, "{again}");
     assert!(again.contains("[context=64] seed 2"), "{again}");
     // A different study into the same directory is refused, leaving it intact.
     let other = study_file(&dir, "[1, 2, 3]", &f.task);
-    let o = dnalm(&[
-        "study",
-        "--grid",
-        other.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = study(&other, &out, &[]);
     assert_one_line_error(&o, &["holds a different study"]);
     assert!(out.join("study.md").is_file());
 }
@@ -566,13 +578,7 @@ fn bad_study_files_fail_before_training() {
         ),
     ] {
         std::fs::write(dir.join("study.toml"), text).unwrap();
-        let o = dnalm(&[
-            "study",
-            "--grid",
-            dir.join("study.toml").to_str().unwrap(),
-            "-o",
-            dir.join("out").to_str().unwrap(),
-        ]);
+        let o = study(&dir.join("study.toml"), &dir.join("out"), &[]);
         assert_one_line_error(&o, &needles);
         assert!(!dir.join("out/cells").exists());
     }
@@ -606,8 +612,7 @@ fn the_long_range_task_is_built_from_a_genome_and_jaspar_motifs() {
     let run = |a: Vec<String>| dnalm(&a.iter().map(String::as_str).collect::<Vec<_>>());
     let o = run(args("MA0139.1", "400"));
     assert!(o.status.success(), "{}", stderr(&o));
-    let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("task.json")).unwrap()).unwrap();
+    let spec = read_json(&out.join("task.json"));
     assert_eq!(spec["label_names"][1], "convergent");
     for (split, n) in [("train", 40), ("valid", 10), ("test", 10)] {
         let text = std::fs::read_to_string(out.join(format!("{split}.csv"))).unwrap();
@@ -636,29 +641,21 @@ fn the_long_range_task_is_built_from_a_genome_and_jaspar_motifs() {
 #[test]
 fn a_study_can_fine_tune_every_cell() {
     let f = fixture();
-    let dir = f.root.join("study_ft");
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = std::fs::read_to_string(study_file(&dir, "[1]", &f.task))
-        .unwrap()
-        .replace("values = [32, 64]", "values = [64]")
-        .replace(
-            "random_control = true",
-            "random_control = false\nbaselines = false\nfinetune = true\nfinetune_epochs = 1",
-        );
-    let grid = dir.join("study.toml");
-    std::fs::write(&grid, text).unwrap();
-    let out = dir.join("out");
-    ok(&[
-        "study",
-        "--grid",
-        grid.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    let r: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("cells/context-64/seed-1/result.json")).unwrap(),
-    )
-    .unwrap();
+    let grid = edited_study(
+        f,
+        "study_finetune",
+        &[
+            ("values = [32, 64]", "values = [64]"),
+            (
+                "random_control = true",
+                "random_control = false\nbaselines = false\nfinetune = true\nfinetune_epochs = 1",
+            ),
+        ],
+    );
+    let out = grid.with_file_name("out");
+    let o = study(&grid, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = read_json(&out.join("cells/context-64/seed-1/result.json"));
     let ft = &r["scores"][0]["finetuned"];
     assert!(ft["mean"].is_number(), "{r}");
     assert!(!out.join("baselines.json").exists());
@@ -669,34 +666,26 @@ fn a_study_can_fine_tune_every_cell() {
 #[test]
 fn a_wall_clock_budget_stops_each_cell_at_its_deadline() {
     let f = fixture();
-    let dir = f.root.join("study_seconds");
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = std::fs::read_to_string(study_file(&dir, "[1]", &f.task))
-        .unwrap()
-        .replace("bases = 768", "seconds = 1.5")
-        .replace(
-            "\"train.batch_size=4\"",
-            "\"train.batch_size=4\", \"train.steps=1000000\"",
-        )
-        .replace("values = [32, 64]", "values = [32]")
-        .replace(
-            "random_control = true",
-            "random_control = false\nbaselines = false",
-        );
-    let grid = dir.join("study.toml");
-    std::fs::write(&grid, text).unwrap();
-    let out = dir.join("out");
-    ok(&[
-        "study",
-        "--grid",
-        grid.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    let r: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("cells/context-32/seed-1/result.json")).unwrap(),
-    )
-    .unwrap();
+    let grid = edited_study(
+        f,
+        "study_seconds",
+        &[
+            ("bases = 768", "seconds = 1.5"),
+            (
+                "\"train.batch_size=4\"",
+                "\"train.batch_size=4\", \"train.steps=1000000\"",
+            ),
+            ("values = [32, 64]", "values = [32]"),
+            (
+                "random_control = true",
+                "random_control = false\nbaselines = false",
+            ),
+        ],
+    );
+    let out = grid.with_file_name("out");
+    let o = study(&grid, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = read_json(&out.join("cells/context-32/seed-1/result.json"));
     let steps = r["steps"].as_u64().unwrap();
     assert!(steps > 0 && steps < 1_000_000, "{steps}");
     // Training stopped at the deadline (plus the step in flight).
