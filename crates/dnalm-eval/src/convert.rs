@@ -55,7 +55,9 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConversionReport, EvalError> {
     c.pad_token_id = c.pad_token_id.or(s.pad);
     c.mask_token_id = c.mask_token_id.or(s.mask);
     let encoder = Encoder::new(model, tokenizer, src.display().to_string())?;
-    let exported_as = HfFamily::of(&encoder.model.config).map(HfFamily::class);
+    let exported_as = HfFamily::of(&encoder.model.config)
+        .map(HfFamily::class)
+        .map_err(|why| why.to_string());
     let parent = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -196,6 +196,7 @@ pub fn finetune(
             enc.embed = enc.embed.no_grad();
             enc.positions = enc.positions.map(Module::no_grad);
             enc.embed_norm = enc.embed_norm.map(Module::no_grad);
+            enc.token_type = enc.token_type.map(|p| p.set_require_grad(false));
             enc.blocks = enc
                 .blocks
                 .into_iter()

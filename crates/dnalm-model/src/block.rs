@@ -2,8 +2,10 @@
 //!
 //! Both are pre-normalisation blocks, `x + attn(norm(x))` then `x + ffn(norm(x))`; the encoder
 //! uses LayerNorm, a GELU feed-forward and biases (ESM-2), the decoder RMSNorm, SwiGLU and no
-//! biases (Llama). Which one is fixed by [`Architecture`]. With [`ModelConfig::post_norm`] the
-//! encoder block is BERT's instead: `norm(x + attn(x))` then `norm(x + ffn(x))`.
+//! biases (Llama). Which one is fixed by [`Architecture`], unless the config names another
+//! feed-forward network ([`crate::FeedForwardKind`]: NT-v2's bias-free SwiGLU encoder, DNABERT-2's
+//! GEGLU). With [`ModelConfig::post_norm`] the encoder block is BERT's instead:
+//! `norm(x + attn(x))` then `norm(x + ffn(x))`.
 
 use burn::{
     module::Module,
@@ -16,7 +18,7 @@ use burn::{
 
 use crate::{
     attention::{apply_rotary, chunked_attention, fused_attention, AttentionBias},
-    Architecture, ModelConfig,
+    Architecture, FeedForwardKind, ModelConfig,
 };
 
 /// LayerNorm (encoder) or RMSNorm (decoder).
@@ -54,13 +56,15 @@ impl Norm {
     }
 }
 
-/// Position-wise feed-forward network.
+/// Position-wise feed-forward network ([`FeedForwardKind`]).
 #[derive(Module, Debug)]
 pub enum FeedForward {
     /// `down(gelu(up(x)))`, with biases (encoder).
     Gelu(GeluFeedForward),
-    /// `down(silu(gate(x)) * up(x))`, no biases (decoder).
-    SwiGlu(SwiGluFeedForward),
+    /// `down(silu(gate(x)) * up(x))` (decoder, Nucleotide Transformer v2).
+    SwiGlu(GatedFeedForward),
+    /// `down(gelu(gate(x)) * up(x))` (DNABERT-2).
+    GeGlu(GatedFeedForward),
 }
 
 /// The encoder's feed-forward network.
@@ -72,10 +76,11 @@ pub struct GeluFeedForward {
     pub down: Linear,
 }
 
-/// The decoder's feed-forward network.
+/// A gated feed-forward network (SwiGLU, GEGLU). Biases as the config says
+/// ([`ModelConfig::ffn_biases`]).
 #[derive(Module, Debug)]
-pub struct SwiGluFeedForward {
-    /// `d_model -> d_ffn`, gated by SiLU.
+pub struct GatedFeedForward {
+    /// `d_model -> d_ffn`, through the activation.
     pub gate: Linear,
     /// `d_model -> d_ffn`.
     pub up: Linear,
@@ -86,16 +91,19 @@ pub struct SwiGluFeedForward {
 impl FeedForward {
     fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let (d, f) = (cfg.d_model, cfg.d_ffn);
-        match cfg.architecture {
-            Architecture::Encoder => FeedForward::Gelu(GeluFeedForward {
-                up: linear(d, f, true, device),
-                down: linear(f, d, true, device),
+        let (bias_in, bias_out) = cfg.ffn_biases();
+        let gated = || GatedFeedForward {
+            gate: linear(d, f, bias_in, device),
+            up: linear(d, f, bias_in, device),
+            down: linear(f, d, bias_out, device),
+        };
+        match cfg.feed_forward() {
+            FeedForwardKind::Gelu => FeedForward::Gelu(GeluFeedForward {
+                up: linear(d, f, bias_in, device),
+                down: linear(f, d, bias_out, device),
             }),
-            Architecture::Decoder => FeedForward::SwiGlu(SwiGluFeedForward {
-                gate: linear(d, f, false, device),
-                up: linear(d, f, false, device),
-                down: linear(f, d, false, device),
-            }),
+            FeedForwardKind::SwiGlu => FeedForward::SwiGlu(gated()),
+            FeedForwardKind::GeGlu => FeedForward::GeGlu(gated()),
         }
     }
 
@@ -105,6 +113,9 @@ impl FeedForward {
             FeedForward::SwiGlu(f) => f
                 .down
                 .forward(silu(f.gate.forward(x.clone())) * f.up.forward(x)),
+            FeedForward::GeGlu(f) => f
+                .down
+                .forward(gelu(f.gate.forward(x.clone())) * f.up.forward(x)),
         }
     }
 }

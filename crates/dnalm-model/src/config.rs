@@ -26,6 +26,25 @@ pub enum PositionEncoding {
     Alibi,
 }
 
+/// The position-wise feed-forward network of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedForwardKind {
+    /// `down(gelu(up(x)))` (ESM-2, BERT; the encoder's default).
+    Gelu,
+    /// `down(silu(gate(x)) * up(x))` (Llama, Nucleotide Transformer v2; the decoder's default).
+    SwiGlu,
+    /// `down(gelu(gate(x)) * up(x))` (DNABERT-2's GEGLU: exact GELU on the first half).
+    GeGlu,
+}
+
+impl FeedForwardKind {
+    /// Whether the network gates one projection by another (SwiGLU, GEGLU).
+    pub fn gated(self) -> bool {
+        !matches!(self, FeedForwardKind::Gelu)
+    }
+}
+
 /// Everything that fixes a model's shape. Two models with equal configs have the same parameters
 /// (names and shapes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +98,26 @@ pub struct ModelConfig {
     /// in training and inference alike.
     #[serde(default)]
     pub token_dropout: bool,
+    /// Feed-forward network; `None`: the architecture's (GELU for the encoder, SwiGLU for the
+    /// decoder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed_forward: Option<FeedForwardKind>,
+    /// Biases on the feed-forward input projections (`up`, and `gate` when gated); `None`: as
+    /// the feed-forward kind has them (GELU yes, SwiGLU and GEGLU no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ffn_input_bias: Option<bool>,
+    /// Bias on the feed-forward output projection; `None`: as the feed-forward kind has it
+    /// (GELU and GEGLU yes, SwiGLU no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ffn_output_bias: Option<bool>,
+    /// BERT's token-type embedding 0, one learned vector added to every token embedding
+    /// (DNABERT-2 keeps it; it has no position table to fold it into).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token_type_embedding: bool,
+    /// Hidden states at padded positions are exactly zero, as in MosaicBERT's unpadded
+    /// attention (DNABERT-2). Real positions never depend on padding either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zero_padding: bool,
     /// Id of the padding token (Hugging Face configs record it; ESM's learned positions count
     /// from it).
     #[serde(default)]
@@ -147,11 +186,42 @@ impl ModelConfig {
             attention_chunk: default_chunk(),
             post_norm: false,
             token_dropout: false,
+            feed_forward: None,
+            ffn_input_bias: None,
+            ffn_output_bias: None,
+            token_type_embedding: false,
+            zero_padding: false,
             pad_token_id: None,
             mask_token_id: None,
             bos_token_id: None,
             eos_token_id: None,
         }
+    }
+
+    /// The feed-forward network of every block ([`ModelConfig::feed_forward`] or the
+    /// architecture's).
+    pub fn feed_forward(&self) -> FeedForwardKind {
+        self.feed_forward.unwrap_or(match self.architecture {
+            Architecture::Encoder => FeedForwardKind::Gelu,
+            Architecture::Decoder => FeedForwardKind::SwiGlu,
+        })
+    }
+
+    /// Whether the feed-forward input and output projections carry biases.
+    pub fn ffn_biases(&self) -> (bool, bool) {
+        let kind = self.feed_forward();
+        (
+            self.ffn_input_bias.unwrap_or(kind == FeedForwardKind::Gelu),
+            self.ffn_output_bias
+                .unwrap_or(kind != FeedForwardKind::SwiGlu),
+        )
+    }
+
+    /// Whether the model accepts inputs longer than [`ModelConfig::max_positions`]: ALiBi has
+    /// no position table, and extrapolates (as DNABERT-2's reference code does, rebuilding its
+    /// bias for any length). `max_positions` is then the trained length.
+    pub fn extrapolates(&self) -> bool {
+        self.position == PositionEncoding::Alibi
     }
 
     /// Width of one attention head.
@@ -233,9 +303,14 @@ impl ModelConfig {
     /// Number of parameters the model (with its pretraining heads) will have.
     pub fn parameter_count(&self) -> usize {
         let d = self.d_model;
-        let (attn, ffn, norm) = match self.architecture {
-            Architecture::Encoder => (4 * (d * d + d), 2 * d * self.d_ffn + self.d_ffn + d, 2 * d),
-            Architecture::Decoder => (4 * d * d, 3 * d * self.d_ffn, d),
+        let f = self.d_ffn;
+        let (bias_in, bias_out) = self.ffn_biases();
+        let inputs = if self.feed_forward().gated() { 2 } else { 1 };
+        let ffn =
+            inputs * (d * f + if bias_in { f } else { 0 }) + f * d + if bias_out { d } else { 0 };
+        let (attn, norm) = match self.architecture {
+            Architecture::Encoder => (4 * (d * d + d), 2 * d),
+            Architecture::Decoder => (4 * d * d, d),
         };
         let blocks = self.n_layers * (attn + ffn + 2 * norm);
         let embed = self.vocab_size * d;
@@ -252,8 +327,11 @@ impl ModelConfig {
         } else {
             self.vocab_size * d
         };
-        // Final norm, the deletion head (d + 1) and the permutation query vector (d).
-        embed + positions + blocks + norm + head + (d + 1) + d
+        let token_type = if self.token_type_embedding { d } else { 0 };
+        let final_norm = if self.post_norm { 0 } else { norm };
+        let embed_norm = if self.post_norm { norm } else { 0 };
+        // The deletion head (d + 1) and the permutation query vector (d).
+        embed + token_type + positions + embed_norm + blocks + final_norm + head + (d + 1) + d
     }
 }
 

@@ -77,6 +77,9 @@ pub struct DnaLm {
     pub embed: Embedding,
     /// Learned absolute positions `[max_positions, d_model]` (learned position encoding only).
     pub positions: Option<Embedding>,
+    /// BERT's token-type embedding 0, `[d_model]`, added to every token
+    /// ([`ModelConfig::token_type_embedding`] only).
+    pub token_type: Option<Param<Tensor<1>>>,
     /// LayerNorm of the embeddings (BERT layout, [`ModelConfig::post_norm`], only).
     pub embed_norm: Option<LayerNorm>,
     /// The blocks.
@@ -124,6 +127,9 @@ impl DnaLm {
             embed: embedding(config.vocab_size),
             positions: (config.position == PositionEncoding::Learned)
                 .then(|| embedding(config.max_positions)),
+            token_type: config
+                .token_type_embedding
+                .then(|| Param::from_tensor(Tensor::zeros([d], device))),
             embed_norm: config.post_norm.then(|| {
                 LayerNormConfig::new(d)
                     .with_epsilon(config.norm_eps)
@@ -186,7 +192,8 @@ impl DnaLm {
             )));
         }
         let longest = input.position_ids.iter().copied().max().unwrap_or(0) as usize;
-        if longest >= self.config.max_positions || input.len > self.config.max_positions {
+        let beyond = longest >= self.config.max_positions || input.len > self.config.max_positions;
+        if beyond && !self.config.extrapolates() {
             return Err(ModelError::Input(format!(
                 "sequence of {} tokens (largest position {longest}) exceeds max_positions = {}",
                 input.len, self.config.max_positions
@@ -224,6 +231,9 @@ impl DnaLm {
         let mut x = self.embed.forward(ids);
         if self.config.token_dropout {
             x = x * self.token_dropout_scale(input);
+        }
+        if let Some(token_type) = &self.token_type {
+            x = x + token_type.val().unsqueeze::<3>();
         }
         let x = self.add_positions(x, input);
         match &self.embed_norm {
@@ -312,7 +322,19 @@ impl DnaLm {
         if keep {
             layers.push(x.clone());
         }
-        Ok((self.finish(x), layers))
+        let x = self.finish(x);
+        if self.config.zero_padding {
+            if let Some(real) = &input.mask.padding {
+                let keep: Vec<f32> = real.iter().map(|&r| f32::from(u8::from(r))).collect();
+                let keep = Tensor::<3>::from_data(
+                    TensorData::new(keep, [input.rows, input.len, 1]),
+                    &self.device(),
+                );
+                layers = layers.into_iter().map(|l| l * keep.clone()).collect();
+                return Ok((x * keep, layers));
+            }
+        }
+        Ok((x, layers))
     }
 
     /// Two-stream forward of permutation LM: the content stream attends with `content`, the

@@ -1,0 +1,418 @@
+//! `config.json` both ways: a Hugging Face config into a [`ModelConfig`], and back.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::{HfFamily, NoHfLayout, DNABERT2_HUB_CODE, NT_V2_HUB_CODE};
+use crate::{Architecture, FeedForwardKind, ModelConfig, ModelError, PositionEncoding};
+
+fn config_err(path: &Path, field: &'static str, message: String) -> ModelError {
+    ModelError::Config {
+        field,
+        message: format!("{}: {message}", path.display()),
+    }
+}
+
+/// Reads a Hugging Face `config.json` value into a dnalm config. `path` names the file in errors.
+///
+/// The family is found by [`HfFamily::detect`]. Refused, with the field named: activations
+/// other than GELU (BERT, ESM, DNABERT-2's LM head) or SiLU (Llama), relative position
+/// embeddings, ESM's `emb_layer_norm_before` and folding models, Llama's grouped-query
+/// attention, attention/MLP biases and RoPE scaling, BERT decoders and cross-attention.
+pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfig), ModelError> {
+    let family = HfFamily::detect(value).map_err(|model_type| match model_type {
+        None => config_err(
+            path,
+            "model_type",
+            "missing, and the keys are not those of DNABERT-2 (alibi_starting_size) or \
+             Nucleotide Transformer v2 (add_bias_fnn)"
+                .into(),
+        ),
+        Some(t) => config_err(
+            path,
+            "model_type",
+            format!(
+                "\"{t}\" is not supported (dnalm reads bert, esm, llama, DNABERT-2 and \
+                 Nucleotide Transformer v2)"
+            ),
+        ),
+    })?;
+    let usize_field = |field: &'static str| -> Result<usize, ModelError> {
+        value
+            .get(field)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| config_err(path, field, "missing or not a whole number".into()))
+    };
+    let opt_id = |field: &str| value.get(field).and_then(Value::as_u64).map(|v| v as u32);
+    let float =
+        |field: &str, default: f64| value.get(field).and_then(Value::as_f64).unwrap_or(default);
+    let string = |field: &str| value.get(field).and_then(Value::as_str).map(str::to_string);
+    let flag = |field: &str| value.get(field).and_then(Value::as_bool);
+    let require = |field: &'static str, got: Option<String>, allowed: &[&str], default: &str| {
+        let got = got.unwrap_or_else(|| default.to_string());
+        if allowed.contains(&got.as_str()) {
+            Ok(())
+        } else {
+            Err(config_err(
+                path,
+                field,
+                format!(
+                    "\"{got}\" is not supported (dnalm runs {})",
+                    allowed.join(", ")
+                ),
+            ))
+        }
+    };
+    let refuse_true = |field: &'static str, why: &str| {
+        if flag(field) == Some(true) {
+            Err(config_err(
+                path,
+                field,
+                format!("true is not supported ({why})"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+
+    let vocab_size = usize_field("vocab_size")?;
+    let mut cfg = ModelConfig::new(
+        match family {
+            HfFamily::Llama => Architecture::Decoder,
+            _ => Architecture::Encoder,
+        },
+        vocab_size,
+    );
+    cfg.d_model = usize_field("hidden_size")?;
+    cfg.n_layers = usize_field("num_hidden_layers")?;
+    cfg.n_heads = usize_field("num_attention_heads")?;
+    cfg.d_ffn = usize_field("intermediate_size")?;
+    cfg.pad_token_id = opt_id("pad_token_id");
+    cfg.mask_token_id = opt_id("mask_token_id");
+    cfg.bos_token_id = opt_id("bos_token_id");
+    cfg.eos_token_id = opt_id("eos_token_id");
+    let max_positions = usize_field("max_position_embeddings")?;
+    match family {
+        HfFamily::Bert => {
+            require("hidden_act", string("hidden_act"), &["gelu"], "gelu")?;
+            require(
+                "position_embedding_type",
+                string("position_embedding_type"),
+                &["absolute"],
+                "absolute",
+            )?;
+            refuse_true("is_decoder", "dnalm imports BERT as an encoder")?;
+            refuse_true("add_cross_attention", "no cross-attention in dnalm")?;
+            cfg.post_norm = true;
+            cfg.position = PositionEncoding::Learned;
+            cfg.max_positions = max_positions;
+            cfg.norm_eps = float("layer_norm_eps", 1e-12);
+            cfg.tie_embeddings = flag("tie_word_embeddings").unwrap_or(true);
+        }
+        HfFamily::Esm | HfFamily::NtV2 => {
+            if family == HfFamily::NtV2 {
+                // The v2 code gates its feed-forward network with SiLU whatever `hidden_act`
+                // says, and its LM head calls an exact GELU of its own.
+                cfg.feed_forward = Some(FeedForwardKind::SwiGlu);
+                let bias = flag("add_bias_fnn").unwrap_or(true);
+                cfg.ffn_input_bias = Some(bias);
+                cfg.ffn_output_bias = Some(bias);
+            } else {
+                require("hidden_act", string("hidden_act"), &["gelu"], "gelu")?;
+            }
+            refuse_true(
+                "emb_layer_norm_before",
+                "a LayerNorm before the first block, as in ESM-1b",
+            )?;
+            refuse_true("is_folding_model", "ESMFold")?;
+            cfg.norm_eps = float("layer_norm_eps", 1e-12);
+            cfg.tie_embeddings = flag("tie_word_embeddings").unwrap_or(true);
+            cfg.token_dropout = flag("token_dropout").unwrap_or(false);
+            match string("position_embedding_type")
+                .as_deref()
+                .unwrap_or("absolute")
+            {
+                "rotary" => {
+                    cfg.position = PositionEncoding::Rotary;
+                    cfg.max_positions = max_positions;
+                }
+                "absolute" => {
+                    let pad = cfg.pad_token_id.ok_or_else(|| {
+                        config_err(
+                            path,
+                            "pad_token_id",
+                            "ESM's learned positions count from pad_token_id + 1; it is missing"
+                                .into(),
+                        )
+                    })? as usize;
+                    cfg.position = PositionEncoding::Learned;
+                    cfg.max_positions = max_positions
+                        .checked_sub(pad + 1)
+                        .filter(|&m| m > 0)
+                        .ok_or_else(|| {
+                            config_err(
+                                path,
+                                "max_position_embeddings",
+                                format!(
+                                    "{max_positions} leaves no position after pad_token_id = {pad}"
+                                ),
+                            )
+                        })?;
+                }
+                other => {
+                    return Err(config_err(
+                        path,
+                        "position_embedding_type",
+                        format!("\"{other}\" is not supported (dnalm runs absolute, rotary)"),
+                    ))
+                }
+            }
+        }
+        HfFamily::DnaBert2 => {
+            // The LM head's transform applies `hidden_act`; the GEGLU gate is an exact GELU
+            // in the code whatever the config says.
+            require("hidden_act", string("hidden_act"), &["gelu"], "gelu")?;
+            refuse_true("is_decoder", "dnalm imports DNABERT-2 as an encoder")?;
+            refuse_true("add_cross_attention", "no cross-attention in dnalm")?;
+            if value.get("type_vocab_size").and_then(Value::as_u64) == Some(0) {
+                return Err(config_err(
+                    path,
+                    "type_vocab_size",
+                    "0 leaves no token-type row 0, which every token adds".into(),
+                ));
+            }
+            cfg.post_norm = true;
+            // No position table: ALiBi. The code builds its bias for `alibi_starting_size`
+            // positions and rebuilds it for any longer input, so dnalm accepts any length and
+            // takes `max_position_embeddings` as the trained length.
+            cfg.position = PositionEncoding::Alibi;
+            cfg.max_positions = max_positions;
+            cfg.feed_forward = Some(FeedForwardKind::GeGlu);
+            cfg.ffn_input_bias = Some(false);
+            cfg.ffn_output_bias = Some(true);
+            cfg.token_type_embedding = true;
+            cfg.zero_padding = true;
+            cfg.norm_eps = float("layer_norm_eps", 1e-12);
+            cfg.tie_embeddings = true;
+        }
+        HfFamily::Llama => {
+            require("hidden_act", string("hidden_act"), &["silu"], "silu")?;
+            if let Some(kv) = value.get("num_key_value_heads").and_then(Value::as_u64) {
+                if kv as usize != cfg.n_heads {
+                    return Err(config_err(
+                        path,
+                        "num_key_value_heads",
+                        format!(
+                            "{kv} differs from num_attention_heads = {} (grouped-query attention is not supported)",
+                            cfg.n_heads
+                        ),
+                    ));
+                }
+            }
+            refuse_true("attention_bias", "dnalm's decoder has no biases")?;
+            refuse_true("mlp_bias", "dnalm's decoder has no biases")?;
+            let scaling = value
+                .get("rope_scaling")
+                .filter(|v| !v.is_null())
+                .or_else(|| {
+                    value
+                        .get("rope_parameters")
+                        .and_then(|p| p.get("rope_type"))
+                        .filter(|t| t.as_str() != Some("default"))
+                });
+            if let Some(s) = scaling {
+                return Err(config_err(
+                    path,
+                    "rope_scaling",
+                    format!("{s} is not supported (plain RoPE only)"),
+                ));
+            }
+            if let Some(hd) = value.get("head_dim").and_then(Value::as_u64) {
+                if cfg.n_heads > 0 && hd as usize * cfg.n_heads != cfg.d_model {
+                    return Err(config_err(
+                        path,
+                        "head_dim",
+                        format!(
+                            "{hd} x {} heads differs from hidden_size = {}",
+                            cfg.n_heads, cfg.d_model
+                        ),
+                    ));
+                }
+            }
+            cfg.position = PositionEncoding::Rotary;
+            cfg.max_positions = max_positions;
+            cfg.norm_eps = float("rms_norm_eps", 1e-6);
+            cfg.rope_theta = value
+                .get("rope_theta")
+                .and_then(Value::as_f64)
+                .or_else(|| {
+                    value
+                        .get("rope_parameters")
+                        .and_then(|p| p.get("rope_theta"))
+                        .and_then(Value::as_f64)
+                })
+                .unwrap_or(10_000.0);
+            cfg.tie_embeddings = flag("tie_word_embeddings").unwrap_or(false);
+        }
+    }
+    cfg.validate().map_err(|e| match e {
+        ModelError::Config { field, message } => config_err(path, field, message),
+        other => other,
+    })?;
+    Ok((family, cfg))
+}
+
+/// The `config.json` that `transformers` (or, for DNABERT-2 and NT-v2, the family's hub code)
+/// loads a dnalm model of `config` from, with the full dnalm config under `"dnalm"`; or why
+/// the config has no Hugging Face equivalent.
+pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
+    let family = HfFamily::of(config)?;
+    let class = match family {
+        HfFamily::DnaBert2 => "BertForMaskedLM",
+        HfFamily::NtV2 => "EsmForMaskedLM",
+        other => other.class(),
+    };
+    let mut value = json!({
+        "architectures": [class],
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "intermediate_size": config.d_ffn,
+        "tie_word_embeddings": config.tie_embeddings,
+        "torch_dtype": "float32",
+        "initializer_range": 0.02,
+    });
+    let mut obj = serde_json::Map::new();
+    if let Some(model_type) = family.model_type() {
+        obj.insert("model_type".into(), json!(model_type));
+    }
+    if let Value::Object(common) = value.take() {
+        obj.extend(common);
+    }
+    let mut set = |k: &str, v: Value| {
+        obj.insert(k.to_string(), v);
+    };
+    for (key, id) in [
+        ("pad_token_id", config.pad_token_id),
+        ("mask_token_id", config.mask_token_id),
+        ("bos_token_id", config.bos_token_id),
+        ("eos_token_id", config.eos_token_id),
+    ] {
+        if let Some(id) = id {
+            set(key, json!(id));
+        }
+    }
+    match family {
+        HfFamily::Bert => {
+            set("hidden_act", json!("gelu"));
+            set("max_position_embeddings", json!(config.max_positions));
+            set("position_embedding_type", json!("absolute"));
+            set("type_vocab_size", json!(2));
+            set("layer_norm_eps", json!(config.norm_eps));
+            set("hidden_dropout_prob", json!(config.dropout));
+            set("attention_probs_dropout_prob", json!(0.0));
+        }
+        HfFamily::DnaBert2 => {
+            let code = |module_class: &str| json!(format!("{DNABERT2_HUB_CODE}--{module_class}"));
+            set(
+                "auto_map",
+                json!({
+                    "AutoConfig": code("configuration_bert.BertConfig"),
+                    "AutoModel": code("bert_layers.BertModel"),
+                    "AutoModelForMaskedLM": code("bert_layers.BertForMaskedLM"),
+                    "AutoModelForSequenceClassification":
+                        code("bert_layers.BertForSequenceClassification"),
+                }),
+            );
+            set("hidden_act", json!("gelu"));
+            set("alibi_starting_size", json!(config.max_positions));
+            set("max_position_embeddings", json!(config.max_positions));
+            set("position_embedding_type", json!("absolute"));
+            set("type_vocab_size", json!(2));
+            set("layer_norm_eps", json!(config.norm_eps));
+            set("hidden_dropout_prob", json!(config.dropout));
+            set("attention_probs_dropout_prob", json!(0.0));
+            set("classifier_dropout", Value::Null);
+        }
+        HfFamily::NtV2 => {
+            let code = |module_class: &str| json!(format!("{NT_V2_HUB_CODE}--{module_class}"));
+            set(
+                "auto_map",
+                json!({
+                    "AutoConfig": code("esm_config.EsmConfig"),
+                    "AutoModelForMaskedLM": code("modeling_esm.EsmForMaskedLM"),
+                    "AutoModelForTokenClassification": code("modeling_esm.EsmForTokenClassification"),
+                    "AutoModelForSequenceClassification":
+                        code("modeling_esm.EsmForSequenceClassification"),
+                }),
+            );
+            set("add_bias_fnn", json!(config.ffn_biases().1));
+            set("max_position_embeddings", json!(config.max_positions));
+            set("position_embedding_type", json!("rotary"));
+            set("pad_token_id", json!(config.pad_token_id.unwrap_or(0)));
+            set("layer_norm_eps", json!(config.norm_eps));
+            set("emb_layer_norm_before", json!(false));
+            set("token_dropout", json!(config.token_dropout));
+            set("is_folding_model", json!(false));
+            set("esmfold_config", Value::Null);
+            set("vocab_list", Value::Null);
+            set("use_cache", json!(false));
+            set("hidden_dropout_prob", json!(config.dropout));
+            set("attention_probs_dropout_prob", json!(0.0));
+        }
+        HfFamily::Esm => {
+            set("hidden_act", json!("gelu"));
+            let learned = config.position == PositionEncoding::Learned;
+            let offset = if learned {
+                esm_position_offset(config)
+            } else {
+                0
+            };
+            set(
+                "max_position_embeddings",
+                json!(config.max_positions + offset),
+            );
+            set(
+                "position_embedding_type",
+                json!(if learned { "absolute" } else { "rotary" }),
+            );
+            // ESM needs a padding id for its learned positions; dnalm vocabularies pad with 0.
+            set("pad_token_id", json!(config.pad_token_id.unwrap_or(0)));
+            set("layer_norm_eps", json!(config.norm_eps));
+            set("emb_layer_norm_before", json!(false));
+            set("token_dropout", json!(config.token_dropout));
+            set("is_folding_model", json!(false));
+            set("hidden_dropout_prob", json!(config.dropout));
+            set("attention_probs_dropout_prob", json!(0.0));
+        }
+        HfFamily::Llama => {
+            set("hidden_act", json!("silu"));
+            set("max_position_embeddings", json!(config.max_positions));
+            set("num_key_value_heads", json!(config.n_heads));
+            set("head_dim", json!(config.head_dim()));
+            set("rms_norm_eps", json!(config.norm_eps));
+            set("rope_theta", json!(config.rope_theta));
+            set(
+                "rope_parameters",
+                json!({"rope_type": "default", "rope_theta": config.rope_theta}),
+            );
+            set("attention_bias", json!(false));
+            set("mlp_bias", json!(false));
+            set("attention_dropout", json!(0.0));
+        }
+    }
+    let section = serde_json::to_value(config).map_err(|e| NoHfLayout {
+        field: "dnalm",
+        reason: e.to_string(),
+    })?;
+    set("dnalm", section);
+    Ok(Value::Object(obj))
+}
+
+/// Rows ESM keeps before the first learned position: positions count from `pad_token_id + 1`.
+pub(super) fn esm_position_offset(config: &ModelConfig) -> usize {
+    config.pad_token_id.unwrap_or(0) as usize + 1
+}

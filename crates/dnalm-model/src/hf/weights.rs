@@ -1,0 +1,612 @@
+//! Tensors both ways: a checkpoint's tensors under dnalm's parameter names, and back.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
+
+use super::{config::esm_position_offset, HfFamily, NoHfLayout};
+use crate::{io::HostTensor, ModelConfig, ModelError, PositionEncoding};
+
+/// How a tensor changes between the two names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Same,
+    /// A linear weight: burn `[in, out]`, `transformers` `[out, in]`.
+    Transpose,
+    /// Learned positions whose `transformers` table has `offset` extra rows in front.
+    PositionRows {
+        offset: usize,
+    },
+    /// Rows `start..` of a tensor that packs several of dnalm's (DNABERT-2's `Wqkv` and
+    /// `gated_layers`, NT-v2's gated `intermediate.dense`), `total` rows in all: a weight is
+    /// also transposed, a bias is a plain slice.
+    Packed {
+        start: usize,
+        total: usize,
+    },
+    /// Row 0 of a table (BERT's token-type embeddings, for DNABERT-2's token-type vector).
+    FirstRow,
+}
+
+/// The `transformers` name of dnalm parameter `name` (with the prefix of the base model: `esm.`,
+/// `bert.` or `model.`), or `None` for dnalm's own pretraining heads (deletion, permutation
+/// query stream), which `transformers` has no place for.
+fn hf_name(
+    family: HfFamily,
+    config: &ModelConfig,
+    name: &str,
+    prefix: &str,
+) -> Option<(String, Change)> {
+    let parts: Vec<&str> = name.split('.').collect();
+    fn norm(leaf: &str) -> &str {
+        match leaf {
+            "gamma" => "weight",
+            "beta" => "bias",
+            other => other,
+        }
+    }
+    let linear = |hf: String, leaf: &str| {
+        let change = if leaf == "weight" {
+            Change::Transpose
+        } else {
+            Change::Same
+        };
+        Some((format!("{hf}.{leaf}"), change))
+    };
+    match family {
+        HfFamily::DnaBert2 => dnabert2_name(config, &parts, prefix),
+        HfFamily::Esm | HfFamily::Bert | HfFamily::NtV2 => {
+            let bert = family == HfFamily::Bert;
+            let p = prefix;
+            match parts.as_slice() {
+                ["embed", "weight"] => Some((
+                    format!("{p}embeddings.word_embeddings.weight"),
+                    Change::Same,
+                )),
+                ["positions", "weight"] => Some((
+                    format!("{p}embeddings.position_embeddings.weight"),
+                    if bert {
+                        Change::Same
+                    } else {
+                        Change::PositionRows {
+                            offset: esm_position_offset(config),
+                        }
+                    },
+                )),
+                ["embed_norm", leaf] => Some((
+                    format!("{p}embeddings.LayerNorm.{}", norm(leaf)),
+                    Change::Same,
+                )),
+                ["blocks", i, rest @ ..] => {
+                    let l = format!("{p}encoder.layer.{i}");
+                    match rest {
+                        ["query" | "key" | "value", leaf] => {
+                            linear(format!("{l}.attention.self.{}", rest[0]), leaf)
+                        }
+                        ["output", leaf] => linear(format!("{l}.attention.output.dense"), leaf),
+                        ["attn_norm", "Layer", leaf] => Some((
+                            if bert {
+                                format!("{l}.attention.output.LayerNorm.{}", norm(leaf))
+                            } else {
+                                format!("{l}.attention.LayerNorm.{}", norm(leaf))
+                            },
+                            Change::Same,
+                        )),
+                        ["ffn_norm", "Layer", leaf] => Some((
+                            if bert {
+                                format!("{l}.output.LayerNorm.{}", norm(leaf))
+                            } else {
+                                format!("{l}.LayerNorm.{}", norm(leaf))
+                            },
+                            Change::Same,
+                        )),
+                        ["ffn", "Gelu", "up", leaf] => {
+                            linear(format!("{l}.intermediate.dense"), leaf)
+                        }
+                        ["ffn", "Gelu", "down", leaf] => linear(format!("{l}.output.dense"), leaf),
+                        // NT-v2: `intermediate.dense` packs [gate; up], SiLU on the first half.
+                        ["ffn", "SwiGlu", half @ ("gate" | "up"), leaf] => {
+                            let f = config.d_ffn;
+                            let start = if *half == "gate" { 0 } else { f };
+                            Some((
+                                format!("{l}.intermediate.dense.{leaf}"),
+                                Change::Packed {
+                                    start,
+                                    total: 2 * f,
+                                },
+                            ))
+                        }
+                        ["ffn", "SwiGlu", "down", leaf] => {
+                            linear(format!("{l}.output.dense"), leaf)
+                        }
+                        _ => None,
+                    }
+                }
+                ["final_norm", "Layer", leaf] => Some((
+                    format!("{p}encoder.emb_layer_norm_after.{}", norm(leaf)),
+                    Change::Same,
+                )),
+                ["lm_head", "dense", leaf] => linear(
+                    if bert {
+                        "cls.predictions.transform.dense".into()
+                    } else {
+                        "lm_head.dense".into()
+                    },
+                    leaf,
+                ),
+                ["lm_head", "layer_norm", leaf] => Some((
+                    if bert {
+                        format!("cls.predictions.transform.LayerNorm.{}", norm(leaf))
+                    } else {
+                        format!("lm_head.layer_norm.{}", norm(leaf))
+                    },
+                    Change::Same,
+                )),
+                ["lm_head", "decoder", "weight"] => Some((
+                    if bert {
+                        "cls.predictions.decoder.weight".into()
+                    } else {
+                        "lm_head.decoder.weight".into()
+                    },
+                    Change::Transpose,
+                )),
+                ["lm_head", "bias"] => Some((
+                    if bert {
+                        "cls.predictions.bias".into()
+                    } else {
+                        "lm_head.bias".into()
+                    },
+                    Change::Same,
+                )),
+                _ => None,
+            }
+        }
+        HfFamily::Llama => {
+            let p = prefix;
+            match parts.as_slice() {
+                ["embed", "weight"] => Some((format!("{p}embed_tokens.weight"), Change::Same)),
+                ["blocks", i, rest @ ..] => {
+                    let l = format!("{p}layers.{i}");
+                    let proj = |n: &str| format!("{l}.self_attn.{n}_proj");
+                    match rest {
+                        ["query", leaf] => linear(proj("q"), leaf),
+                        ["key", leaf] => linear(proj("k"), leaf),
+                        ["value", leaf] => linear(proj("v"), leaf),
+                        ["output", leaf] => linear(proj("o"), leaf),
+                        ["attn_norm", "Rms", "gamma"] => {
+                            Some((format!("{l}.input_layernorm.weight"), Change::Same))
+                        }
+                        ["ffn_norm", "Rms", "gamma"] => {
+                            Some((format!("{l}.post_attention_layernorm.weight"), Change::Same))
+                        }
+                        ["ffn", "SwiGlu", m @ ("gate" | "up" | "down"), leaf] => {
+                            linear(format!("{l}.mlp.{m}_proj"), leaf)
+                        }
+                        _ => None,
+                    }
+                }
+                ["final_norm", "Rms", "gamma"] => Some((format!("{p}norm.weight"), Change::Same)),
+                ["lm_head", "decoder", "weight"] => {
+                    Some(("lm_head.weight".into(), Change::Transpose))
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+/// DNABERT-2's names (hub `bert_layers.py`): packed `Wqkv`, GEGLU `gated_layers` + `wo`,
+/// post-norm LayerNorms, the MLM head under `cls.predictions`.
+fn dnabert2_name(config: &ModelConfig, parts: &[&str], p: &str) -> Option<(String, Change)> {
+    let norm = |leaf: &str| match leaf {
+        "gamma" => "weight".to_string(),
+        "beta" => "bias".to_string(),
+        other => other.to_string(),
+    };
+    let linear = |hf: String, leaf: &str| {
+        let change = if leaf == "weight" {
+            Change::Transpose
+        } else {
+            Change::Same
+        };
+        Some((format!("{hf}.{leaf}"), change))
+    };
+    let (d, f) = (config.d_model, config.d_ffn);
+    match parts {
+        ["embed", "weight"] => Some((
+            format!("{p}embeddings.word_embeddings.weight"),
+            Change::Same,
+        )),
+        ["token_type"] => Some((
+            format!("{p}embeddings.token_type_embeddings.weight"),
+            Change::FirstRow,
+        )),
+        ["embed_norm", leaf] => Some((
+            format!("{p}embeddings.LayerNorm.{}", norm(leaf)),
+            Change::Same,
+        )),
+        ["blocks", i, rest @ ..] => {
+            let l = format!("{p}encoder.layer.{i}");
+            match rest {
+                [proj @ ("query" | "key" | "value"), leaf] => {
+                    let start = match *proj {
+                        "query" => 0,
+                        "key" => d,
+                        _ => 2 * d,
+                    };
+                    Some((
+                        format!("{l}.attention.self.Wqkv.{leaf}"),
+                        Change::Packed {
+                            start,
+                            total: 3 * d,
+                        },
+                    ))
+                }
+                ["output", leaf] => linear(format!("{l}.attention.output.dense"), leaf),
+                ["attn_norm", "Layer", leaf] => Some((
+                    format!("{l}.attention.output.LayerNorm.{}", norm(leaf)),
+                    Change::Same,
+                )),
+                // GEGLU: `gated_layers` packs [gate; up], GELU on the first half.
+                ["ffn", "GeGlu", half @ ("gate" | "up"), leaf] => Some((
+                    format!("{l}.mlp.gated_layers.{leaf}"),
+                    Change::Packed {
+                        start: if *half == "gate" { 0 } else { f },
+                        total: 2 * f,
+                    },
+                )),
+                ["ffn", "GeGlu", "down", leaf] => linear(format!("{l}.mlp.wo"), leaf),
+                ["ffn_norm", "Layer", leaf] => {
+                    Some((format!("{l}.mlp.layernorm.{}", norm(leaf)), Change::Same))
+                }
+                _ => None,
+            }
+        }
+        ["lm_head", "dense", leaf] => linear("cls.predictions.transform.dense".into(), leaf),
+        ["lm_head", "layer_norm", leaf] => Some((
+            format!("cls.predictions.transform.LayerNorm.{}", norm(leaf)),
+            Change::Same,
+        )),
+        ["lm_head", "decoder", "weight"] => {
+            Some(("cls.predictions.decoder.weight".into(), Change::Transpose))
+        }
+        ["lm_head", "bias"] => Some(("cls.predictions.decoder.bias".into(), Change::Same)),
+        _ => None,
+    }
+}
+
+/// The part of `tensor` (a checkpoint tensor of shape `[total, ..]`) that a packed dnalm
+/// parameter of `shape` holds, starting at row `start`, in dnalm's layout.
+fn unpack(tensor: &HostTensor, shape: &[usize], start: usize) -> HostTensor {
+    match shape {
+        [d_in, n] => {
+            let rows = HostTensor {
+                shape: vec![*n, *d_in],
+                values: tensor.values[start * d_in..(start + n) * d_in].to_vec(),
+            };
+            transpose(&rows)
+        }
+        _ => HostTensor {
+            shape: shape.to_vec(),
+            values: tensor.values[start..start + shape[0]].to_vec(),
+        },
+    }
+}
+
+/// Writes dnalm parameter `tensor` into rows `start..` of the packed checkpoint tensor `into`.
+fn pack(into: &mut HostTensor, tensor: &HostTensor, start: usize) {
+    match tensor.shape.as_slice() {
+        [d_in, n] => {
+            let rows = transpose(tensor);
+            into.values[start * d_in..(start + n) * d_in].copy_from_slice(&rows.values);
+        }
+        _ => into.values[start..start + tensor.values.len()].copy_from_slice(&tensor.values),
+    }
+}
+
+/// The checkpoint-side shape of a packed tensor whose dnalm part has `shape`.
+fn packed_shape(shape: &[usize], total: usize) -> Vec<usize> {
+    match shape {
+        [d_in, _] => vec![total, *d_in],
+        _ => vec![total],
+    }
+}
+
+fn transpose(t: &HostTensor) -> HostTensor {
+    let [rows, cols] = [t.shape[0], t.shape[1]];
+    let mut values = vec![0.0; t.values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            values[c * rows + r] = t.values[r * cols + c];
+        }
+    }
+    HostTensor {
+        shape: vec![cols, rows],
+        values,
+    }
+}
+
+/// The tensors `transformers` keeps for its own bookkeeping, or that dnalm does not use: skipped
+/// on import without complaint.
+fn ignorable(family: HfFamily, config: &ModelConfig, name: &str) -> bool {
+    // NT-v2 stores a position table its rotary model never reads; a tied decoder may be stored
+    // beside the embeddings it repeats (as a converted `pytorch_model.bin` has it).
+    let unused = match family {
+        HfFamily::NtV2 => name.ends_with("embeddings.position_embeddings.weight"),
+        HfFamily::DnaBert2 | HfFamily::Bert => {
+            config.tie_embeddings && name == "cls.predictions.decoder.weight"
+        }
+        _ => false,
+    };
+    unused
+        || name.ends_with("position_ids")
+        || name.ends_with("inv_freq")
+        || name.contains("pooler.")
+        || name.contains("contact_head.")
+        || name.starts_with("cls.seq_relationship")
+        || name == "cls.predictions.decoder.bias"
+}
+
+/// What import left as freshly initialised, for the user to know.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportReport {
+    /// dnalm parameters of the LM head that the checkpoint has no tensor for (a bare
+    /// `BertModel` or `EsmModel`); they keep a fresh initialisation. (dnalm's own pretraining
+    /// heads are always fresh in a foreign checkpoint and are not listed.)
+    pub fresh: Vec<String>,
+    /// Checkpoint tensors dnalm does not use (pooler, contact head, position-id buffers...).
+    pub skipped: Vec<String>,
+}
+
+/// The checkpoint's tensors (by `transformers` name) under dnalm's names, for a model whose
+/// parameters have `shapes` (by dnalm name; [`crate::io::parameter_shapes`]). `path` names the
+/// weight file in errors. Parameters the result lacks (dnalm's own heads, the LM head of a bare
+/// base model, listed in the report) are for the caller to initialise.
+///
+/// The base-model prefix (`bert.`, `esm.`, `model.`) is optional, so `BertModel`/`EsmModel`
+/// checkpoints load too. Any other missing tensor, a shape mismatch or a tensor dnalm has no
+/// place for is an error that names it.
+pub fn import_weights(
+    family: HfFamily,
+    config: &ModelConfig,
+    hf: &BTreeMap<String, HostTensor>,
+    shapes: &BTreeMap<String, Vec<usize>>,
+    path: &Path,
+) -> Result<(BTreeMap<String, HostTensor>, ImportReport), ModelError> {
+    let prefix = if hf.keys().any(|k| k.starts_with(family.prefix())) {
+        family.prefix()
+    } else {
+        ""
+    };
+    let mut out = BTreeMap::new();
+    let mut used = BTreeSet::new();
+    let mut report = ImportReport::default();
+    let mut problems = Vec::new();
+    for (name, shape) in shapes {
+        let Some((hf_key, change)) = hf_name(family, config, name, prefix) else {
+            continue; // dnalm's own heads: no transformers counterpart.
+        };
+        // Old BERT checkpoints (DNABERT, 2020) name LayerNorm parameters gamma/beta.
+        let legacy = hf_key
+            .strip_suffix(".weight")
+            .map(|s| format!("{s}.gamma"))
+            .or_else(|| hf_key.strip_suffix(".bias").map(|s| format!("{s}.beta")))
+            .filter(|_| hf_key.contains("LayerNorm"));
+        let found = hf
+            .get(&hf_key)
+            .map(|t| (hf_key.clone(), t))
+            .or_else(|| legacy.and_then(|k| hf.get(&k).map(|t| (k, t))));
+        let Some((key, tensor)) = found else {
+            if name.starts_with("lm_head.") {
+                report.fresh.push(name.clone());
+            } else {
+                problems.push(format!("missing tensor {hf_key} (for {name})"));
+            }
+            continue;
+        };
+        used.insert(key.clone());
+        // The shape dnalm expects, in the checkpoint's layout.
+        let expected = match change {
+            Change::Same => shape.clone(),
+            Change::Transpose => shape.iter().rev().copied().collect(),
+            Change::PositionRows { offset } => vec![shape[0] + offset, shape[1]],
+            Change::Packed { total, .. } => packed_shape(shape, total),
+            // Any number of token types; dnalm keeps type 0, the one every token adds.
+            Change::FirstRow => vec![tensor.shape[0].max(1), shape[0]],
+        };
+        if tensor.shape != expected {
+            problems.push(format!(
+                "tensor {key} has shape {:?}, the config implies {expected:?}",
+                tensor.shape
+            ));
+            continue;
+        }
+        let mut value = match change {
+            Change::Same => tensor.clone(),
+            Change::Transpose => transpose(tensor),
+            Change::PositionRows { offset } => HostTensor {
+                shape: shape.clone(),
+                values: tensor.values[offset * shape[1]..].to_vec(),
+            },
+            Change::Packed { start, .. } => unpack(tensor, shape, start),
+            Change::FirstRow => HostTensor {
+                shape: shape.clone(),
+                values: tensor.values[..shape[0]].to_vec(),
+            },
+        };
+        if family == HfFamily::Bert && name == "positions.weight" {
+            // BERT adds token-type embedding 0 to every token: fold it into the positions.
+            let type_key = format!("{prefix}embeddings.token_type_embeddings.weight");
+            if let Some(types) = hf.get(&type_key) {
+                let width = shape[1];
+                if types.shape.len() != 2 || types.shape[1] != width {
+                    problems.push(format!("tensor {type_key} has shape {:?}", types.shape));
+                } else {
+                    for row in value.values.chunks_mut(width) {
+                        for (v, t) in row.iter_mut().zip(&types.values[..width]) {
+                            *v += t;
+                        }
+                    }
+                    used.insert(type_key);
+                }
+            }
+        }
+        out.insert(name.clone(), value);
+    }
+    for key in hf.keys().filter(|k| !used.contains(*k)) {
+        if ignorable(family, config, key) {
+            report.skipped.push(key.clone());
+        } else {
+            problems.push(format!("unexpected tensor {key}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok((out, report))
+    } else {
+        Err(ModelError::Weights {
+            path: path.to_path_buf(),
+            message: crate::io::summarise(&problems),
+        })
+    }
+}
+
+/// dnalm's tensors under `transformers` names (for `model.safetensors`) and the rest (dnalm's
+/// own pretraining heads, kept in a side file), or why the config cannot be exported.
+#[allow(clippy::type_complexity)]
+pub fn export_weights(
+    config: &ModelConfig,
+    tensors: &BTreeMap<String, HostTensor>,
+) -> Result<(BTreeMap<String, HostTensor>, BTreeMap<String, HostTensor>), NoHfLayout> {
+    let family = HfFamily::of(config)?;
+    let prefix = family.prefix();
+    let mut hf = BTreeMap::new();
+    let mut extra = BTreeMap::new();
+    for (name, tensor) in tensors {
+        let Some((key, change)) = hf_name(family, config, name, prefix) else {
+            extra.insert(name.clone(), tensor.clone());
+            continue;
+        };
+        let value = match change {
+            Change::Same => tensor.clone(),
+            Change::Transpose => transpose(tensor),
+            Change::Packed { start, total } => {
+                let shape = packed_shape(&tensor.shape, total);
+                let packed = hf.entry(key).or_insert_with(|| HostTensor {
+                    values: vec![0.0; shape.iter().product()],
+                    shape,
+                });
+                pack(packed, tensor, start);
+                continue;
+            }
+            Change::FirstRow => {
+                // Token type 1 (sentence B) is never used by dnalm: zeros.
+                let d = tensor.values.len();
+                let mut values = tensor.values.clone();
+                values.extend(std::iter::repeat_n(0.0, d));
+                HostTensor {
+                    shape: vec![2, d],
+                    values,
+                }
+            }
+            Change::PositionRows { offset } => {
+                let width = tensor.shape[1];
+                let mut values = vec![0.0; offset * width];
+                values.extend_from_slice(&tensor.values);
+                HostTensor {
+                    shape: vec![tensor.shape[0] + offset, width],
+                    values,
+                }
+            }
+        };
+        hf.insert(key, value);
+    }
+    let d = config.d_model;
+    match family {
+        HfFamily::Bert => {
+            // Token types are folded into the positions (see the module docs).
+            hf.insert(
+                format!("{prefix}embeddings.token_type_embeddings.weight"),
+                HostTensor {
+                    shape: vec![2, d],
+                    values: vec![0.0; 2 * d],
+                },
+            );
+        }
+        HfFamily::DnaBert2 => {
+            if !tensors.contains_key("token_type") {
+                hf.insert(
+                    format!("{prefix}embeddings.token_type_embeddings.weight"),
+                    HostTensor {
+                        shape: vec![2, d],
+                        values: vec![0.0; 2 * d],
+                    },
+                );
+            }
+        }
+        HfFamily::NtV2 => {
+            // The v2 code builds a contact head, a (rotary-unused) position table and a rotary
+            // buffer per layer, and loads them strictly: zeros and the reference frequencies.
+            let n = config.n_layers * config.n_heads;
+            for (key, shape) in [
+                (
+                    format!("{prefix}contact_head.regression.weight"),
+                    vec![1, n],
+                ),
+                (format!("{prefix}contact_head.regression.bias"), vec![1]),
+                (
+                    format!("{prefix}embeddings.position_embeddings.weight"),
+                    vec![config.max_positions, d],
+                ),
+            ] {
+                let values = vec![0.0; shape.iter().product()];
+                hf.insert(key, HostTensor { shape, values });
+            }
+            for i in 0..config.n_layers {
+                hf.insert(
+                    format!("{prefix}encoder.layer.{i}.attention.self.rotary_embeddings.inv_freq"),
+                    inv_freq(config),
+                );
+            }
+        }
+        HfFamily::Esm => {
+            // EsmModel always builds a contact head (unused by the LM); zeros keep
+            // transformers from warning that it was left uninitialised.
+            let n = config.n_layers * config.n_heads;
+            hf.insert(
+                format!("{prefix}contact_head.regression.weight"),
+                HostTensor {
+                    shape: vec![1, n],
+                    values: vec![0.0; n],
+                },
+            );
+            hf.insert(
+                format!("{prefix}contact_head.regression.bias"),
+                HostTensor {
+                    shape: vec![1],
+                    values: vec![0.0],
+                },
+            );
+            if config.position == PositionEncoding::Rotary {
+                // transformers 5 keeps ESM's rotary frequencies as a saved buffer.
+                hf.insert(
+                    format!("{prefix}rotary_embeddings.inv_freq"),
+                    inv_freq(config),
+                );
+            }
+        }
+        HfFamily::Llama => {}
+    }
+    Ok((hf, extra))
+}
+
+/// The rotary frequencies `1 / theta^(2i / head_dim)` that ESM's code keeps as a buffer.
+fn inv_freq(config: &ModelConfig) -> HostTensor {
+    let hd = config.head_dim();
+    HostTensor {
+        shape: vec![hd / 2],
+        values: (0..hd / 2)
+            .map(|i| (1.0 / config.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32)
+            .collect(),
+    }
+}
