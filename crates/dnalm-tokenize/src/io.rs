@@ -330,6 +330,8 @@ impl AnyTokenizer {
                             .is_some_and(|c| c.get("eos_token").is_some_and(Value::is_null));
                         let template = if no_eos && specials.cls.is_some() {
                             Template::Cls
+                        } else if config.is_none() && is_esm_checkpoint(&dir, &vocab) {
+                            esm_template(&specials)
                         } else {
                             infer_template(&specials)
                         };
@@ -390,6 +392,31 @@ impl Tokenizer for AnyTokenizer {
     }
     fn decode(&self, ids: &[u32]) -> String {
         self.inner().decode(ids)
+    }
+}
+
+/// Whether a directory without `tokenizer_config.json` is an ESM checkpoint, whose tokenizer
+/// (`EsmTokenizer`) always starts with `<cls>`: its `config.json` says `model_type` "esm" or has
+/// Nucleotide Transformer v2's keys, or its vocabulary spells the start token `<cls>`.
+fn is_esm_checkpoint(dir: &Path, vocab: &Vocab) -> bool {
+    let model_config = fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    let esm_config = model_config.is_some_and(|c| {
+        c.get("model_type").and_then(Value::as_str) == Some("esm")
+            || c.get("add_bias_fnn").is_some()
+    });
+    esm_config || (vocab.id("<cls>").is_some() && vocab.id("[CLS]").is_none())
+}
+
+/// `EsmTokenizer`'s template with its default `eos_token` "<eos>": `<cls> tokens <eos>`, or
+/// `<cls> tokens` when the vocabulary has no `<eos>` (where `EsmTokenizer` would append the
+/// id of `<unk>` instead, dnalm appends nothing).
+fn esm_template(s: &SpecialTokenIds) -> Template {
+    match (s.cls, s.sep) {
+        (Some(_), Some(_)) => Template::Bert,
+        (Some(_), None) => Template::Cls,
+        _ => infer_template(s),
     }
 }
 
@@ -589,6 +616,33 @@ mod tests {
         b"A",
         b"TTTTTTTTTTTTTTTTTTTTTACG",
     ];
+
+    /// An ESM checkpoint without `tokenizer_config.json` still starts every sequence with
+    /// `<cls>`, as `EsmTokenizer` does; with `<eos>` in the vocabulary it also ends with it.
+    #[test]
+    fn esm_directory_without_tokenizer_config_keeps_cls() {
+        let mut tokens: Vec<String> = ["<unk>", "<pad>", "<mask>", "<cls>"]
+            .map(String::from)
+            .to_vec();
+        tokens.extend(["AAA", "AAC", "ACG", "A", "C", "G", "T", "N"].map(String::from));
+        for (with_eos, model_type) in [(false, "esm"), (true, "esm"), (false, "unknown")] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut vocab = tokens.clone();
+            if with_eos {
+                vocab.push("<eos>".into());
+            }
+            fs::write(dir.path().join("vocab.txt"), vocab.join("\n")).unwrap();
+            fs::write(
+                dir.path().join("config.json"),
+                format!("{{\"model_type\": \"{model_type}\"}}"),
+            )
+            .unwrap();
+            let tok = AnyTokenizer::load(dir.path()).unwrap();
+            let ids = tok.encode(b"ACGAAA").ids;
+            assert_eq!(ids[0], 3, "{with_eos} {model_type}: {ids:?}");
+            assert_eq!(*ids.last().unwrap() == 12, with_eos, "{ids:?}");
+        }
+    }
 
     #[test]
     fn save_load_round_trip() {
