@@ -561,12 +561,22 @@ pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
 #[derive(Args)]
 pub struct ConvertArgs {
     /// Model directory to read: a dnalm checkpoint or a Hugging Face one (DNABERT `bert`,
-    /// Nucleotide Transformer / ESM-2 `esm`, `llama`) with `config.json`, `model.safetensors`
-    /// and its tokenizer files.
+    /// Nucleotide Transformer v1 / ESM-2 `esm`, `llama`, DNABERT-2, Nucleotide Transformer v2)
+    /// with `config.json`, `model.safetensors` and its tokenizer files.
     input: PathBuf,
     /// Directory to write (must not exist): a dnalm checkpoint in the layout `transformers`
     /// loads with its stock classes.
     output: PathBuf,
+}
+
+/// The block layout in words: norm placement, positions, feed-forward network.
+fn layout(c: &dnalm_model::ModelConfig) -> String {
+    format!(
+        "{}, {:?} positions, {:?} feed-forward",
+        if c.post_norm { "post-norm" } else { "pre-norm" },
+        c.position,
+        c.feed_forward()
+    )
 }
 
 /// `dnalm convert`: any model directory dnalm reads -> a dnalm checkpoint (a Hugging Face one).
@@ -575,14 +585,10 @@ pub fn convert(args: ConvertArgs) -> anyhow::Result<()> {
         .with_context(|| format!("converting {}", args.input.display()))?;
     let c = &report.config;
     println!(
-        "read {}: {:?}{}, {} layers, d = {}, {} heads, {} positions, vocab {}",
+        "read {}: {:?} ({}), {} layers, d = {}, {} heads, {} positions, vocab {}",
         args.input.display(),
         c.architecture,
-        if c.post_norm {
-            " (BERT, post-norm)"
-        } else {
-            ""
-        },
+        layout(c),
         c.n_layers,
         c.d_model,
         c.n_heads,
@@ -605,9 +611,16 @@ pub fn convert(args: ConvertArgs) -> anyhow::Result<()> {
         );
     }
     match &report.exported_as {
-        Ok(class) => println!(
-            "wrote {} (transformers: {class}, no trust_remote_code needed)",
-            args.output.display()
+        Ok(family) if family.model_type().is_some() => println!(
+            "wrote {} (transformers: {}, no trust_remote_code needed)",
+            args.output.display(),
+            family.class()
+        ),
+        Ok(family) => println!(
+            "wrote {} ({} layout: loads with the family's {}; dnalm runs it natively)",
+            args.output.display(),
+            family.name(),
+            family.class()
         ),
         Err(why) => println!("wrote {} (dnalm layout only: {why})", args.output.display()),
     }

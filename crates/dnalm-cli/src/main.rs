@@ -72,8 +72,9 @@ enum Command {
     /// Apply a fine-tuned classifier across a genome (sliding windows, both strands): BED of
     /// predicted elements and a task of (sequence, predicted label, score) pairs.
     Label(label::LabelArgs),
-    /// Convert a model directory (DNABERT, Nucleotide Transformer, ESM-2, Llama or dnalm) into a
-    /// dnalm checkpoint that `transformers` loads with its stock classes.
+    /// Convert a model directory (DNABERT, DNABERT-2, Nucleotide Transformer v1/v2, ESM-2, Llama
+    /// or dnalm) into a dnalm checkpoint that `transformers` loads (stock classes, or the hub
+    /// family's own code for DNABERT-2 and NT-v2).
     Convert(eval::ConvertArgs),
 }
 

@@ -19,8 +19,8 @@ use crate::{embed::Encoder, EvalError};
 pub struct ConversionReport {
     /// The converted model's config.
     pub config: dnalm_model::ModelConfig,
-    /// The `transformers` class the output loads as (`EsmForMaskedLM`...), or why there is none.
-    pub exported_as: Result<&'static str, String>,
+    /// The Hugging Face family the output loads as ([`HfFamily::class`]), or why there is none.
+    pub exported_as: Result<HfFamily, dnalm_model::hf::NoHfLayout>,
     /// The tokenizer, in words.
     pub tokenizer: String,
     /// Parameters left freshly initialised and checkpoint tensors skipped.
@@ -55,9 +55,7 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConversionReport, EvalError> {
     c.pad_token_id = c.pad_token_id.or(s.pad);
     c.mask_token_id = c.mask_token_id.or(s.mask);
     let encoder = Encoder::new(model, tokenizer, src.display().to_string())?;
-    let exported_as = HfFamily::of(&encoder.model.config)
-        .map(HfFamily::class)
-        .map_err(|why| why.to_string());
+    let exported_as = HfFamily::of(&encoder.model.config);
     let parent = match dst.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -90,14 +88,20 @@ mod tests {
 
     fn golden(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden/hf")
+            .join("tests/golden")
             .join(name)
     }
 
     #[test]
     fn a_converted_checkpoint_loads_to_the_same_model() {
         let out = tempfile::tempdir().unwrap();
-        for name in ["dnabert6", "nt6", "esm_rotary"] {
+        for name in [
+            "hf/dnabert6",
+            "hf/nt6",
+            "hf/esm_rotary",
+            "dnabert2/checkpoint",
+            "nt_v2/checkpoint",
+        ] {
             let src = golden(name);
             let dst = out.path().join(name);
             let report = convert(&src, &dst).unwrap();

@@ -28,13 +28,17 @@ pub enum PositionEncoding {
 
 /// The position-wise feed-forward network of a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum FeedForwardKind {
-    /// `down(gelu(up(x)))` (ESM-2, BERT; the encoder's default).
+    /// `down(gelu(up(x)))` (ESM-2, BERT; the encoder's default). Config: `"gelu"`.
+    #[serde(rename = "gelu")]
     Gelu,
     /// `down(silu(gate(x)) * up(x))` (Llama, Nucleotide Transformer v2; the decoder's default).
+    /// Config: `"swiglu"`.
+    #[serde(rename = "swiglu")]
     SwiGlu,
     /// `down(gelu(gate(x)) * up(x))` (DNABERT-2's GEGLU: exact GELU on the first half).
+    /// Config: `"geglu"`.
+    #[serde(rename = "geglu")]
     GeGlu,
 }
 
@@ -347,6 +351,47 @@ mod tests {
         assert_eq!(cfg, back);
         let minimal: ModelConfig = serde_json::from_str(r#"{"vocab_size": 12}"#).unwrap();
         assert_eq!(minimal, ModelConfig::new(Architecture::Encoder, 12));
+    }
+
+    #[test]
+    fn feed_forward_spellings_and_parameter_counts() {
+        let cfg: ModelConfig = serde_json::from_str(
+            r#"{"vocab_size": 12, "feed_forward": "geglu", "ffn_output_bias": false}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.feed_forward(), FeedForwardKind::GeGlu);
+        assert_eq!(cfg.ffn_biases(), (false, false));
+        let swiglu: ModelConfig =
+            serde_json::from_str(r#"{"vocab_size": 12, "feed_forward": "swiglu"}"#).unwrap();
+        assert_eq!(swiglu.ffn_biases(), (false, false));
+        // Every combination builds a model with exactly the parameters the config counts.
+        let device = crate::cpu();
+        for kind in [
+            FeedForwardKind::Gelu,
+            FeedForwardKind::SwiGlu,
+            FeedForwardKind::GeGlu,
+        ] {
+            for (post_norm, token_type) in [(false, false), (true, true)] {
+                let cfg = ModelConfig {
+                    n_layers: 1,
+                    d_model: 8,
+                    n_heads: 2,
+                    d_ffn: 12,
+                    feed_forward: Some(kind),
+                    ffn_input_bias: Some(true),
+                    post_norm,
+                    token_type_embedding: token_type,
+                    ..ModelConfig::new(Architecture::Encoder, 10)
+                };
+                let model = crate::DnaLm::new(&cfg, &device).unwrap();
+                use burn::module::Module;
+                assert_eq!(
+                    model.num_params(),
+                    cfg.parameter_count(),
+                    "{kind:?} {post_norm}"
+                );
+            }
+        }
     }
 
     #[test]
