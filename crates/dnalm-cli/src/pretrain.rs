@@ -81,6 +81,9 @@ impl Observer for Progress {
         }
         self.last_eval = Some(r.clone());
     }
+    fn on_note(&mut self, note: &str) {
+        self.bar.suspend(|| eprintln!("note: {note}"));
+    }
 }
 
 fn device(name: &str) -> anyhow::Result<Device> {
@@ -139,7 +142,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     };
     let stop = options.stop.clone();
     let flag = stop.clone();
-    // A second Ctrl-C exits at once.
+    // A second Ctrl-C exits at once. SIGTERM and SIGHUP (a scheduler's kill) stop the same way.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);

@@ -75,6 +75,17 @@ fn a_tiny_run_trains_and_resumes_from_the_cli() {
 
 #[test]
 fn ctrl_c_saves_a_checkpoint() {
+    interrupt_saves_a_checkpoint("-INT");
+}
+
+/// Issue 14, defect 4: a scheduler's SIGTERM stops the run with a checkpoint, as Ctrl-C does
+/// (it used to kill the process before any checkpoint).
+#[test]
+fn sigterm_saves_a_checkpoint() {
+    interrupt_saves_a_checkpoint("-TERM");
+}
+
+fn interrupt_saves_a_checkpoint(signal: &str) {
     let out_dir = tempfile::tempdir().unwrap();
     let run = out_dir.path().join("run");
     let fasta = root().join("data/lambda_phage.fa");
@@ -101,7 +112,7 @@ fn ctrl_c_saves_a_checkpoint() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

@@ -23,6 +23,7 @@
 
 pub mod allocator;
 pub mod baseline;
+pub mod checkpoints;
 pub mod data;
 pub mod loss;
 pub mod objectives;

@@ -38,7 +38,9 @@ use dnalm_seq::{
 };
 use dnalm_tokenize::Tokenizer;
 
+pub use crate::checkpoints::latest_checkpoint;
 use crate::{
+    checkpoints::{checkpoint_name, prune, CheckpointScan},
     data::{BatchConfig, BatchPipeline, WindowSource},
     loss::batch_loss,
     optim::AdamW,
@@ -164,6 +166,9 @@ pub trait Observer {
     fn on_eval(&mut self, _record: &EvalRecord) {}
     /// After each checkpoint.
     fn on_checkpoint(&mut self, _dir: &Path) {}
+    /// Something about the run directory the user should know, before the first step
+    /// (the same lines end up in [`RunSummary::notes`]).
+    fn on_note(&mut self, _note: &str) {}
 }
 
 /// An observer that ignores everything.
@@ -196,14 +201,17 @@ pub struct RunSummary {
     pub last_eval: Option<EvalRecord>,
     /// Mean training tokens per second over this process's steps.
     pub tokens_per_s: f64,
+    /// What the user should know about the run directory: checkpoints skipped as incomplete,
+    /// directories ignored, a restart from step 0 because nothing had been saved.
+    pub notes: Vec<String>,
 }
 
 /// Name of the metrics log in a run directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// The resolved config in a run directory.
 pub const CONFIG_FILE: &str = "run.toml";
-const STATE_FILE: &str = "trainer_state.json";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub(crate) const STATE_FILE: &str = "trainer_state.json";
+pub(crate) const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 /// Where a run starts: fresh, or from a checkpoint.
 struct Start {
@@ -212,6 +220,7 @@ struct Start {
     step: u64,
     tokens_seen: u64,
     last_eval: Option<EvalRecord>,
+    notes: Vec<String>,
 }
 
 /// A prepared run: data read, pipelines built, run directory known.
@@ -348,7 +357,11 @@ impl Trainer {
             step: start,
             mut tokens_seen,
             mut last_eval,
+            notes,
         } = self.prepare(options.resume)?;
+        for note in &notes {
+            observer.on_note(note);
+        }
         let metrics_path = self.dir.join(METRICS_FILE);
         truncate_metrics(&metrics_path, start)?;
         let mut metrics = fs::OpenOptions::new()
@@ -463,6 +476,7 @@ impl Trainer {
             checkpoint,
             last_eval,
             tokens_per_s: tokens_this_run as f64 / seconds.max(1e-9),
+            notes,
         })
     }
 
@@ -470,16 +484,37 @@ impl Trainer {
     fn prepare(&self, resume: bool) -> Result<Start, TrainError> {
         let cfg = &self.run.config;
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
-        let latest = latest_checkpoint(&self.dir);
+        let scan = CheckpointScan::of(&self.dir);
+        let mut notes = scan.warnings();
+        let latest = scan.latest().map(Path::to_path_buf);
         let config_path = self.dir.join(CONFIG_FILE);
-        if !resume {
-            if latest.is_some() || self.dir.join(METRICS_FILE).exists() {
+        let started = fs::symlink_metadata(self.dir.join(METRICS_FILE)).is_ok();
+        if !resume && (latest.is_some() || started) {
+            let message = if latest.is_some() {
+                "already holds a run; pass --resume to continue it or choose another output directory"
+            } else {
+                "holds a run that stopped before its first checkpoint; pass --resume to restart \
+                 it from step 0, or choose another output directory"
+            };
+            return Err(TrainError::RunDir {
+                path: self.dir.clone(),
+                message: message.into(),
+            });
+        }
+        let Some(checkpoint) = latest else {
+            if resume && !started && fs::symlink_metadata(&config_path).is_err() {
                 return Err(TrainError::RunDir {
                     path: self.dir.clone(),
-                    message: "already holds a run; pass --resume to continue it or choose another output directory".into(),
+                    message: "has no checkpoint to resume from (and holds no run)".into(),
                 });
             }
-            fs::write(&config_path, cfg.to_toml()).map_err(io_err(&config_path))?;
+            if resume {
+                notes.push(format!(
+                    "{}: no complete checkpoint to resume from; restarting from step 0",
+                    self.dir.display()
+                ));
+            }
+            write_atomically(&config_path, cfg.to_toml().as_bytes())?;
             let model = DnaLm::seeded(&self.run.model, &self.device, cfg.seed)?;
             return Ok(Start {
                 model,
@@ -487,12 +522,7 @@ impl Trainer {
                 step: 0,
                 tokens_seen: 0,
                 last_eval: None,
-            });
-        }
-        let Some(checkpoint) = latest else {
-            return Err(TrainError::RunDir {
-                path: self.dir.clone(),
-                message: "has no checkpoint to resume from".into(),
+                notes,
             });
         };
         let state_path = checkpoint.join(STATE_FILE);
@@ -515,7 +545,7 @@ impl Trainer {
                 ),
             });
         }
-        fs::write(&config_path, cfg.to_toml()).map_err(io_err(&config_path))?;
+        write_atomically(&config_path, cfg.to_toml().as_bytes())?;
         let model = DnaLm::load(&checkpoint, &self.device)?;
         let mut optim = AdamW::new(cfg.optim.clone());
         let optim_path = checkpoint.join(OPTIMIZER_FILE);
@@ -532,6 +562,7 @@ impl Trainer {
             step: state.step,
             tokens_seen: state.tokens_seen,
             last_eval: state.last_eval,
+            notes,
         })
     }
 
@@ -586,7 +617,7 @@ impl Trainer {
         optim: &AdamW,
         state: &TrainerState,
     ) -> Result<PathBuf, TrainError> {
-        let name = format!("checkpoint-{:06}", state.step);
+        let name = checkpoint_name(state.step);
         let final_dir = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         if tmp.exists() {
@@ -615,15 +646,7 @@ impl Trainer {
             fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
         }
         fs::rename(&tmp, &final_dir).map_err(io_err(&final_dir))?;
-        // Keep the last N.
-        let mut all = checkpoints(&self.dir);
-        let keep = self.run.config.train.keep_last;
-        if all.len() > keep {
-            all.sort();
-            for old in &all[..all.len() - keep] {
-                let _ = fs::remove_dir_all(old);
-            }
-        }
+        prune(&self.dir, self.run.config.train.keep_last, &final_dir).map_err(io_err(&self.dir))?;
         Ok(final_dir)
     }
 }
@@ -642,12 +665,20 @@ fn write_line<T: Serialize>(file: &mut fs::File, value: &T, path: &Path) -> Resu
     file.flush().map_err(io_err(path))
 }
 
-/// Drops metric lines after `step` (a resumed run rewrites them exactly).
+/// Drops metric lines after `step` (a resumed run rewrites them exactly). The file is rewritten
+/// through a temporary file and a rename, so a symbolic link in its place is replaced by a
+/// regular file (its target is never truncated, and the appends that follow go to the run
+/// directory).
 fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
-    if !path.exists() {
+    let Ok(meta) = fs::symlink_metadata(path) else {
         return Ok(());
-    }
-    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    };
+    let text = if meta.file_type().is_symlink() {
+        // Read through the link (a dangling one holds nothing); never written through it.
+        fs::read_to_string(path).unwrap_or_default()
+    } else {
+        fs::read_to_string(path).map_err(io_err(path))?
+    };
     let kept: String = text
         .lines()
         .filter(|l| {
@@ -658,30 +689,14 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<(), TrainError> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    fs::write(path, kept).map_err(io_err(path))
+    write_atomically(path, kept.as_bytes())
 }
 
-fn checkpoints(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("checkpoint-"))
-        })
-        .collect()
-}
-
-/// The checkpoint with the highest step in a run directory.
-pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
-    let mut all = checkpoints(dir);
-    all.sort();
-    all.pop()
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so that
+/// a kill never leaves a half-written file and a symbolic link at `path` is replaced, not
+/// followed (its target is never written).
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    Ok(dnalm_seq::write_atomic(path, |w| w.write_all(bytes))?)
 }
 
 /// Reads `metrics.jsonl`: training records and validation records.

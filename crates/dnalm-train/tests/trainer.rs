@@ -287,3 +287,126 @@ fn validation_records_without_perplexity_read_back() {
     assert!((valid[0].loss - 0.42).abs() < 1e-12);
     assert!(valid[0].perplexity.is_nan());
 }
+
+/// Issue 14, defect 4: a run killed (or stopped by a NaN) before its first checkpoint left
+/// `run.toml` and `metrics.jsonl` behind; it could be neither restarted ("already holds a run")
+/// nor resumed ("no checkpoint"). `--resume` now restarts it from step 0 and says so.
+#[test]
+fn a_run_stopped_before_its_first_checkpoint_restarts_on_resume() {
+    let cfg = config(MLM, "");
+    let dir = tempfile::tempdir().unwrap();
+    let mut short = cfg.clone();
+    short.train.steps = 4;
+    train(&short, dir.path(), &RunOptions::default());
+    // What a kill before the first save leaves: no checkpoint, a partial metrics log.
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(p).unwrap();
+        }
+    }
+    let trainer = Trainer::new(cfg.resolve().unwrap(), dir.path(), cpu().autodiff()).unwrap();
+    let err = trainer
+        .run(&RunOptions::default(), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("before its first checkpoint") && err.contains("--resume"),
+        "{err}"
+    );
+    let mut restart = cfg.clone();
+    restart.train.steps = 8;
+    let summary = train(
+        &restart,
+        dir.path(),
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!((summary.start_step, summary.step), (0, 8));
+    assert!(
+        summary
+            .notes
+            .iter()
+            .any(|n| n.contains("restarting from step 0")),
+        "{:?}",
+        summary.notes
+    );
+    // The log holds the restarted run only, once.
+    assert_eq!(losses(dir.path()).len(), 8);
+}
+
+/// Issue 14, defect 1: checkpoints are found by the step in their name. A user-made
+/// `checkpoint-best` used to sort after the numbered ones: `--resume` started from it and
+/// keep_last deleted the checkpoints just written.
+#[test]
+fn a_user_checkpoint_is_neither_resumed_from_nor_pruned_in_place_of_new_ones() {
+    let cfg = config(MLM, "");
+    let dir = tempfile::tempdir().unwrap();
+    let mut short = cfg.clone();
+    short.train.steps = 8;
+    train(&short, dir.path(), &RunOptions::default());
+    let best = dir.path().join("checkpoint-best");
+    copy_dir(&dir.path().join("checkpoint-000008"), &best);
+    let summary = train(
+        &cfg,
+        dir.path(),
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(summary.start_step, 8);
+    assert!(best.is_dir(), "the user's checkpoint is left alone");
+    assert!(
+        summary.notes.iter().any(|n| n.contains("checkpoint-best")),
+        "{:?}",
+        summary.notes
+    );
+    for step in [16, 24] {
+        assert!(dir.path().join(format!("checkpoint-{step:06}")).is_dir());
+    }
+    assert!(!dir.path().join("checkpoint-000008").exists());
+}
+
+/// Issue 14, defect 8: run-directory files are replaced, never written through a symbolic link.
+#[cfg(unix)]
+#[test]
+fn symlinked_run_files_do_not_have_their_targets_overwritten() {
+    let cfg = config(MLM, "");
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let mut short = cfg.clone();
+    short.train.steps = 8;
+    train(&short, dir.path(), &RunOptions::default());
+    for name in ["run.toml", "metrics.jsonl"] {
+        let target = outside.path().join(name);
+        std::fs::write(&target, "precious\n").unwrap();
+        let link = dir.path().join(name);
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+    }
+    train(
+        &cfg,
+        dir.path(),
+        &RunOptions {
+            resume: true,
+            stop_at: Some(9),
+            ..Default::default()
+        },
+    );
+    for name in ["run.toml", "metrics.jsonl"] {
+        let target = std::fs::read_to_string(outside.path().join(name)).unwrap();
+        assert_eq!(target, "precious\n", "{name}");
+        assert!(!dir.path().join(name).is_symlink(), "{name}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
