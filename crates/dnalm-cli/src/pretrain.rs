@@ -115,26 +115,29 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "run".into());
         PathBuf::from("runs").join(stem)
     });
-    let params = resolved.model.parameter_count();
-    let tokens = dnalm_train::trainer::tokens_per_window(&resolved);
-    eprintln!(
-        "model: {:?}, {} layers, d = {}, {} heads, {:.2} M parameters; tokenizer {} ({} tokens), {} tokens per {}-base window",
-        resolved.model.architecture,
-        resolved.model.n_layers,
-        resolved.model.d_model,
-        resolved.model.n_heads,
-        params as f64 / 1e6,
-        resolved.config.tokenizer.spec,
-        resolved.model.vocab_size,
-        tokens,
-        resolved.config.data.context
-    );
-    if args.dry_run {
-        print!("{}", resolved.config.to_toml());
-        return Ok(());
-    }
+    // The dry run makes every check the real run makes before its first step: the data is
+    // read and split and both pipelines are built (one validation path); nothing is written.
+    let config_text = resolved.config.to_toml();
     let trainer = Trainer::new(resolved, &output, device)
         .with_context(|| format!("preparing {}", args.config.display()))?;
+    let run = trainer.run_config();
+    let tokens = dnalm_train::trainer::tokens_per_window(run);
+    eprintln!(
+        "model: {:?}, {} layers, d = {}, {} heads, {:.2} M parameters; tokenizer {} ({} tokens), {} tokens per {}-base window",
+        run.model.architecture,
+        run.model.n_layers,
+        run.model.d_model,
+        run.model.n_heads,
+        run.model.parameter_count() as f64 / 1e6,
+        run.config.tokenizer.spec,
+        run.model.vocab_size,
+        tokens,
+        run.config.data.context
+    );
+    if args.dry_run {
+        print!("{config_text}");
+        return Ok(());
+    }
     let options = RunOptions {
         resume: args.resume,
         stop_at: args.stop_at,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{dnalm, root, stderr, tiny};
+use common::{assert_one_line_error, dnalm, root, stderr, tiny};
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -160,5 +160,44 @@ fn config_errors_are_one_line_before_training() {
         assert!(err.contains(needle), "{needle}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(!dir.path().join("metrics.jsonl").exists());
+    }
+}
+
+/// Issue 14, defects 3 and 11: out-of-range schedule, validation, data and objective fields are
+/// refused in one line naming the key, and `--dry-run` makes the same checks as the real run
+/// (it used to accept all of these).
+#[test]
+fn dry_run_refuses_what_the_real_run_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = root().join("configs/mlm.toml");
+    let fasta = root().join("data/lambda_phage.fa");
+    let cases: [(&str, &str); 7] = [
+        ("optim.min_lr_ratio=-0.5", "optim.min_lr_ratio"),
+        ("optim.weight_decay=-1.0", "optim.weight_decay"),
+        ("train.eval_batches=0", "train.eval_batches"),
+        ("data.reverse_complement=5.0", "data.reverse_complement"),
+        ("data.split_block=0", "data.split_block"),
+        ("objectives=[{type = \"mlm\", mask_rate = 1.5}]", "mask"),
+        // Longer than the phage genome (48.5 kb): found when the data is read.
+        ("data.context=100000", "100000"),
+    ];
+    for (set, needle) in cases {
+        let mut args: Vec<String> = vec![
+            "pretrain".into(),
+            "-c".into(),
+            config.display().to_string(),
+            "-o".into(),
+            dir.path().join("run").display().to_string(),
+            "--dry-run".into(),
+        ];
+        args.extend(tiny(&fasta.display().to_string()));
+        args.extend(["--set".into(), set.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = dnalm(&args);
+        assert_one_line_error(&out, &[needle]);
+        assert!(
+            !dir.path().join("run").exists(),
+            "{set}: nothing is written"
+        );
     }
 }

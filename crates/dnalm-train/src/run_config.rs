@@ -422,6 +422,79 @@ impl RunConfig {
             .map_err(|e: toml::de::Error| invalid("--set", e.to_string().trim().to_string()))
     }
 
+    /// Range checks of the numeric fields that nothing else bounds: a negative `min_lr_ratio`
+    /// made the learning rate negative (gradient ascent), `eval_batches = 0` logged a
+    /// perplexity of 1.0 from no data, and out-of-range rates and fractions were only caught
+    /// (if at all) after the genome was read.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let finite_non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        let o = &self.optim;
+        let checks: [(&str, bool, String); 9] = [
+            (
+                "optim.min_lr_ratio",
+                (0.0..=1.0).contains(&o.min_lr_ratio),
+                format!(
+                    "{} is not in [0, 1] (the final learning rate as a fraction of the peak)",
+                    o.min_lr_ratio
+                ),
+            ),
+            (
+                "optim.weight_decay",
+                finite_non_negative(o.weight_decay),
+                format!("{} must be zero or positive", o.weight_decay),
+            ),
+            (
+                "optim.grad_clip",
+                finite_non_negative(o.grad_clip),
+                format!("{} must be zero (no clipping) or positive", o.grad_clip),
+            ),
+            (
+                "optim.eps",
+                o.eps.is_finite(),
+                format!("{} must be finite", o.eps),
+            ),
+            (
+                "train.eval_batches",
+                self.train.eval_batches > 0,
+                "must be positive: validation averages over this many fixed batches".into(),
+            ),
+            (
+                "data.reverse_complement",
+                (0.0..=1.0).contains(&self.data.reverse_complement),
+                format!(
+                    "{} is not a probability in [0, 1]",
+                    self.data.reverse_complement
+                ),
+            ),
+            (
+                "data.split_block",
+                self.data.split_block > 0,
+                "must be positive (the size, in bases, of the blocks assigned to splits)".into(),
+            ),
+            (
+                "data.valid_fraction",
+                (0.0..1.0).contains(&self.data.valid_fraction)
+                    && (0.0..1.0).contains(&self.data.test_fraction),
+                format!(
+                    "valid_fraction {} and test_fraction {} must each be in [0, 1)",
+                    self.data.valid_fraction, self.data.test_fraction
+                ),
+            ),
+            (
+                "data.test_fraction",
+                self.data.valid_fraction + self.data.test_fraction < 1.0,
+                format!(
+                    "valid_fraction + test_fraction = {} leaves no training data",
+                    self.data.valid_fraction + self.data.test_fraction
+                ),
+            ),
+        ];
+        match checks.into_iter().find(|(_, ok, _)| !ok) {
+            Some((key, _, message)) => Err(invalid(key, message)),
+            None => Ok(()),
+        }
+    }
+
     /// Checks the config and builds the tokenizer and the model config.
     pub fn resolve(&self) -> Result<ResolvedRun, ConfigError> {
         let d = &self.data;
@@ -500,6 +573,7 @@ impl RunConfig {
                 "betas must be in [0, 1) and eps positive",
             ));
         }
+        self.check_ranges()?;
 
         // Model section: architecture first, since it picks the tokenizer template.
         let mut table = self.model.clone();
@@ -548,6 +622,12 @@ impl RunConfig {
         let tokenizer = spec
             .build(template)
             .map_err(|e| invalid("tokenizer.spec", e.to_string()))?;
+        let vocab_info = crate::VocabInfo::of(&tokenizer);
+        for w in &self.objectives {
+            w.objective
+                .validate(&vocab_info)
+                .map_err(|e| invalid("objectives", e.to_string()))?;
+        }
         let specials = match tokenizer.template() {
             Template::None => 0,
             Template::Cls => 1,

@@ -343,6 +343,11 @@ impl Trainer {
         })
     }
 
+    /// The resolved run this trainer runs.
+    pub fn run_config(&self) -> &ResolvedRun {
+        &self.run
+    }
+
     /// Trains to the budget (or until stopped) and returns what happened.
     pub fn run(
         &self,
