@@ -102,10 +102,43 @@ fn device(name: &str) -> anyhow::Result<Device> {
     }
 }
 
+/// Refuses a model whose training state (f32 weights, gradients and AdamW's two moments: 16
+/// bytes a parameter) exceeds this machine's memory, in one line, before anything is allocated
+/// (a mistyped `--set model.d_model=1048576` used to abort the process). Linux only; elsewhere
+/// the model config's own size limit applies.
+fn check_training_memory(model: &dnalm_model::ModelConfig) -> anyhow::Result<()> {
+    let Some(total) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        })
+    else {
+        return Ok(());
+    };
+    let params = model.parameter_count() as u64;
+    let needed = params.saturating_mul(16);
+    if needed > total {
+        anyhow::bail!(
+            "model: {params} parameters (n_layers = {}, d_model = {}, d_ffn = {}) need about {:.1} GiB \
+             to train (weights, gradients, optimiser state), more than this machine's {:.1} GiB",
+            model.n_layers,
+            model.d_model,
+            model.d_ffn,
+            needed as f64 / (1u64 << 30) as f64,
+            total as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
 /// Runs `dnalm pretrain`.
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let config = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
     let resolved = config.resolve()?;
+    check_training_memory(&resolved.model)?;
     let device = device(&args.device)?.autodiff();
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = args

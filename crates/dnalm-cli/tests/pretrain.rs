@@ -171,7 +171,7 @@ fn dry_run_refuses_what_the_real_run_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let config = root().join("configs/mlm.toml");
     let fasta = root().join("data/lambda_phage.fa");
-    let cases: [(&str, &str); 7] = [
+    let cases: [(&str, &str); 10] = [
         ("optim.min_lr_ratio=-0.5", "optim.min_lr_ratio"),
         ("optim.weight_decay=-1.0", "optim.weight_decay"),
         ("train.eval_batches=0", "train.eval_batches"),
@@ -180,6 +180,10 @@ fn dry_run_refuses_what_the_real_run_refuses() {
         ("objectives=[{type = \"mlm\", mask_rate = 1.5}]", "mask"),
         // Longer than the phage genome (48.5 kb): found when the data is read.
         ("data.context=100000", "100000"),
+        // Issue 14, defect 6: sizes that used to abort the process in an allocation.
+        ("model.d_model=1048576", "parameters"),
+        ("model.n_layers=10000000", "parameters"),
+        ("model.d_ffn=100000000", "parameters"),
     ];
     for (set, needle) in cases {
         let mut args: Vec<String> = vec![

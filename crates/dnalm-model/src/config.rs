@@ -137,6 +137,11 @@ pub struct ModelConfig {
     pub eos_token_id: Option<u32>,
 }
 
+/// The largest model [`ModelConfig::validate`] accepts: 1e11 parameters (400 GB in f32), far
+/// above any DNA LM, so that a mistyped size is refused in one line instead of aborting the
+/// process in an allocation.
+pub const MAX_PARAMETERS: usize = 100_000_000_000;
+
 fn default_architecture() -> Architecture {
     Architecture::Encoder
 }
@@ -284,6 +289,20 @@ impl ModelConfig {
                 "post_norm and token_dropout are encoder options (BERT, ESM)".into(),
             );
         }
+        if self.parameter_count() > MAX_PARAMETERS {
+            return bad(
+                "d_model",
+                format!(
+                    "n_layers = {}, d_model = {}, d_ffn = {} and vocab_size = {} give {} \
+                     parameters, above dnalm's limit of {MAX_PARAMETERS:e}",
+                    self.n_layers,
+                    self.d_model,
+                    self.d_ffn,
+                    self.vocab_size,
+                    self.parameter_count()
+                ),
+            );
+        }
         if self.token_dropout && self.mask_token_id.is_none() {
             return bad("token_dropout", "token dropout needs mask_token_id".into());
         }
@@ -304,10 +323,13 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// Number of parameters the model (with its pretraining heads) will have.
+    /// Number of parameters the model (with its pretraining heads) will have; computed in 128
+    /// bits, so absurd shapes give a huge count (at most `usize::MAX`) instead of overflowing.
     pub fn parameter_count(&self) -> usize {
-        let d = self.d_model;
-        let f = self.d_ffn;
+        // Each size is capped at 2^40 (any larger one is refused anyway), so that no product
+        // below can overflow 128 bits.
+        let wide = |v: usize| (v as u128).min(1 << 40);
+        let (d, f, vocab) = (wide(self.d_model), wide(self.d_ffn), wide(self.vocab_size));
         let (bias_in, bias_out) = self.ffn_biases();
         let inputs = if self.feed_forward().gated() { 2 } else { 1 };
         let ffn =
@@ -316,26 +338,24 @@ impl ModelConfig {
             Architecture::Encoder => (4 * (d * d + d), 2 * d),
             Architecture::Decoder => (4 * d * d, d),
         };
-        let blocks = self.n_layers * (attn + ffn + 2 * norm);
-        let embed = self.vocab_size * d;
+        let blocks = wide(self.n_layers) * (attn + ffn + 2 * norm);
+        let embed = vocab * d;
         let positions = if self.position == PositionEncoding::Learned {
-            self.max_positions * d
+            wide(self.max_positions) * d
         } else {
             0
         };
         let head = match self.architecture {
-            Architecture::Encoder => d * d + d + 2 * d + self.vocab_size,
+            Architecture::Encoder => d * d + d + 2 * d + vocab,
             Architecture::Decoder => 0,
-        } + if self.tie_embeddings {
-            0
-        } else {
-            self.vocab_size * d
-        };
+        } + if self.tie_embeddings { 0 } else { vocab * d };
         let token_type = if self.token_type_embedding { d } else { 0 };
         let final_norm = if self.post_norm { 0 } else { norm };
         let embed_norm = if self.post_norm { norm } else { 0 };
         // The deletion head (d + 1) and the permutation query vector (d).
-        embed + token_type + positions + embed_norm + blocks + final_norm + head + (d + 1) + d
+        let total =
+            embed + token_type + positions + embed_norm + blocks + final_norm + head + (d + 1) + d;
+        usize::try_from(total).unwrap_or(usize::MAX)
     }
 }
 
@@ -392,6 +412,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Issue 14, defect 6: absurd sizes are refused before anything is allocated, and the
+    /// count does not overflow.
+    #[test]
+    fn absurd_sizes_are_refused_without_overflow() {
+        let base = ModelConfig::new(Architecture::Encoder, 12);
+        for cfg in [
+            ModelConfig {
+                n_layers: 10_000_000,
+                ..base.clone()
+            },
+            ModelConfig {
+                d_model: 1 << 20,
+                ..base.clone()
+            },
+            ModelConfig {
+                d_model: 1 << 40,
+                d_ffn: 1 << 40,
+                n_heads: 1,
+                ..base.clone()
+            },
+        ] {
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("parameters"), "{err}");
+        }
+        let huge = ModelConfig {
+            d_model: usize::MAX / 2,
+            d_ffn: usize::MAX / 2,
+            ..base
+        };
+        assert!(huge.parameter_count() > MAX_PARAMETERS);
     }
 
     #[test]

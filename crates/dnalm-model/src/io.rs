@@ -475,7 +475,7 @@ pub fn read_checkpoint_tensors(dir: &Path) -> Result<BTreeMap<String, HostTensor
             .collect();
         let mut out = BTreeMap::new();
         for shard in shards {
-            out.extend(read_safetensors(&dir.join(shard))?);
+            out.extend(read_safetensors(&shard_path(dir, &index, shard)?)?);
         }
         return Ok(out);
     }
@@ -495,6 +495,57 @@ pub fn read_checkpoint_tensors(dir: &Path) -> Result<BTreeMap<String, HostTensor
         path: single,
         message: "missing (a model directory holds model.safetensors)".into(),
     })
+}
+
+/// The file a sharded checkpoint's `weight_map` names: a plain file name inside the model
+/// directory (no path separators, no `..`, not absolute) that is a regular file, so that an
+/// index cannot make dnalm read `../../x`, `/etc/...` or `/dev/zero` (read until memory runs out).
+fn shard_path(dir: &Path, index: &Path, shard: &str) -> Result<std::path::PathBuf, ModelError> {
+    let plain = !shard.is_empty()
+        && shard != "."
+        && shard != ".."
+        && !shard.contains(['/', '\\'])
+        && Path::new(shard).is_relative();
+    let bad = |why: &str| ModelError::Weights {
+        path: index.to_path_buf(),
+        message: format!("weight_map names shard \"{shard}\", {why}"),
+    };
+    if !plain {
+        return Err(bad(
+            "which is not a plain file name inside the model directory",
+        ));
+    }
+    let path = dir.join(shard);
+    match fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(bad("which is not a regular file")),
+        Err(e) => Err(ModelError::io(&path, e)),
+    }
+}
+
+/// Refuses a config that describes far more parameters than its weight files hold, before the
+/// model is allocated (a `config.json` with `num_hidden_layers = 10000000` used to abort the
+/// process while allocating). Twice the stored values plus a million leaves room for what
+/// import may add (dnalm's own heads, a missing LM head, tied matrices stored once).
+fn check_size_against_weights(
+    config: &ModelConfig,
+    values: &BTreeMap<String, HostTensor>,
+    dir: &Path,
+) -> Result<(), ModelError> {
+    let held: usize = values.values().map(|t| t.values.len()).sum();
+    let described = config.parameter_count();
+    if described > held.saturating_mul(2).saturating_add(1_000_000) {
+        return Err(ModelError::Config {
+            field: "config.json",
+            message: format!(
+                "{}: describes a model of {described} parameters, but its weights hold {held} \
+                 values; refusing to build it (check num_hidden_layers, hidden_size, \
+                 intermediate_size and vocab_size)",
+                dir.join(CONFIG_FILE).display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl DnaLm {
@@ -547,6 +598,7 @@ impl DnaLm {
         let (foreign, config) = read_model_config(dir)?;
         let weights_path = dir.join(WEIGHTS_FILE);
         let values = read_checkpoint_tensors(dir)?;
+        check_size_against_weights(&config, &values, dir)?;
         let model = DnaLm::new(&config, device)?;
         if foreign.is_none() && values.contains_key("embed.weight") {
             // dnalm's own names (configs with no transformers equivalent, older checkpoints).
@@ -588,6 +640,88 @@ impl DnaLm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tiny_checkpoint(dir: &Path) -> ModelConfig {
+        let cfg = ModelConfig {
+            n_layers: 1,
+            d_model: 8,
+            n_heads: 2,
+            d_ffn: 16,
+            max_positions: 16,
+            ..ModelConfig::new(crate::Architecture::Encoder, 10)
+        };
+        DnaLm::seeded(&cfg, &crate::cpu(), 1)
+            .unwrap()
+            .save(dir)
+            .unwrap();
+        cfg
+    }
+
+    /// Issue 14, defect 5: a shard index cannot point outside the model directory.
+    #[test]
+    fn shard_paths_must_be_plain_files_inside_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_checkpoint(dir.path());
+        fs::rename(
+            dir.path().join(WEIGHTS_FILE),
+            dir.path().join("model-00001-of-00001.safetensors"),
+        )
+        .unwrap();
+        let index = dir.path().join("model.safetensors.index.json");
+        let write = |shard: &str| {
+            let json = serde_json::json!({"weight_map": {"embed.weight": shard}});
+            fs::write(&index, json.to_string()).unwrap();
+        };
+        write("model-00001-of-00001.safetensors");
+        assert!(read_checkpoint_tensors(dir.path()).is_ok());
+        for shard in [
+            "../../x.safetensors",
+            "/dev/zero",
+            "..",
+            "sub/x.safetensors",
+            "",
+        ] {
+            write(shard);
+            let err = read_checkpoint_tensors(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("not a plain file name") && err.contains("index.json"),
+                "{shard}: {err}"
+            );
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.safetensors")).unwrap();
+            write("zero.safetensors");
+            let err = read_checkpoint_tensors(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
+
+    /// Issue 14, defect 6: a config.json describing a huge model beside small weights is
+    /// refused before anything is allocated.
+    #[test]
+    fn a_config_far_larger_than_its_weights_is_refused_before_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_checkpoint(dir.path());
+        let path = dir.path().join(CONFIG_FILE);
+        let mut config: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        config.as_object_mut().unwrap().remove("dnalm");
+        config["num_hidden_layers"] = serde_json::json!(10_000_000);
+        config["hidden_size"] = serde_json::json!(4096);
+        config["num_attention_heads"] = serde_json::json!(16);
+        fs::write(&path, config.to_string()).unwrap();
+        let err = DnaLm::load(dir.path(), &crate::cpu())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("parameters"), "{err}");
+        config["num_hidden_layers"] = serde_json::json!(300);
+        fs::write(&path, config.to_string()).unwrap();
+        let err = DnaLm::load(dir.path(), &crate::cpu())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("weights hold"), "{err}");
+    }
 
     #[test]
     fn half_precision_conversion() {

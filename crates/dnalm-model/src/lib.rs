@@ -33,7 +33,7 @@ mod model;
 use std::path::{Path, PathBuf};
 
 pub use attention::{AttentionMask, AttentionPattern};
-pub use config::{Architecture, FeedForwardKind, ModelConfig, PositionEncoding};
+pub use config::{Architecture, FeedForwardKind, ModelConfig, PositionEncoding, MAX_PARAMETERS};
 pub use model::{DnaLm, LmHead, ModelInput};
 
 /// Re-export of burn, so that dependants use the same version.
