@@ -402,6 +402,74 @@ impl IndexedFasta {
     }
 }
 
+/// A reader that passes its input through except for blank lines at the very end of it.
+///
+/// noodles' FASTA indexer takes an empty last line for a sequence line of the wrong length
+/// ("invalid line bases: expected 70, got 62"), so a FASTA ending in a blank line (the bundled
+/// phage genome, many editors' output) could be read but not indexed. Blank lines elsewhere
+/// pass through (and are refused by the indexer, as samtools refuses them); dropping bytes only
+/// at the end leaves every offset in the index unchanged.
+struct WithoutTrailingBlankLines<R> {
+    inner: R,
+    /// Newline bytes that may turn out to be trailing blank lines.
+    pending: Vec<u8>,
+    /// Bytes ready to hand out, from `ready_at`.
+    ready: Vec<u8>,
+    ready_at: usize,
+    /// Whether the last byte handed out was a `\n` (a following newline starts a blank line).
+    after_newline: bool,
+}
+
+impl<R: io::Read> WithoutTrailingBlankLines<R> {
+    fn new(inner: R) -> Self {
+        WithoutTrailingBlankLines {
+            inner,
+            pending: Vec::new(),
+            ready: Vec::new(),
+            ready_at: 0,
+            after_newline: false,
+        }
+    }
+}
+
+impl<R: io::Read> io::Read for WithoutTrailingBlankLines<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.ready_at == self.ready.len() {
+            let mut chunk = vec![0u8; 1 << 16];
+            let n = self.inner.read(&mut chunk)?;
+            if n == 0 {
+                // End of input: what is pending is trailing blank lines (or line ends of
+                // them), dropped.
+                return Ok(0);
+            }
+            let mut data = std::mem::take(&mut self.pending);
+            data.extend_from_slice(&chunk[..n]);
+            let newline = |b: &u8| matches!(b, b'\n' | b'\r');
+            let run = data.iter().rposition(|b| !newline(b)).map_or(0, |p| p + 1);
+            // The trailing run of line-end bytes: the first `\n` ends the last line (unless
+            // the output already ended with one); the rest would be blank lines.
+            let keep = if run == 0 && self.after_newline {
+                0
+            } else {
+                data[run..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(run, |p| run + p + 1)
+            };
+            self.pending = data.split_off(keep);
+            if let Some(&last) = data.last() {
+                self.after_newline = last == b'\n';
+            }
+            self.ready = data;
+            self.ready_at = 0;
+        }
+        let n = out.len().min(self.ready.len() - self.ready_at);
+        out[..n].copy_from_slice(&self.ready[self.ready_at..self.ready_at + n]);
+        self.ready_at += n;
+        Ok(n)
+    }
+}
+
 fn build_fai(path: &Path, storage: Storage) -> Result<fai::Index> {
     let index_error = |e: io::Error| SeqError::Format {
         path: path.to_path_buf(),
@@ -420,8 +488,10 @@ fn build_fai(path: &Path, storage: Storage) -> Result<fai::Index> {
         Ok(())
     };
     let reader: Box<dyn BufRead> = match storage {
-        Storage::Bgzf => Box::new(bgzf::io::Reader::new(file)),
-        _ => Box::new(io::BufReader::new(file)),
+        Storage::Bgzf => Box::new(io::BufReader::new(WithoutTrailingBlankLines::new(
+            bgzf::io::Reader::new(file),
+        ))),
+        _ => Box::new(io::BufReader::new(WithoutTrailingBlankLines::new(file))),
     };
     push_all(fasta::io::Indexer::new(reader))?;
     if records.is_empty() {

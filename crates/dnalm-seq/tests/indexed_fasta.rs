@@ -129,3 +129,45 @@ fn stale_index_and_plain_gzip_are_refused() {
     let err = IndexedFasta::open(&gz).err().unwrap().to_string();
     assert!(err.contains("not bgzip"), "{err}");
 }
+
+/// Issue 14, defect 9: a FASTA that ends with blank lines (the bundled lambda genome does)
+/// indexes and fetches, plain and bgzip, with every offset unchanged; a blank line inside a
+/// record is still refused, as samtools refuses it.
+#[test]
+fn trailing_blank_lines_are_allowed_and_inner_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for trailing in ["\n", "\n\n\n", "\r\n"] {
+        let path = dir.path().join("g.fa");
+        let _ = std::fs::remove_file(dir.path().join("g.fa.fai"));
+        let mut text = fasta_text(70);
+        text.extend_from_slice(trailing.as_bytes());
+        std::fs::write(&path, &text).unwrap();
+        check_regions(&path);
+        let gz = dir.path().join("g.fa.gz");
+        let _ = std::fs::remove_file(dir.path().join("g.fa.gz.fai"));
+        let _ = std::fs::remove_file(dir.path().join("g.fa.gz.gzi"));
+        let mut writer = bgzf::io::Writer::new(std::fs::File::create(&gz).unwrap());
+        for chunk in text.chunks(300) {
+            writer.write_all(chunk).unwrap();
+            writer.flush().unwrap();
+        }
+        writer.finish().unwrap();
+        check_regions(&gz);
+    }
+    let bundled =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/lambda_phage.fa");
+    let copy = dir.path().join("lambda.fa");
+    std::fs::copy(bundled, &copy).unwrap();
+    let mut fasta = IndexedFasta::open(&copy).unwrap();
+    let lambda = &fasta.sequences()[0];
+    assert_eq!(lambda.length, 48_502);
+    let region: GenomicRegion = format!("{}:48441-48502", lambda.name).parse().unwrap();
+    assert_eq!(fasta.fetch(&region).unwrap().sequence.len(), 62);
+
+    let inner = dir.path().join("inner.fa");
+    let mut text = fasta_text(70);
+    let at = text.iter().position(|&b| b == b'\n').unwrap() + 71;
+    text.insert(at, b'\n');
+    std::fs::write(&inner, &text).unwrap();
+    assert!(IndexedFasta::open(&inner).is_err());
+}
