@@ -166,7 +166,9 @@ impl IndexedFasta {
         let index_path = with_suffix(&path, ".fai");
         if storage == Storage::Bgzf {
             let gzi_path = with_suffix(&path, ".gzi");
-            if !gzi_path.exists() {
+            if gzi_path.exists() {
+                check_gzi(&path, &gzi_path)?;
+            } else {
                 let gzi = build_gzi(&path)?;
                 write_atomic(&gzi_path, |w| {
                     bgzf::gzi::io::Writer::new(w).write_index(&gzi)
@@ -502,6 +504,61 @@ fn build_fai(path: &Path, storage: Storage) -> Result<fai::Index> {
         });
     }
     Ok(fai::Index::from(records))
+}
+
+/// Checks an existing `.gzi` against its bgzip file before any read goes through it: both
+/// offsets strictly increasing, each uncompressed step at most one BGZF block (64 KiB), and each
+/// compressed offset inside the file and at the start of a BGZF block. A corrupt index (say, two
+/// entries' offsets swapped) used to return bases from another position with exit 0.
+fn check_gzi(fasta: &Path, gzi_path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    const BGZF_MAGIC: [u8; 4] = [0x1f, 0x8b, 0x08, 0x04];
+    const MAX_BLOCK: u64 = 1 << 16;
+    let bad = |message: String| SeqError::Format {
+        path: gzi_path.to_path_buf(),
+        at: Location::File,
+        message: format!(
+            "{message}; the index does not describe {} (delete it to rebuild it)",
+            fasta.display()
+        ),
+    };
+    let index =
+        bgzf::gzi::fs::read(gzi_path).map_err(|e| bad(format!("not a valid .gzi index ({e})")))?;
+    let entries: &[(u64, u64)] = index.as_ref();
+    let mut file = File::open(fasta).map_err(|e| SeqError::io(fasta, e))?;
+    let size = file.metadata().map_err(|e| SeqError::io(fasta, e))?.len();
+    let mut previous = (0u64, 0u64);
+    for (i, &(compressed, uncompressed)) in entries.iter().enumerate() {
+        let entry = i + 1;
+        if compressed <= previous.0 || uncompressed <= previous.1 {
+            return Err(bad(format!(
+                "entry {entry} ({compressed}, {uncompressed}) does not follow ({}, {})",
+                previous.0, previous.1
+            )));
+        }
+        if uncompressed - previous.1 > MAX_BLOCK {
+            return Err(bad(format!(
+                "entry {entry} is {} bases after the previous one, more than a BGZF block holds",
+                uncompressed - previous.1
+            )));
+        }
+        if compressed >= size {
+            return Err(bad(format!(
+                "entry {entry} points at byte {compressed}, beyond the file's {size} bytes"
+            )));
+        }
+        let mut magic = [0u8; 4];
+        file.seek(SeekFrom::Start(compressed))
+            .and_then(|_| file.read_exact(&mut magic))
+            .map_err(|e| SeqError::io(fasta, e))?;
+        if magic != BGZF_MAGIC {
+            return Err(bad(format!(
+                "entry {entry} points at byte {compressed}, which is not the start of a BGZF block"
+            )));
+        }
+        previous = (compressed, uncompressed);
+    }
+    Ok(())
 }
 
 /// Builds a `.gzi` index of a bgzip file: (compressed, uncompressed) offsets of every block

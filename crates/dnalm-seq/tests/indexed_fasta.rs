@@ -171,3 +171,59 @@ fn trailing_blank_lines_are_allowed_and_inner_ones_refused() {
     std::fs::write(&inner, &text).unwrap();
     assert!(IndexedFasta::open(&inner).is_err());
 }
+
+/// Issue 14, defect 2: a corrupt `.gzi` (two entries' compressed offsets swapped, an offset
+/// moved off a block start or past the file) is refused in one line instead of giving bases
+/// from another position.
+#[test]
+fn a_corrupt_gzi_is_refused_not_read_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.fa.gz");
+    let mut writer = bgzf::io::Writer::new(std::fs::File::create(&path).unwrap());
+    for chunk in fasta_text(70).chunks(300) {
+        writer.write_all(chunk).unwrap();
+        writer.flush().unwrap();
+    }
+    writer.finish().unwrap();
+    check_regions(&path);
+    let gzi = dir.path().join("g.fa.gz.gzi");
+    let good = std::fs::read(&gzi).unwrap();
+    // Layout: u64 count, then (compressed, uncompressed) u64 pairs.
+    fn compressed_at(i: usize) -> std::ops::Range<usize> {
+        8 + 16 * i..16 + 16 * i
+    }
+    fn swap_two(b: &mut [u8]) {
+        let (x, y) = (compressed_at(1), compressed_at(2));
+        let first = b[x.clone()].to_vec();
+        let second = b[y.clone()].to_vec();
+        b[x].copy_from_slice(&second);
+        b[y].copy_from_slice(&first);
+    }
+    fn off_block(b: &mut [u8]) {
+        let x = compressed_at(0);
+        let v = u64::from_le_bytes(b[x.clone()].try_into().unwrap()) + 1;
+        b[x].copy_from_slice(&v.to_le_bytes());
+    }
+    fn past_end(b: &mut [u8]) {
+        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+        b[compressed_at(n - 1)].copy_from_slice(&u64::MAX.to_le_bytes());
+    }
+    type Corruption = fn(&mut [u8]);
+    let cases: [(&str, Corruption); 3] = [
+        ("does not follow", swap_two),
+        ("not the start of a BGZF block", off_block),
+        ("beyond the file", past_end),
+    ];
+    for (needle, corrupt) in cases {
+        let mut bytes = good.clone();
+        corrupt(&mut bytes);
+        std::fs::write(&gzi, &bytes).unwrap();
+        let err = IndexedFasta::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains(needle) && err.contains(".gzi"),
+            "{needle}: {err}"
+        );
+    }
+    std::fs::remove_file(&gzi).unwrap();
+    check_regions(&path);
+}
