@@ -140,9 +140,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let tmp = tempfile::Builder::new()
-                .prefix(".dnalm-")
-                .tempfile_in(dir)
+            let tmp = dnalm_seq::temp_file_in(dir)
                 .with_context(|| format!("creating a temporary file beside {}", path.display()))?;
             Some(BufWriter::new(tmp))
         }

@@ -143,3 +143,38 @@ fn bad_checkpoints_are_one_line_errors() {
     let o = dnalm(&["convert", big.to_str().unwrap(), &out("o7")]);
     assert_one_line_error(&o, &["16389 tokens", "4101 rows"]);
 }
+
+/// The process umask, from /proc (Linux).
+#[cfg(target_os = "linux")]
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).unwrap()
+}
+
+/// Issue 14, defect 13: outputs honour the umask (weights, tokenizer files and indexes used to be
+/// 0600 and directories 0700 whatever the umask, while config.json was 0644).
+#[cfg(target_os = "linux")]
+#[test]
+fn outputs_honour_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mask = umask();
+    let out = tempfile::tempdir().unwrap();
+    let dst = out.path().join("nt_v2");
+    let src = root().join("crates/dnalm-eval/tests/golden/nt_v2/checkpoint");
+    ok(&["convert", src.to_str().unwrap(), dst.to_str().unwrap()]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dst), 0o777 & !mask, "directory");
+    for e in std::fs::read_dir(&dst).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(mode(&p), 0o666 & !mask, "{}", p.display());
+    }
+    let fasta = out.path().join("g.fa");
+    std::fs::copy(root().join("data/lambda_phage.fa"), &fasta).unwrap();
+    ok(&[
+        "fetch",
+        fasta.to_str().unwrap(),
+        "gi|9626243|ref|NC_001416.1|:1-10",
+    ]);
+    assert_eq!(mode(&out.path().join("g.fa.fai")), 0o666 & !mask, ".fai");
+}

@@ -61,9 +61,7 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConversionReport, EvalError> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| EvalError::io(&parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".dnalm-convert-")
-        .tempdir_in(&parent)
+    let tmp = dnalm_seq::temp_dir_in(&parent, ".dnalm-convert-")
         .map_err(|e| EvalError::io(&parent, e))?;
     encoder.model.save(tmp.path())?;
     encoder.tokenizer.save(tmp.path())?;

@@ -265,10 +265,7 @@ pub fn save_finetuned(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| EvalError::io(parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".finetune-")
-        .tempdir_in(parent)
-        .map_err(|e| EvalError::io(parent, e))?;
+    let tmp = dnalm_seq::temp_dir_in(parent, ".finetune-").map_err(|e| EvalError::io(parent, e))?;
     net.encoder.save(tmp.path())?;
     tokenizer.save(tmp.path())?;
     write_safetensors(

@@ -83,7 +83,7 @@ impl EmbeddingWriter {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
-        let tmp = NamedTempFile::new_in(dir).map_err(|e| EvalError::io(dir, e))?;
+        let tmp = dnalm_seq::temp_file_in(dir).map_err(|e| EvalError::io(dir, e))?;
         let mut data = BufWriter::with_capacity(1 << 20, tmp);
         if format == StoreFormat::Npy {
             // Reserved; the real header (with the final row count) is written by `finish`.
@@ -163,7 +163,7 @@ impl EmbeddingWriter {
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
                     .unwrap_or(Path::new("."));
-                let out = NamedTempFile::new_in(dir).map_err(io)?;
+                let out = dnalm_seq::temp_file_in(dir).map_err(io)?;
                 let data_bytes = self.rows * self.width * 4;
                 let offsets: Vec<i64> = std::iter::once(0)
                     .chain(self.index.iter().map(|e| e.row_end as i64))

@@ -331,10 +331,17 @@ pub fn write_safetensors(
                 })
         })
         .collect::<Result<_, _>>()?;
+    // `safetensors` writes through its own temporary file, created 0600 whatever the umask; the
+    // mode a plain create gives here (0666 less the umask) is put back after the rename.
+    let mode = fs::File::create(path)
+        .and_then(|f| f.metadata())
+        .map_err(|e| ModelError::io(path, e))?
+        .permissions();
     safetensors::serialize_to_file(views, metadata, path).map_err(|e| ModelError::Weights {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    fs::set_permissions(path, mode).map_err(|e| ModelError::io(path, e))
 }
 
 /// Reads every tensor of a safetensors file as f32 (F32, F16 and BF16 are accepted).

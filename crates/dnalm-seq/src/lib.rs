@@ -87,6 +87,34 @@ impl<R: Read> Read for GzipText<R> {
     }
 }
 
+/// A temporary file in `dir` (`.dnalm-*.tmp`) for output that is renamed into place when
+/// complete. Unlike `tempfile`'s default (0600), it is created with mode 0666 less the umask,
+/// like any file the user's tools write, so the outputs it becomes are readable as the umask
+/// says.
+pub fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".dnalm-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// A temporary directory in `dir` (`<prefix>*`) for output that is renamed into place when
+/// complete, created with mode 0777 less the umask (not `tempfile`'s 0700).
+pub fn temp_dir_in(dir: &Path, prefix: &str) -> io::Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o777));
+    }
+    builder.tempdir_in(dir)
+}
+
 /// Writes a file atomically: `write` fills a temporary file in the same directory, which is
 /// then renamed over `path`. If anything fails, `path` is left as it was.
 pub fn write_atomic<F>(path: &Path, write: F) -> Result<()>
@@ -97,11 +125,7 @@ where
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".dnalm-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| SeqError::io(path, e))?;
+    let mut tmp = temp_file_in(dir).map_err(|e| SeqError::io(path, e))?;
     {
         let mut w = io::BufWriter::new(tmp.as_file_mut());
         write(&mut w).map_err(|e| SeqError::io(path, e))?;
