@@ -107,6 +107,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         }
         std::fs::create_dir_all(&args.output)
             .with_context(|| format!("creating {}", args.output.display()))?;
+        let mut written = Vec::new();
         for split in Split::ALL {
             let rows: Vec<_> = task.split(split).collect();
             if rows.is_empty() {
@@ -125,6 +126,25 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             total += writer.len();
             let (n, d) = writer.finish()?;
             eprintln!("{}: {n} x {d}", path.display());
+            written.push(path);
+        }
+        // Files of an earlier `embed --task` into this directory (another task's split, the
+        // other format) would be read as this task's: they are removed, and said so.
+        for split in Split::ALL {
+            for ext in ["npy", "safetensors", "tsv"] {
+                let stale = args.output.join(format!("{}.{ext}", split.as_str()));
+                let current = written
+                    .iter()
+                    .any(|w| *w == stale || w.with_extension("tsv") == stale);
+                if !current && stale.is_file() {
+                    std::fs::remove_file(&stale)
+                        .with_context(|| format!("removing stale {}", stale.display()))?;
+                    eprintln!(
+                        "removed {} (left by an earlier run; not part of this task)",
+                        stale.display()
+                    );
+                }
+            }
         }
     } else if let Some(input) = &args.input {
         let mut writer = EmbeddingWriter::create(&args.output, embedder.width())?;

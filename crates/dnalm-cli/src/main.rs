@@ -87,7 +87,7 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
@@ -113,6 +113,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(cmd) => score::run(cmd),
         Command::Label(args) => label::run(args),
     }
+}
+
+/// The error and its causes on one line, `: `-separated, skipping a cause whose text the line
+/// already holds (library errors print their source in their own message, so the plain chain
+/// said "No such file or directory (os error 2)" twice).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

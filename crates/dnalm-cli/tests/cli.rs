@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_one_line_error, dnalm};
+use common::{assert_one_line_error, dnalm, root, stderr};
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -416,4 +416,61 @@ fn windows_split_and_balanced_sampling() {
     let bg = &report["classes"][1];
     assert_eq!(bg["class"], "background");
     assert!(bg["base_fraction"].as_f64().unwrap() > 2.0 * bg["genome_fraction"].as_f64().unwrap());
+}
+
+/// Issue 14, defect 14: messages say each thing once and name what is wrong: the os error was
+/// printed twice, a missing task said "task.json not found" twice under the wrong path, and a
+/// directory given as a FASTA file was reported as an empty file.
+#[test]
+fn error_messages_say_each_thing_once_and_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.fa");
+    let missing_task = dir.path().join("no_task");
+    let a_dir = dir.path().to_str().unwrap().to_string();
+    let config = root().join("configs/mlm.toml");
+    let fasta_set = format!("data.fasta=\"{a_dir}\"");
+    let model = root().join("crates/dnalm-eval/tests/golden/nt_v2/checkpoint");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["inspect", missing.to_str().unwrap()],
+            vec!["nope.fa", "No such file or directory"],
+        ),
+        (
+            vec![
+                "probe",
+                "-m",
+                model.to_str().unwrap(),
+                "-t",
+                missing_task.to_str().unwrap(),
+            ],
+            vec!["no_task", "no such task directory"],
+        ),
+        (
+            vec!["probe", "-m", model.to_str().unwrap(), "-t", &a_dir],
+            vec!["not a task directory (no task.json)"],
+        ),
+        (
+            vec![
+                "pretrain",
+                "-c",
+                config.to_str().unwrap(),
+                "--dry-run",
+                "--set",
+                &fasta_set,
+            ],
+            vec!["is a directory, not a file"],
+        ),
+        (
+            vec!["fetch", &a_dir, "x:1-2"],
+            vec!["is a directory, not a file"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = dnalm(&args);
+        assert_one_line_error(&out, &needles);
+        let line = stderr(&out);
+        for needle in &needles {
+            assert_eq!(line.matches(needle).count(), 1, "said twice: {line}");
+        }
+    }
 }

@@ -317,3 +317,44 @@ fn bad_tasks_and_mismatched_tokenizers_are_refused() {
     ]);
     assert!(err.contains("no config.json"), "{err}");
 }
+
+/// Issue 14, defect 12: `embed --task` into a directory that holds an earlier task's split files
+/// removes them (they would be read as this task's), and a probe without a validation split says
+/// where it chose its hyperparameter.
+#[test]
+fn embed_removes_stale_splits_and_probes_say_how_they_chose() {
+    let f = fixture();
+    let emb = f.root.join("emb_stale");
+    let embed = |task: &Path| {
+        ok(&[
+            "embed",
+            "-m",
+            f.model.to_str().unwrap(),
+            "--task",
+            task.to_str().unwrap(),
+            "-o",
+            emb.to_str().unwrap(),
+        ])
+    };
+    embed(&f.task);
+    assert!(emb.join("valid.npy").is_file());
+    let no_valid = f.root.join("no_valid_task");
+    make_task(&no_valid, 60, 20, 30);
+    std::fs::remove_file(no_valid.join("valid.csv")).unwrap();
+    embed(&no_valid);
+    for stale in ["valid.npy", "valid.tsv"] {
+        assert!(!emb.join(stale).exists(), "{stale} left behind");
+    }
+    let out = ok(&[
+        "probe",
+        "--embeddings",
+        emb.to_str().unwrap(),
+        "-t",
+        no_valid.to_str().unwrap(),
+        "--probes",
+        "linear",
+        "--folds",
+        "2",
+    ]);
+    assert!(out.contains("no valid split"), "{out}");
+}

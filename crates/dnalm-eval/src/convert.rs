@@ -66,7 +66,11 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConversionReport, EvalError> {
     encoder.model.save(tmp.path())?;
     encoder.tokenizer.save(tmp.path())?;
     let kept = tmp.keep();
-    std::fs::rename(&kept, dst).map_err(|e| EvalError::io(dst, e))?;
+    if let Err(e) = std::fs::rename(&kept, dst) {
+        // Not left behind as a hidden full copy of the model.
+        let _ = std::fs::remove_dir_all(&kept);
+        return Err(EvalError::io(dst, e));
+    }
     Ok(ConversionReport {
         config: encoder.model.config.clone(),
         exported_as,

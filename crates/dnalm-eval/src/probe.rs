@@ -232,9 +232,16 @@ pub fn run_probe(
         let outputs = model.fit_predict(&part, &select, &test.x, &chosen, f as u64)?;
         runs.push(score(&test.y, outputs.view()));
     }
+    // Said wherever the choice is shown (CLI, report.md, results.json): without a validation
+    // split the hyperparameter was chosen on held-out training rows.
+    let chosen = if data.valid.x.nrows() > 0 {
+        chosen.to_string()
+    } else {
+        format!("{chosen} (no valid split: chosen on 10% of train)")
+    };
     Ok(ProbeReport {
         probe: kind,
-        chosen: chosen.to_string(),
+        chosen,
         summary: summarise(&runs),
         runs,
     })

@@ -113,7 +113,7 @@ enum Storage {
 
 fn sniff(path: &Path) -> Result<Storage> {
     let mut head = [0u8; 16];
-    let mut file = File::open(path).map_err(|e| SeqError::io(path, e))?;
+    let mut file = crate::open_file(path)?;
     let n = read_up_to(&mut file, &mut head).map_err(|e| SeqError::io(path, e))?;
     if n == 0 {
         return Err(SeqError::EmptyFile { path: path.into() });

@@ -90,7 +90,7 @@ impl FastxReader {
         let input: Box<dyn Read + Send> = if path.as_os_str() == "-" {
             Box::new(io::stdin())
         } else {
-            Box::new(File::open(&path).map_err(|e| SeqError::io(&path, e))?)
+            Box::new(crate::open_file(&path)?)
         };
         match Self::from_reader(input, &path) {
             // A gzip stream cut before its first byte of output looks empty to the parser.

@@ -51,9 +51,22 @@ pub use genome::Genome;
 pub use interval::{read_intervals, Interval, IntervalIndex, Strand};
 pub use task::{Label, LabelledSequence, Split, Task, TaskSpec};
 
+/// Opens a file for reading; a directory is refused as such (on Linux opening one succeeds, and
+/// the first read then failed with a message about an empty file or a bare os error).
+pub fn open_file(path: &Path) -> Result<File> {
+    let file = File::open(path).map_err(|e| SeqError::io(path, e))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(SeqError::io(
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "is a directory, not a file"),
+        ));
+    }
+    Ok(file)
+}
+
 /// Opens a text file for buffered reading, decompressing gzip/bgzip (detected by content).
 pub fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
-    let mut file = File::open(path).map_err(|e| SeqError::io(path, e))?;
+    let mut file = open_file(path)?;
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic).map_err(|e| SeqError::io(path, e))?;
     let head = io::Cursor::new(magic[..n].to_vec()).chain(file);

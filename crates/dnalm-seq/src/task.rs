@@ -242,6 +242,15 @@ impl Task {
     /// (which must then have a `split` column or `split=` headers).
     pub fn load(path: impl AsRef<Path>) -> Result<Task> {
         let path = path.as_ref();
+        if !path.exists() {
+            return Err(SeqError::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such task directory (expected a directory holding task.json)",
+                ),
+            ));
+        }
         let dir = if path.is_dir() {
             path.to_path_buf()
         } else {
@@ -250,8 +259,11 @@ impl Task {
         let spec_path = dir.join("task.json");
         if !spec_path.exists() {
             return Err(SeqError::io(
-                &spec_path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "task.json not found"),
+                &dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not a task directory (no task.json)",
+                ),
             ));
         }
         let spec = TaskSpec::from_path(&spec_path)?;
@@ -289,6 +301,22 @@ impl Task {
                         ),
                     })
                 }
+            }
+        }
+        // Ids are unique across the split tables too (a row in two splits is a leak).
+        let mut seen = std::collections::HashMap::new();
+        for e in &examples {
+            if let Some(first) = seen.insert(e.id.as_str(), e.split) {
+                return Err(SeqError::Format {
+                    path: dir,
+                    at: Location::File,
+                    message: format!(
+                        "id '{}' appears in the {} and the {} split (ids must be unique)",
+                        e.id,
+                        first.map_or("unsplit", Split::as_str),
+                        e.split.map_or("unsplit", Split::as_str)
+                    ),
+                });
             }
         }
         Ok(Task {
@@ -414,11 +442,37 @@ fn read_delimited(
             _ => SeqError::at_line(path, line.max(1), e.to_string()),
         }
     };
-    let headers = reader.headers().map_err(csv_error)?.clone();
+    let mut headers = reader.headers().map_err(csv_error)?.clone();
     if headers.is_empty() || headers.iter().all(str::is_empty) {
         return Err(SeqError::EmptyFile {
             path: path.to_path_buf(),
         });
+    }
+    // A UTF-8 byte-order mark (spreadsheet exports) is not part of the first column's name.
+    if headers.get(0).is_some_and(|h| h.starts_with('\u{feff}')) {
+        headers = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                if i == 0 {
+                    h.trim_start_matches('\u{feff}').trim()
+                } else {
+                    h
+                }
+            })
+            .collect();
+    }
+    for (i, name) in headers.iter().enumerate() {
+        let earlier = headers.iter().take(i).any(|h| h.eq_ignore_ascii_case(name));
+        if earlier
+            && ["sequence", "label", "id", "split"].contains(&name.to_ascii_lowercase().as_str())
+        {
+            return Err(SeqError::at_line(
+                path,
+                1,
+                format!("column '{name}' appears twice (which one is meant is ambiguous)"),
+            ));
+        }
     }
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let found = || headers.iter().collect::<Vec<_>>().join(", ");
@@ -439,6 +493,7 @@ fn read_delimited(
     let id_col = col("id");
     let split_col = col("split");
     let mut out = Vec::new();
+    let mut seen_ids: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(csv_error)? {
         let line = record.position().map_or(0, |p| p.line());
@@ -470,6 +525,11 @@ fn read_delimited(
             .and_then(|c| record.get(c))
             .filter(|s| !s.is_empty())
             .map_or_else(|| format!("{}:{line}", file_stem(path)), str::to_string);
+        if let Some(first) = seen_ids.insert(id.clone(), line) {
+            return Err(err(format!(
+                "id '{id}' was already used on line {first} (ids must be unique)"
+            )));
+        }
         out.push(LabelledSequence {
             id,
             sequence,
@@ -578,6 +638,15 @@ mod tests {
         assert_eq!(task.examples[4].label, Label::Class(1));
     }
 
+    /// Issue 14, defect 12: a UTF-8 byte-order mark before the header (spreadsheet exports) is
+    /// not part of the first column's name ("missing column 'sequence' (found: sequence, ...)").
+    #[test]
+    fn a_byte_order_mark_before_the_header_is_ignored() {
+        let d = task_dir(BINARY, &[("train.csv", "\u{feff}sequence,label\nACGT,1\n")]);
+        let task = Task::load(d.path()).unwrap();
+        assert_eq!(task.examples[0].sequence, b"ACGT");
+    }
+
     #[test]
     fn split_column_and_regression() {
         let d = task_dir(
@@ -603,6 +672,10 @@ mod tests {
             (r#"{"name":"t","num_classes":1}"#, &[("train.csv", "sequence,label\nA,0\n")], "task.json: \"num_classes\" is 1"),
             (BINARY, &[("train.csv", "")], "train.csv: file is empty"),
             (BINARY, &[("train.fa", ">a\nACGT\n")], "train.fa:record 1 ('a'): header has no label=..."),
+            // Issue 14, defect 12: duplicate columns and ids were accepted silently.
+            (BINARY, &[("train.csv", "sequence,label,label\nACGT,1,0\n")], "train.csv:line 1: column 'label' appears twice"),
+            (BINARY, &[("train.csv", "id,sequence,label\nx,ACGT,1\nx,AC,0\n")], "train.csv:line 3: id 'x' was already used on line 2"),
+            (BINARY, &[("train.csv", "id,sequence,label\nx,ACGT,1\n"), ("test.csv", "id,sequence,label\nx,AC,0\n")], "id 'x' appears in the train and the test split"),
         ];
         for (spec, files, needle) in cases {
             let d = task_dir(spec, files);
