@@ -179,20 +179,80 @@ pub fn parse_pooling(s: &str) -> Result<Pooling, String> {
 /// The vectors of one sequence: `rows x width` (1 row when pooled).
 pub type SequenceVectors = Array2<f32>;
 
-/// One window of one sequence, ready for the model.
+/// One window of one sequence: its tokens are `ids[first..last]` of the whole sequence, with the
+/// tokenizer's special tokens around them when run (built then, so windows hold no copies).
 struct Window {
     seq: usize,
-    /// Full ids, special tokens included.
-    ids: Vec<u32>,
     /// Index of the first sequence token in the whole-sequence token list.
     first: usize,
+    /// One past the last.
+    last: usize,
     /// Sequence tokens `[keep_from, keep_to)` (whole-sequence indices) taken from this window.
     keep: (usize, usize),
 }
 
 struct Tokenised {
+    ids: Vec<u32>,
+    /// Base spans of the tokens (per-base output only).
     offsets: Vec<(usize, usize)>,
     bases: usize,
+}
+
+/// Where a sequence's states go: every token's row (per-token and per-base output), or a
+/// pooled vector accumulated window by window (per-sequence output), so that memory does not
+/// grow with the sequence when one vector is asked for.
+enum Sink {
+    States(Array2<f32>),
+    Pooled {
+        /// Sum (mean pooling, in f64) or running maximum of the owned tokens' states.
+        sum: Vec<f64>,
+        max: Vec<f32>,
+        tokens: usize,
+        /// Sum of the windows' `[CLS]` states and their count.
+        cls: Vec<f64>,
+        windows: usize,
+    },
+}
+
+impl Sink {
+    fn new(granularity: Granularity, tokens: usize, width: usize) -> Self {
+        match granularity {
+            Granularity::Sequence => Sink::Pooled {
+                sum: vec![0.0; width],
+                max: vec![f32::MIN; width],
+                tokens: 0,
+                cls: vec![0.0; width],
+                windows: 0,
+            },
+            _ => Sink::States(Array2::zeros((tokens, width))),
+        }
+    }
+
+    /// Takes token `t`'s state.
+    fn token(&mut self, t: usize, state: ndarray::ArrayView1<f32>) {
+        match self {
+            Sink::States(states) => states.row_mut(t).assign(&state),
+            Sink::Pooled {
+                sum, max, tokens, ..
+            } => {
+                for ((s, m), &v) in sum.iter_mut().zip(max.iter_mut()).zip(state) {
+                    *s += f64::from(v);
+                    *m = m.max(v);
+                }
+                *tokens += 1;
+            }
+        }
+    }
+
+    /// Takes a window's `[CLS]` state.
+    fn cls(&mut self, state: ndarray::ArrayView1<f32>) {
+        if let Sink::Pooled { cls, windows, .. } = self {
+            for (c, &v) in cls.iter_mut().zip(state) {
+                *c += f64::from(v);
+            }
+            *windows += 1;
+        }
+    }
 }
 
 /// Embeds sequences with one [`Encoder`] and one set of [`EmbedOptions`].
@@ -311,79 +371,71 @@ impl<'a> Embedder<'a> {
 
     fn embed_strand(&self, sequences: &[&[u8]]) -> Result<Vec<SequenceVectors>, EvalError> {
         let tk = &self.encoder.tokenizer;
-        // Tokenise in parallel, then cut into windows.
-        let tokenised: Vec<(Vec<u32>, Tokenised)> = sequences
+        let per_base = self.options.granularity == Granularity::Base;
+        // Tokenise in parallel (offsets only where per-base output needs them), then cut into
+        // windows.
+        let tokenised: Vec<Tokenised> = sequences
             .par_iter()
             .map(|s| {
                 let mut ids = Vec::with_capacity(s.len());
-                let mut offsets = Vec::with_capacity(s.len());
-                tk.tokenize_into(s, &mut ids, Some(&mut offsets));
-                (
+                let mut offsets = Vec::new();
+                tk.tokenize_into(s, &mut ids, per_base.then_some(&mut offsets));
+                Tokenised {
                     ids,
-                    Tokenised {
-                        offsets,
-                        bases: s.len(),
-                    },
-                )
+                    offsets,
+                    bases: s.len(),
+                }
             })
             .collect();
         let mut windows = Vec::new();
-        for (seq, (ids, _)) in tokenised.iter().enumerate() {
-            windows.extend(self.windows(seq, ids));
+        for (seq, tok) in tokenised.iter().enumerate() {
+            windows.extend(self.windows(seq, tok.ids.len()));
         }
-        // Per token states of every sequence, filled window by window.
         let width = self.width();
-        let mut states: Vec<Array2<f32>> = tokenised
+        let mut sinks: Vec<Sink> = tokenised
             .iter()
-            .map(|(ids, _)| Array2::zeros((ids.len(), width)))
+            .map(|t| Sink::new(self.options.granularity, t.ids.len(), width))
             .collect();
-        let mut cls: Vec<Vec<Vec<f32>>> = vec![Vec::new(); sequences.len()];
         // Similar lengths together; the token budget bounds each batch.
         let mut order: Vec<usize> = (0..windows.len()).collect();
-        order.sort_by_key(|&w| std::cmp::Reverse(windows[w].ids.len()));
+        order.sort_by_key(|&w| std::cmp::Reverse(windows[w].last - windows[w].first));
+        let specials = self.prefix.is_some() as usize + self.suffix.is_some() as usize;
+        let has_prefix = self.prefix.is_some() as usize;
         let mut start = 0;
         while start < order.len() {
-            let longest = windows[order[start]].ids.len().max(1);
+            let longest =
+                (windows[order[start]].last - windows[order[start]].first + specials).max(1);
             let rows = (self.options.batch_tokens / longest).max(1);
-            let batch: Vec<usize> = order[start..(start + rows).min(order.len())].to_vec();
+            let batch: Vec<&Window> = order[start..(start + rows).min(order.len())]
+                .iter()
+                .map(|&w| &windows[w])
+                .collect();
             start += batch.len();
-            let out = self.run(&batch.iter().map(|&w| &windows[w]).collect::<Vec<_>>())?;
-            for (b, &w) in batch.iter().enumerate() {
-                let win = &windows[w];
-                let has_prefix = self.prefix.is_some() as usize;
+            let out = self.run(&batch, &tokenised)?;
+            for (b, win) in batch.iter().enumerate() {
+                let sink = &mut sinks[win.seq];
                 for t in win.keep.0..win.keep.1 {
                     let row = t - win.first + has_prefix;
-                    states[win.seq]
-                        .row_mut(t)
-                        .assign(&out.slice(ndarray::s![b, row, ..]));
+                    sink.token(t, out.slice(ndarray::s![b, row, ..]));
                 }
                 if has_prefix == 1 {
-                    cls[win.seq].push(out.slice(ndarray::s![b, 0, ..]).to_vec());
+                    sink.cls(out.slice(ndarray::s![b, 0, ..]));
                 }
             }
         }
-        Ok(states
+        Ok(sinks
             .into_iter()
             .zip(tokenised)
-            .zip(cls)
-            .map(|((s, (_, tok)), cls)| self.finish(s, &tok, cls))
+            .map(|(sink, tok)| self.finish(sink, &tok))
             .collect())
     }
 
-    fn windows(&self, seq: usize, ids: &[u32]) -> Vec<Window> {
-        let n = ids.len();
-        let wrap = |first: usize, last: usize| {
-            let mut w = Vec::with_capacity(last - first + 2);
-            w.extend(self.prefix);
-            w.extend_from_slice(&ids[first..last]);
-            w.extend(self.suffix);
-            w
-        };
+    fn windows(&self, seq: usize, n: usize) -> Vec<Window> {
         if n <= self.window {
             return vec![Window {
                 seq,
-                ids: wrap(0, n),
                 first: 0,
+                last: n,
                 keep: (0, n),
             }];
         }
@@ -405,8 +457,8 @@ impl<'a> Embedder<'a> {
             };
             out.push(Window {
                 seq,
-                ids: wrap(s, e),
                 first: s,
+                last: e,
                 keep: (0, keep_to),
             });
         }
@@ -418,9 +470,22 @@ impl<'a> Embedder<'a> {
     }
 
     /// Runs windows through the model; output `[rows, len, width]` as an ndarray.
-    fn run(&self, windows: &[&Window]) -> Result<ndarray::Array3<f32>, EvalError> {
+    fn run(
+        &self,
+        windows: &[&Window],
+        tokenised: &[Tokenised],
+    ) -> Result<ndarray::Array3<f32>, EvalError> {
         let model = &self.encoder.model;
-        let rows: Vec<Vec<u32>> = windows.iter().map(|w| w.ids.clone()).collect();
+        let rows: Vec<Vec<u32>> = windows
+            .iter()
+            .map(|w| {
+                let mut ids = Vec::with_capacity(w.last - w.first + 2);
+                ids.extend(self.prefix);
+                ids.extend_from_slice(&tokenised[w.seq].ids[w.first..w.last]);
+                ids.extend(self.suffix);
+                ids
+            })
+            .collect();
         let pattern = match model.config.architecture {
             Architecture::Encoder => AttentionPattern::Bidirectional,
             Architecture::Decoder => AttentionPattern::Causal,
@@ -447,10 +512,34 @@ impl<'a> Embedder<'a> {
             .map_err(|e| EvalError::Numeric(e.to_string()))
     }
 
-    fn finish(&self, states: Array2<f32>, tok: &Tokenised, cls: Vec<Vec<f32>>) -> SequenceVectors {
+    fn finish(&self, sink: Sink, tok: &Tokenised) -> SequenceVectors {
+        let states = match sink {
+            Sink::States(states) => states,
+            Sink::Pooled {
+                sum,
+                max,
+                tokens,
+                cls,
+                windows,
+            } => {
+                let pooled: Vec<f32> = match self.options.pooling {
+                    Pooling::Mean => sum
+                        .iter()
+                        .map(|&s| (s / tokens.max(1) as f64) as f32)
+                        .collect(),
+                    Pooling::Max => max,
+                    Pooling::Cls => cls
+                        .iter()
+                        .map(|&c| (c / windows.max(1) as f64) as f32)
+                        .collect(),
+                };
+                let width = pooled.len();
+                return Array2::from_shape_vec((1, width), pooled)
+                    .unwrap_or_else(|_| Array2::zeros((1, width)));
+            }
+        };
         let width = states.ncols();
         match self.options.granularity {
-            Granularity::Token => states,
             Granularity::Base => {
                 let mut out = Array2::<f32>::zeros((tok.bases, width));
                 let mut count = vec![0u32; tok.bases];
@@ -468,26 +557,7 @@ impl<'a> Embedder<'a> {
                 }
                 out
             }
-            Granularity::Sequence => {
-                let pooled = match self.options.pooling {
-                    Pooling::Mean => {
-                        if states.nrows() == 0 {
-                            ndarray::Array1::zeros(width)
-                        } else {
-                            states.mean_axis(ndarray::Axis(0)).unwrap_or_default()
-                        }
-                    }
-                    Pooling::Max => states.fold_axis(ndarray::Axis(0), f32::MIN, |a, &b| a.max(b)),
-                    Pooling::Cls => {
-                        let mut v = ndarray::Array1::<f32>::zeros(width);
-                        for c in &cls {
-                            v += &ndarray::ArrayView1::from(c.as_slice());
-                        }
-                        v / cls.len().max(1) as f32
-                    }
-                };
-                pooled.insert_axis(ndarray::Axis(0))
-            }
+            _ => states,
         }
     }
 }
@@ -589,12 +659,11 @@ mod tests {
         };
         let e = Embedder::new(&enc, options).unwrap();
         for n in [1, 31, 32, 33, 60, 100, 257] {
-            let ids: Vec<u32> = (0..n as u32).collect();
-            let windows = e.windows(0, &ids);
+            let windows = e.windows(0, n);
             let mut covered = vec![0; n];
             for w in &windows {
-                assert!(w.ids.len() <= 34);
-                assert!(w.keep.0 >= w.first && w.keep.1 <= w.first + w.ids.len() - 2);
+                assert!(w.last - w.first + 2 <= 34);
+                assert!(w.keep.0 >= w.first && w.keep.1 <= w.last);
                 for c in &mut covered[w.keep.0..w.keep.1] {
                     *c += 1;
                 }
@@ -641,6 +710,50 @@ mod tests {
         // tiled states are not all equal (stitching put real outputs everywhere).
         assert!(tiled[0].iter().all(|v| v.is_finite()));
         assert!(tiled[0].row(0) != tiled[0].row(199));
+    }
+
+    /// Issue 14, defect 7: per-sequence vectors are pooled window by window (memory no longer
+    /// grows with the sequence: 1 Mb of E. coli into a 48-wide vector went from 324 MB to a
+    /// constant); they must equal pooling the stitched per-token states.
+    #[test]
+    fn incremental_pooling_equals_pooling_the_token_states() {
+        let enc = encoder(34, "nucleotide");
+        let seqs = [seq(257), seq(5), seq(100)];
+        let refs: Vec<&[u8]> = seqs.iter().map(Vec::as_slice).collect();
+        let tokens = Embedder::new(
+            &enc,
+            EmbedOptions {
+                granularity: Granularity::Token,
+                overlap: Some(8),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .embed(&refs)
+        .unwrap();
+        for pooling in [Pooling::Mean, Pooling::Max] {
+            let pooled = Embedder::new(
+                &enc,
+                EmbedOptions {
+                    pooling,
+                    overlap: Some(8),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .embed(&refs)
+            .unwrap();
+            for (p, t) in pooled.iter().zip(&tokens) {
+                let want = match pooling {
+                    Pooling::Mean => t.mean_axis(ndarray::Axis(0)).unwrap(),
+                    _ => t.fold_axis(ndarray::Axis(0), f32::MIN, |a, &b| a.max(b)),
+                };
+                let diff = (&p.row(0) - &want)
+                    .mapv(f32::abs)
+                    .fold(0f32, |a, &b| a.max(b));
+                assert!(diff < 1e-5, "{pooling:?}: {diff}");
+            }
+        }
     }
 
     #[test]
