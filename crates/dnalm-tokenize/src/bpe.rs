@@ -8,6 +8,7 @@ use tokenizers::{
 };
 
 use crate::{
+    bpe_merge::MergeEncoder,
     io::{alphabet_normalizer, template_processor, TokenizerKind},
     vocab::{SpecialTokenIds, Template, Vocab, DEFAULT_SPECIALS},
     Result, TokenizeError, Tokenizer,
@@ -49,6 +50,8 @@ pub struct BpeTokenizer {
     /// The same without normalizer and post-processor, for already normalised input (the
     /// normalizer is the identity there; skipping it saves several passes over the input).
     fast: tokenizers::Tokenizer,
+    /// The exact DNA merge encoder for `fast`, when it replicates it ([`crate::bpe_merge`]).
+    merge: Option<MergeEncoder>,
     vocab: Vocab,
     specials: SpecialTokenIds,
     template: Template,
@@ -138,13 +141,21 @@ impl BpeTokenizer {
         fast.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
         fast.with_truncation(None).map_err(TokenizeError::hf)?;
         fast.with_padding(None);
+        let merge = MergeEncoder::from_hf(&fast);
         Ok(BpeTokenizer {
             hf,
+            merge,
             fast,
             vocab,
             specials,
             template,
         })
+    }
+
+    /// Whether encoding runs dnalm's exact DNA merge encoder ([`crate::bpe_merge`]) rather than
+    /// `tokenizers` itself (same ids; the encoder replicates most BPE tokenizers).
+    pub fn has_fast_encoder(&self) -> bool {
+        self.merge.is_some()
     }
 
     /// The underlying Hugging Face tokenizer (as saved to `tokenizer.json`).
@@ -163,8 +174,13 @@ impl Tokenizer for BpeTokenizer {
         &self,
         seq: &[u8],
         ids: &mut Vec<u32>,
-        offsets: Option<&mut Vec<(usize, usize)>>,
+        mut offsets: Option<&mut Vec<(usize, usize)>>,
     ) {
+        if let Some(merge) = &self.merge {
+            if merge.encode(seq, ids, offsets.as_deref_mut()) {
+                return;
+            }
+        }
         let text = String::from_utf8_lossy(seq);
         let encoded = match &offsets {
             Some(_) => self.fast.encode(text.as_ref(), false),

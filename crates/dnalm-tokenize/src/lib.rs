@@ -30,6 +30,7 @@
 
 mod batch;
 mod bpe;
+mod bpe_merge;
 mod error;
 mod io;
 mod kmer;
