@@ -173,6 +173,8 @@ pub(crate) struct FusedParts {
 pub(crate) struct BlockContext {
     pub bias: AttentionBias,
     pub rotary: Option<(Tensor<4>, Tensor<4>)>,
+    /// Whether the fused encoder layer may be used ([`crate::DnaLm::with_fused_layers`]).
+    pub fused: bool,
     /// Dropout masks are drawn from this seed and a per-call counter (not from the backend's
     /// global generator), so training is deterministic and resumable, even with several models
     /// training in one process.
@@ -264,7 +266,7 @@ impl Block {
     pub(crate) fn fused_parts(&self, x: &Tensor<3>, ctx: &BlockContext) -> Option<FusedParts> {
         if self.post_norm
             || ctx.bias.rows.is_some()
-            || !crate::fused::enabled()
+            || !ctx.fused
             || x.dtype() != burn::tensor::DType::F32
             || !crate::fused::supports(&x.device())
         {

@@ -97,6 +97,10 @@ pub struct DnaLm {
     /// The configuration (not a parameter).
     #[module(skip)]
     pub config: ModelConfig,
+    /// Whether pre-LayerNorm encoder layers run as the fused operation on the CPU (the
+    /// default) or as separate burn operations ([`DnaLm::with_fused_layers`]).
+    #[module(skip)]
+    pub fused_layers: bool,
 }
 
 impl DnaLm {
@@ -155,7 +159,16 @@ impl DnaLm {
                 )
             }),
             config: config.clone(),
+            fused_layers: true,
         })
+    }
+
+    /// The same model with the fused encoder layer on or off ([`crate::fused`]; on by
+    /// default). Off, every layer runs as separate burn operations, as on a GPU backend: the
+    /// reference that the fused layer is tested against. Outputs agree to float rounding.
+    pub fn with_fused_layers(mut self, on: bool) -> Self {
+        self.fused_layers = on;
+        self
     }
 
     /// A model initialised from `seed` alone (normal, sd 0.02, for matrices and embeddings; one
@@ -217,6 +230,7 @@ impl DnaLm {
         BlockContext {
             bias,
             rotary,
+            fused: self.fused_layers,
             dropout,
         }
     }

@@ -417,3 +417,30 @@ fn sharded_native_and_headless_checkpoints_load() {
     assert_eq!(a["query_stream"], b["query_stream"]);
     assert_ne!(a["query_stream"], want["query_stream"]);
 }
+
+/// Issue 14, item 7: the fused encoder layer is a per-model choice, not a process-wide switch,
+/// so the two paths run side by side in one process (the old global could only be tested by
+/// racing the other tests) and agree to float rounding.
+#[test]
+fn fused_and_reference_layers_run_side_by_side() {
+    let device = cpu();
+    let cfg = tiny(Architecture::Encoder, PositionEncoding::Rotary);
+    let fused = DnaLm::seeded(&cfg, &device, 5).unwrap();
+    assert!(fused.fused_layers);
+    let reference = DnaLm::seeded(&cfg, &device, 5)
+        .unwrap()
+        .with_fused_layers(false);
+    let input = ModelInput::from_rows(
+        &[vec![2, 5, 6, 7, 8, 3], vec![2, 9, 10, 3]],
+        AttentionPattern::Bidirectional,
+    );
+    let a = fused.forward(&input).unwrap();
+    let b = reference.forward(&input).unwrap();
+    let diff = (a - b).abs().max().into_scalar::<f32>();
+    assert!(diff < 1e-4, "{diff}");
+    // The choice survives loading new weights into the model.
+    let weights = dnalm_model::io::named_parameters(&fused);
+    let reloaded =
+        dnalm_model::io::load_parameters(reference, &weights, std::path::Path::new("w")).unwrap();
+    assert!(!reloaded.fused_layers);
+}

@@ -7,15 +7,13 @@
 //! (bidirectional) attention on the CPU, and its reference path everywhere else (decoder, ALiBi,
 //! explicit masks, the BERT layout, GPU backends); the two agree to float rounding (tests below).
 //!
-//! [`set_enabled`] switches the fused path off process-wide, to compare the two.
+//! A model takes this path unless built with [`crate::DnaLm::with_fused_layers`]`(false)` (a
+//! per-model choice, not a process-wide switch, so both paths can run side by side).
 
 pub mod kernels;
 mod rows;
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
-};
+use std::sync::Arc;
 
 use burn::{
     backend::{
@@ -35,26 +33,6 @@ use burn::{
 
 pub use kernels::LayerDims;
 use kernels::{LayerExtras, LayerWeights, Saved};
-
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns the fused encoder layer on or off for the whole process (on by default; the
-/// environment variable `DNALM_FUSED=0` turns it off at start-up). Off, every layer runs as
-/// separate burn operations, as on a GPU backend.
-pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Ordering::Relaxed);
-}
-
-/// Whether the fused encoder layer is on (see [`set_enabled`]).
-pub fn enabled() -> bool {
-    static FROM_ENV: std::sync::Once = std::sync::Once::new();
-    FROM_ENV.call_once(|| {
-        if std::env::var("DNALM_FUSED").is_ok_and(|v| v == "0") {
-            set_enabled(false);
-        }
-    });
-    ENABLED.load(Ordering::Relaxed)
-}
 
 /// Whether `device` runs the fused layer (Flex, with or without autodiff).
 pub fn supports(device: &Device) -> bool {
@@ -524,6 +502,7 @@ mod tests {
             BlockContext {
                 bias: AttentionBias::new(&mask, rows, len, None, &device),
                 rotary,
+                fused: true,
                 dropout: case.dropout.then(|| DropoutStream {
                     seed: 11,
                     calls: std::cell::Cell::new(0),
@@ -610,6 +589,7 @@ mod tests {
         let ctx = BlockContext {
             bias: AttentionBias::new(&mask, 2, 9, None, &device),
             rotary: None,
+            fused: true,
             dropout: None,
         };
         let parts = block.fused_parts(&x, &ctx).expect("fusable on Flex");
