@@ -118,14 +118,10 @@ fn sniff(path: &Path) -> Result<Storage> {
     if n == 0 {
         return Err(SeqError::EmptyFile { path: path.into() });
     }
-    Ok(if n >= 2 && head[..2] == [0x1f, 0x8b] {
-        if n >= 14 && head[3] & 4 != 0 && &head[12..14] == b"BC" {
-            Storage::Bgzf
-        } else {
-            Storage::Gzip
-        }
-    } else {
-        Storage::Plain
+    Ok(match crate::Compression::of_head(&head[..n]) {
+        crate::Compression::Bgzf => Storage::Bgzf,
+        crate::Compression::Gzip => Storage::Gzip,
+        crate::Compression::Plain => Storage::Plain,
     })
 }
 

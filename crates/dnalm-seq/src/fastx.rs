@@ -185,7 +185,7 @@ fn check_gzip(path: &Path) -> Option<SeqError> {
     let mut file = File::open(path).ok()?;
     let mut magic = [0u8; 2];
     file.read_exact(&mut magic).ok()?;
-    if magic != [0x1f, 0x8b] {
+    if crate::Compression::of_head(&magic) == crate::Compression::Plain {
         return None;
     }
     let file = File::open(path).ok()?;

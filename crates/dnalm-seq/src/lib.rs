@@ -64,13 +64,46 @@ pub fn open_file(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// How a file's bytes are compressed, from its first bytes (the one place dnalm tells gzip from
+/// bgzip from plain text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Not gzip.
+    Plain,
+    /// gzip that is not BGZF (no random access).
+    Gzip,
+    /// Blocked gzip (bgzip): gzip with the `BC` extra field, indexable.
+    Bgzf,
+}
+
+impl Compression {
+    /// Reads the compression from up to the first 16 bytes of a file.
+    ///
+    /// ```
+    /// use dnalm_seq::Compression;
+    /// assert_eq!(Compression::of_head(b">chr1\nACGT"), Compression::Plain);
+    /// assert_eq!(Compression::of_head(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+    /// let bgzf = [0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 6, 0, b'B', b'C', 2, 0];
+    /// assert_eq!(Compression::of_head(&bgzf), Compression::Bgzf);
+    /// ```
+    pub fn of_head(head: &[u8]) -> Self {
+        if head.len() < 2 || head[..2] != [0x1f, 0x8b] {
+            Compression::Plain
+        } else if head.len() >= 14 && head[3] & 4 != 0 && &head[12..14] == b"BC" {
+            Compression::Bgzf
+        } else {
+            Compression::Gzip
+        }
+    }
+}
+
 /// Opens a text file for buffered reading, decompressing gzip/bgzip (detected by content).
 pub fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let mut file = open_file(path)?;
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic).map_err(|e| SeqError::io(path, e))?;
     let head = io::Cursor::new(magic[..n].to_vec()).chain(file);
-    if n == 2 && magic == [0x1f, 0x8b] {
+    if Compression::of_head(&magic[..n]) != Compression::Plain {
         Ok(Box::new(BufReader::new(GzipText {
             inner: flate2::read::MultiGzDecoder::new(head),
             path: path.to_path_buf(),
