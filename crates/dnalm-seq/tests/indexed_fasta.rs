@@ -35,6 +35,16 @@ fn fasta_text(width: usize) -> Vec<u8> {
     out
 }
 
+/// Writes `text` as bgzip, in small pieces so that the file has many BGZF blocks.
+fn write_bgzip(path: &std::path::Path, text: &[u8]) {
+    let mut writer = bgzf::io::Writer::new(std::fs::File::create(path).unwrap());
+    for chunk in text.chunks(300) {
+        writer.write_all(chunk).unwrap();
+        writer.flush().unwrap();
+    }
+    writer.finish().unwrap();
+}
+
 fn check_regions(path: &std::path::Path) {
     let mut fasta = IndexedFasta::open(path).unwrap();
     let names: Vec<_> = fasta
@@ -92,13 +102,7 @@ fn plain_fasta_builds_and_uses_its_index() {
 fn bgzip_fasta_builds_fai_and_gzi() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.fa.gz");
-    let mut writer = bgzf::io::Writer::new(std::fs::File::create(&path).unwrap());
-    // Write in small pieces so that the file has many BGZF blocks.
-    for chunk in fasta_text(70).chunks(300) {
-        writer.write_all(chunk).unwrap();
-        writer.flush().unwrap();
-    }
-    writer.finish().unwrap();
+    write_bgzip(&path, &fasta_text(70));
     check_regions(&path);
     assert!(dir.path().join("g.fa.gz.gzi").is_file());
     // The same BGZF file streams through the sequential reader as well.
@@ -146,12 +150,7 @@ fn trailing_blank_lines_are_allowed_and_inner_ones_refused() {
         let gz = dir.path().join("g.fa.gz");
         let _ = std::fs::remove_file(dir.path().join("g.fa.gz.fai"));
         let _ = std::fs::remove_file(dir.path().join("g.fa.gz.gzi"));
-        let mut writer = bgzf::io::Writer::new(std::fs::File::create(&gz).unwrap());
-        for chunk in text.chunks(300) {
-            writer.write_all(chunk).unwrap();
-            writer.flush().unwrap();
-        }
-        writer.finish().unwrap();
+        write_bgzip(&gz, &text);
         check_regions(&gz);
     }
     let bundled =
@@ -179,12 +178,7 @@ fn trailing_blank_lines_are_allowed_and_inner_ones_refused() {
 fn a_corrupt_gzi_is_refused_not_read_through() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.fa.gz");
-    let mut writer = bgzf::io::Writer::new(std::fs::File::create(&path).unwrap());
-    for chunk in fasta_text(70).chunks(300) {
-        writer.write_all(chunk).unwrap();
-        writer.flush().unwrap();
-    }
-    writer.finish().unwrap();
+    write_bgzip(&path, &fasta_text(70));
     check_regions(&path);
     let gzi = dir.path().join("g.fa.gz.gzi");
     let good = std::fs::read(&gzi).unwrap();

@@ -316,14 +316,7 @@ fn a_run_stopped_before_its_first_checkpoint_restarts_on_resume() {
     );
     let mut restart = cfg.clone();
     restart.train.steps = 8;
-    let summary = train(
-        &restart,
-        dir.path(),
-        &RunOptions {
-            resume: true,
-            ..Default::default()
-        },
-    );
+    let summary = train(&restart, dir.path(), &resume());
     assert_eq!((summary.start_step, summary.step), (0, 8));
     assert!(
         summary
@@ -349,14 +342,7 @@ fn a_user_checkpoint_is_neither_resumed_from_nor_pruned_in_place_of_new_ones() {
     train(&short, dir.path(), &RunOptions::default());
     let best = dir.path().join("checkpoint-best");
     copy_dir(&dir.path().join("checkpoint-000008"), &best);
-    let summary = train(
-        &cfg,
-        dir.path(),
-        &RunOptions {
-            resume: true,
-            ..Default::default()
-        },
-    );
+    let summary = train(&cfg, dir.path(), &resume());
     assert_eq!(summary.start_step, 8);
     assert!(best.is_dir(), "the user's checkpoint is left alone");
     assert!(
@@ -400,6 +386,13 @@ fn symlinked_run_files_do_not_have_their_targets_overwritten() {
         let target = std::fs::read_to_string(outside.path().join(name)).unwrap();
         assert_eq!(target, "precious\n", "{name}");
         assert!(!dir.path().join(name).is_symlink(), "{name}");
+    }
+}
+
+fn resume() -> RunOptions {
+    RunOptions {
+        resume: true,
+        ..Default::default()
     }
 }
 

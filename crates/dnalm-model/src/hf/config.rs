@@ -306,7 +306,7 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
         }
     }
     match family {
-        HfFamily::Bert => {
+        HfFamily::Bert | HfFamily::DnaBert2 => {
             set("hidden_act", json!("gelu"));
             set("max_position_embeddings", json!(config.max_positions));
             set("position_embedding_type", json!("absolute"));
@@ -314,40 +314,44 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
             set("layer_norm_eps", json!(config.norm_eps));
             set("hidden_dropout_prob", json!(config.dropout));
             set("attention_probs_dropout_prob", json!(0.0));
-        }
-        HfFamily::DnaBert2 => {
-            let code = |module_class: &str| json!(format!("{DNABERT2_HUB_CODE}--{module_class}"));
-            set(
-                "auto_map",
-                json!({
-                    "AutoConfig": code("configuration_bert.BertConfig"),
-                    "AutoModel": code("bert_layers.BertModel"),
-                    "AutoModelForMaskedLM": code("bert_layers.BertForMaskedLM"),
-                    "AutoModelForSequenceClassification":
-                        code("bert_layers.BertForSequenceClassification"),
-                }),
-            );
-            set("hidden_act", json!("gelu"));
-            set("alibi_starting_size", json!(config.max_positions));
-            set("max_position_embeddings", json!(config.max_positions));
-            set("position_embedding_type", json!("absolute"));
-            set("type_vocab_size", json!(2));
-            set("layer_norm_eps", json!(config.norm_eps));
-            set("hidden_dropout_prob", json!(config.dropout));
-            set("attention_probs_dropout_prob", json!(0.0));
-            set("classifier_dropout", Value::Null);
+            if family == HfFamily::DnaBert2 {
+                set(
+                    "auto_map",
+                    hub_auto_map(
+                        DNABERT2_HUB_CODE,
+                        &[
+                            ("AutoConfig", "configuration_bert.BertConfig"),
+                            ("AutoModel", "bert_layers.BertModel"),
+                            ("AutoModelForMaskedLM", "bert_layers.BertForMaskedLM"),
+                            (
+                                "AutoModelForSequenceClassification",
+                                "bert_layers.BertForSequenceClassification",
+                            ),
+                        ],
+                    ),
+                );
+                set("alibi_starting_size", json!(config.max_positions));
+                set("classifier_dropout", Value::Null);
+            }
         }
         HfFamily::NtV2 => {
-            let code = |module_class: &str| json!(format!("{NT_V2_HUB_CODE}--{module_class}"));
             set(
                 "auto_map",
-                json!({
-                    "AutoConfig": code("esm_config.EsmConfig"),
-                    "AutoModelForMaskedLM": code("modeling_esm.EsmForMaskedLM"),
-                    "AutoModelForTokenClassification": code("modeling_esm.EsmForTokenClassification"),
-                    "AutoModelForSequenceClassification":
-                        code("modeling_esm.EsmForSequenceClassification"),
-                }),
+                hub_auto_map(
+                    NT_V2_HUB_CODE,
+                    &[
+                        ("AutoConfig", "esm_config.EsmConfig"),
+                        ("AutoModelForMaskedLM", "modeling_esm.EsmForMaskedLM"),
+                        (
+                            "AutoModelForTokenClassification",
+                            "modeling_esm.EsmForTokenClassification",
+                        ),
+                        (
+                            "AutoModelForSequenceClassification",
+                            "modeling_esm.EsmForSequenceClassification",
+                        ),
+                    ],
+                ),
             );
             set("add_bias_fnn", json!(config.ffn_biases().1));
             set("max_position_embeddings", json!(config.max_positions));
@@ -410,6 +414,17 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
     })?;
     set("dnalm", section);
     Ok(Value::Object(obj))
+}
+
+/// An `auto_map` whose classes live in hub repository `repo` (`transformers` fetches
+/// `repo--module.Class` with `trust_remote_code=True`, as for the original checkpoint).
+fn hub_auto_map(repo: &str, classes: &[(&str, &str)]) -> Value {
+    Value::Object(
+        classes
+            .iter()
+            .map(|(auto, class)| (auto.to_string(), json!(format!("{repo}--{class}"))))
+            .collect(),
+    )
 }
 
 /// Rows ESM keeps before the first learned position: positions count from `pad_token_id + 1`.

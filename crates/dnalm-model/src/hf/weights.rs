@@ -39,21 +39,6 @@ fn hf_name(
     prefix: &str,
 ) -> Option<(String, Change)> {
     let parts: Vec<&str> = name.split('.').collect();
-    fn norm(leaf: &str) -> &str {
-        match leaf {
-            "gamma" => "weight",
-            "beta" => "bias",
-            other => other,
-        }
-    }
-    let linear = |hf: String, leaf: &str| {
-        let change = if leaf == "weight" {
-            Change::Transpose
-        } else {
-            Change::Same
-        };
-        Some((format!("{hf}.{leaf}"), change))
-    };
     match family {
         HfFamily::DnaBert2 => dnabert2_name(config, &parts, prefix),
         HfFamily::Esm | HfFamily::Bert | HfFamily::NtV2 => {
@@ -196,22 +181,28 @@ fn hf_name(
     }
 }
 
+/// The `transformers` leaf name of a burn norm parameter (`gamma`/`beta` -> `weight`/`bias`).
+fn norm(leaf: &str) -> &str {
+    match leaf {
+        "gamma" => "weight",
+        "beta" => "bias",
+        other => other,
+    }
+}
+
+/// A linear layer's parameter: the weight transposed, the bias as it is.
+fn linear(hf: String, leaf: &str) -> Option<(String, Change)> {
+    let change = if leaf == "weight" {
+        Change::Transpose
+    } else {
+        Change::Same
+    };
+    Some((format!("{hf}.{leaf}"), change))
+}
+
 /// DNABERT-2's names (hub `bert_layers.py`): packed `Wqkv`, GEGLU `gated_layers` + `wo`,
 /// post-norm LayerNorms, the MLM head under `cls.predictions`.
 fn dnabert2_name(config: &ModelConfig, parts: &[&str], p: &str) -> Option<(String, Change)> {
-    let norm = |leaf: &str| match leaf {
-        "gamma" => "weight".to_string(),
-        "beta" => "bias".to_string(),
-        other => other.to_string(),
-    };
-    let linear = |hf: String, leaf: &str| {
-        let change = if leaf == "weight" {
-            Change::Transpose
-        } else {
-            Change::Same
-        };
-        Some((format!("{hf}.{leaf}"), change))
-    };
     let (d, f) = (config.d_model, config.d_ffn);
     match parts {
         ["embed", "weight"] => Some((
@@ -523,8 +514,9 @@ pub fn export_weights(
     }
     let d = config.d_model;
     match family {
-        HfFamily::Bert => {
-            // Token types are folded into the positions (see the module docs).
+        // BERT folds token types into the positions (see the module docs); a DNABERT-2 model
+        // without its token-type vector adds none.
+        HfFamily::Bert | HfFamily::DnaBert2 if !tensors.contains_key("token_type") => {
             hf.insert(
                 format!("{prefix}embeddings.token_type_embeddings.weight"),
                 HostTensor {
@@ -532,17 +524,6 @@ pub fn export_weights(
                     values: vec![0.0; 2 * d],
                 },
             );
-        }
-        HfFamily::DnaBert2 => {
-            if !tensors.contains_key("token_type") {
-                hf.insert(
-                    format!("{prefix}embeddings.token_type_embeddings.weight"),
-                    HostTensor {
-                        shape: vec![2, d],
-                        values: vec![0.0; 2 * d],
-                    },
-                );
-            }
         }
         HfFamily::NtV2 => {
             // The v2 code builds a contact head, a (rotary-unused) position table and a rotary
@@ -595,7 +576,7 @@ pub fn export_weights(
                 );
             }
         }
-        HfFamily::Llama => {}
+        HfFamily::Bert | HfFamily::DnaBert2 | HfFamily::Llama => {}
     }
     Ok((hf, extra))
 }
