@@ -121,13 +121,14 @@ impl MergeEncoder {
             // `tokenizers` keeps the last rank given for a pair.
             pairs.insert((u64::from(left) << 32) | u64::from(right), (rank, merged));
         }
-        // Exactness condition: every merge ranks after the merges that make its parts (the
-        // lowest rank at which each token can be made, over the whole list).
+        // Exactness condition: every merge ranks after every merge that makes one of its parts
+        // (so the highest rank at which each token can be made counts: a merge at rank r then
+        // only ever creates pairs ranked above r).
         let mut made_at: FxHashMap<u32, u32> = FxHashMap::default();
         for &(rank, merged) in pairs.values() {
             made_at
                 .entry(merged)
-                .and_modify(|r| *r = (*r).min(rank))
+                .and_modify(|r| *r = (*r).max(rank))
                 .or_insert(rank);
         }
         for (&key, &(rank, _)) in &pairs {
@@ -467,6 +468,20 @@ mod tests {
         assert!(!enc.encode(b"AC GT", &mut Vec::new(), None));
         // A merge that uses a part made later is out of the bucket order's reach.
         let tok = tokenizer(&[("AC", "G"), ("A", "C")], r#""fuse_unk": false,"#);
+        assert!(MergeEncoder::from_hf(&tok).is_none());
+        // So is one whose part can also be made later by another pair (ACG from AC+G at rank 1
+        // and from A+CG at rank 4; ACG+T is rank 2): a merge at rank 4 would create a pair of
+        // rank 2 while rank 4 is being processed.
+        let tok = tokenizer(
+            &[
+                ("A", "C"),
+                ("AC", "G"),
+                ("ACG", "T"),
+                ("C", "G"),
+                ("A", "CG"),
+            ],
+            r#""fuse_unk": false,"#,
+        );
         assert!(MergeEncoder::from_hf(&tok).is_none());
     }
 }
