@@ -631,17 +631,20 @@ pub fn convert(args: ConvertArgs) -> anyhow::Result<()> {
         );
     }
     match &report.exported_as {
-        Ok(family) if family.model_type().is_some() => println!(
-            "wrote {} (transformers: {}, no trust_remote_code needed)",
-            args.output.display(),
-            family.class()
-        ),
-        Ok(family) => println!(
-            "wrote {} ({} layout: loads with the family's {}; dnalm runs it natively)",
-            args.output.display(),
-            family.name(),
-            family.class()
-        ),
+        Ok(family) => match family.hub_code() {
+            None => println!(
+                "wrote {} (transformers: {}, no trust_remote_code needed)",
+                args.output.display(),
+                family.class()
+            ),
+            Some(repo) => println!(
+                "wrote {} ({} layout: transformers loads it as {} with the code of {repo}, \
+                 trust_remote_code=True; dnalm runs it natively)",
+                args.output.display(),
+                family.name(),
+                family.class()
+            ),
+        },
         Err(why) => println!("wrote {} (dnalm layout only: {why})", args.output.display()),
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{HfFamily, NoHfLayout, DNABERT2_HUB_CODE, NT_V2_HUB_CODE};
+use super::{HfFamily, NoHfLayout};
 use crate::{Architecture, FeedForwardKind, ModelConfig, ModelError, PositionEncoding};
 
 fn config_err(path: &Path, field: &'static str, message: String) -> ModelError {
@@ -269,32 +269,25 @@ pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfi
 /// the config has no Hugging Face equivalent.
 pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
     let family = HfFamily::of(config)?;
-    let class = match family {
-        HfFamily::DnaBert2 => "BertForMaskedLM",
-        HfFamily::NtV2 => "EsmForMaskedLM",
-        other => other.class(),
-    };
-    let mut value = json!({
-        "architectures": [class],
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.d_model,
-        "num_hidden_layers": config.n_layers,
-        "num_attention_heads": config.n_heads,
-        "intermediate_size": config.d_ffn,
-        "tie_word_embeddings": config.tie_embeddings,
-        "torch_dtype": "float32",
-        "initializer_range": 0.02,
-    });
     let mut obj = serde_json::Map::new();
-    if let Some(model_type) = family.model_type() {
-        obj.insert("model_type".into(), json!(model_type));
-    }
-    if let Value::Object(common) = value.take() {
-        obj.extend(common);
-    }
     let mut set = |k: &str, v: Value| {
         obj.insert(k.to_string(), v);
     };
+    if let Some(model_type) = family.model_type() {
+        set("model_type", json!(model_type));
+    }
+    if let Some(repo) = family.hub_code() {
+        set("auto_map", hub_auto_map(family, repo));
+    }
+    set("architectures", json!([family.class()]));
+    set("vocab_size", json!(config.vocab_size));
+    set("hidden_size", json!(config.d_model));
+    set("num_hidden_layers", json!(config.n_layers));
+    set("num_attention_heads", json!(config.n_heads));
+    set("intermediate_size", json!(config.d_ffn));
+    set("tie_word_embeddings", json!(config.tie_embeddings));
+    set("torch_dtype", json!("float32"));
+    set("initializer_range", json!(0.02));
     for (key, id) in [
         ("pad_token_id", config.pad_token_id),
         ("mask_token_id", config.mask_token_id),
@@ -315,60 +308,12 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
             set("hidden_dropout_prob", json!(config.dropout));
             set("attention_probs_dropout_prob", json!(0.0));
             if family == HfFamily::DnaBert2 {
-                set(
-                    "auto_map",
-                    hub_auto_map(
-                        DNABERT2_HUB_CODE,
-                        &[
-                            ("AutoConfig", "configuration_bert.BertConfig"),
-                            ("AutoModel", "bert_layers.BertModel"),
-                            ("AutoModelForMaskedLM", "bert_layers.BertForMaskedLM"),
-                            (
-                                "AutoModelForSequenceClassification",
-                                "bert_layers.BertForSequenceClassification",
-                            ),
-                        ],
-                    ),
-                );
                 set("alibi_starting_size", json!(config.max_positions));
                 set("classifier_dropout", Value::Null);
             }
         }
-        HfFamily::NtV2 => {
-            set(
-                "auto_map",
-                hub_auto_map(
-                    NT_V2_HUB_CODE,
-                    &[
-                        ("AutoConfig", "esm_config.EsmConfig"),
-                        ("AutoModelForMaskedLM", "modeling_esm.EsmForMaskedLM"),
-                        (
-                            "AutoModelForTokenClassification",
-                            "modeling_esm.EsmForTokenClassification",
-                        ),
-                        (
-                            "AutoModelForSequenceClassification",
-                            "modeling_esm.EsmForSequenceClassification",
-                        ),
-                    ],
-                ),
-            );
-            set("add_bias_fnn", json!(config.ffn_biases().1));
-            set("max_position_embeddings", json!(config.max_positions));
-            set("position_embedding_type", json!("rotary"));
-            set("pad_token_id", json!(config.pad_token_id.unwrap_or(0)));
-            set("layer_norm_eps", json!(config.norm_eps));
-            set("emb_layer_norm_before", json!(false));
-            set("token_dropout", json!(config.token_dropout));
-            set("is_folding_model", json!(false));
-            set("esmfold_config", Value::Null);
-            set("vocab_list", Value::Null);
-            set("use_cache", json!(false));
-            set("hidden_dropout_prob", json!(config.dropout));
-            set("attention_probs_dropout_prob", json!(0.0));
-        }
-        HfFamily::Esm => {
-            set("hidden_act", json!("gelu"));
+        HfFamily::Esm | HfFamily::NtV2 => {
+            // NT-v2's code gates its feed-forward network with SiLU whatever `hidden_act` says.
             let learned = config.position == PositionEncoding::Learned;
             let offset = if learned {
                 esm_position_offset(config)
@@ -391,6 +336,14 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
             set("is_folding_model", json!(false));
             set("hidden_dropout_prob", json!(config.dropout));
             set("attention_probs_dropout_prob", json!(0.0));
+            if family == HfFamily::NtV2 {
+                set("add_bias_fnn", json!(config.ffn_biases().1));
+                set("esmfold_config", Value::Null);
+                set("vocab_list", Value::Null);
+                set("use_cache", json!(false));
+            } else {
+                set("hidden_act", json!("gelu"));
+            }
         }
         HfFamily::Llama => {
             set("hidden_act", json!("silu"));
@@ -416,9 +369,33 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
     Ok(Value::Object(obj))
 }
 
-/// An `auto_map` whose classes live in hub repository `repo` (`transformers` fetches
-/// `repo--module.Class` with `trust_remote_code=True`, as for the original checkpoint).
-fn hub_auto_map(repo: &str, classes: &[(&str, &str)]) -> Value {
+/// The `auto_map` of a hub family: its classes in hub repository `repo` (`transformers`
+/// fetches `repo--module.Class` with `trust_remote_code=True`, as for the original checkpoint).
+fn hub_auto_map(family: HfFamily, repo: &str) -> Value {
+    let classes: &[(&str, &str)] = match family {
+        HfFamily::DnaBert2 => &[
+            ("AutoConfig", "configuration_bert.BertConfig"),
+            ("AutoModel", "bert_layers.BertModel"),
+            ("AutoModelForMaskedLM", "bert_layers.BertForMaskedLM"),
+            (
+                "AutoModelForSequenceClassification",
+                "bert_layers.BertForSequenceClassification",
+            ),
+        ],
+        HfFamily::NtV2 => &[
+            ("AutoConfig", "esm_config.EsmConfig"),
+            ("AutoModelForMaskedLM", "modeling_esm.EsmForMaskedLM"),
+            (
+                "AutoModelForTokenClassification",
+                "modeling_esm.EsmForTokenClassification",
+            ),
+            (
+                "AutoModelForSequenceClassification",
+                "modeling_esm.EsmForSequenceClassification",
+            ),
+        ],
+        HfFamily::Bert | HfFamily::Esm | HfFamily::Llama => &[],
+    };
     Value::Object(
         classes
             .iter()

@@ -144,15 +144,23 @@ impl HfFamily {
         }
     }
 
-    /// The class a dnalm model of this family loads as: `transformers`' own, or (DNABERT-2,
-    /// NT-v2) the hub code's, with `trust_remote_code=True`.
+    /// The class a dnalm model of this family loads as (`architectures` in `config.json`):
+    /// `transformers`' own, or, for the families with [`HfFamily::hub_code`], the hub code's.
     pub fn class(self) -> &'static str {
         match self {
-            HfFamily::Bert => "BertForMaskedLM",
-            HfFamily::Esm => "EsmForMaskedLM",
+            HfFamily::Bert | HfFamily::DnaBert2 => "BertForMaskedLM",
+            HfFamily::Esm | HfFamily::NtV2 => "EsmForMaskedLM",
             HfFamily::Llama => "LlamaForCausalLM",
-            HfFamily::DnaBert2 => "bert_layers.BertForMaskedLM (hub code, trust_remote_code)",
-            HfFamily::NtV2 => "modeling_esm.EsmForMaskedLM (hub code, trust_remote_code)",
+        }
+    }
+
+    /// The hub repository whose code runs this family (`trust_remote_code=True`); `None` for
+    /// the families `transformers` has classes for.
+    pub fn hub_code(self) -> Option<&'static str> {
+        match self {
+            HfFamily::DnaBert2 => Some(DNABERT2_HUB_CODE),
+            HfFamily::NtV2 => Some(NT_V2_HUB_CODE),
+            HfFamily::Bert | HfFamily::Esm | HfFamily::Llama => None,
         }
     }
 

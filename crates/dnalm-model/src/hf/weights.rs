@@ -40,14 +40,20 @@ fn hf_name(
 ) -> Option<(String, Change)> {
     let parts: Vec<&str> = name.split('.').collect();
     match family {
-        HfFamily::DnaBert2 => dnabert2_name(config, &parts, prefix),
-        HfFamily::Esm | HfFamily::Bert | HfFamily::NtV2 => {
-            let bert = family == HfFamily::Bert;
+        HfFamily::Esm | HfFamily::Bert | HfFamily::NtV2 | HfFamily::DnaBert2 => {
+            // BERT's names, DNABERT-2's own where MosaicBERT renamed or packed them, else ESM's.
+            let bert = matches!(family, HfFamily::Bert | HfFamily::DnaBert2);
+            let mosaic = family == HfFamily::DnaBert2;
             let p = prefix;
+            let (d, f) = (config.d_model, config.d_ffn);
             match parts.as_slice() {
                 ["embed", "weight"] => Some((
                     format!("{p}embeddings.word_embeddings.weight"),
                     Change::Same,
+                )),
+                ["token_type"] => Some((
+                    format!("{p}embeddings.token_type_embeddings.weight"),
+                    Change::FirstRow,
                 )),
                 ["positions", "weight"] => Some((
                     format!("{p}embeddings.position_embeddings.weight"),
@@ -66,8 +72,23 @@ fn hf_name(
                 ["blocks", i, rest @ ..] => {
                     let l = format!("{p}encoder.layer.{i}");
                     match rest {
-                        ["query" | "key" | "value", leaf] => {
-                            linear(format!("{l}.attention.self.{}", rest[0]), leaf)
+                        // MosaicBERT packs [q; k; v] into `Wqkv`.
+                        [proj @ ("query" | "key" | "value"), leaf] if mosaic => {
+                            let start = match *proj {
+                                "query" => 0,
+                                "key" => d,
+                                _ => 2 * d,
+                            };
+                            Some((
+                                format!("{l}.attention.self.Wqkv.{leaf}"),
+                                Change::Packed {
+                                    start,
+                                    total: 3 * d,
+                                },
+                            ))
+                        }
+                        [proj @ ("query" | "key" | "value"), leaf] => {
+                            linear(format!("{l}.attention.self.{proj}"), leaf)
                         }
                         ["output", leaf] => linear(format!("{l}.attention.output.dense"), leaf),
                         ["attn_norm", "Layer", leaf] => Some((
@@ -79,7 +100,9 @@ fn hf_name(
                             Change::Same,
                         )),
                         ["ffn_norm", "Layer", leaf] => Some((
-                            if bert {
+                            if mosaic {
+                                format!("{l}.mlp.layernorm.{}", norm(leaf))
+                            } else if bert {
                                 format!("{l}.output.LayerNorm.{}", norm(leaf))
                             } else {
                                 format!("{l}.LayerNorm.{}", norm(leaf))
@@ -90,21 +113,28 @@ fn hf_name(
                             linear(format!("{l}.intermediate.dense"), leaf)
                         }
                         ["ffn", "Gelu", "down", leaf] => linear(format!("{l}.output.dense"), leaf),
-                        // NT-v2: `intermediate.dense` packs [gate; up], SiLU on the first half.
-                        ["ffn", "SwiGlu", half @ ("gate" | "up"), leaf] => {
-                            let f = config.d_ffn;
-                            let start = if *half == "gate" { 0 } else { f };
-                            Some((
-                                format!("{l}.intermediate.dense.{leaf}"),
-                                Change::Packed {
-                                    start,
-                                    total: 2 * f,
-                                },
-                            ))
-                        }
-                        ["ffn", "SwiGlu", "down", leaf] => {
-                            linear(format!("{l}.output.dense"), leaf)
-                        }
+                        // Gated networks pack [gate; up] into one projection, the activation on
+                        // the first half: NT-v2's `intermediate.dense`, DNABERT-2's
+                        // `mlp.gated_layers`.
+                        ["ffn", "SwiGlu" | "GeGlu", half @ ("gate" | "up"), leaf] => Some((
+                            if mosaic {
+                                format!("{l}.mlp.gated_layers.{leaf}")
+                            } else {
+                                format!("{l}.intermediate.dense.{leaf}")
+                            },
+                            Change::Packed {
+                                start: if *half == "gate" { 0 } else { f },
+                                total: 2 * f,
+                            },
+                        )),
+                        ["ffn", "SwiGlu" | "GeGlu", "down", leaf] => linear(
+                            if mosaic {
+                                format!("{l}.mlp.wo")
+                            } else {
+                                format!("{l}.output.dense")
+                            },
+                            leaf,
+                        ),
                         _ => None,
                     }
                 }
@@ -137,7 +167,9 @@ fn hf_name(
                     Change::Transpose,
                 )),
                 ["lm_head", "bias"] => Some((
-                    if bert {
+                    if mosaic {
+                        "cls.predictions.decoder.bias".into()
+                    } else if bert {
                         "cls.predictions.bias".into()
                     } else {
                         "lm_head.bias".into()
@@ -198,73 +230,6 @@ fn linear(hf: String, leaf: &str) -> Option<(String, Change)> {
         Change::Same
     };
     Some((format!("{hf}.{leaf}"), change))
-}
-
-/// DNABERT-2's names (hub `bert_layers.py`): packed `Wqkv`, GEGLU `gated_layers` + `wo`,
-/// post-norm LayerNorms, the MLM head under `cls.predictions`.
-fn dnabert2_name(config: &ModelConfig, parts: &[&str], p: &str) -> Option<(String, Change)> {
-    let (d, f) = (config.d_model, config.d_ffn);
-    match parts {
-        ["embed", "weight"] => Some((
-            format!("{p}embeddings.word_embeddings.weight"),
-            Change::Same,
-        )),
-        ["token_type"] => Some((
-            format!("{p}embeddings.token_type_embeddings.weight"),
-            Change::FirstRow,
-        )),
-        ["embed_norm", leaf] => Some((
-            format!("{p}embeddings.LayerNorm.{}", norm(leaf)),
-            Change::Same,
-        )),
-        ["blocks", i, rest @ ..] => {
-            let l = format!("{p}encoder.layer.{i}");
-            match rest {
-                [proj @ ("query" | "key" | "value"), leaf] => {
-                    let start = match *proj {
-                        "query" => 0,
-                        "key" => d,
-                        _ => 2 * d,
-                    };
-                    Some((
-                        format!("{l}.attention.self.Wqkv.{leaf}"),
-                        Change::Packed {
-                            start,
-                            total: 3 * d,
-                        },
-                    ))
-                }
-                ["output", leaf] => linear(format!("{l}.attention.output.dense"), leaf),
-                ["attn_norm", "Layer", leaf] => Some((
-                    format!("{l}.attention.output.LayerNorm.{}", norm(leaf)),
-                    Change::Same,
-                )),
-                // GEGLU: `gated_layers` packs [gate; up], GELU on the first half.
-                ["ffn", "GeGlu", half @ ("gate" | "up"), leaf] => Some((
-                    format!("{l}.mlp.gated_layers.{leaf}"),
-                    Change::Packed {
-                        start: if *half == "gate" { 0 } else { f },
-                        total: 2 * f,
-                    },
-                )),
-                ["ffn", "GeGlu", "down", leaf] => linear(format!("{l}.mlp.wo"), leaf),
-                ["ffn_norm", "Layer", leaf] => {
-                    Some((format!("{l}.mlp.layernorm.{}", norm(leaf)), Change::Same))
-                }
-                _ => None,
-            }
-        }
-        ["lm_head", "dense", leaf] => linear("cls.predictions.transform.dense".into(), leaf),
-        ["lm_head", "layer_norm", leaf] => Some((
-            format!("cls.predictions.transform.LayerNorm.{}", norm(leaf)),
-            Change::Same,
-        )),
-        ["lm_head", "decoder", "weight"] => {
-            Some(("cls.predictions.decoder.weight".into(), Change::Transpose))
-        }
-        ["lm_head", "bias"] => Some(("cls.predictions.decoder.bias".into(), Change::Same)),
-        _ => None,
-    }
 }
 
 /// The part of `tensor` (a checkpoint tensor of shape `[total, ..]`) that a packed dnalm
