@@ -289,17 +289,14 @@ impl ModelConfig {
                 "post_norm and token_dropout are encoder options (BERT, ESM)".into(),
             );
         }
-        if self.parameter_count() > MAX_PARAMETERS {
+        let parameters = self.parameter_count();
+        if parameters > MAX_PARAMETERS {
             return bad(
                 "d_model",
                 format!(
-                    "n_layers = {}, d_model = {}, d_ffn = {} and vocab_size = {} give {} \
+                    "n_layers = {}, d_model = {}, d_ffn = {} and vocab_size = {} give {parameters} \
                      parameters, above dnalm's limit of {MAX_PARAMETERS:e}",
-                    self.n_layers,
-                    self.d_model,
-                    self.d_ffn,
-                    self.vocab_size,
-                    self.parameter_count()
+                    self.n_layers, self.d_model, self.d_ffn, self.vocab_size,
                 ),
             );
         }

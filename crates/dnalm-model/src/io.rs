@@ -332,8 +332,12 @@ pub fn write_safetensors(
         })
         .collect::<Result<_, _>>()?;
     // `safetensors` writes through its own temporary file, created 0600 whatever the umask; the
-    // mode a plain create gives here (0666 less the umask) is put back after the rename.
-    let mode = fs::File::create(path)
+    // mode a plain create gives here (0666 less the umask, or an existing file's own mode: the
+    // open neither truncates nor rewrites it) is put back after the rename.
+    let mode = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
         .and_then(|f| f.metadata())
         .map_err(|e| ModelError::io(path, e))?
         .permissions();

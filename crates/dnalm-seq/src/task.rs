@@ -452,14 +452,7 @@ fn read_delimited(
     if headers.get(0).is_some_and(|h| h.starts_with('\u{feff}')) {
         headers = headers
             .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                if i == 0 {
-                    h.trim_start_matches('\u{feff}').trim()
-                } else {
-                    h
-                }
-            })
+            .map(|h| h.trim_start_matches('\u{feff}'))
             .collect();
     }
     for (i, name) in headers.iter().enumerate() {

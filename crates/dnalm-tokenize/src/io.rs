@@ -330,8 +330,16 @@ impl AnyTokenizer {
                             .is_some_and(|c| c.get("eos_token").is_some_and(Value::is_null));
                         let template = if no_eos && specials.cls.is_some() {
                             Template::Cls
-                        } else if config.is_none() && is_esm_checkpoint(&dir, &vocab) {
-                            esm_template(&specials)
+                        } else if config.is_none()
+                            && specials.cls.is_some()
+                            && specials.sep.is_none()
+                        {
+                            // No tokenizer config and a start token without an end token: an
+                            // ESM vocabulary without `<eos>` (`EsmTokenizer` always prepends
+                            // `<cls>`; it would append `<unk>` for the missing `<eos>`, dnalm
+                            // appends nothing). With `<eos>`, `infer_template` gives
+                            // `<cls> ... <eos>`, as `EsmTokenizer` does.
+                            Template::Cls
                         } else {
                             infer_template(&specials)
                         };
@@ -392,31 +400,6 @@ impl Tokenizer for AnyTokenizer {
     }
     fn decode(&self, ids: &[u32]) -> String {
         self.inner().decode(ids)
-    }
-}
-
-/// Whether a directory without `tokenizer_config.json` is an ESM checkpoint, whose tokenizer
-/// (`EsmTokenizer`) always starts with `<cls>`: its `config.json` says `model_type` "esm" or has
-/// Nucleotide Transformer v2's keys, or its vocabulary spells the start token `<cls>`.
-fn is_esm_checkpoint(dir: &Path, vocab: &Vocab) -> bool {
-    let model_config = fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
-    let esm_config = model_config.is_some_and(|c| {
-        c.get("model_type").and_then(Value::as_str) == Some("esm")
-            || c.get("add_bias_fnn").is_some()
-    });
-    esm_config || (vocab.id("<cls>").is_some() && vocab.id("[CLS]").is_none())
-}
-
-/// `EsmTokenizer`'s template with its default `eos_token` "<eos>": `<cls> tokens <eos>`, or
-/// `<cls> tokens` when the vocabulary has no `<eos>` (where `EsmTokenizer` would append the
-/// id of `<unk>` instead, dnalm appends nothing).
-fn esm_template(s: &SpecialTokenIds) -> Template {
-    match (s.cls, s.sep) {
-        (Some(_), Some(_)) => Template::Bert,
-        (Some(_), None) => Template::Cls,
-        _ => infer_template(s),
     }
 }
 
