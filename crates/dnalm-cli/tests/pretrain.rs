@@ -171,7 +171,7 @@ fn dry_run_refuses_what_the_real_run_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let config = root().join("configs/mlm.toml");
     let fasta = root().join("data/lambda_phage.fa");
-    let cases: [(&str, &str); 10] = [
+    let cases: [(&str, &str); 11] = [
         ("optim.min_lr_ratio=-0.5", "optim.min_lr_ratio"),
         ("optim.weight_decay=-1.0", "optim.weight_decay"),
         ("train.eval_batches=0", "train.eval_batches"),
@@ -184,6 +184,9 @@ fn dry_run_refuses_what_the_real_run_refuses() {
         ("model.d_model=1048576", "parameters"),
         ("model.n_layers=10000000", "parameters"),
         ("model.d_ffn=100000000", "parameters"),
+        // Under the parameter limit but far beyond any machine's memory (d = 65,536 in one
+        // layer: 1.7e10 parameters, ~256 GiB of training state).
+        ("model.d_model=65536", "to train"),
     ];
     for (set, needle) in cases {
         let mut args: Vec<String> = vec![
