@@ -712,9 +712,9 @@ mod tests {
         assert!(tiled[0].row(0) != tiled[0].row(199));
     }
 
-    /// Issue 14, defect 7: per-sequence vectors are pooled window by window (memory no longer
-    /// grows with the sequence: 1 Mb of E. coli into a 48-wide vector went from 324 MB to a
-    /// constant); they must equal pooling the stitched per-token states.
+    /// Issue 14, defect 7: per-sequence vectors are pooled window by window, so memory no longer
+    /// grows with the sequence (`scripts/embed_memory.sh` measures it); they must equal pooling
+    /// the stitched per-token states.
     #[test]
     fn incremental_pooling_equals_pooling_the_token_states() {
         let enc = encoder(34, "nucleotide");
