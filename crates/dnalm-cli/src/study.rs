@@ -1,4 +1,4 @@
-//! `dnalm study`: wires a study file to `dnalm_eval::study`, with Ctrl-C handling.
+//! `dnalm study`: wires a study file to `dnalm_study`, with Ctrl-C handling.
 
 use std::{
     path::PathBuf,
@@ -7,7 +7,7 @@ use std::{
 };
 
 use clap::Args;
-use dnalm_eval::study::{run_study, StudySpec};
+use dnalm_study::{run_study, StudySpec};
 
 /// Arguments of `dnalm study`.
 #[derive(Args)]

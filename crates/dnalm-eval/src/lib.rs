@@ -23,7 +23,6 @@ pub mod probe;
 pub mod report;
 pub mod score;
 pub mod store;
-pub mod study;
 pub mod tasks;
 pub mod transfer;
 
