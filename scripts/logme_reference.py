@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference LogME numbers for dnalm-eval's test (crates/dnalm-eval/src/transfer.rs).
+"""Reference LogME numbers for dnalm-eval's test (crates/dnalm-eval/src/relevance/transfer.rs).
 
 This is the published algorithm of You et al., "LogME: Practical Assessment of Pre-trained Models
 for Transfer Learning" (ICML 2021), as in the authors' reference code (github.com/thuml/LogME,

@@ -10,14 +10,14 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dnalm_eval::{
     bench::{run_bench, BenchConfig},
-    embed::{parse_pooling, EmbedOptions, Embedder, Granularity, ModelSpec},
+    features::embed::{parse_pooling, EmbedOptions, Embedder, Granularity, ModelSpec},
+    features::store::{read_embeddings, EmbeddingWriter},
+    features::tasks::{check_tokenizer, split_rows, targets},
     features::Labelled,
     finetune::{finetune, save_finetuned, FinetuneOptions},
-    fit::FitOptions,
-    probe::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
+    probes::fit::FitOptions,
+    probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     report::write_report,
-    store::{read_embeddings, EmbeddingWriter},
-    tasks::{check_tokenizer, split_rows, targets},
 };
 use dnalm_model::heads::Pooling;
 use dnalm_seq::{
@@ -254,7 +254,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
             let spec = ModelSpec::parse(m);
             let encoder = spec.load().with_context(|| format!("loading model {m}"))?;
             let embedder = Embedder::new(&encoder, args.flags.options(Granularity::Sequence))?;
-            dnalm_eval::tasks::embed_task(&embedder, &task)?
+            dnalm_eval::features::tasks::embed_task(&embedder, &task)?
         }
         (None, Some(dir)) => features_from_files(&task, dir)?,
         (None, None) => bail!("give --model DIR or --embeddings DIR"),

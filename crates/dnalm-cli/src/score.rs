@@ -4,7 +4,7 @@ use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use dnalm_eval::{embed::Encoder, plot::mutagenesis_map, score::Scorer};
+use dnalm_eval::{features::embed::Encoder, report::plot::mutagenesis_map, score::Scorer};
 use dnalm_seq::{vcf::VcfRecord, FastxReader, Genome, SequenceRecord};
 
 use crate::write_output;

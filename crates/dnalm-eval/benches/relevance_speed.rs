@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use dnalm_eval::{
     features::{Labelled, Targets},
-    probe::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
-    transfer::{h_score, logme},
+    probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
+    relevance::transfer::{h_score, logme},
 };
 use ndarray::Array2;
 use rand::Rng;

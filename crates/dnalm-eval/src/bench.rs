@@ -14,15 +14,15 @@ use dnalm_seq::task::Task;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    baseline::{cnn_baseline, kmer_spectrum, SPECTRUM_KS},
-    embed::{EmbedOptions, Embedder, ModelSpec},
-    features::{Labelled, Standardizer, Targets},
+    features::baseline::{cnn_baseline, kmer_spectrum, SPECTRUM_KS},
+    features::embed::{EmbedOptions, Embedder, ModelSpec},
+    features::tasks::{embed_task, features_task},
+    features::Targets,
     finetune::{finetune, FinetuneOptions},
-    fit::FitOptions,
     metrics::{spearman, Summary},
-    probe::{headline, run_probe, LinearModel, ProbeKind, ProbeOptions, SplitFeatures},
-    tasks::{embed_task, features_task},
-    transfer::{h_score_with, logme_with, Gram},
+    probes::fit::FitOptions,
+    probes::{headline, run_probe, ProbeKind, ProbeOptions, SplitFeatures},
+    relevance::{h_score_with, logme_with, task_affinity, Affinity, Gram},
     EvalError,
 };
 
@@ -128,17 +128,6 @@ pub struct TaskResult {
     pub entries: Vec<Entry>,
 }
 
-/// Affinity of one model's task pairs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Affinity {
-    /// Model.
-    pub model: String,
-    /// Task names (rows: source probe, columns: target task).
-    pub tasks: Vec<String>,
-    /// MCC on the target's test rows from the source probe's outputs; NaN where undefined.
-    pub mcc: Vec<Vec<f64>>,
-}
-
 /// Everything a bench produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchResults {
@@ -167,7 +156,9 @@ impl<F: FnMut(&str)> Progress for F {
     }
 }
 
-/// Runs the whole bench.
+/// Runs the whole bench: the baselines on every task, then for each model and task the stages
+/// in order — features (embeddings, once) → relevance scores → probes → fine-tuning — and the
+/// task affinity of each model's features.
 pub fn run_bench(
     config: &BenchConfig,
     progress: &mut dyn Progress,
@@ -177,59 +168,10 @@ pub fn run_bench(
         .iter()
         .map(Task::load)
         .collect::<Result<_, _>>()?;
-    let mut results: Vec<TaskResult> = tasks
-        .iter()
-        .map(|t| {
-            let rows = dnalm_seq::task::Split::ALL.map(|s| t.split(s).count());
-            TaskResult {
-                task: t.spec.name.clone(),
-                dir: t.dir.clone(),
-                headline: match t.spec.kind {
-                    dnalm_seq::task::TaskKind::Regression => "pearson".into(),
-                    _ => "mcc".into(),
-                },
-                rows,
-                entries: Vec::new(),
-            }
-        })
-        .collect();
-    // Baselines.
+    let mut results: Vec<TaskResult> = tasks.iter().map(TaskResult::of).collect();
     if config.baselines {
         for (task, result) in tasks.iter().zip(&mut results) {
-            progress.message(&format!(
-                "{}: k-mer spectrum + linear probe",
-                task.spec.name
-            ));
-            let t0 = Instant::now();
-            let features = features_task(task, |s| kmer_spectrum(s, &SPECTRUM_KS))?;
-            let report = run_probe(ProbeKind::Linear, &features, &config.probe)?;
-            result.entries.push(Entry {
-                subject: "kmer-spectrum".into(),
-                method: "probe:linear".into(),
-                baseline: true,
-                metrics: report.summary,
-                chosen: Some(report.chosen),
-                seconds: t0.elapsed().as_secs_f64(),
-            });
-            progress.message(&format!("{}: one-hot CNN", task.spec.name));
-            let t0 = Instant::now();
-            let cnn_fit = config
-                .finetune
-                .as_ref()
-                .map(|f| FitOptions {
-                    lr: config.cnn.lr,
-                    ..f.fit.clone()
-                })
-                .unwrap_or_else(|| config.cnn.clone());
-            let cnn = cnn_baseline(task, config.cnn_channels, &cnn_fit, config.seeds)?;
-            result.entries.push(Entry {
-                subject: "onehot-cnn".into(),
-                method: "cnn".into(),
-                baseline: true,
-                metrics: cnn.summary,
-                chosen: Some(format!("epochs={:?}", cnn.epochs)),
-                seconds: t0.elapsed().as_secs_f64(),
-            });
+            result.entries.extend(baselines(config, task, progress)?);
         }
     }
     let mut relevance = Vec::new();
@@ -243,72 +185,16 @@ pub fn run_bench(
             progress.message(&format!("{}: embedding {}", spec.name, task.spec.name));
             let t0 = Instant::now();
             let features = embed_task(&embedder, task)?;
-            let embed_seconds = t0.elapsed().as_secs_f64();
-            let train_x = features.train.x.view();
-            let gram = Gram::of(train_x);
-            let mut rel = Relevance {
-                model: spec.name.clone(),
-                task: task.spec.name.clone(),
-                logme: logme_with(train_x, &gram, &features.train.y)?,
-                h_score: match &features.train.y {
-                    Targets::Classes {
-                        labels,
-                        num_classes,
-                    } => Some(h_score_with(train_x, &gram, labels, *num_classes)?),
-                    Targets::Values(_) => None,
-                },
-                knn: f64::NAN,
-                linear: f64::NAN,
-                finetuned: None,
-                embed_seconds,
+            let mut rel = relevance_scores(spec, task, &features, t0.elapsed().as_secs_f64())?;
+            let stage = ModelOnTask {
+                config,
+                spec,
+                task,
+                features: &features,
             };
-            let metric = headline(&features.train.y);
-            let mut probes = config.probes.clone();
-            for needed in [ProbeKind::Linear, ProbeKind::Knn] {
-                if !probes.contains(&needed) {
-                    probes.push(needed);
-                }
-            }
-            for kind in probes {
-                progress.message(&format!(
-                    "{}: {} probe on {}",
-                    spec.name, kind, task.spec.name
-                ));
-                let t0 = Instant::now();
-                let report = run_probe(kind, &features, &config.probe)?;
-                match kind {
-                    ProbeKind::Linear => rel.linear = report.mean(metric),
-                    ProbeKind::Knn => {
-                        rel.knn = report.mean(if metric == "mcc" { "accuracy" } else { metric })
-                    }
-                    ProbeKind::Mlp => {}
-                }
-                if config.probes.contains(&kind) {
-                    result.entries.push(Entry {
-                        subject: spec.name.clone(),
-                        method: format!("probe:{kind}"),
-                        baseline: false,
-                        metrics: report.summary,
-                        chosen: Some(report.chosen),
-                        seconds: t0.elapsed().as_secs_f64(),
-                    });
-                }
-            }
+            result.entries.extend(stage.probes(&mut rel, progress)?);
             if let Some(ft) = &config.finetune {
-                progress.message(&format!("{}: fine-tuning on {}", spec.name, task.spec.name));
-                let t0 = Instant::now();
-                let mut ft = ft.clone();
-                ft.seeds = config.seeds;
-                let (report, ..) = finetune(spec, task, &ft)?;
-                rel.finetuned = report.summary.get(metric).map(|s| s.mean);
-                result.entries.push(Entry {
-                    subject: spec.name.clone(),
-                    method: "finetune".into(),
-                    baseline: false,
-                    metrics: report.summary,
-                    chosen: Some(format!("epochs={:?}", report.epochs)),
-                    seconds: t0.elapsed().as_secs_f64(),
-                });
+                result.entries.push(stage.finetune(ft, &mut rel, progress)?);
             }
             relevance.push(rel);
             per_task.push((task.spec.name.clone(), features));
@@ -326,6 +212,177 @@ pub fn run_bench(
         relevance_vs_finetune,
         affinity,
     })
+}
+
+impl TaskResult {
+    /// A task's result with no entries yet.
+    fn of(task: &Task) -> TaskResult {
+        TaskResult {
+            task: task.spec.name.clone(),
+            dir: task.dir.clone(),
+            headline: match task.spec.kind {
+                dnalm_seq::task::TaskKind::Regression => "pearson".into(),
+                _ => "mcc".into(),
+            },
+            rows: dnalm_seq::task::Split::ALL.map(|s| task.split(s).count()),
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// The baselines on one task: the k-mer spectrum's linear probe and the one-hot CNN.
+fn baselines(
+    config: &BenchConfig,
+    task: &Task,
+    progress: &mut dyn Progress,
+) -> Result<[Entry; 2], EvalError> {
+    progress.message(&format!(
+        "{}: k-mer spectrum + linear probe",
+        task.spec.name
+    ));
+    let t0 = Instant::now();
+    let features = features_task(task, |s| kmer_spectrum(s, &SPECTRUM_KS))?;
+    let report = run_probe(ProbeKind::Linear, &features, &config.probe)?;
+    let spectrum = Entry {
+        subject: "kmer-spectrum".into(),
+        method: "probe:linear".into(),
+        baseline: true,
+        metrics: report.summary,
+        chosen: Some(report.chosen),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    progress.message(&format!("{}: one-hot CNN", task.spec.name));
+    let t0 = Instant::now();
+    let cnn_fit = config
+        .finetune
+        .as_ref()
+        .map(|f| FitOptions {
+            lr: config.cnn.lr,
+            ..f.fit.clone()
+        })
+        .unwrap_or_else(|| config.cnn.clone());
+    let cnn = cnn_baseline(task, config.cnn_channels, &cnn_fit, config.seeds)?;
+    let cnn = Entry {
+        subject: "onehot-cnn".into(),
+        method: "cnn".into(),
+        baseline: true,
+        metrics: cnn.summary,
+        chosen: Some(format!("epochs={:?}", cnn.epochs)),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    Ok([spectrum, cnn])
+}
+
+/// LogME and H-score of a model's training-split features (kNN and linear filled in by the
+/// probes, fine-tuning by fine-tuning).
+fn relevance_scores(
+    spec: &ModelSpec,
+    task: &Task,
+    features: &SplitFeatures,
+    embed_seconds: f64,
+) -> Result<Relevance, EvalError> {
+    let train_x = features.train.x.view();
+    let gram = Gram::of(train_x);
+    Ok(Relevance {
+        model: spec.name.clone(),
+        task: task.spec.name.clone(),
+        logme: logme_with(train_x, &gram, &features.train.y)?,
+        h_score: match &features.train.y {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => Some(h_score_with(train_x, &gram, labels, *num_classes)?),
+            Targets::Values(_) => None,
+        },
+        knn: f64::NAN,
+        linear: f64::NAN,
+        finetuned: None,
+        embed_seconds,
+    })
+}
+
+/// One model on one task, its features extracted.
+struct ModelOnTask<'a> {
+    config: &'a BenchConfig,
+    spec: &'a ModelSpec,
+    task: &'a Task,
+    features: &'a SplitFeatures,
+}
+
+impl ModelOnTask<'_> {
+    /// The configured probes (plus the linear and kNN probes the relevance table needs, which
+    /// are reported only there unless configured).
+    fn probes(
+        &self,
+        rel: &mut Relevance,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Entry>, EvalError> {
+        let metric = headline(&self.features.train.y);
+        let mut probes = self.config.probes.clone();
+        for needed in [ProbeKind::Linear, ProbeKind::Knn] {
+            if !probes.contains(&needed) {
+                probes.push(needed);
+            }
+        }
+        let mut entries = Vec::new();
+        for kind in probes {
+            progress.message(&format!(
+                "{}: {} probe on {}",
+                self.spec.name, kind, self.task.spec.name
+            ));
+            let t0 = Instant::now();
+            let report = run_probe(kind, self.features, &self.config.probe)?;
+            match kind {
+                ProbeKind::Linear => rel.linear = report.mean(metric),
+                ProbeKind::Knn => {
+                    rel.knn = report.mean(if metric == "mcc" { "accuracy" } else { metric })
+                }
+                ProbeKind::Mlp => {}
+            }
+            if self.config.probes.contains(&kind) {
+                entries.push(Entry {
+                    subject: self.spec.name.clone(),
+                    method: format!("probe:{kind}"),
+                    baseline: false,
+                    metrics: report.summary,
+                    chosen: Some(report.chosen),
+                    seconds: t0.elapsed().as_secs_f64(),
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Fine-tunes the model on the task (the bench's seeds).
+    fn finetune(
+        &self,
+        options: &FinetuneOptions,
+        rel: &mut Relevance,
+        progress: &mut dyn Progress,
+    ) -> Result<Entry, EvalError> {
+        progress.message(&format!(
+            "{}: fine-tuning on {}",
+            self.spec.name, self.task.spec.name
+        ));
+        let t0 = Instant::now();
+        let options = FinetuneOptions {
+            seeds: self.config.seeds,
+            ..options.clone()
+        };
+        let (report, ..) = finetune(self.spec, self.task, &options)?;
+        rel.finetuned = report
+            .summary
+            .get(headline(&self.features.train.y))
+            .map(|s| s.mean);
+        Ok(Entry {
+            subject: self.spec.name.clone(),
+            method: "finetune".into(),
+            baseline: false,
+            metrics: report.summary,
+            chosen: Some(format!("epochs={:?}", report.epochs)),
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
 }
 
 fn correlate(relevance: &[Relevance]) -> BTreeMap<String, f64> {
@@ -351,59 +408,9 @@ fn correlate(relevance: &[Relevance]) -> BTreeMap<String, f64> {
     out
 }
 
-/// Fixed L2 strength of the affinity probes (per training row).
-const AFFINITY_L2: f64 = 1e-3;
-
-/// Task × task affinity for one model's embedded tasks (classification tasks only; others NaN).
-pub fn task_affinity(
-    model: &str,
-    tasks: &[(String, SplitFeatures)],
-) -> Result<Affinity, EvalError> {
-    let n = tasks.len();
-    let mut mcc = vec![vec![f64::NAN; n]; n];
-    for (a, (_, source)) in tasks.iter().enumerate() {
-        if !matches!(source.train.y, Targets::Classes { .. }) {
-            continue;
-        }
-        let scaler = Standardizer::fit(source.train.x.view());
-        let probe = LinearModel::logistic(
-            &Labelled {
-                x: scaler.apply(source.train.x.view()),
-                y: source.train.y.clone(),
-            },
-            AFFINITY_L2,
-            200,
-        )?;
-        for (b, (_, target)) in tasks.iter().enumerate() {
-            if !matches!(target.train.y, Targets::Classes { .. }) {
-                continue;
-            }
-            let outputs = |x: &ndarray::Array2<f32>| probe.predict(scaler.apply(x.view()).view());
-            let train = Labelled {
-                x: outputs(&target.train.x),
-                y: target.train.y.clone(),
-            };
-            let transfer = LinearModel::logistic(&train, AFFINITY_L2, 200)?;
-            let test_out = transfer.predict(outputs(&target.test.x).view());
-            mcc[a][b] = crate::probe::score(&target.test.y, test_out.view())
-                .get("mcc")
-                .copied()
-                .unwrap_or(f64::NAN);
-        }
-    }
-    Ok(Affinity {
-        model: model.to_string(),
-        tasks: tasks.iter().map(|(t, _)| t.clone()).collect(),
-        mcc,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array2;
-    use rand::Rng;
-    use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 
     fn relevance(logme: f64, finetuned: Option<f64>) -> Relevance {
         Relevance {
@@ -433,46 +440,5 @@ mod tests {
         assert!((c["linear"] - 1.0).abs() < 1e-12);
         assert!((c["h_score"] + 1.0).abs() < 1e-12);
         assert_eq!(c["knn"], 0.0, "a constant score has no rank correlation");
-    }
-
-    fn task(labels: impl Fn(&[f32]) -> u32, seed: u64) -> SplitFeatures {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut part = |n: usize| {
-            let x = Array2::from_shape_fn((n, 6), |_| rng.random::<f32>() * 2.0 - 1.0);
-            let y = x
-                .rows()
-                .into_iter()
-                .map(|r| labels(r.as_slice().unwrap_or(&[])))
-                .collect();
-            Labelled {
-                x,
-                y: Targets::Classes {
-                    labels: y,
-                    num_classes: 2,
-                },
-            }
-        };
-        SplitFeatures {
-            train: part(300),
-            valid: part(50),
-            test: part(200),
-        }
-    }
-
-    #[test]
-    fn affinity_is_high_between_tasks_sharing_a_signal_and_low_otherwise() {
-        let a = task(|r| (r[0] > 0.0) as u32, 1);
-        let same = task(|r| (r[0] > 0.1) as u32, 2);
-        let other = task(|r| (r[5] > 0.0) as u32, 3);
-        let tasks = vec![
-            ("a".into(), a),
-            ("same".into(), same),
-            ("other".into(), other),
-        ];
-        let aff = task_affinity("m", &tasks).unwrap();
-        assert_eq!(aff.tasks, ["a", "same", "other"]);
-        assert!(aff.mcc[0][0] > 0.9, "{:?}", aff.mcc);
-        assert!(aff.mcc[0][1] > 0.8, "{:?}", aff.mcc);
-        assert!(aff.mcc[0][2].abs() < 0.25, "{:?}", aff.mcc);
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use dnalm_model::{hf::HfFamily, DnaLm};
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 
-use crate::{embed::Encoder, EvalError};
+use crate::{features::embed::Encoder, EvalError};
 
 /// What a conversion read and wrote.
 #[derive(Debug, Clone)]

@@ -24,11 +24,11 @@ use dnalm_tokenize::{template_ids, AnyTokenizer, Tokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    embed::ModelSpec,
-    fit::{fit, predict, FitOptions},
+    features::embed::ModelSpec,
+    features::tasks::{check_tokenizer, split_rows, targets},
     metrics::{summarise, Summary},
-    probe::{concat_targets, score},
-    tasks::{check_tokenizer, split_rows, targets},
+    probes::fit::{fit, predict, FitOptions},
+    probes::{concat_targets, score},
     EvalError,
 };
 

@@ -1,30 +1,25 @@
 //! Evaluation for dnalm: how much of a task's signal a model's embeddings carry, and at what cost.
 //!
-//! Data flows one way: a checkpoint and a task → [`embed`] (frozen features) → [`probe`]s and
-//! [`transfer`] scores, beside the [`baseline`]s that use no pretraining at all; [`finetune`]
-//! trains the encoder itself; [`bench`] runs a suite of tasks against a list of models and writes
-//! the [`report`].
+//! Modules follow the stages data flows through, one way: a checkpoint and a task →
+//! [`features`] (frozen embeddings, task features, and the baselines' features that need no
+//! pretraining) → [`probes`] (linear, kNN, MLP, under one protocol, with their fit loop) →
+//! [`metrics`] → [`relevance`] (LogME, H-score, task affinity) → [`report`] (markdown and plots).
+//! [`bench`](mod@bench) runs each stage once per task and model; [`finetune`] trains the encoder itself;
+//! [`score`] and [`label`] use a model as a function.
 //!
 //! Every number is a held-out test metric ([`metrics`]) with its spread over refits or seeds;
 //! no test row informs any choice (hyperparameters are picked on the validation split).
 
-pub mod baseline;
 pub mod bench;
 pub mod convert;
-pub mod embed;
 pub mod features;
 pub mod finetune;
-pub mod fit;
 pub mod label;
-pub mod logistic;
 pub mod metrics;
-pub mod plot;
-pub mod probe;
+pub mod probes;
+pub mod relevance;
 pub mod report;
 pub mod score;
-pub mod store;
-pub mod tasks;
-pub mod transfer;
 
 use std::path::PathBuf;
 
@@ -32,7 +27,7 @@ use dnalm_model::burn::tensor::Device;
 
 pub use features::{Labelled, Targets};
 pub use metrics::{ClassificationMetrics, RegressionMetrics, Summary};
-pub use probe::{run_probe, ProbeKind, ProbeOptions, ProbeReport, SplitFeatures};
+pub use probes::{run_probe, ProbeKind, ProbeOptions, ProbeReport, SplitFeatures};
 
 /// Everything that can go wrong in evaluation.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,7 @@ use dnalm_model::{
 use dnalm_tokenize::{template_ids, Tokenizer};
 use serde::Serialize;
 
-use crate::{embed::Encoder, EvalError};
+use crate::{features::embed::Encoder, EvalError};
 
 /// One scored token.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -187,7 +187,7 @@ fn nucleotide_transformer_esm_matches_transformers() {
             overlapping: false
         }
     );
-    assert!(dnalm_eval::embed::Encoder::load(&dir).is_ok());
+    assert!(dnalm_eval::features::embed::Encoder::load(&dir).is_ok());
 }
 
 #[test]

@@ -266,8 +266,9 @@ fn nt_v2_tokenizer_restarts_the_frame_after_n() {
 fn hub_checkpoints_embed_through_the_cli_path() {
     for family in ["dnabert2", "nt_v2"] {
         let dir = fixture(family).join("checkpoint");
-        let encoder = dnalm_eval::embed::Encoder::load(&dir).unwrap();
-        let embedder = dnalm_eval::embed::Embedder::new(&encoder, Default::default()).unwrap();
+        let encoder = dnalm_eval::features::embed::Encoder::load(&dir).unwrap();
+        let embedder =
+            dnalm_eval::features::embed::Embedder::new(&encoder, Default::default()).unwrap();
         // Longer than the shrunk NT-v2 context (64 tokens): windows are stitched.
         let long: Vec<u8> = b"GCAGCGCAACACCCTTAGGCATTACGNA".repeat(20);
         let vectors = embedder.embed(&[b"GCAGCGCAACACCCTTA", &long]).unwrap();

@@ -9,7 +9,7 @@ use std::{
 
 use dnalm_eval::{
     metrics::Summary,
-    plot::{heatmap, lines, Series},
+    report::plot::{heatmap, lines, Series},
 };
 
 use crate::{

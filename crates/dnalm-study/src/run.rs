@@ -13,7 +13,7 @@ use std::{
 
 use dnalm_eval::{
     bench::{run_bench, BenchConfig, BenchResults, Progress, TaskResult},
-    embed::ModelSpec,
+    features::embed::ModelSpec,
     finetune::FinetuneOptions,
     metrics::Summary,
     ProbeOptions,
@@ -409,7 +409,7 @@ impl CellRun<'_> {
             baselines: false,
             seeds: 1,
             finetune: spec.eval.finetune.then(|| FinetuneOptions {
-                fit: dnalm_eval::fit::FitOptions {
+                fit: dnalm_eval::probes::fit::FitOptions {
                     epochs: spec.eval.finetune_epochs,
                     ..FinetuneOptions::default().fit
                 },

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dnalm_eval::probe::ProbeKind;
+use dnalm_eval::probes::ProbeKind;
 use dnalm_train::RunConfig;
 use serde::{Deserialize, Serialize};
 

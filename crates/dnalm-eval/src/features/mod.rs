@@ -1,6 +1,13 @@
-//! Feature matrices with their targets: what every probe, baseline and relevance score takes.
+//! Features: feature matrices with their targets (what every probe and relevance score takes),
+//! and where they come from — a model's frozen [`embed`]dings (kept in a [`store`]), a task's
+//! splits ([`tasks`]), or the [`baseline`]s that need no pretraining.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2, Axis};
+
+pub mod baseline;
+pub mod embed;
+pub mod store;
+pub mod tasks;
 
 use crate::EvalError;
 
@@ -121,97 +128,6 @@ pub fn check_finite(x: ArrayView2<f32>, what: &str) -> Result<(), EvalError> {
     Ok(())
 }
 
-/// Per-column centring and scaling, fitted on training rows and applied to any split.
-#[derive(Debug, Clone)]
-pub struct Standardizer {
-    mean: Array1<f32>,
-    scale: Array1<f32>,
-}
-
-impl Standardizer {
-    /// Fits column means and standard deviations (constant columns get scale 1).
-    pub fn fit(x: ArrayView2<f32>) -> Standardizer {
-        let n = x.nrows().max(1) as f64;
-        let mut mean = Array1::<f64>::zeros(x.ncols());
-        for row in x.rows() {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += v as f64;
-            }
-        }
-        mean /= n;
-        let mut var = Array1::<f64>::zeros(x.ncols());
-        for row in x.rows() {
-            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
-                *s += (v as f64 - m).powi(2);
-            }
-        }
-        let scale = var.mapv(|v| {
-            let sd = (v / n).sqrt();
-            if sd > 1e-12 {
-                sd as f32
-            } else {
-                1.0
-            }
-        });
-        Standardizer {
-            mean: mean.mapv(|m| m as f32),
-            scale,
-        }
-    }
-
-    /// `(x - mean) / sd`, column-wise.
-    pub fn apply(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        let mut out = x.to_owned();
-        out.axis_iter_mut(Axis(0)).for_each(|mut row| {
-            row -= &self.mean;
-            row /= &self.scale;
-        });
-        out
-    }
-}
-
-/// `x^T x` in f64 (the Gram matrix), from f32 rows.
-pub fn gram(x: ArrayView2<f32>) -> Array2<f64> {
-    // Chunks of rows keep the f64 copy small; the products are BLAS-like GEMMs (matrixmultiply).
-    let d = x.ncols();
-    let mut g = Array2::<f64>::zeros((d, d));
-    for chunk in x.axis_chunks_iter(Axis(0), 4096) {
-        let c = chunk.mapv(|v| v as f64);
-        ndarray::linalg::general_mat_mul(1.0, &c.t(), &c, 1.0, &mut g);
-    }
-    g
-}
-
-/// Eigen-decomposition of a symmetric matrix: eigenvalues (ascending) and eigenvectors as
-/// columns.
-///
-/// faer's divide-and-conquer solver: linfa-linalg's (tridiagonal QR) took ~2.5 s per 512 × 512
-/// matrix and was half of LogME + H-score time in `benches/relevance_speed.rs`.
-pub fn symmetric_eigen(a: Array2<f64>) -> Result<(Array1<f64>, Array2<f64>), EvalError> {
-    let n = a.nrows();
-    if a.ncols() != n {
-        return Err(EvalError::Numeric(format!(
-            "eigen-decomposition of a non-square {n} x {} matrix",
-            a.ncols()
-        )));
-    }
-    if a.iter().any(|v| !v.is_finite()) {
-        return Err(EvalError::Numeric(
-            "eigen-decomposition of a matrix with non-finite values".into(),
-        ));
-    }
-    let m = faer::Mat::<f64>::from_fn(n, n, |i, j| a[[i, j]]);
-    let evd = m
-        .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|e| EvalError::Numeric(format!("eigen-decomposition failed: {e:?}")))?;
-    let values = evd.S().column_vector();
-    let vectors = evd.U();
-    Ok((
-        Array1::from_shape_fn(n, |i| values[i]),
-        Array2::from_shape_fn((n, n), |(i, j)| vectors[(i, j)]),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,24 +148,5 @@ mod tests {
             err.to_string().contains("2 embedding rows but 1 labels"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn standardizer_uses_training_statistics() {
-        let train = array![[1.0f32, 5.0], [3.0, 5.0]];
-        let s = Standardizer::fit(train.view());
-        let out = s.apply(array![[2.0f32, 6.0]].view());
-        assert_eq!(out, array![[0.0f32, 1.0]]);
-    }
-
-    #[test]
-    fn eigen_decomposition_reconstructs_the_matrix() {
-        let a = array![[2.0, 1.0], [1.0, 2.0]];
-        let (values, vectors) = symmetric_eigen(a.clone()).unwrap();
-        assert!((values[0] - 1.0).abs() < 1e-12 && (values[1] - 3.0).abs() < 1e-12);
-        let back = vectors.dot(&Array2::from_diag(&values)).dot(&vectors.t());
-        assert!((back - a).iter().all(|v| v.abs() < 1e-12));
-        let x = array![[1.0f32, 2.0], [3.0, 4.0]];
-        assert_eq!(gram(x.view()), array![[10.0, 14.0], [14.0, 20.0]]);
     }
 }

@@ -16,10 +16,10 @@ use dnalm_seq::task::{LabelledSequence, Task};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    fit::{fit, predict, FitOptions},
+    features::tasks::{split_rows, targets},
     metrics::{summarise, Summary},
-    probe::{concat_targets, score},
-    tasks::{split_rows, targets},
+    probes::fit::{fit, predict, FitOptions},
+    probes::{concat_targets, score},
     EvalError,
 };
 

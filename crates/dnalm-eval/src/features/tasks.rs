@@ -6,9 +6,9 @@ use ndarray::Array2;
 use dnalm_tokenize::{Tokenizer, TokenizerSpec};
 
 use crate::{
-    embed::{Embedder, Encoder, Granularity},
+    features::embed::{Embedder, Encoder, Granularity},
     features::{Labelled, Targets},
-    probe::SplitFeatures,
+    probes::SplitFeatures,
     EvalError,
 };
 

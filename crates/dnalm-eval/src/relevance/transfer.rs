@@ -1,7 +1,7 @@
 //! Transferability scores from frozen embeddings alone: LogME and H-score.
 //!
 //! No crate implements these, so they are written here from the papers, on the shared
-//! eigen-decomposition in [`crate::features`]:
+//! eigen-decomposition in `relevance::linalg`:
 //! - **LogME** (You et al., ICML 2021, "LogME: Practical Assessment of Pre-trained Models for
 //!   Transfer Learning"): the log marginal evidence per sample of Bayesian linear regression from
 //!   the features to each one-hot target column (or each regression target), with prior and noise
@@ -17,7 +17,8 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::{
-    features::{gram, symmetric_eigen, Targets},
+    features::Targets,
+    relevance::linalg::{gram, symmetric_eigen},
     EvalError,
 };
 

@@ -17,7 +17,7 @@ fn register() {
         let _ = plotters::style::register_font(
             FONT_NAME,
             FontStyle::Normal,
-            include_bytes!("../assets/DejaVuSans.ttf"),
+            include_bytes!("../../assets/DejaVuSans.ttf"),
         );
     });
 }

@@ -1,11 +1,13 @@
 //! Writes a bench's `report.md`, `results.json`, `relevance.csv` and plots (per-task bars with
 //! error bars, relevance heatmap, task affinity heatmaps), each file atomically.
 
+pub mod plot;
+
 use std::{fmt::Write as _, io::Write as _, path::Path};
 
 use crate::{
     bench::BenchResults,
-    plot::{bars, heatmap, Bar},
+    report::plot::{bars, heatmap, Bar},
     EvalError,
 };
 

@@ -10,7 +10,7 @@
 //!    one of `folds` seeded folds (and, for the MLP, with seed `seed + fold`), and scored on the
 //!    test split; metrics are reported as mean ± sd over those runs.
 //!
-//! Logistic regression is argmin's L-BFGS on a loss written in [`crate::logistic`] (why: see
+//! Logistic regression is argmin's L-BFGS on a loss written in [`logistic`] (why: see
 //! there); the L2 grid is walked from strong to weak with warm starts, and each refit starts
 //! from the chosen solution. Ridge is solved by conjugate
 //! gradients on the normal equations (matrix-free, so 5,460 k-mer features cost no more than
@@ -19,22 +19,27 @@
 
 use std::{collections::BTreeMap, fmt, str::FromStr};
 
-use dnalm_model::burn::{
-    module::Module,
-    nn::{Linear, LinearConfig},
-    tensor::{activation::gelu, Device, Tensor, TensorData},
-};
-use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub mod fit;
+mod knn;
+mod linear;
+pub mod logistic;
+mod mlp;
+mod standardizer;
+
+pub use knn::{knn_outputs, nearest};
+pub use linear::LinearModel;
+pub use mlp::{concat_targets, Mlp};
+pub use standardizer::Standardizer;
+
 use crate::{
-    features::{Labelled, Standardizer, Targets},
-    fit::{fit, predict, FitOptions, Forward},
-    logistic::fit_logistic,
+    features::{Labelled, Targets},
     metrics::{summarise, ClassificationMetrics, RegressionMetrics, Summary},
+    probes::{fit::FitOptions, mlp::mlp_fit_predict},
     EvalError,
 };
 
@@ -391,319 +396,6 @@ impl<'a> Probe<'a> {
                 mlp_fit_predict(train, select, test, self.options.mlp_hidden, &fit_options)
             }
         }
-    }
-}
-
-/// A linear model `softmax(x W + b)` (classification) or `x w + b` (regression).
-#[derive(Debug, Clone)]
-pub struct LinearModel {
-    /// `dims x outputs`.
-    pub weights: Array2<f32>,
-    /// `outputs`.
-    pub bias: Array1<f32>,
-    /// Whether outputs are class probabilities.
-    pub classifier: bool,
-}
-
-impl LinearModel {
-    /// L2-regularised logistic regression: mean log-loss plus `l2 / 2 · |W|²` (binary tasks
-    /// use one logit; classes absent from `train` get probability 0).
-    pub fn logistic(
-        train: &Labelled,
-        l2: f64,
-        max_iterations: u64,
-    ) -> Result<LinearModel, EvalError> {
-        Ok(Self::logistic_from(train, l2, max_iterations, None)?.0)
-    }
-
-    /// [`LinearModel::logistic`] from a warm start (the flat parameters a previous call
-    /// returned on rows with the same present classes; ignored if the shape differs). Returns
-    /// the model and its flat parameters.
-    pub fn logistic_from(
-        train: &Labelled,
-        l2: f64,
-        max_iterations: u64,
-        start: Option<&Array1<f64>>,
-    ) -> Result<(LinearModel, Array1<f64>), EvalError> {
-        let Targets::Classes {
-            labels,
-            num_classes,
-        } = &train.y
-        else {
-            return Err(EvalError::Input(
-                "logistic regression needs class labels".into(),
-            ));
-        };
-        let k = *num_classes;
-        let d = train.x.ncols();
-        let mut present: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
-        present.sort_unstable();
-        present.dedup();
-        if present.len() < 2 {
-            return Err(EvalError::Input(
-                "logistic regression: the training rows have a single class; it needs two".into(),
-            ));
-        }
-        let mut index = vec![0usize; k.max(present.len())];
-        for (i, &c) in present.iter().enumerate() {
-            index[c] = i;
-        }
-        let classes: Vec<usize> = labels.iter().map(|&l| index[l as usize]).collect();
-        let solution = fit_logistic(
-            train.x.view(),
-            &classes,
-            present.len(),
-            l2,
-            max_iterations,
-            start,
-        )?;
-        let mut weights = Array2::<f32>::zeros((d, k));
-        // Absent classes: a very negative bias gives probability ~0.
-        let mut bias = Array1::<f32>::from_elem(k, -1e4);
-        let (w, b) = (solution.weights(), solution.bias());
-        if present.len() == 2 {
-            // One logit: class present[1] against present[0].
-            weights
-                .column_mut(present[1])
-                .assign(&w.column(0).mapv(|v| v as f32));
-            bias[present[1]] = b[0] as f32;
-            bias[present[0]] = 0.0;
-        } else {
-            for (j, &c) in present.iter().enumerate() {
-                weights
-                    .column_mut(c)
-                    .assign(&w.column(j).mapv(|v| v as f32));
-                bias[c] = b[j] as f32;
-            }
-        }
-        Ok((
-            LinearModel {
-                weights,
-                bias,
-                classifier: true,
-            },
-            solution.params,
-        ))
-    }
-
-    /// Ridge regression `min |Xw + b - y|² + lambda * rows * |w|²`, solved by conjugate
-    /// gradients on centred data.
-    pub fn ridge(train: &Labelled, lambda: f64) -> Result<LinearModel, EvalError> {
-        let Targets::Values(y) = &train.y else {
-            return Err(EvalError::Input(
-                "ridge regression needs real-valued labels".into(),
-            ));
-        };
-        let x = train.x.mapv(|v| v as f64);
-        let n = x.nrows() as f64;
-        let x_mean = x.mean_axis(Axis(0)).unwrap_or_default();
-        let y_mean = y.iter().sum::<f64>() / n;
-        let xc = &x - &x_mean;
-        let yc: Array1<f64> = y.iter().map(|v| v - y_mean).collect();
-        let reg = lambda * n;
-        let apply = |w: &Array1<f64>| xc.t().dot(&xc.dot(w)) + w * reg;
-        let rhs = xc.t().dot(&yc);
-        let w = conjugate_gradient(apply, &rhs, 500, 1e-8);
-        let b = y_mean - x_mean.dot(&w);
-        Ok(LinearModel {
-            weights: w.mapv(|v| v as f32).insert_axis(Axis(1)),
-            bias: Array1::from_elem(1, b as f32),
-            classifier: false,
-        })
-    }
-
-    /// Outputs for `x` (`rows x dims`).
-    pub fn predict(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        let mut z = x.dot(&self.weights) + &self.bias;
-        if self.classifier {
-            for mut row in z.rows_mut() {
-                let max = row.iter().cloned().fold(f32::MIN, f32::max);
-                row.mapv_inplace(|v| (v - max).exp());
-                let sum = row.sum();
-                row /= sum;
-            }
-        }
-        z
-    }
-}
-
-/// Solves `A w = b` for symmetric positive-definite `A` given as a product.
-fn conjugate_gradient(
-    apply: impl Fn(&Array1<f64>) -> Array1<f64>,
-    b: &Array1<f64>,
-    max_iterations: usize,
-    tolerance: f64,
-) -> Array1<f64> {
-    let mut w = Array1::<f64>::zeros(b.len());
-    let mut r = b.clone();
-    let mut p = r.clone();
-    let mut rr = r.dot(&r);
-    let stop = tolerance * tolerance * b.dot(b).max(1e-300);
-    for _ in 0..max_iterations {
-        if rr <= stop {
-            break;
-        }
-        let ap = apply(&p);
-        let step = rr / p.dot(&ap);
-        w.scaled_add(step, &p);
-        r.scaled_add(-step, &ap);
-        let rr_new = r.dot(&r);
-        p = &r + &(p * (rr_new / rr));
-        rr = rr_new;
-    }
-    w
-}
-
-/// For each query row, the indices of its `k` most cosine-similar reference rows (most similar
-/// first).
-pub fn nearest(reference: ArrayView2<f32>, queries: ArrayView2<f32>, k: usize) -> Vec<Vec<usize>> {
-    let normalise = |x: ArrayView2<f32>| {
-        let mut x = x.to_owned();
-        for mut row in x.rows_mut() {
-            let norm = row.dot(&row).sqrt().max(1e-12);
-            row /= norm;
-        }
-        x
-    };
-    let reference = normalise(reference);
-    let queries = normalise(queries);
-    let k = k.min(reference.nrows()).max(1);
-    let chunks: Vec<_> = queries.axis_chunks_iter(Axis(0), 256).collect();
-    chunks
-        .into_par_iter()
-        .flat_map_iter(|chunk| {
-            let sims = chunk.dot(&reference.t());
-            (0..sims.nrows())
-                .map(|r| {
-                    let row = sims.slice(s![r, ..]);
-                    let mut idx: Vec<usize> = (0..row.len()).collect();
-                    let by_sim = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
-                    if k < idx.len() {
-                        idx.select_nth_unstable_by(k - 1, by_sim);
-                        idx.truncate(k);
-                    }
-                    idx.sort_by(by_sim);
-                    idx
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// kNN outputs from neighbour lists: class fractions among the first `k`, or their mean value.
-pub fn knn_outputs(neighbours: &[Vec<usize>], targets: &Targets, k: usize) -> Array2<f32> {
-    match targets {
-        Targets::Classes {
-            labels,
-            num_classes,
-        } => {
-            let mut out = Array2::<f32>::zeros((neighbours.len(), *num_classes));
-            for (r, nb) in neighbours.iter().enumerate() {
-                let take = nb.len().min(k);
-                for &i in &nb[..take] {
-                    out[[r, labels[i] as usize]] += 1.0 / take as f32;
-                }
-            }
-            out
-        }
-        Targets::Values(v) => {
-            let mut out = Array2::<f32>::zeros((neighbours.len(), 1));
-            for (r, nb) in neighbours.iter().enumerate() {
-                let take = nb.len().min(k);
-                out[[r, 0]] = (nb[..take].iter().map(|&i| v[i]).sum::<f64>() / take as f64) as f32;
-            }
-            out
-        }
-    }
-}
-
-/// The MLP probe: `Linear -> GELU -> Linear`.
-#[derive(Module, Debug)]
-pub struct Mlp {
-    hidden: Linear,
-    out: Linear,
-}
-
-impl Mlp {
-    /// A fresh MLP.
-    pub fn new(d_in: usize, hidden: usize, outputs: usize, device: &Device) -> Mlp {
-        Mlp {
-            hidden: LinearConfig::new(d_in, hidden).init(device),
-            out: LinearConfig::new(hidden, outputs).init(device),
-        }
-    }
-
-    /// `[rows, d_in] -> [rows, outputs]`.
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.out.forward(gelu(self.hidden.forward(x)))
-    }
-}
-
-fn outputs_of(targets: &Targets) -> usize {
-    match targets {
-        Targets::Classes { num_classes, .. } => *num_classes,
-        Targets::Values(_) => 1,
-    }
-}
-
-fn mlp_fit_predict(
-    train: &Labelled,
-    select: &Labelled,
-    test: &Array2<f32>,
-    hidden: usize,
-    options: &FitOptions,
-) -> Result<Array2<f32>, EvalError> {
-    let device = crate::train_device();
-    // Training and selection rows in one table; forward gathers rows by index.
-    let all = ndarray::concatenate(Axis(0), &[train.x.view(), select.x.view()])
-        .map_err(|e| EvalError::Numeric(e.to_string()))?;
-    let targets = concat_targets(&train.y, &select.y);
-    let n_train = train.x.nrows();
-    let rows_of = |table: &Array2<f32>, rows: &[usize], device: &Device| {
-        let d = table.ncols();
-        let mut v: Vec<f32> = Vec::with_capacity(rows.len() * d);
-        for &r in rows {
-            v.extend(table.row(r).iter());
-        }
-        Tensor::<2>::from_data(TensorData::new(v, [rows.len(), d]), device)
-    };
-    let forward = |net: &Mlp, rows: &[usize], _seed: Option<u64>| -> Result<Tensor<2>, EvalError> {
-        let device = net.hidden.weight.val().device();
-        Ok(net.forward(rows_of(&all, rows, &device)))
-    };
-    let net = dnalm_model::io::reinitialize(
-        Mlp::new(all.ncols(), hidden, outputs_of(&train.y), &device),
-        options.seed,
-    );
-    let train_rows: Vec<usize> = (0..n_train).collect();
-    let valid_rows: Vec<usize> = (n_train..all.nrows()).collect();
-    let fitted = fit(net, &forward, &targets, &train_rows, &valid_rows, options)?;
-    let test_forward =
-        |net: &Mlp, rows: &[usize], _: Option<u64>| -> Result<Tensor<2>, EvalError> {
-            let device = net.hidden.weight.val().device();
-            Ok(net.forward(rows_of(test, rows, &device)))
-        };
-    let test_rows: Vec<usize> = (0..test.nrows()).collect();
-    predict(&fitted, &test_forward as &Forward<Mlp>, &test_rows, 512)
-}
-
-/// Targets of `a` followed by those of `b`.
-pub fn concat_targets(a: &Targets, b: &Targets) -> Targets {
-    match (a, b) {
-        (
-            Targets::Classes {
-                labels,
-                num_classes,
-            },
-            Targets::Classes { labels: l2, .. },
-        ) => Targets::Classes {
-            labels: labels.iter().chain(l2).copied().collect(),
-            num_classes: *num_classes,
-        },
-        (Targets::Values(v), Targets::Values(v2)) => {
-            Targets::Values(v.iter().chain(v2).copied().collect())
-        }
-        (a, _) => a.clone(),
     }
 }
 

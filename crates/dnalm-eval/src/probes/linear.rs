@@ -1,0 +1,170 @@
+//! The linear probes: L2 logistic regression (argmin's L-BFGS on [`super::logistic`]'s loss) and
+//! ridge regression by conjugate gradients.
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+
+use crate::{
+    features::{Labelled, Targets},
+    probes::logistic::fit_logistic,
+    EvalError,
+};
+
+/// A linear model `softmax(x W + b)` (classification) or `x w + b` (regression).
+#[derive(Debug, Clone)]
+pub struct LinearModel {
+    /// `dims x outputs`.
+    pub weights: Array2<f32>,
+    /// `outputs`.
+    pub bias: Array1<f32>,
+    /// Whether outputs are class probabilities.
+    pub classifier: bool,
+}
+
+impl LinearModel {
+    /// L2-regularised logistic regression: mean log-loss plus `l2 / 2 · |W|²` (binary tasks
+    /// use one logit; classes absent from `train` get probability 0).
+    pub fn logistic(
+        train: &Labelled,
+        l2: f64,
+        max_iterations: u64,
+    ) -> Result<LinearModel, EvalError> {
+        Ok(Self::logistic_from(train, l2, max_iterations, None)?.0)
+    }
+
+    /// [`LinearModel::logistic`] from a warm start (the flat parameters a previous call
+    /// returned on rows with the same present classes; ignored if the shape differs). Returns
+    /// the model and its flat parameters.
+    pub fn logistic_from(
+        train: &Labelled,
+        l2: f64,
+        max_iterations: u64,
+        start: Option<&Array1<f64>>,
+    ) -> Result<(LinearModel, Array1<f64>), EvalError> {
+        let Targets::Classes {
+            labels,
+            num_classes,
+        } = &train.y
+        else {
+            return Err(EvalError::Input(
+                "logistic regression needs class labels".into(),
+            ));
+        };
+        let k = *num_classes;
+        let d = train.x.ncols();
+        let mut present: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+        present.sort_unstable();
+        present.dedup();
+        if present.len() < 2 {
+            return Err(EvalError::Input(
+                "logistic regression: the training rows have a single class; it needs two".into(),
+            ));
+        }
+        let mut index = vec![0usize; k.max(present.len())];
+        for (i, &c) in present.iter().enumerate() {
+            index[c] = i;
+        }
+        let classes: Vec<usize> = labels.iter().map(|&l| index[l as usize]).collect();
+        let solution = fit_logistic(
+            train.x.view(),
+            &classes,
+            present.len(),
+            l2,
+            max_iterations,
+            start,
+        )?;
+        let mut weights = Array2::<f32>::zeros((d, k));
+        // Absent classes: a very negative bias gives probability ~0.
+        let mut bias = Array1::<f32>::from_elem(k, -1e4);
+        let (w, b) = (solution.weights(), solution.bias());
+        if present.len() == 2 {
+            // One logit: class present[1] against present[0].
+            weights
+                .column_mut(present[1])
+                .assign(&w.column(0).mapv(|v| v as f32));
+            bias[present[1]] = b[0] as f32;
+            bias[present[0]] = 0.0;
+        } else {
+            for (j, &c) in present.iter().enumerate() {
+                weights
+                    .column_mut(c)
+                    .assign(&w.column(j).mapv(|v| v as f32));
+                bias[c] = b[j] as f32;
+            }
+        }
+        Ok((
+            LinearModel {
+                weights,
+                bias,
+                classifier: true,
+            },
+            solution.params,
+        ))
+    }
+
+    /// Ridge regression `min |Xw + b - y|² + lambda * rows * |w|²`, solved by conjugate
+    /// gradients on centred data.
+    pub fn ridge(train: &Labelled, lambda: f64) -> Result<LinearModel, EvalError> {
+        let Targets::Values(y) = &train.y else {
+            return Err(EvalError::Input(
+                "ridge regression needs real-valued labels".into(),
+            ));
+        };
+        let x = train.x.mapv(|v| v as f64);
+        let n = x.nrows() as f64;
+        let x_mean = x.mean_axis(Axis(0)).unwrap_or_default();
+        let y_mean = y.iter().sum::<f64>() / n;
+        let xc = &x - &x_mean;
+        let yc: Array1<f64> = y.iter().map(|v| v - y_mean).collect();
+        let reg = lambda * n;
+        let apply = |w: &Array1<f64>| xc.t().dot(&xc.dot(w)) + w * reg;
+        let rhs = xc.t().dot(&yc);
+        let w = conjugate_gradient(apply, &rhs, 500, 1e-8);
+        let b = y_mean - x_mean.dot(&w);
+        Ok(LinearModel {
+            weights: w.mapv(|v| v as f32).insert_axis(Axis(1)),
+            bias: Array1::from_elem(1, b as f32),
+            classifier: false,
+        })
+    }
+
+    /// Outputs for `x` (`rows x dims`).
+    pub fn predict(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        let mut z = x.dot(&self.weights) + &self.bias;
+        if self.classifier {
+            for mut row in z.rows_mut() {
+                let max = row.iter().cloned().fold(f32::MIN, f32::max);
+                row.mapv_inplace(|v| (v - max).exp());
+                let sum = row.sum();
+                row /= sum;
+            }
+        }
+        z
+    }
+}
+
+/// Solves `A w = b` for symmetric positive-definite `A` given as a product.
+fn conjugate_gradient(
+    apply: impl Fn(&Array1<f64>) -> Array1<f64>,
+    b: &Array1<f64>,
+    max_iterations: usize,
+    tolerance: f64,
+) -> Array1<f64> {
+    let mut w = Array1::<f64>::zeros(b.len());
+    let mut r = b.clone();
+    let mut p = r.clone();
+    let mut rr = r.dot(&r);
+    let stop = tolerance * tolerance * b.dot(b).max(1e-300);
+    for _ in 0..max_iterations {
+        if rr <= stop {
+            break;
+        }
+        let ap = apply(&p);
+        let step = rr / p.dot(&ap);
+        w.scaled_add(step, &p);
+        r.scaled_add(-step, &ap);
+        let rr_new = r.dot(&r);
+        p = &r + &(p * (rr_new / rr));
+        rr = rr_new;
+    }
+    w
+}

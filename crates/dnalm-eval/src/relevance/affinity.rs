@@ -1,0 +1,119 @@
+//! Task × task affinity: how much of task B's signal task A's decision function carries.
+//!
+//! A linear probe trained on A's labels is applied to B's sequences, and a logistic regression on
+//! those outputs alone is fitted on B's training rows and scored (MCC) on B's test rows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    features::{Labelled, Targets},
+    probes::{score, LinearModel, SplitFeatures, Standardizer},
+    EvalError,
+};
+
+/// Affinity of one model's task pairs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Affinity {
+    /// Model.
+    pub model: String,
+    /// Task names (rows: source probe, columns: target task).
+    pub tasks: Vec<String>,
+    /// MCC on the target's test rows from the source probe's outputs; NaN where undefined.
+    pub mcc: Vec<Vec<f64>>,
+}
+
+/// Fixed L2 strength of the affinity probes (per training row).
+const AFFINITY_L2: f64 = 1e-3;
+
+/// Task × task affinity for one model's embedded tasks (classification tasks only; others NaN).
+pub fn task_affinity(
+    model: &str,
+    tasks: &[(String, SplitFeatures)],
+) -> Result<Affinity, EvalError> {
+    let n = tasks.len();
+    let mut mcc = vec![vec![f64::NAN; n]; n];
+    for (a, (_, source)) in tasks.iter().enumerate() {
+        if !matches!(source.train.y, Targets::Classes { .. }) {
+            continue;
+        }
+        let scaler = Standardizer::fit(source.train.x.view());
+        let probe = LinearModel::logistic(
+            &Labelled {
+                x: scaler.apply(source.train.x.view()),
+                y: source.train.y.clone(),
+            },
+            AFFINITY_L2,
+            200,
+        )?;
+        for (b, (_, target)) in tasks.iter().enumerate() {
+            if !matches!(target.train.y, Targets::Classes { .. }) {
+                continue;
+            }
+            let outputs = |x: &ndarray::Array2<f32>| probe.predict(scaler.apply(x.view()).view());
+            let train = Labelled {
+                x: outputs(&target.train.x),
+                y: target.train.y.clone(),
+            };
+            let transfer = LinearModel::logistic(&train, AFFINITY_L2, 200)?;
+            let test_out = transfer.predict(outputs(&target.test.x).view());
+            mcc[a][b] = score(&target.test.y, test_out.view())
+                .get("mcc")
+                .copied()
+                .unwrap_or(f64::NAN);
+        }
+    }
+    Ok(Affinity {
+        model: model.to_string(),
+        tasks: tasks.iter().map(|(t, _)| t.clone()).collect(),
+        mcc,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::Rng;
+    use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
+
+    fn task(labels: impl Fn(&[f32]) -> u32, seed: u64) -> SplitFeatures {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut part = |n: usize| {
+            let x = Array2::from_shape_fn((n, 6), |_| rng.random::<f32>() * 2.0 - 1.0);
+            let y = x
+                .rows()
+                .into_iter()
+                .map(|r| labels(r.as_slice().unwrap_or(&[])))
+                .collect();
+            Labelled {
+                x,
+                y: Targets::Classes {
+                    labels: y,
+                    num_classes: 2,
+                },
+            }
+        };
+        SplitFeatures {
+            train: part(300),
+            valid: part(50),
+            test: part(200),
+        }
+    }
+
+    #[test]
+    fn affinity_is_high_between_tasks_sharing_a_signal_and_low_otherwise() {
+        let a = task(|r| (r[0] > 0.0) as u32, 1);
+        let same = task(|r| (r[0] > 0.1) as u32, 2);
+        let other = task(|r| (r[5] > 0.0) as u32, 3);
+        let tasks = vec![
+            ("a".into(), a),
+            ("same".into(), same),
+            ("other".into(), other),
+        ];
+        let aff = task_affinity("m", &tasks).unwrap();
+        assert_eq!(aff.tasks, ["a", "same", "other"]);
+        assert!(aff.mcc[0][0] > 0.9, "{:?}", aff.mcc);
+        assert!(aff.mcc[0][1] > 0.8, "{:?}", aff.mcc);
+        assert!(aff.mcc[0][2].abs() < 0.25, "{:?}", aff.mcc);
+    }
+}
