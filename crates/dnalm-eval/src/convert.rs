@@ -108,10 +108,12 @@ mod tests {
             let dst = out.path().join(name);
             let report = convert(&src, &dst).unwrap();
             assert!(report.exported_as.is_ok(), "{name}: {report:?}");
-            let a =
-                dnalm_model::io::named_parameters(&DnaLm::load(&src, &dnalm_model::cpu()).unwrap());
-            let b =
-                dnalm_model::io::named_parameters(&DnaLm::load(&dst, &dnalm_model::cpu()).unwrap());
+            let a = dnalm_model::tensors::named_parameters(
+                &DnaLm::load(&src, &dnalm_model::cpu()).unwrap(),
+            );
+            let b = dnalm_model::tensors::named_parameters(
+                &DnaLm::load(&dst, &dnalm_model::cpu()).unwrap(),
+            );
             for (k, v) in &a {
                 if k.starts_with("deletion_head") || k == "query_stream" {
                     continue;

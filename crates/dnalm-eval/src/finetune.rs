@@ -16,7 +16,8 @@ use burn::{
 };
 use dnalm_model::{
     heads::{pool, Pooling, SequenceHead},
-    io::{load_parameters, named_parameters, read_safetensors, write_safetensors},
+    io::load_parameters,
+    tensors::{named_parameters, read_safetensors, write_safetensors},
     Architecture, AttentionPattern, DnaLm, ModelInput,
 };
 use dnalm_seq::task::{LabelledSequence, Task, TaskKind};

@@ -16,7 +16,8 @@
 use std::{collections::BTreeMap, path::PathBuf};
 
 use dnalm_model::{
-    burn::tensor::Tensor, cpu, io::HostTensor, AttentionMask, AttentionPattern, DnaLm, ModelInput,
+    burn::tensor::Tensor, cpu, tensors::HostTensor, AttentionMask, AttentionPattern, DnaLm,
+    ModelInput,
 };
 use dnalm_tokenize::{AnyTokenizer, Template, Tokenizer, TokenizerKind};
 use safetensors::{Dtype, SafeTensors};
@@ -278,7 +279,7 @@ fn write_export_fixtures() {
         };
         let mut model = DnaLm::seeded(&config, &cpu(), 7).unwrap();
         // Non-zero biases and norms, so that a wrong mapping cannot hide behind zeros and ones.
-        let mut params = dnalm_model::io::named_parameters(&model);
+        let mut params = dnalm_model::tensors::named_parameters(&model);
         for (i, t) in params.values_mut().enumerate() {
             for (j, v) in t.values.iter_mut().enumerate() {
                 *v += 0.05 * (((i * 31 + j * 17) % 13) as f32 / 13.0 - 0.5);

@@ -18,7 +18,7 @@ use std::{
 use dnalm_model::{
     cpu,
     hf::HfFamily,
-    io::{read_safetensors, HostTensor},
+    tensors::{read_safetensors, HostTensor},
     AttentionMask, AttentionPattern, DnaLm, ModelInput,
 };
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};

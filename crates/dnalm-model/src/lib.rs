@@ -29,6 +29,7 @@ pub mod heads;
 pub mod hf;
 pub mod io;
 mod model;
+pub mod tensors;
 
 use std::path::{Path, PathBuf};
 

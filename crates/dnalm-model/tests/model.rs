@@ -7,7 +7,7 @@ use dnalm_model::{
         tensor::{Tensor, TensorData},
     },
     cpu,
-    io::parameter_names,
+    tensors::parameter_names,
     Architecture, AttentionMask, AttentionPattern, DnaLm, ModelConfig, ModelInput,
     PositionEncoding,
 };
@@ -216,14 +216,14 @@ fn bad_weights_and_inputs_are_clear_errors() {
     json["dnalm"] = serde_json::to_value(&cfg).unwrap();
     std::fs::write(dir.path().join("config.json"), json.to_string()).unwrap();
     let weights = dir.path().join("model.safetensors");
-    let mut tensors = dnalm_model::io::read_safetensors(&weights).unwrap();
+    let mut tensors = dnalm_model::tensors::read_safetensors(&weights).unwrap();
     let moved = tensors
         .remove("esm.encoder.emb_layer_norm_after.weight")
         .map(|t| ("extra.gamma".to_string(), t));
     if let Some((name, t)) = moved {
         tensors.insert(name, t);
     }
-    dnalm_model::io::write_safetensors(&weights, &tensors, None).unwrap();
+    dnalm_model::tensors::write_safetensors(&weights, &tensors, None).unwrap();
     let err = DnaLm::load(dir.path(), &device).unwrap_err().to_string();
     assert!(
         err.contains("missing tensor esm.encoder.emb_layer_norm_after.weight")
@@ -360,7 +360,7 @@ fn rotary_positions_are_relative_only() {
 /// checkpoint without dnalm's heads, whose heads are then drawn from a fixed seed.
 #[test]
 fn sharded_native_and_headless_checkpoints_load() {
-    use dnalm_model::io::{named_parameters, read_safetensors, write_safetensors};
+    use dnalm_model::tensors::{named_parameters, read_safetensors, write_safetensors};
     let device = cpu();
     let cfg = tiny(Architecture::Encoder, PositionEncoding::Rotary);
     let model = DnaLm::seeded(&cfg, &device, 5).unwrap();
@@ -439,7 +439,7 @@ fn fused_and_reference_layers_run_side_by_side() {
     let diff = (a - b).abs().max().into_scalar::<f32>();
     assert!(diff < 1e-4, "{diff}");
     // The choice survives loading new weights into the model.
-    let weights = dnalm_model::io::named_parameters(&fused);
+    let weights = dnalm_model::tensors::named_parameters(&fused);
     let reloaded =
         dnalm_model::io::load_parameters(reference, &weights, std::path::Path::new("w")).unwrap();
     assert!(!reloaded.fused_layers);

@@ -15,7 +15,7 @@ use dnalm_model::{
         optim::GradientsParams,
         tensor::Tensor,
     },
-    io::{HostTensor, ModulePath},
+    tensors::{HostTensor, ModulePath},
 };
 
 use crate::run_config::OptimConfig;

@@ -27,7 +27,7 @@ use dnalm_model::{
         optim::{GradientsAccumulator, GradientsParams},
         tensor::Device,
     },
-    io::{read_safetensors, write_safetensors},
+    tensors::{read_safetensors, write_safetensors},
     DnaLm, ModelError,
 };
 use dnalm_seq::{

@@ -431,7 +431,7 @@ mod tests {
     /// `seed`, so that no gradient is hidden behind a 1 or a 0.
     fn random_block(cfg: &ModelConfig, device: &burn::tensor::Device, seed: u32) -> Block {
         let block = Block::new(cfg, device);
-        let values: std::collections::BTreeMap<_, _> = crate::io::parameter_shapes(&block)
+        let values: std::collections::BTreeMap<_, _> = crate::tensors::parameter_shapes(&block)
             .into_iter()
             .enumerate()
             .map(|(i, (name, shape))| {
@@ -440,7 +440,7 @@ mod tests {
                     .into_iter()
                     .map(|v| 0.3 * v)
                     .collect();
-                (name, crate::io::HostTensor { shape, values: v })
+                (name, crate::tensors::HostTensor { shape, values: v })
             })
             .collect();
         crate::io::load_parameters(block, &values, std::path::Path::new("test")).expect("shapes")

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::{
-    io::{named_parameters, parameter_shapes, HostTensor},
+    tensors::{named_parameters, parameter_shapes, HostTensor},
     DnaLm,
 };
 

@@ -6,7 +6,7 @@ use std::{
 };
 
 use super::{config::esm_position_offset, HfFamily, NoHfLayout};
-use crate::{io::HostTensor, ModelConfig, ModelError, PositionEncoding};
+use crate::{tensors::HostTensor, ModelConfig, ModelError, PositionEncoding};
 
 /// How a tensor changes between the two names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +316,7 @@ pub struct ImportReport {
 }
 
 /// The checkpoint's tensors (by `transformers` name) under dnalm's names, for a model whose
-/// parameters have `shapes` (by dnalm name; [`crate::io::parameter_shapes`]). `path` names the
+/// parameters have `shapes` (by dnalm name; [`crate::tensors::parameter_shapes`]). `path` names the
 /// weight file in errors. Parameters the result lacks (dnalm's own heads, the LM head of a bare
 /// base model, listed in the report) are for the caller to initialise.
 ///
@@ -422,7 +422,7 @@ pub fn import_weights(
     } else {
         Err(ModelError::Weights {
             path: path.to_path_buf(),
-            message: crate::io::summarise(&problems),
+            message: crate::tensors::summarise(&problems),
         })
     }
 }
