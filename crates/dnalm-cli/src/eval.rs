@@ -601,7 +601,7 @@ fn layout(c: &dnalm_model::ModelConfig) -> String {
 
 /// `dnalm convert`: any model directory dnalm reads -> a dnalm checkpoint (a Hugging Face one).
 pub fn convert(args: ConvertArgs) -> anyhow::Result<()> {
-    let report = dnalm_eval::convert::convert(&args.input, &args.output)
+    let report = dnalm_model::convert::convert(&args.input, &args.output)
         .with_context(|| format!("converting {}", args.input.display()))?;
     let c = &report.config;
     println!(

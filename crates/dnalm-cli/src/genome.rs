@@ -385,7 +385,10 @@ fn parse_counts(s: &str) -> Result<[usize; 3], String> {
 /// Runs `dnalm make-task orientation`: the long-range motif-orientation task (see
 /// `dnalm_seq::motif::orientation_task`), written as a task directory.
 pub fn make_orientation_task(args: OrientationTaskArgs) -> anyhow::Result<()> {
-    use dnalm_seq::motif::{orientation_task, read_jaspar, OrientationTaskSpec};
+    use dnalm_seq::{
+        motif::{orientation_task, read_jaspar, OrientationTaskSpec},
+        task_writer::{NewTask, TaskFiles, TaskRow},
+    };
     use rand::SeedableRng;
 
     let motifs = read_jaspar(&args.motifs)?;
@@ -425,51 +428,41 @@ pub fn make_orientation_task(args: OrientationTaskArgs) -> anyhow::Result<()> {
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     let splits = orientation_task(&genome, &split, pfm, &spec, &mut rng)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut counts = serde_json::Map::new();
-    for (which, rows) in Split::ALL.iter().zip(&splits) {
-        let mut text = String::from("sequence,label,id\n");
-        for r in rows {
-            let _ = writeln!(
-                text,
-                "{},{},{}:{}-{}:{:?}",
-                String::from_utf8_lossy(&r.sequence),
-                r.label,
-                r.origin.0,
-                r.origin.1 + 1,
-                r.origin.1 + args.length,
-                r.arrangement
-            );
-        }
-        write_output(&args.out.join(format!("{}.csv", which.as_str())), &text)?;
-        let positive = rows.iter().filter(|r| r.label == 1).count();
-        counts.insert(
-            which.as_str().into(),
-            serde_json::json!({"rows": rows.len(), "per_label": {"0": rows.len() - positive, "1": positive}}),
-        );
-    }
+    let rows: Vec<TaskRow> = Split::ALL
+        .iter()
+        .zip(&splits)
+        .flat_map(|(&split, rows)| {
+            rows.iter().map(move |r| TaskRow {
+                sequence: r.sequence.clone(),
+                label: r.label as usize,
+                id: format!(
+                    "{}:{}-{}:{:?}",
+                    r.origin.0,
+                    r.origin.1 + 1,
+                    r.origin.1 + args.length,
+                    r.arrangement
+                ),
+                score: None,
+                split,
+            })
+        })
+        .collect();
     let name = args
         .out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "orientation".into());
-    let task = serde_json::json!({
-        "name": name,
-        "num_classes": 2,
-        "label_names": ["not_convergent", "convergent"],
-        "seq_len": args.length,
-        "description": format!(
+    let task = NewTask {
+        name,
+        label_names: vec!["not_convergent".into(), "convergent".into()],
+        seq_len: Some(args.length),
+        description: format!(
             "Long-range: {} bp windows of real background from {} with two {} ({}) sites, one within {} bp of each end. 1 = convergent (--> <--); 0 = divergent (<-- -->) or tandem. Both classes hold the same motif words, so only a context spanning both sites can tell them apart. Splits are disjoint genome {:?} units ({:?}).",
             args.length, args.genome.display(), pfm.name, pfm.id, args.length / 20 + args.jitter + pfm.len(), unit, args.fractions
         ),
-        "source": format!("dnalm make-task orientation {} --motifs {} --motif {} --length {} --rows {} --jitter {} --seed {}", args.genome.display(), args.motifs.display(), args.motif, args.length, args.rows.map(|r| r.to_string()).join(","), args.jitter, args.seed),
-        "counts": counts,
-    });
-    write_output(
-        &args.out.join("task.json"),
-        &(serde_json::to_string_pretty(&task)? + "\n"),
-    )?;
+        source: Some(format!("dnalm make-task orientation {} --motifs {} --motif {} --length {} --rows {} --jitter {} --seed {}", args.genome.display(), args.motifs.display(), args.motif, args.length, args.rows.map(|r| r.to_string()).join(","), args.jitter, args.seed)),
+    };
+    task.write(&args.out, &rows, &TaskFiles::PerSplit)?;
     eprintln!(
         "{}: {} / {} / {} windows of {} bp with two {} sites ({} bp); half convergent",
         args.out.display(),

@@ -9,7 +9,11 @@ use dnalm_eval::{
     finetune::load_finetuned,
     label::{classify_genome, merge_elements, window_splits, LabelOptions},
 };
-use dnalm_seq::{alphabet::reverse_complement, Genome};
+use dnalm_seq::{
+    alphabet::reverse_complement,
+    task_writer::{NewTask, TaskFiles, TaskRow},
+    Genome,
+};
 
 use crate::write_output;
 
@@ -119,66 +123,41 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.output.display()))?;
     write_output(&args.output.join("predicted.bed"), &bed)?;
     let splits = window_splits(&genome, &calls, args.split_block, 0)?;
-    let mut csv = String::from("sequence,label,score,id,split\n");
-    let mut counts = vec![vec![0usize; info.label_names.len()]; 3];
-    for (c, split) in calls.iter().zip(&splits) {
-        let Some(split) = split else { continue };
-        let bases = genome.bases(c.record, c.start, c.end);
-        let seq = if c.strand == '-' {
-            reverse_complement(bases)
-        } else {
-            bases.to_vec()
-        };
-        let _ = writeln!(
-            csv,
-            "{},{},{:.4},{}:{}-{}:{},{}",
-            String::from_utf8_lossy(&seq),
-            c.label,
-            c.score,
-            names[c.record],
-            c.start + 1,
-            c.end,
-            c.strand,
-            split.as_str()
-        );
-        let s = dnalm_seq::Split::ALL
-            .iter()
-            .position(|x| x == split)
-            .unwrap_or(0);
-        counts[s][c.label] += 1;
-    }
-    write_output(&args.output.join("pairs.csv"), &csv)?;
+    let rows: Vec<TaskRow> = calls
+        .iter()
+        .zip(&splits)
+        .filter_map(|(c, split)| {
+            let bases = genome.bases(c.record, c.start, c.end);
+            Some(TaskRow {
+                sequence: if c.strand == '-' {
+                    reverse_complement(bases)
+                } else {
+                    bases.to_vec()
+                },
+                label: c.label,
+                id: format!("{}:{}-{}:{}", names[c.record], c.start + 1, c.end, c.strand),
+                score: Some(c.score),
+                split: (*split)?,
+            })
+        })
+        .collect();
     let name = args
         .output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "labelled".into());
-    let per_split: serde_json::Map<String, serde_json::Value> = dnalm_seq::Split::ALL
-        .iter()
-        .enumerate()
-        .map(|(s, split)| {
-            let per: serde_json::Map<String, serde_json::Value> = (0..info.label_names.len())
-                .map(|l| (l.to_string(), serde_json::json!(counts[s][l])))
-                .collect();
-            (split.as_str().to_string(), serde_json::Value::Object(per))
-        })
-        .collect();
-    let task = serde_json::json!({
-        "name": name,
-        "num_classes": info.label_names.len(),
-        "label_names": info.label_names,
-        "seq_len": window,
-        "description": format!(
+    let task = NewTask {
+        name,
+        label_names: info.label_names.clone(),
+        seq_len: Some(window),
+        description: format!(
             "Labels predicted by the fine-tuned model {} (task '{}') on {}: {} bp windows every {} bp, {}; label = argmax class, score = its probability. Splits: {} bp genome blocks, 70/10/20; windows crossing into another split's block are left out.",
             args.model.display(), info.task, args.genome.display(), window, stride,
             if args.forward_only { "forward strand" } else { "both strands" }, args.split_block
         ),
-        "counts": per_split,
-    });
-    write_output(
-        &args.output.join("task.json"),
-        &(serde_json::to_string_pretty(&task)? + "\n"),
-    )?;
+        source: None,
+    };
+    task.write(&args.output, &rows, &TaskFiles::One("pairs.csv".into()))?;
     eprintln!(
         "{} windows classified in {:.1} s; {} element(s) in {}/predicted.bed; {} pairs in pairs.csv",
         calls.len(),

@@ -2,6 +2,7 @@
 //!
 //! Each subcommand wires a library crate to files; the logic lives in the libraries.
 
+mod allocator;
 mod eval;
 mod genome;
 mod inspect;
@@ -79,7 +80,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    dnalm_train::allocator::retain_freed_memory();
+    allocator::retain_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

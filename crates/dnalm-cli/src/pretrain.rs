@@ -7,6 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use dnalm_model::burn::tensor::Device;
+use dnalm_tokenize::{Tokenizer, TokenizerKind};
 use dnalm_train::{
     trainer::{EvalRecord, Observer, StepRecord},
     RunConfig, RunOptions, Trainer,
@@ -154,9 +155,9 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let trainer = Trainer::new(resolved, &output, device)
         .with_context(|| format!("preparing {}", args.config.display()))?;
     let run = trainer.run_config();
-    let tokens = dnalm_train::trainer::tokens_per_window(run);
+    let tokens = run.tokenizer.window_tokens(run.config.data.context);
     eprintln!(
-        "model: {:?}, {} layers, d = {}, {} heads, {:.2} M parameters; tokenizer {} ({} tokens), {} tokens per {}-base window",
+        "model: {:?}, {} layers, d = {}, {} heads, {:.2} M parameters; tokenizer {} ({} tokens), {}{} tokens per {}-base window",
         run.model.architecture,
         run.model.n_layers,
         run.model.d_model,
@@ -164,6 +165,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         run.model.parameter_count() as f64 / 1e6,
         run.config.tokenizer.spec,
         run.model.vocab_size,
+        if run.tokenizer.kind() == TokenizerKind::Bpe { "at most " } else { "" },
         tokens,
         run.config.data.context
     );

@@ -4,8 +4,9 @@ use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use dnalm_eval::{features::embed::Encoder, report::plot::mutagenesis_map, score::Scorer};
-use dnalm_seq::{vcf::VcfRecord, FastxReader, Genome, SequenceRecord};
+use dnalm_eval::{report::plot::mutagenesis_map, score::Scorer};
+use dnalm_model::Checkpoint;
+use dnalm_seq::{FastxReader, Genome, SequenceRecord};
 
 use crate::write_output;
 
@@ -35,8 +36,8 @@ pub struct ModelFlags {
 }
 
 impl ModelFlags {
-    fn load(&self) -> anyhow::Result<Encoder> {
-        Ok(Encoder::load(&self.model)?)
+    fn load(&self) -> anyhow::Result<Checkpoint> {
+        Ok(Checkpoint::load(&self.model, &dnalm_model::cpu())?)
     }
 }
 
@@ -164,81 +165,36 @@ fn variants(args: VariantArgs) -> anyhow::Result<()> {
     let scorer = Scorer::new(&encoder, args.model.batch_tokens)?;
     let vcf = dnalm_seq::vcf::read_vcf(&args.vcf)?;
     let genome = Genome::read(&args.reference)?;
-    let names = genome.names();
+    let effects = scorer
+        .variants(&vcf, &genome, args.flank)
+        .with_context(|| format!("against {}", args.reference.display()))?;
     let mut info = Vec::with_capacity(vcf.records.len());
     let mut tsv = String::from("chrom\tpos\tid\tref\talt\tllr\tmethod\n");
     let (mut scored, mut skipped) = (0usize, 0usize);
-    for r in &vcf.records {
-        let at = |m: String| anyhow::anyhow!("{}:line {}: {m}", args.vcf.display(), r.line);
-        let Some(chrom) = names.iter().position(|n| n == &r.chrom) else {
-            return Err(at(format!(
-                "chromosome '{}' is not in {} (it has {})",
-                r.chrom,
-                args.reference.display(),
-                names.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-            )));
-        };
-        let len = genome.lengths()[chrom];
-        let start = (r.pos - 1) as usize;
-        let end = start + r.reference.len();
-        if end > len {
-            return Err(at(format!(
-                "{}:{} with REF of {} bases runs past the end of '{}' ({len} bases)",
-                r.chrom,
-                r.pos,
-                r.reference.len(),
-                r.chrom
-            )));
-        }
-        let found = genome.bases(chrom, start, end);
-        if found != r.reference.as_slice() {
-            return Err(at(format!(
-                "REF '{}' does not match the reference '{}' at {}:{} (is this the VCF's genome build?)",
-                String::from_utf8_lossy(&r.reference),
-                String::from_utf8_lossy(found),
-                r.chrom,
-                r.pos
-            )));
-        }
+    for (r, effects) in vcf.records.iter().zip(&effects) {
         if r.alts.is_empty() {
             info.push(None);
             continue;
         }
-        let w0 = start.saturating_sub(args.flank);
-        let w1 = (end + args.flank).min(len);
-        let window = genome.bases(chrom, w0, w1);
-        let scoreable: Vec<Vec<u8>> = r
-            .alts
-            .iter()
-            .filter(|a| VcfRecord::is_sequence(a))
-            .cloned()
-            .collect();
-        let effects = scorer
-            .site_effects(window, start - w0, end - w0, &scoreable)
-            .map_err(|e| at(e.to_string()))?;
-        let mut e = effects.into_iter();
         let mut values = Vec::new();
-        for alt in &r.alts {
-            let alt_text = String::from_utf8_lossy(alt);
-            if VcfRecord::is_sequence(alt) {
-                let (llr, method) = e
-                    .next()
-                    .unwrap_or((f64::NAN, dnalm_eval::score::EffectMethod::MaskedMarginal));
-                values.push(format!("{llr:.4}"));
-                let _ = writeln!(
-                    tsv,
-                    "{}\t{}\t{}\t{}\t{alt_text}\t{llr:.6}\t{}",
-                    r.chrom,
-                    r.pos,
-                    r.id,
-                    String::from_utf8_lossy(&r.reference),
-                    method.as_str()
-                );
-                scored += 1;
-            } else {
-                values.push(".".into());
+        for (alt, effect) in r.alts.iter().zip(&effects.alts) {
+            let Some((llr, method)) = effect else {
+                values.push(".".to_string());
                 skipped += 1;
-            }
+                continue;
+            };
+            values.push(format!("{llr:.4}"));
+            let _ = writeln!(
+                tsv,
+                "{}\t{}\t{}\t{}\t{}\t{llr:.6}\t{}",
+                r.chrom,
+                r.pos,
+                r.id,
+                String::from_utf8_lossy(&r.reference),
+                String::from_utf8_lossy(alt),
+                method.as_str()
+            );
+            scored += 1;
         }
         info.push(Some(values.join(",")));
     }

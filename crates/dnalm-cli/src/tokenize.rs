@@ -15,9 +15,8 @@ use dnalm_seq::{
 };
 use dnalm_tokenize::{
     encode_batch, AnyTokenizer, BatchOptions, BpeTokenizer, BpeTrainOptions, Padding, Template,
-    Tokenizer, TokenizerSpec,
+    TokenCounter, Tokenizer, TokenizerSpec,
 };
-use serde::Serialize;
 
 /// Special-token template choice.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -76,50 +75,20 @@ pub struct TokenizeArgs {
     json: bool,
 }
 
-#[derive(Serialize, Default)]
-struct TokenStats {
-    tokenizer: String,
-    vocab_size: usize,
-    sequences: u64,
-    bases: u64,
-    tokens: u64,
-    tokens_per_base: f64,
-    vocab_used: usize,
-    vocab_used_fraction: f64,
-    unknown_tokens: u64,
-    unknown_rate: f64,
-    seconds: f64,
-    bases_per_second: f64,
-}
-
+/// Counts token statistics and, with `--out`, writes each sequence's encoding as a JSON line.
 struct Accumulator<'a> {
     tok: &'a AnyTokenizer,
     batch: BatchOptions,
-    stats: TokenStats,
-    seen: Vec<bool>,
-    ids: Vec<u32>,
+    counter: TokenCounter<'a, AnyTokenizer>,
     out: Option<BufWriter<tempfile::NamedTempFile>>,
 }
 
 impl Accumulator<'_> {
     fn add(&mut self, id: &str, seq: &[u8]) -> anyhow::Result<()> {
-        self.ids.clear();
-        self.tok.tokenize_into(seq, &mut self.ids, None);
-        let unk = self.tok.special_ids().unk;
-        self.stats.sequences += 1;
-        self.stats.bases += seq.len() as u64;
-        self.stats.tokens += self.ids.len() as u64;
-        for &i in &self.ids {
-            if let Some(slot) = self.seen.get_mut(i as usize) {
-                *slot = true;
-            }
-            if Some(i) == unk {
-                self.stats.unknown_tokens += 1;
-            }
-        }
+        self.counter.add(seq);
         if let Some(out) = &mut self.out {
-            // Tokenized a second time on purpose: the statistics above cover the whole sequence,
-            // the written encoding may be truncated and padded.
+            // Tokenized a second time on purpose: the statistics cover the whole sequence, the
+            // written encoding may be truncated and padded.
             let batch = encode_batch(self.tok, &[seq], &self.batch)?;
             let enc = &batch.encodings[0];
             let row =
@@ -158,13 +127,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
                 Padding::None
             },
         },
-        stats: TokenStats {
-            tokenizer: tok.kind().to_string(),
-            vocab_size: tok.vocab().len(),
-            ..Default::default()
-        },
-        seen: vec![false; tok.vocab().len()],
-        ids: Vec::new(),
+        counter: TokenCounter::new(&tok),
         out,
     };
     let started = Instant::now();
@@ -212,18 +175,8 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let Accumulator {
-        mut stats,
-        seen,
-        out,
-        ..
-    } = acc;
-    stats.seconds = seconds;
-    stats.tokens_per_base = stats.tokens as f64 / stats.bases.max(1) as f64;
-    stats.vocab_used = seen.iter().filter(|&&s| s).count();
-    stats.vocab_used_fraction = stats.vocab_used as f64 / stats.vocab_size.max(1) as f64;
-    stats.unknown_rate = stats.unknown_tokens as f64 / stats.tokens.max(1) as f64;
-    stats.bases_per_second = stats.bases as f64 / seconds.max(1e-9);
+    let Accumulator { counter, out, .. } = acc;
+    let stats = counter.finish(seconds);
     if let (Some(out), Some(path)) = (out, &args.out) {
         let tmp = out.into_inner().map_err(|e| e.into_error())?;
         tmp.as_file().sync_all()?;

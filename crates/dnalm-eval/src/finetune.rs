@@ -18,10 +18,10 @@ use dnalm_model::{
     heads::{pool, Pooling, SequenceHead},
     io::load_parameters,
     tensors::{named_parameters, read_safetensors, write_safetensors},
-    Architecture, AttentionPattern, DnaLm, ModelInput,
+    Architecture, AttentionPattern, Checkpoint, DnaLm, ModelInput,
 };
 use dnalm_seq::task::{LabelledSequence, Task, TaskKind};
-use dnalm_tokenize::{template_ids, AnyTokenizer, Tokenizer};
+use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -104,8 +104,8 @@ pub struct FinetuneReport {
 
 /// Token rows for sequences, cut to the model's context (the middle is kept).
 pub(crate) fn token_rows(tokenizer: &AnyTokenizer, max: usize, seqs: &[&[u8]]) -> Vec<Vec<u32>> {
-    let (prefix, suffix) = template_ids(tokenizer.template(), tokenizer.special_ids());
-    let room = max.saturating_sub(prefix.is_some() as usize + suffix.is_some() as usize);
+    let (prefix, suffix) = tokenizer.template_tokens();
+    let room = tokenizer.room(max);
     seqs.iter()
         .map(|s| {
             let mut ids = Vec::with_capacity(s.len());
@@ -296,7 +296,11 @@ pub fn load_finetuned(
         message: format!("not a dnalm head.json: {e}"),
     })?;
     let device = dnalm_model::cpu();
-    let encoder = DnaLm::load(dir, &device)?;
+    let Checkpoint {
+        model: encoder,
+        tokenizer,
+        ..
+    } = Checkpoint::load(dir, &device)?;
     let outputs = if info.regression {
         1
     } else {
@@ -308,6 +312,5 @@ pub fn load_finetuned(
         &read_safetensors(&head_path)?,
         &head_path,
     )?;
-    let tokenizer = AnyTokenizer::load(dir)?;
     Ok((SequenceClassifier { encoder, head }, info, tokenizer))
 }

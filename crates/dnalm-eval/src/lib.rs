@@ -11,7 +11,6 @@
 //! no test row informs any choice (hyperparameters are picked on the validation split).
 
 pub mod bench;
-pub mod convert;
 pub mod features;
 pub mod finetune;
 pub mod label;

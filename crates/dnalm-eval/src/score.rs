@@ -19,10 +19,16 @@ use dnalm_model::{
     burn::tensor::{activation::log_softmax, Int, Tensor, TensorData},
     Architecture, AttentionPattern, ModelInput,
 };
-use dnalm_tokenize::{template_ids, Tokenizer};
+use dnalm_seq::{
+    vcf::{Vcf, VcfRecord},
+    Genome, SeqError,
+};
+use dnalm_tokenize::Tokenizer;
 use serde::Serialize;
 
-use crate::{features::embed::Encoder, EvalError};
+use dnalm_model::Checkpoint;
+
+use crate::EvalError;
 
 /// One scored token.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -89,9 +95,17 @@ impl EffectMethod {
     }
 }
 
+/// The scored ALT alleles of one VCF record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantEffects {
+    /// Per ALT, in order: the log-likelihood ratio ALT vs REF and how it was computed; `None`
+    /// for a symbolic allele.
+    pub alts: Vec<Option<(f64, EffectMethod)>>,
+}
+
 /// Scores sequences with one model.
 pub struct Scorer<'a> {
-    encoder: &'a Encoder,
+    encoder: &'a Checkpoint,
     /// Rows × tokens per forward batch.
     batch_tokens: usize,
 }
@@ -104,7 +118,7 @@ struct Tokens {
 
 impl<'a> Scorer<'a> {
     /// A scorer; `batch_tokens` bounds memory (rows × padded length per forward pass).
-    pub fn new(encoder: &'a Encoder, batch_tokens: usize) -> Result<Self, EvalError> {
+    pub fn new(encoder: &'a Checkpoint, batch_tokens: usize) -> Result<Self, EvalError> {
         let s = encoder.tokenizer.special_ids();
         if encoder.model.config.architecture == Architecture::Encoder && s.mask.is_none() {
             return Err(EvalError::Input(format!(
@@ -132,19 +146,14 @@ impl<'a> Scorer<'a> {
     }
 
     fn template(&self) -> (Option<u32>, Option<u32>) {
-        let t = &self.encoder.tokenizer;
-        template_ids(t.template(), t.special_ids())
+        self.encoder.tokenizer.template_tokens()
     }
 
     /// Sequence tokens that fit one window beside the template's special tokens.
     fn window(&self) -> usize {
-        let (p, s) = self.template();
-        let specials = p.is_some() as usize + s.is_some() as usize;
-        self.encoder
-            .model
-            .config
-            .max_positions
-            .saturating_sub(specials)
+        let tokenizer = &self.encoder.tokenizer;
+        tokenizer
+            .room(self.encoder.model.config.max_positions)
             .max(2)
     }
 
@@ -272,6 +281,80 @@ impl<'a> Scorer<'a> {
             tokens,
             kind: if self.causal() { "exact" } else { "pseudo" },
         })
+    }
+
+    /// Scores every record of `vcf` against `genome`: for each record, the effect of each ALT
+    /// in order ([`Scorer::site_effects`] in a window of `flank` bases each side), `None` for a
+    /// symbolic allele (`<DEL>`, `*`). Fails on the first record whose chromosome is not in the
+    /// genome, whose REF runs past its end or differs from the genome, naming its line.
+    pub fn variants(
+        &self,
+        vcf: &Vcf,
+        genome: &Genome,
+        flank: usize,
+    ) -> Result<Vec<VariantEffects>, EvalError> {
+        let names = genome.names();
+        let mut out = Vec::with_capacity(vcf.records.len());
+        for r in &vcf.records {
+            let at = |m: String| EvalError::Seq(SeqError::at_line(&vcf.path, r.line, m));
+            let Some(chrom) = names.iter().position(|n| n == &r.chrom) else {
+                return Err(at(format!(
+                    "chromosome '{}' is not in the reference (it has {})",
+                    r.chrom,
+                    names.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                )));
+            };
+            let len = genome.lengths()[chrom];
+            let start = (r.pos - 1) as usize;
+            let end = start + r.reference.len();
+            if end > len {
+                return Err(at(format!(
+                    "{}:{} with REF of {} bases runs past the end of '{}' ({len} bases)",
+                    r.chrom,
+                    r.pos,
+                    r.reference.len(),
+                    r.chrom
+                )));
+            }
+            let found = genome.bases(chrom, start, end);
+            if found != r.reference.as_slice() {
+                return Err(at(format!(
+                    "REF '{}' does not match the reference '{}' at {}:{} (is this the VCF's genome build?)",
+                    String::from_utf8_lossy(&r.reference),
+                    String::from_utf8_lossy(found),
+                    r.chrom,
+                    r.pos
+                )));
+            }
+            if r.alts.is_empty() {
+                out.push(VariantEffects { alts: Vec::new() });
+                continue;
+            }
+            let w0 = start.saturating_sub(flank);
+            let w1 = (end + flank).min(len);
+            let scoreable: Vec<Vec<u8>> = r
+                .alts
+                .iter()
+                .filter(|a| VcfRecord::is_sequence(a))
+                .cloned()
+                .collect();
+            let mut effects = self
+                .site_effects(
+                    genome.bases(chrom, w0, w1),
+                    start - w0,
+                    end - w0,
+                    &scoreable,
+                )
+                .map_err(|e| at(e.to_string()))?
+                .into_iter();
+            let alts = r
+                .alts
+                .iter()
+                .map(|a| VcfRecord::is_sequence(a).then(|| effects.next()).flatten())
+                .collect();
+            out.push(VariantEffects { alts });
+        }
+        Ok(out)
     }
 
     /// Effects of replacing bases `[start, end)` of `seq` by each of `alts`: the log-likelihood
@@ -417,7 +500,7 @@ mod tests {
     use dnalm_model::{DnaLm, ModelConfig};
     use dnalm_tokenize::{AnyTokenizer, TokenizerSpec};
 
-    fn encoder(arch: Architecture, spec: &str, max_positions: usize) -> Encoder {
+    fn encoder(arch: Architecture, spec: &str, max_positions: usize) -> Checkpoint {
         let spec: TokenizerSpec = spec.parse().unwrap();
         let template = if arch == Architecture::Decoder {
             dnalm_tokenize::Template::Causal
@@ -432,7 +515,7 @@ mod tests {
         config.d_ffn = 32;
         config.max_positions = max_positions;
         let model = DnaLm::seeded(&config, &dnalm_model::cpu(), 3).unwrap();
-        Encoder {
+        Checkpoint {
             model,
             tokenizer,
             source: "test".into(),

@@ -16,8 +16,10 @@
 use std::{collections::BTreeMap, path::PathBuf};
 
 use dnalm_model::{
-    burn::tensor::Tensor, cpu, tensors::HostTensor, AttentionMask, AttentionPattern, DnaLm,
-    ModelInput,
+    burn::tensor::Tensor,
+    cpu,
+    tensors::{named_parameters, HostTensor},
+    AttentionMask, AttentionPattern, DnaLm, ModelInput,
 };
 use dnalm_tokenize::{AnyTokenizer, Template, Tokenizer, TokenizerKind};
 use safetensors::{Dtype, SafeTensors};
@@ -188,7 +190,7 @@ fn nucleotide_transformer_esm_matches_transformers() {
             overlapping: false
         }
     );
-    assert!(dnalm_eval::features::embed::Encoder::load(&dir).is_ok());
+    assert!(dnalm_model::Checkpoint::load(&dir, &dnalm_model::cpu()).is_ok());
 }
 
 #[test]
@@ -334,5 +336,37 @@ fn write_export_fixtures() {
         safetensors::serialize_to_file(views, None, &dir.join("expected.safetensors")).unwrap();
         let inputs = serde_json::json!({"sequences": seqs});
         std::fs::write(dir.join("inputs.json"), inputs.to_string() + "\n").unwrap();
+    }
+}
+
+/// `dnalm convert` of every hub fixture: the output loads to the same parameters, and an
+/// existing output directory is refused.
+#[test]
+fn a_converted_checkpoint_loads_to_the_same_model() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let out = tempfile::tempdir().unwrap();
+    for name in [
+        "hf/dnabert6",
+        "hf/nt6",
+        "hf/esm_rotary",
+        "dnabert2/checkpoint",
+        "nt_v2/checkpoint",
+    ] {
+        let src = root.join(name);
+        let dst = out.path().join(name);
+        let report = dnalm_model::convert::convert(&src, &dst).unwrap();
+        assert!(report.exported_as.is_ok(), "{name}: {report:?}");
+        let a = named_parameters(&DnaLm::load(&src, &dnalm_model::cpu()).unwrap());
+        let b = named_parameters(&DnaLm::load(&dst, &dnalm_model::cpu()).unwrap());
+        for (k, v) in &a {
+            if k.starts_with("deletion_head") || k == "query_stream" {
+                continue;
+            }
+            assert_eq!(v, &b[k], "{name}: {k}");
+        }
+        assert!(dnalm_model::convert::convert(&src, &dst)
+            .unwrap_err()
+            .to_string()
+            .contains("already exists"));
     }
 }

@@ -266,7 +266,7 @@ fn nt_v2_tokenizer_restarts_the_frame_after_n() {
 fn hub_checkpoints_embed_through_the_cli_path() {
     for family in ["dnabert2", "nt_v2"] {
         let dir = fixture(family).join("checkpoint");
-        let encoder = dnalm_eval::features::embed::Encoder::load(&dir).unwrap();
+        let encoder = dnalm_model::Checkpoint::load(&dir, &dnalm_model::cpu()).unwrap();
         let embedder =
             dnalm_eval::features::embed::Embedder::new(&encoder, Default::default()).unwrap();
         // Longer than the shrunk NT-v2 context (64 tokens): windows are stitched.

@@ -23,13 +23,17 @@
 
 pub mod attention;
 pub mod block;
+mod checkpoint;
 mod config;
+pub mod convert;
 pub mod fused;
 pub mod heads;
 pub mod hf;
 pub mod io;
 mod model;
 pub mod tensors;
+
+pub use checkpoint::Checkpoint;
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +67,33 @@ pub enum ModelError {
         /// What is wrong.
         message: String,
     },
+    /// An output directory exists already (nothing is overwritten).
+    #[error("{} already exists; choose a new output directory", path.display())]
+    OutputExists {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A directory given as a model has no `config.json`.
+    #[error("{}: is not a model directory (no config.json)", path.display())]
+    NotAModelDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A tokenizer emits ids the model's embedding has no row for.
+    #[error("{source_name}: the tokenizer has {tokens} tokens and emits ids up to {highest}, but the model's embedding has {rows} rows")]
+    TokenizerMismatch {
+        /// The checkpoint (directory or description).
+        source_name: String,
+        /// Tokens in the tokenizer's vocabulary.
+        tokens: usize,
+        /// The highest id it emits.
+        highest: usize,
+        /// Rows of the model's embedding.
+        rows: usize,
+    },
+    /// A tokenizer could not be read or written.
+    #[error(transparent)]
+    Tokenizer(#[from] dnalm_tokenize::TokenizeError),
     /// Reading or writing failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -34,6 +34,7 @@ pub mod motif;
 pub mod sampler;
 pub mod stats;
 pub mod task;
+pub mod task_writer;
 pub mod vcf;
 pub mod window;
 

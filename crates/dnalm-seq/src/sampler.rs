@@ -186,115 +186,15 @@ impl RarityBalancedSampler {
                 format!("no allowed region is at least {length} bases long"),
             ));
         }
-        let record_of: BTreeMap<&str, usize> = record_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i))
-            .collect();
-        // Raw spans per class and record.
-        let mut by_class: BTreeMap<String, SpansByRecord> = BTreeMap::new();
-        let mut all: SpansByRecord = BTreeMap::new();
-        let mut matched = 0usize;
-        for iv in annotations {
-            let (Some(class), Some(&rec)) = (key.class_of(iv), record_of.get(iv.chrom.as_str()))
-            else {
-                continue;
-            };
-            if iv.is_empty() {
-                continue;
-            }
-            matched += 1;
-            let span = (iv.start as usize, iv.end as usize);
-            by_class
-                .entry(class)
-                .or_default()
-                .entry(rec)
-                .or_default()
-                .push(span);
-            all.entry(rec).or_default().push(span);
-        }
-        if matched == 0 {
-            return Err(SeqError::invalid(
-                "annotations",
-                format!(
-                    "no annotation lies on a sequence of the genome (genome sequences: {})",
-                    record_names
-                        .iter()
-                        .take(5)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        let mut class_spans: Vec<(String, SpansByRecord)> = by_class
-            .into_iter()
-            .map(|(c, m)| (c, m.into_iter().map(|(r, v)| (r, merge(v))).collect()))
-            .collect();
-        let covered: SpansByRecord = all.into_iter().map(|(r, v)| (r, merge(v))).collect();
-        let background: SpansByRecord = (0..record_names.len())
-            .map(|r| {
-                let end = segments
-                    .iter()
-                    .filter(|s| s.record == r)
-                    .map(|s| s.end)
-                    .max()
-                    .unwrap_or(0);
-                (
-                    r,
-                    complement(covered.get(&r).map_or(&[][..], Vec::as_slice), end),
-                )
-            })
-            .collect();
-        class_spans.push((BACKGROUND.to_string(), background));
-
-        let resolved: Vec<f64> = match weights {
-            ClassWeights::Uniform => vec![1.0; class_spans.len()],
-            ClassWeights::Explicit(list) => {
-                for (name, _) in list {
-                    if !class_spans.iter().any(|(c, _)| c == name) {
-                        return Err(SeqError::invalid(
-                            "weights",
-                            format!(
-                                "class '{name}' is not in the annotations (classes: {})",
-                                class_spans
-                                    .iter()
-                                    .map(|(c, _)| c.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ));
-                    }
-                }
-                class_spans
-                    .iter()
-                    .map(|(c, _)| list.iter().filter(|(n, _)| n == c).map(|(_, w)| w).sum())
-                    .collect()
-            }
-        };
+        let class_spans = class_spans(record_names, &segments, annotations, &key)?;
+        let resolved = resolve_weights(weights, &class_spans)?;
         let weight_sum: f64 = resolved.iter().sum();
         let mut pools = Vec::new();
         let mut genome_bases = Vec::new();
         for ((name, spans), weight) in class_spans.iter().zip(&resolved) {
-            let mut clipped = Vec::new();
-            for (si, seg) in segments.iter().enumerate() {
-                for &(s, e) in spans.get(&seg.record).map_or(&[][..], Vec::as_slice) {
-                    let (s, e) = (s.max(seg.start), e.min(seg.end));
-                    if s < e {
-                        clipped.push((si, s, e));
-                    }
-                }
-            }
-            let mut total = 0u64;
-            let cumulative: Vec<u64> = clipped
-                .iter()
-                .map(|&(_, s, e)| {
-                    total += (e - s) as u64;
-                    total
-                })
-                .collect();
-            genome_bases.push(total);
-            if *weight > 0.0 && total == 0 {
+            let pool = ClassPool::clipped(name, spans, &segments, weight / weight_sum);
+            genome_bases.push(pool.cumulative.last().copied().unwrap_or(0));
+            if *weight > 0.0 && pool.spans.is_empty() {
                 return Err(SeqError::invalid(
                     "weights",
                     format!(
@@ -302,12 +202,7 @@ impl RarityBalancedSampler {
                     ),
                 ));
             }
-            pools.push(ClassPool {
-                name: name.clone(),
-                weight: weight / weight_sum,
-                spans: clipped,
-                cumulative,
-            });
+            pools.push(pool);
         }
         let total_bases = segments.iter().map(|s| s.len() as u64).sum();
         Ok(RarityBalancedSampler {
@@ -460,6 +355,137 @@ pub struct ClassMixture {
     pub base_fraction: f64,
     /// Fraction of the allowed genome's bases that belong to this class (uniform sampling).
     pub genome_fraction: f64,
+}
+
+/// The merged spans of each annotation class per record, and of the background (every base no
+/// annotation covers) last.
+fn class_spans(
+    record_names: &[String],
+    segments: &[Segment],
+    annotations: &[Interval],
+    key: &ClassKey,
+) -> Result<Vec<(String, SpansByRecord)>> {
+    let record_of: BTreeMap<&str, usize> = record_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    // Raw spans per class and record.
+    let mut by_class: BTreeMap<String, SpansByRecord> = BTreeMap::new();
+    let mut all: SpansByRecord = BTreeMap::new();
+    let mut matched = 0usize;
+    for iv in annotations {
+        let (Some(class), Some(&rec)) = (key.class_of(iv), record_of.get(iv.chrom.as_str())) else {
+            continue;
+        };
+        if iv.is_empty() {
+            continue;
+        }
+        matched += 1;
+        let span = (iv.start as usize, iv.end as usize);
+        by_class
+            .entry(class)
+            .or_default()
+            .entry(rec)
+            .or_default()
+            .push(span);
+        all.entry(rec).or_default().push(span);
+    }
+    if matched == 0 {
+        return Err(SeqError::invalid(
+            "annotations",
+            format!(
+                "no annotation lies on a sequence of the genome (genome sequences: {})",
+                record_names
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let mut class_spans: Vec<(String, SpansByRecord)> = by_class
+        .into_iter()
+        .map(|(c, m)| (c, m.into_iter().map(|(r, v)| (r, merge(v))).collect()))
+        .collect();
+    let covered: SpansByRecord = all.into_iter().map(|(r, v)| (r, merge(v))).collect();
+    let background: SpansByRecord = (0..record_names.len())
+        .map(|r| {
+            let end = segments
+                .iter()
+                .filter(|s| s.record == r)
+                .map(|s| s.end)
+                .max()
+                .unwrap_or(0);
+            (
+                r,
+                complement(covered.get(&r).map_or(&[][..], Vec::as_slice), end),
+            )
+        })
+        .collect();
+    class_spans.push((BACKGROUND.to_string(), background));
+    Ok(class_spans)
+}
+
+/// Each class's sampling weight (not normalised), refusing weights for classes that do not exist.
+fn resolve_weights(
+    weights: &ClassWeights,
+    class_spans: &[(String, SpansByRecord)],
+) -> Result<Vec<f64>> {
+    Ok(match weights {
+        ClassWeights::Uniform => vec![1.0; class_spans.len()],
+        ClassWeights::Explicit(list) => {
+            for (name, _) in list {
+                if !class_spans.iter().any(|(c, _)| c == name) {
+                    return Err(SeqError::invalid(
+                        "weights",
+                        format!(
+                            "class '{name}' is not in the annotations (classes: {})",
+                            class_spans
+                                .iter()
+                                .map(|(c, _)| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+            class_spans
+                .iter()
+                .map(|(c, _)| list.iter().filter(|(n, _)| n == c).map(|(_, w)| w).sum())
+                .collect()
+        }
+    })
+}
+
+impl ClassPool {
+    /// A class's spans clipped to the allowed segments, with their cumulative base counts.
+    fn clipped(name: &str, spans: &SpansByRecord, segments: &[Segment], weight: f64) -> ClassPool {
+        let mut clipped = Vec::new();
+        for (si, seg) in segments.iter().enumerate() {
+            for &(s, e) in spans.get(&seg.record).map_or(&[][..], Vec::as_slice) {
+                let (s, e) = (s.max(seg.start), e.min(seg.end));
+                if s < e {
+                    clipped.push((si, s, e));
+                }
+            }
+        }
+        let mut total = 0u64;
+        let cumulative: Vec<u64> = clipped
+            .iter()
+            .map(|&(_, s, e)| {
+                total += (e - s) as u64;
+                total
+            })
+            .collect();
+        ClassPool {
+            name: name.to_string(),
+            weight,
+            spans: clipped,
+            cumulative,
+        }
+    }
 }
 
 fn merge(mut spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {

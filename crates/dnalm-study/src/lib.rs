@@ -84,7 +84,7 @@ pub enum StudyError {
         cell: String,
         /// The cause.
         #[source]
-        source: dnalm_train::trainer::TrainError,
+        source: Box<dnalm_train::trainer::TrainError>,
     },
     /// A cell's pretraining finished without a checkpoint to evaluate.
     #[error("cell [{cell}]: pretraining left no checkpoint")]

@@ -18,8 +18,9 @@ use dnalm_eval::{
     metrics::Summary,
     ProbeOptions,
 };
+use dnalm_tokenize::Tokenizer;
 use dnalm_train::{
-    trainer::{latest_checkpoint, read_metrics, tokens_per_window, Observer, StepRecord},
+    trainer::{latest_checkpoint, read_metrics, Observer, StepRecord},
     ResolvedRun, RunConfig, RunOptions, Trainer,
 };
 use serde::{Deserialize, Serialize};
@@ -195,7 +196,12 @@ pub(crate) fn cell_config(
     let t = &resolved.config.train;
     let rows = (t.batch_size * t.accumulation) as u64;
     let steps = match (spec.budget.tokens, spec.budget.bases) {
-        (Some(tokens), _) => tokens.div_ceil(rows * tokens_per_window(&resolved) as u64),
+        (Some(tokens), _) => {
+            let window = resolved
+                .tokenizer
+                .window_tokens(resolved.config.data.context);
+            tokens.div_ceil(rows * window as u64)
+        }
         (_, Some(bases)) => bases.div_ceil(rows * resolved.config.data.context as u64),
         _ => t.steps,
     }
@@ -327,7 +333,7 @@ impl CellRun<'_> {
         let label = self.cell.label();
         let in_cell = |source| StudyError::CellTraining {
             cell: label.clone(),
-            source,
+            source: Box::new(source),
         };
         let parameters = resolved.model.parameter_count();
         let run_dir = self.dir.join("run");

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::{encode_between, template_ids, Encoding, Result, TokenizeError, Tokenizer};
+use crate::{encode_between, Encoding, Result, TokenizeError, Tokenizer};
 
 /// How to pad a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,7 +80,7 @@ pub fn encode_batch<T: Tokenizer + ?Sized>(
     options: &BatchOptions,
 ) -> Result<BatchEncoding> {
     let (prefix, suffix) = if options.add_special_tokens {
-        template_ids(tokenizer.template(), tokenizer.special_ids())
+        tokenizer.template_tokens()
     } else {
         (None, None)
     };

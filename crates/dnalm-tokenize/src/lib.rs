@@ -35,6 +35,7 @@ mod error;
 mod io;
 mod kmer;
 mod nucleotide;
+pub mod stats;
 mod vocab;
 
 pub use batch::{encode_batch, BatchEncoding, BatchOptions, Padding};
@@ -43,6 +44,7 @@ pub use error::{Result, TokenizeError};
 pub use io::{AnyTokenizer, TokenizerKind, TokenizerSpec};
 pub use kmer::KmerTokenizer;
 pub use nucleotide::NucleotideTokenizer;
+pub use stats::{TokenCounter, TokenStats};
 pub use vocab::{SpecialTokenIds, Template, Vocab, DEFAULT_SPECIALS};
 
 /// The result of encoding one sequence.
@@ -98,8 +100,48 @@ pub trait Tokenizer: Send + Sync {
 
     /// Encodes one sequence with its template's special tokens.
     fn encode(&self, seq: &[u8]) -> Encoding {
-        let (prefix, suffix) = template_ids(self.template(), self.special_ids());
+        let (prefix, suffix) = self.template_tokens();
         encode_between(self, seq, prefix, suffix, None).0
+    }
+
+    /// The special tokens [`encode`](Tokenizer::encode) puts before and after a sequence.
+    fn template_tokens(&self) -> (Option<u32>, Option<u32>) {
+        template_ids(self.template(), self.special_ids())
+    }
+
+    /// How many special tokens [`encode`](Tokenizer::encode) adds to a sequence (0, 1 or 2).
+    fn special_count(&self) -> usize {
+        let (prefix, suffix) = self.template_tokens();
+        prefix.is_some() as usize + suffix.is_some() as usize
+    }
+
+    /// Sequence tokens that fit in `max_positions` beside the special tokens.
+    fn room(&self, max_positions: usize) -> usize {
+        max_positions.saturating_sub(self.special_count())
+    }
+
+    /// The most sequence tokens (no special tokens) `bases` bases of `ACGT` give: exact for
+    /// nucleotide and k-mer tokenizers, an upper bound for BPE (every token covers at least one
+    /// base). The one place dnalm answers "how many tokens is a window of N bases".
+    fn max_tokens(&self, bases: usize) -> usize {
+        match self.kind() {
+            TokenizerKind::Nucleotide | TokenizerKind::Bpe => bases,
+            TokenizerKind::Kmer {
+                k,
+                overlapping: true,
+            } => (bases + 1).saturating_sub(k),
+            // Whole k-mers, then single bases for the tail.
+            TokenizerKind::Kmer {
+                k,
+                overlapping: false,
+            } => bases / k.max(1) + bases % k.max(1),
+        }
+    }
+
+    /// Positions a window of `bases` bases takes in a model: [`max_tokens`](Tokenizer::max_tokens)
+    /// plus the special tokens.
+    fn window_tokens(&self, bases: usize) -> usize {
+        self.max_tokens(bases) + self.special_count()
     }
 
     /// The largest id this tokenizer puts into a model input: any non-special token, the
@@ -108,7 +150,7 @@ pub trait Tokenizer: Send + Sync {
     /// lists `<eos>` and `<bos>` after the 4,105 tokens its model embeds, and never emits them).
     fn highest_emitted_id(&self) -> u32 {
         let s = self.special_ids();
-        let (first, last) = template_ids(self.template(), s);
+        let (first, last) = self.template_tokens();
         let regular = (0..self.vocab().len() as u32)
             .rev()
             .find(|&id| !s.contains(id));
@@ -183,5 +225,62 @@ pub fn template_ids(template: Template, s: &SpecialTokenIds) -> (Option<u32>, Op
         Template::Causal => (s.bos, s.eos),
         Template::Cls => (s.cls, None),
         Template::None => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `max_tokens` is what encoding gives, for every length and tokenizer family (an upper
+    /// bound for BPE), and `window_tokens` adds exactly the template's special tokens.
+    #[test]
+    fn window_sizes_match_what_encoding_gives() {
+        let genome: Vec<u8> = (0..4000u32)
+            .map(|i| b"ACGT"[(i.wrapping_mul(2_654_435_761) >> 7) as usize % 4])
+            .collect();
+        let bpe = BpeTokenizer::train(
+            [genome.clone()],
+            &BpeTrainOptions {
+                vocab_size: 64,
+                ..Default::default()
+            },
+            Template::Bert,
+        )
+        .map(|b| AnyTokenizer::Bpe(Box::new(b)));
+        let mut tokenizers: Vec<AnyTokenizer> = ["nucleotide", "kmer:3", "kmer:6:non-overlapping"]
+            .iter()
+            .flat_map(|spec| {
+                let spec: TokenizerSpec = spec.parse().unwrap();
+                [
+                    Template::Bert,
+                    Template::Cls,
+                    Template::Causal,
+                    Template::None,
+                ]
+                .map(|t| spec.build(t).unwrap())
+            })
+            .collect();
+        tokenizers.push(bpe.unwrap());
+        for tok in &tokenizers {
+            for bases in [0usize, 1, 2, 5, 6, 7, 12, 13, 100] {
+                let seq = &genome[..bases];
+                let encoded = tok.encode(seq).ids.len();
+                let window = tok.window_tokens(bases);
+                if tok.kind() == TokenizerKind::Bpe {
+                    assert!(encoded <= window, "{}: {bases} bases", tok.kind());
+                } else {
+                    assert_eq!(
+                        encoded,
+                        window,
+                        "{} {:?}: {bases} bases",
+                        tok.kind(),
+                        tok.template()
+                    );
+                }
+                assert_eq!(window - tok.max_tokens(bases), tok.special_count());
+            }
+            assert_eq!(tok.room(10), 10 - tok.special_count());
+        }
     }
 }

@@ -27,6 +27,10 @@ use rand::{Rng, SeedableRng};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The binary's allocator tuning (owned by the CLI; shared by path so the bench runs the same).
+#[path = "../../dnalm-cli/src/allocator.rs"]
+mod allocator;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -35,7 +39,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    dnalm_train::allocator::retain_freed_memory();
+    allocator::retain_freed_memory();
     let (layers, d, heads, ffn) = (
         env("BENCH_LAYERS", 4),
         env("BENCH_D", 256),

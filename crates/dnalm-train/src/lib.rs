@@ -21,7 +21,6 @@
 //! | denoising | [`objectives::denoise`] | bidirectional | the original token everywhere |
 //! | annotation-aware masking | [`objectives::annotation`] | bidirectional | whole masked elements + background |
 
-pub mod allocator;
 pub mod baseline;
 pub mod checkpoints;
 pub mod data;

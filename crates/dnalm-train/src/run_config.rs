@@ -628,37 +628,25 @@ impl RunConfig {
                 .validate(&vocab_info)
                 .map_err(|e| invalid("objectives", e.to_string()))?;
         }
-        let specials = match tokenizer.template() {
-            Template::None => 0,
-            Template::Cls => 1,
-            _ => 2,
-        };
-        let tokens = match tokenizer.kind() {
-            TokenizerKind::Nucleotide | TokenizerKind::Bpe => d.context,
-            TokenizerKind::Kmer { k, overlapping } => {
-                if d.context < k {
-                    return Err(invalid(
-                        "data.context",
-                        format!("{} bases is shorter than k = {k}", d.context),
-                    ));
-                }
-                if overlapping {
-                    d.context - k + 1
-                } else {
-                    if !d.context.is_multiple_of(k) {
-                        return Err(invalid(
-                            "data.context",
-                            format!(
-                                "{} is not divisible by k = {k}: non-overlapping {k}-mers need a context that is a multiple of {k} (e.g. {})",
-                                d.context,
-                                d.context / k * k
-                            ),
-                        ));
-                    }
-                    d.context / k
-                }
+        if let TokenizerKind::Kmer { k, overlapping } = tokenizer.kind() {
+            if d.context < k {
+                return Err(invalid(
+                    "data.context",
+                    format!("{} bases is shorter than k = {k}", d.context),
+                ));
             }
-        } + specials;
+            if !overlapping && !d.context.is_multiple_of(k) {
+                return Err(invalid(
+                    "data.context",
+                    format!(
+                        "{} is not divisible by k = {k}: non-overlapping {k}-mers need a context that is a multiple of {k} (e.g. {})",
+                        d.context,
+                        d.context / k * k
+                    ),
+                ));
+            }
+        }
+        let tokens = tokenizer.window_tokens(d.context);
         let vocab = tokenizer.vocab().len();
         match table.get("vocab_size").and_then(toml::Value::as_integer) {
             Some(v) if v as usize != vocab => {

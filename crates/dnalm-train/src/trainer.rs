@@ -36,7 +36,6 @@ use dnalm_seq::{
     window::{split_genome, RandomWindows, SplitConfig, SplitUnit, WindowSpec},
     Genome,
 };
-use dnalm_tokenize::Tokenizer;
 
 pub use crate::checkpoints::latest_checkpoint;
 use crate::{
@@ -721,10 +720,4 @@ pub fn read_metrics(dir: &Path) -> Result<(Vec<StepRecord>, Vec<EvalRecord>), Tr
         }
     }
     Ok((train, valid))
-}
-
-/// Real tokens a window of the run's context yields (for reports).
-pub fn tokens_per_window(run: &ResolvedRun) -> usize {
-    let bases = "A".repeat(run.config.data.context);
-    run.tokenizer.encode(bases.as_bytes()).ids.len()
 }

@@ -16,98 +16,18 @@
 //! Batches are formed from sequences of similar length (sorted within bounded chunks), so memory
 //! is bounded by the chunk and the token budget, not by the input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use dnalm_model::{
-    burn::tensor::Tensor, heads::Pooling, io::read_config, Architecture, AttentionPattern, DnaLm,
-    ModelConfig, ModelInput,
+    burn::tensor::Tensor, heads::Pooling, Architecture, AttentionPattern, Checkpoint, ModelInput,
 };
 use dnalm_seq::alphabet::reverse_complement;
-use dnalm_tokenize::{template_ids, AnyTokenizer, Tokenizer};
+use dnalm_tokenize::Tokenizer;
 use ndarray::Array2;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::EvalError;
-
-/// A model with its tokenizer, ready to embed.
-pub struct Encoder {
-    /// The model (inference device).
-    pub model: DnaLm,
-    /// Its tokenizer.
-    pub tokenizer: AnyTokenizer,
-    /// Where it came from (a checkpoint directory), or a description.
-    pub source: String,
-}
-
-impl std::fmt::Debug for Encoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder")
-            .field("source", &self.source)
-            .field("config", &self.model.config)
-            .finish()
-    }
-}
-
-impl Encoder {
-    /// Loads a checkpoint directory (`config.json`, `model.safetensors`, tokenizer files).
-    pub fn load(dir: &Path) -> Result<Encoder, EvalError> {
-        let tokenizer = load_tokenizer(dir)?;
-        let model = DnaLm::load(dir, &dnalm_model::cpu())?;
-        Encoder::new(model, tokenizer, dir.display().to_string())
-    }
-
-    /// A randomly initialised model with the same shape and tokenizer as the checkpoint in
-    /// `dir` (the "no pretraining" control), parameters drawn from `seed`.
-    pub fn random_like(dir: &Path, seed: u64) -> Result<Encoder, EvalError> {
-        let tokenizer = load_tokenizer(dir)?;
-        let config: ModelConfig = read_config(dir)?;
-        let model = DnaLm::seeded(&config, &dnalm_model::cpu(), seed)?;
-        Encoder::new(model, tokenizer, format!("random({})", dir.display()))
-    }
-
-    /// Pairs a model with a tokenizer, checking that their vocabularies agree.
-    pub fn new(
-        model: DnaLm,
-        tokenizer: AnyTokenizer,
-        source: String,
-    ) -> Result<Encoder, EvalError> {
-        let model_vocab = model.config.vocab_size;
-        let highest = tokenizer.highest_emitted_id() as usize;
-        if highest >= model_vocab {
-            return Err(EvalError::Input(format!(
-                "{source}: the tokenizer has {} tokens and emits ids up to {highest}, but the \
-                 model's embedding has {model_vocab} rows",
-                tokenizer.vocab().len()
-            )));
-        }
-        Ok(Encoder {
-            model,
-            tokenizer,
-            source,
-        })
-    }
-
-    /// Width of one layer's vectors.
-    pub fn width(&self) -> usize {
-        self.model.config.d_model
-    }
-
-    /// Number of blocks; valid layer indices are `0..=n_layers`.
-    pub fn n_layers(&self) -> usize {
-        self.model.config.n_layers
-    }
-}
-
-fn load_tokenizer(dir: &Path) -> Result<AnyTokenizer, EvalError> {
-    if !dir.join("config.json").is_file() {
-        return Err(EvalError::Format {
-            path: dir.to_path_buf(),
-            message: "is not a model directory (no config.json)".into(),
-        });
-    }
-    Ok(AnyTokenizer::load(dir)?)
-}
 
 /// What to extract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,9 +175,9 @@ impl Sink {
     }
 }
 
-/// Embeds sequences with one [`Encoder`] and one set of [`EmbedOptions`].
+/// Embeds sequences with one [`Checkpoint`] and one set of [`EmbedOptions`].
 pub struct Embedder<'a> {
-    encoder: &'a Encoder,
+    encoder: &'a Checkpoint,
     options: EmbedOptions,
     layers: Vec<usize>,
     prefix: Option<u32>,
@@ -270,7 +190,7 @@ pub struct Embedder<'a> {
 
 impl<'a> Embedder<'a> {
     /// Checks the options against the model.
-    pub fn new(encoder: &'a Encoder, options: EmbedOptions) -> Result<Self, EvalError> {
+    pub fn new(encoder: &'a Checkpoint, options: EmbedOptions) -> Result<Self, EvalError> {
         let n = encoder.n_layers() as i64;
         let mut layers = Vec::new();
         for &l in &options.layers {
@@ -286,7 +206,7 @@ impl<'a> Embedder<'a> {
             return Err(EvalError::Input("no layer chosen".into()));
         }
         let tk = &encoder.tokenizer;
-        let (prefix, suffix) = template_ids(tk.template(), tk.special_ids());
+        let (prefix, suffix) = tk.template_tokens();
         if options.pooling == Pooling::Cls
             && options.granularity == Granularity::Sequence
             && prefix.is_none()
@@ -304,8 +224,7 @@ impl<'a> Embedder<'a> {
                     .into(),
             ));
         }
-        let specials = prefix.is_some() as usize + suffix.is_some() as usize;
-        let window = encoder.model.config.max_positions.saturating_sub(specials);
+        let window = tk.room(encoder.model.config.max_positions);
         if window == 0 {
             return Err(EvalError::Input(
                 "the model's context holds no tokens".into(),
@@ -329,7 +248,7 @@ impl<'a> Embedder<'a> {
     }
 
     /// The encoder.
-    pub fn encoder(&self) -> &Encoder {
+    pub fn encoder(&self) -> &Checkpoint {
         self.encoder
     }
 
@@ -613,10 +532,14 @@ impl ModelSpec {
     }
 
     /// Loads the encoder.
-    pub fn load(&self) -> Result<Encoder, EvalError> {
+    pub fn load(&self) -> Result<Checkpoint, EvalError> {
         match self.random {
-            Some(seed) => Encoder::random_like(&self.dir, seed),
-            None => Encoder::load(&self.dir),
+            Some(seed) => Ok(Checkpoint::random_like(
+                &self.dir,
+                seed,
+                &dnalm_model::cpu(),
+            )?),
+            None => Ok(Checkpoint::load(&self.dir, &dnalm_model::cpu())?),
         }
     }
 }
@@ -624,10 +547,10 @@ impl ModelSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dnalm_model::ModelConfig;
+    use dnalm_model::{DnaLm, ModelConfig};
     use dnalm_tokenize::{Template, TokenizerSpec};
 
-    fn encoder(max_positions: usize, spec: &str) -> Encoder {
+    fn encoder(max_positions: usize, spec: &str) -> Checkpoint {
         let tokenizer = spec
             .parse::<TokenizerSpec>()
             .unwrap()
@@ -643,7 +566,7 @@ mod tests {
             ..ModelConfig::new(dnalm_model::Architecture::Encoder, 0)
         };
         let model = DnaLm::seeded(&config, &dnalm_model::cpu(), 1).unwrap();
-        Encoder::new(model, tokenizer, "test".into()).unwrap()
+        Checkpoint::new(model, tokenizer, "test".into()).unwrap()
     }
 
     fn seq(n: usize) -> Vec<u8> {
@@ -676,7 +599,7 @@ mod tests {
     fn a_long_sequence_tiled_matches_the_untiled_one_away_from_window_edges() {
         // Same weights, one model with context 512 (no tiling) and one with 66 (tiling).
         let long = encoder(512, "nucleotide");
-        let short = Encoder::new(
+        let short = Checkpoint::new(
             DnaLm::seeded(
                 &ModelConfig {
                     max_positions: 66,
@@ -826,7 +749,7 @@ mod tests {
             ..enc.model.config.clone()
         };
         let model = DnaLm::seeded(&small, &dnalm_model::cpu(), 1).unwrap();
-        let err = Encoder::new(model, enc.tokenizer.clone(), "m".into()).unwrap_err();
+        let err = Checkpoint::new(model, enc.tokenizer.clone(), "m".into()).unwrap_err();
         assert!(err.to_string().contains("embedding has 10 rows"), "{err}");
         let bare = "nucleotide"
             .parse::<TokenizerSpec>()
@@ -834,7 +757,7 @@ mod tests {
             .build(Template::None)
             .unwrap();
         let model = DnaLm::seeded(&enc.model.config, &dnalm_model::cpu(), 1).unwrap();
-        let plain = Encoder::new(model, bare, "bare".into()).unwrap();
+        let plain = Checkpoint::new(model, bare, "bare".into()).unwrap();
         let cls = EmbedOptions {
             pooling: Pooling::Cls,
             ..Default::default()

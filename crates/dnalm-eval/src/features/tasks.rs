@@ -3,10 +3,11 @@
 use dnalm_seq::task::{Label, LabelledSequence, Split, Task, TaskKind};
 use ndarray::Array2;
 
+use dnalm_model::Checkpoint;
 use dnalm_tokenize::{Tokenizer, TokenizerSpec};
 
 use crate::{
-    features::embed::{Embedder, Encoder, Granularity},
+    features::embed::{Embedder, Granularity},
     features::{Labelled, Targets},
     probes::SplitFeatures,
     EvalError,
@@ -66,7 +67,7 @@ pub fn split_rows(task: &Task) -> Result<[Vec<&LabelledSequence>; 3], EvalError>
 
 /// Fails if `task.json` names a tokenizer (`"tokenizer": "kmer:6"`, any
 /// [`TokenizerSpec`](dnalm_tokenize::TokenizerSpec)) that differs from the encoder's.
-pub fn check_tokenizer(task: &Task, encoder: &Encoder) -> Result<(), EvalError> {
+pub fn check_tokenizer(task: &Task, encoder: &Checkpoint) -> Result<(), EvalError> {
     let path = task.dir.join("task.json");
     let text = std::fs::read_to_string(&path).map_err(|e| EvalError::io(&path, e))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| EvalError::Format {

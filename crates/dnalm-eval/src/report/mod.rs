@@ -6,7 +6,8 @@ pub mod plot;
 use std::{fmt::Write as _, io::Write as _, path::Path};
 
 use crate::{
-    bench::BenchResults,
+    bench::{BenchResults, TaskResult},
+    relevance::Affinity,
     report::plot::{bars, heatmap, Bar},
     EvalError,
 };
@@ -52,169 +53,190 @@ pub fn write_report(dir: &Path, results: &BenchResults) -> Result<std::path::Pat
         results.config.seeds
     );
     for task in &results.tasks {
-        let _ = writeln!(
-            md,
-            "## {}\n\n{} train / {} valid / {} test rows. Headline metric: **{}**.\n",
-            task.task, task.rows[0], task.rows[1], task.rows[2], task.headline
-        );
-        let metric_names: Vec<String> = {
-            let mut names: Vec<String> = task
-                .entries
-                .iter()
-                .flat_map(|e| e.metrics.keys().cloned())
-                .collect();
-            names.sort();
-            names.dedup();
-            // Headline first.
-            names.sort_by_key(|n| (n != &task.headline, n.clone()));
-            names
-        };
-        let _ = writeln!(
-            md,
-            "| model | method | {} | chosen | seconds |",
-            metric_names.join(" | ")
-        );
-        let _ = writeln!(md, "|---|---|{}---|---|", "---|".repeat(metric_names.len()));
-        for e in &task.entries {
-            let cells: Vec<String> = metric_names
-                .iter()
-                .map(|m| e.metrics.get(m).map_or("—".into(), |s| s.to_string()))
-                .collect();
-            let _ = writeln!(
-                md,
-                "| {}{} | {} | {} | {} | {:.1} |",
-                e.subject,
-                if e.baseline { " (baseline)" } else { "" },
-                e.method,
-                cells.join(" | "),
-                e.chosen.clone().unwrap_or_default(),
-                e.seconds
-            );
-        }
-        let bar_data: Vec<Bar> = task
-            .entries
-            .iter()
-            .map(|e| {
-                let s = e.metrics.get(&task.headline);
-                Bar {
-                    label: format!("{} {}", e.subject, e.method),
-                    value: s.map_or(f64::NAN, |s| s.mean),
-                    error: s.map_or(0.0, |s| s.sd),
-                }
-            })
-            .collect();
-        let png = format!("{}_bars.png", safe(&task.task));
-        bars(
-            &plots.join(&png),
-            &format!("{} — test {}", task.task, task.headline),
-            &task.headline,
-            &bar_data,
-        )?;
-        let _ = writeln!(md, "\n![{}](plots/{png})\n", task.task);
+        task_section(&mut md, &plots, task)?;
     }
-
     if !results.relevance.is_empty() {
-        let mut csv = String::from("model,task,logme,h_score,knn,linear,finetuned,embed_seconds\n");
-        for r in &results.relevance {
-            let _ = writeln!(
-                csv,
-                "{},{},{},{},{},{},{},{:.2}",
-                r.model,
-                r.task,
-                r.logme,
-                r.h_score.map_or(String::new(), |v| v.to_string()),
-                r.knn,
-                r.linear,
-                r.finetuned.map_or(String::new(), |v| v.to_string()),
-                r.embed_seconds
-            );
-        }
-        write_text(&dir.join("relevance.csv"), &csv)?;
-        let _ = writeln!(
-            md,
-            "## Relevance (frozen embeddings only)\n\nLogME evidence per sample and H-score on the \
-             training split; kNN accuracy (Pearson for regression) and linear-probe MCC on test.\n"
-        );
-        let _ = writeln!(
-            md,
-            "| model | task | LogME | H-score | kNN | linear | fine-tuned |"
-        );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-        for r in &results.relevance {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                r.model,
-                r.task,
-                fmt(r.logme),
-                r.h_score.map_or("—".into(), fmt),
-                fmt(r.knn),
-                fmt(r.linear),
-                r.finetuned.map_or("—".into(), fmt)
-            );
-        }
-        if !results.relevance_vs_finetune.is_empty() {
-            let _ = writeln!(
-                md,
-                "\nSpearman correlation of each score with the fine-tuned result over (model, task) \
-                 pairs: {}\n",
-                results
-                    .relevance_vs_finetune
-                    .iter()
-                    .map(|(k, v)| format!("{k} {}", fmt(*v)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        let rows: Vec<String> = results
-            .relevance
-            .iter()
-            .map(|r| format!("{} / {}", r.model, r.task))
-            .collect();
-        let cols = ["LogME", "H-score", "kNN", "linear MCC"].map(String::from);
-        let values: Vec<Vec<f64>> = results
-            .relevance
-            .iter()
-            .map(|r| vec![r.logme, r.h_score.unwrap_or(f64::NAN), r.knn, r.linear])
-            .collect();
-        heatmap(
-            &plots.join("relevance.png"),
-            "Relevance of each model to each task (colour scaled per column)",
-            &rows,
-            &cols,
-            &values,
-            true,
-        )?;
-        let _ = writeln!(md, "\n![relevance](plots/relevance.png)\n");
+        relevance_section(&mut md, dir, &plots, results)?;
     }
-
     for a in &results.affinity {
-        let _ = writeln!(
-            md,
-            "## Task affinity — {}\n\nRow: the task whose linear probe is applied; column: the task \
-             scored (test MCC of a logistic regression on the row probe's outputs).\n",
-            a.model
-        );
-        let _ = writeln!(md, "| probe from \\ scored on | {} |", a.tasks.join(" | "));
-        let _ = writeln!(md, "|---|{}", "---|".repeat(a.tasks.len()));
-        for (t, row) in a.tasks.iter().zip(&a.mcc) {
-            let cells: Vec<String> = row.iter().map(|&v| fmt(v)).collect();
-            let _ = writeln!(md, "| {t} | {} |", cells.join(" | "));
-        }
-        let png = format!("affinity_{}.png", safe(&a.model));
-        heatmap(
-            &plots.join(&png),
-            &format!("Task affinity ({})", a.model),
-            &a.tasks,
-            &a.tasks,
-            &a.mcc,
-            false,
-        )?;
-        let _ = writeln!(md, "\n![affinity](plots/{png})\n");
+        affinity_section(&mut md, &plots, a)?;
     }
     let path = dir.join("report.md");
     write_text(&path, &md)?;
     Ok(path)
+}
+
+/// One task's table of every entry (headline metric first) and its bar plot.
+fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), EvalError> {
+    let _ = writeln!(
+        md,
+        "## {}\n\n{} train / {} valid / {} test rows. Headline metric: **{}**.\n",
+        task.task, task.rows[0], task.rows[1], task.rows[2], task.headline
+    );
+    let metric_names: Vec<String> = {
+        let mut names: Vec<String> = task
+            .entries
+            .iter()
+            .flat_map(|e| e.metrics.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        // Headline first.
+        names.sort_by_key(|n| (n != &task.headline, n.clone()));
+        names
+    };
+    let _ = writeln!(
+        md,
+        "| model | method | {} | chosen | seconds |",
+        metric_names.join(" | ")
+    );
+    let _ = writeln!(md, "|---|---|{}---|---|", "---|".repeat(metric_names.len()));
+    for e in &task.entries {
+        let cells: Vec<String> = metric_names
+            .iter()
+            .map(|m| e.metrics.get(m).map_or("—".into(), |s| s.to_string()))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {}{} | {} | {} | {} | {:.1} |",
+            e.subject,
+            if e.baseline { " (baseline)" } else { "" },
+            e.method,
+            cells.join(" | "),
+            e.chosen.clone().unwrap_or_default(),
+            e.seconds
+        );
+    }
+    let bar_data: Vec<Bar> = task
+        .entries
+        .iter()
+        .map(|e| {
+            let s = e.metrics.get(&task.headline);
+            Bar {
+                label: format!("{} {}", e.subject, e.method),
+                value: s.map_or(f64::NAN, |s| s.mean),
+                error: s.map_or(0.0, |s| s.sd),
+            }
+        })
+        .collect();
+    let png = format!("{}_bars.png", safe(&task.task));
+    bars(
+        &plots.join(&png),
+        &format!("{} — test {}", task.task, task.headline),
+        &task.headline,
+        &bar_data,
+    )?;
+    let _ = writeln!(md, "\n![{}](plots/{png})\n", task.task);
+    Ok(())
+}
+
+/// `relevance.csv`, the relevance table, its correlation with fine-tuning and its heatmap.
+fn relevance_section(
+    md: &mut String,
+    dir: &Path,
+    plots: &Path,
+    results: &BenchResults,
+) -> Result<(), EvalError> {
+    let mut csv = String::from("model,task,logme,h_score,knn,linear,finetuned,embed_seconds\n");
+    for r in &results.relevance {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{:.2}",
+            r.model,
+            r.task,
+            r.logme,
+            r.h_score.map_or(String::new(), |v| v.to_string()),
+            r.knn,
+            r.linear,
+            r.finetuned.map_or(String::new(), |v| v.to_string()),
+            r.embed_seconds
+        );
+    }
+    write_text(&dir.join("relevance.csv"), &csv)?;
+    let _ = writeln!(
+        md,
+        "## Relevance (frozen embeddings only)\n\nLogME evidence per sample and H-score on the \
+         training split; kNN accuracy (Pearson for regression) and linear-probe MCC on test.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| model | task | LogME | H-score | kNN | linear | fine-tuned |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for r in &results.relevance {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.model,
+            r.task,
+            fmt(r.logme),
+            r.h_score.map_or("—".into(), fmt),
+            fmt(r.knn),
+            fmt(r.linear),
+            r.finetuned.map_or("—".into(), fmt)
+        );
+    }
+    if !results.relevance_vs_finetune.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nSpearman correlation of each score with the fine-tuned result over (model, task) \
+             pairs: {}\n",
+            results
+                .relevance_vs_finetune
+                .iter()
+                .map(|(k, v)| format!("{k} {}", fmt(*v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let rows: Vec<String> = results
+        .relevance
+        .iter()
+        .map(|r| format!("{} / {}", r.model, r.task))
+        .collect();
+    let cols = ["LogME", "H-score", "kNN", "linear MCC"].map(String::from);
+    let values: Vec<Vec<f64>> = results
+        .relevance
+        .iter()
+        .map(|r| vec![r.logme, r.h_score.unwrap_or(f64::NAN), r.knn, r.linear])
+        .collect();
+    heatmap(
+        &plots.join("relevance.png"),
+        "Relevance of each model to each task (colour scaled per column)",
+        &rows,
+        &cols,
+        &values,
+        true,
+    )?;
+    let _ = writeln!(md, "\n![relevance](plots/relevance.png)\n");
+    Ok(())
+}
+
+/// One model's task × task affinity table and heatmap.
+fn affinity_section(md: &mut String, plots: &Path, a: &Affinity) -> Result<(), EvalError> {
+    let _ = writeln!(
+        md,
+        "## Task affinity — {}\n\nRow: the task whose linear probe is applied; column: the task \
+         scored (test MCC of a logistic regression on the row probe's outputs).\n",
+        a.model
+    );
+    let _ = writeln!(md, "| probe from \\ scored on | {} |", a.tasks.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(a.tasks.len()));
+    for (t, row) in a.tasks.iter().zip(&a.mcc) {
+        let cells: Vec<String> = row.iter().map(|&v| fmt(v)).collect();
+        let _ = writeln!(md, "| {t} | {} |", cells.join(" | "));
+    }
+    let png = format!("affinity_{}.png", safe(&a.model));
+    heatmap(
+        &plots.join(&png),
+        &format!("Task affinity ({})", a.model),
+        &a.tasks,
+        &a.tasks,
+        &a.mcc,
+        false,
+    )?;
+    let _ = writeln!(md, "\n![affinity](plots/{png})\n");
+    Ok(())
 }
 
 fn safe(name: &str) -> String {

@@ -38,46 +38,8 @@ pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfi
             ),
         ),
     })?;
-    let usize_field = |field: &'static str| -> Result<usize, ModelError> {
-        value
-            .get(field)
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-            .ok_or_else(|| config_err(path, field, "missing or not a whole number".into()))
-    };
-    let opt_id = |field: &str| value.get(field).and_then(Value::as_u64).map(|v| v as u32);
-    let float =
-        |field: &str, default: f64| value.get(field).and_then(Value::as_f64).unwrap_or(default);
-    let string = |field: &str| value.get(field).and_then(Value::as_str).map(str::to_string);
-    let flag = |field: &str| value.get(field).and_then(Value::as_bool);
-    let require = |field: &'static str, got: Option<String>, allowed: &[&str], default: &str| {
-        let got = got.unwrap_or_else(|| default.to_string());
-        if allowed.contains(&got.as_str()) {
-            Ok(())
-        } else {
-            Err(config_err(
-                path,
-                field,
-                format!(
-                    "\"{got}\" is not supported (dnalm runs {})",
-                    allowed.join(", ")
-                ),
-            ))
-        }
-    };
-    let refuse_true = |field: &'static str, why: &str| {
-        if flag(field) == Some(true) {
-            Err(config_err(
-                path,
-                field,
-                format!("true is not supported ({why})"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-
-    let vocab_size = usize_field("vocab_size")?;
+    let keys = Keys { value, path };
+    let vocab_size = keys.whole("vocab_size")?;
     let mut cfg = ModelConfig::new(
         match family {
             HfFamily::Llama => Architecture::Decoder,
@@ -85,183 +47,279 @@ pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfi
         },
         vocab_size,
     );
-    cfg.d_model = usize_field("hidden_size")?;
-    cfg.n_layers = usize_field("num_hidden_layers")?;
-    cfg.n_heads = usize_field("num_attention_heads")?;
-    cfg.d_ffn = usize_field("intermediate_size")?;
-    cfg.pad_token_id = opt_id("pad_token_id");
-    cfg.mask_token_id = opt_id("mask_token_id");
-    cfg.bos_token_id = opt_id("bos_token_id");
-    cfg.eos_token_id = opt_id("eos_token_id");
-    let max_positions = usize_field("max_position_embeddings")?;
+    cfg.d_model = keys.whole("hidden_size")?;
+    cfg.n_layers = keys.whole("num_hidden_layers")?;
+    cfg.n_heads = keys.whole("num_attention_heads")?;
+    cfg.d_ffn = keys.whole("intermediate_size")?;
+    cfg.pad_token_id = keys.id("pad_token_id");
+    cfg.mask_token_id = keys.id("mask_token_id");
+    cfg.bos_token_id = keys.id("bos_token_id");
+    cfg.eos_token_id = keys.id("eos_token_id");
+    let max_positions = keys.whole("max_position_embeddings")?;
     match family {
-        HfFamily::Bert => {
-            require("hidden_act", string("hidden_act"), &["gelu"], "gelu")?;
-            require(
-                "position_embedding_type",
-                string("position_embedding_type"),
-                &["absolute"],
-                "absolute",
-            )?;
-            refuse_true("is_decoder", "dnalm imports BERT as an encoder")?;
-            refuse_true("add_cross_attention", "no cross-attention in dnalm")?;
-            cfg.post_norm = true;
-            cfg.position = PositionEncoding::Learned;
-            cfg.max_positions = max_positions;
-            cfg.norm_eps = float("layer_norm_eps", 1e-12);
-            cfg.tie_embeddings = flag("tie_word_embeddings").unwrap_or(true);
-        }
-        HfFamily::Esm | HfFamily::NtV2 => {
-            if family == HfFamily::NtV2 {
-                // The v2 code gates its feed-forward network with SiLU whatever `hidden_act`
-                // says, and its LM head calls an exact GELU of its own.
-                cfg.feed_forward = Some(FeedForwardKind::SwiGlu);
-                let bias = flag("add_bias_fnn").unwrap_or(true);
-                cfg.ffn_input_bias = Some(bias);
-                cfg.ffn_output_bias = Some(bias);
-            } else {
-                require("hidden_act", string("hidden_act"), &["gelu"], "gelu")?;
-            }
-            refuse_true(
-                "emb_layer_norm_before",
-                "a LayerNorm before the first block, as in ESM-1b",
-            )?;
-            refuse_true("is_folding_model", "ESMFold")?;
-            cfg.norm_eps = float("layer_norm_eps", 1e-12);
-            cfg.tie_embeddings = flag("tie_word_embeddings").unwrap_or(true);
-            cfg.token_dropout = flag("token_dropout").unwrap_or(false);
-            match string("position_embedding_type")
-                .as_deref()
-                .unwrap_or("absolute")
-            {
-                "rotary" => {
-                    cfg.position = PositionEncoding::Rotary;
-                    cfg.max_positions = max_positions;
-                }
-                "absolute" => {
-                    let pad = cfg.pad_token_id.ok_or_else(|| {
-                        config_err(
-                            path,
-                            "pad_token_id",
-                            "ESM's learned positions count from pad_token_id + 1; it is missing"
-                                .into(),
-                        )
-                    })? as usize;
-                    cfg.position = PositionEncoding::Learned;
-                    cfg.max_positions = max_positions
-                        .checked_sub(pad + 1)
-                        .filter(|&m| m > 0)
-                        .ok_or_else(|| {
-                            config_err(
-                                path,
-                                "max_position_embeddings",
-                                format!(
-                                    "{max_positions} leaves no position after pad_token_id = {pad}"
-                                ),
-                            )
-                        })?;
-                }
-                other => {
-                    return Err(config_err(
-                        path,
-                        "position_embedding_type",
-                        format!("\"{other}\" is not supported (dnalm runs absolute, rotary)"),
-                    ))
-                }
-            }
-        }
-        HfFamily::DnaBert2 => {
-            // The LM head's transform applies `hidden_act`; the GEGLU gate is an exact GELU
-            // in the code whatever the config says.
-            require("hidden_act", string("hidden_act"), &["gelu"], "gelu")?;
-            refuse_true("is_decoder", "dnalm imports DNABERT-2 as an encoder")?;
-            refuse_true("add_cross_attention", "no cross-attention in dnalm")?;
-            if value.get("type_vocab_size").and_then(Value::as_u64) == Some(0) {
-                return Err(config_err(
-                    path,
-                    "type_vocab_size",
-                    "0 leaves no token-type row 0, which every token adds".into(),
-                ));
-            }
-            cfg.post_norm = true;
-            // No position table: ALiBi. The code builds its bias for `alibi_starting_size`
-            // positions and rebuilds it for any longer input, so dnalm accepts any length and
-            // takes `max_position_embeddings` as the trained length.
-            cfg.position = PositionEncoding::Alibi;
-            cfg.max_positions = max_positions;
-            cfg.feed_forward = Some(FeedForwardKind::GeGlu);
-            cfg.ffn_input_bias = Some(false);
-            cfg.ffn_output_bias = Some(true);
-            cfg.token_type_embedding = true;
-            cfg.zero_padding = true;
-            cfg.norm_eps = float("layer_norm_eps", 1e-12);
-            cfg.tie_embeddings = true;
-        }
-        HfFamily::Llama => {
-            require("hidden_act", string("hidden_act"), &["silu"], "silu")?;
-            if let Some(kv) = value.get("num_key_value_heads").and_then(Value::as_u64) {
-                if kv as usize != cfg.n_heads {
-                    return Err(config_err(
-                        path,
-                        "num_key_value_heads",
-                        format!(
-                            "{kv} differs from num_attention_heads = {} (grouped-query attention is not supported)",
-                            cfg.n_heads
-                        ),
-                    ));
-                }
-            }
-            refuse_true("attention_bias", "dnalm's decoder has no biases")?;
-            refuse_true("mlp_bias", "dnalm's decoder has no biases")?;
-            let scaling = value
-                .get("rope_scaling")
-                .filter(|v| !v.is_null())
-                .or_else(|| {
-                    value
-                        .get("rope_parameters")
-                        .and_then(|p| p.get("rope_type"))
-                        .filter(|t| t.as_str() != Some("default"))
-                });
-            if let Some(s) = scaling {
-                return Err(config_err(
-                    path,
-                    "rope_scaling",
-                    format!("{s} is not supported (plain RoPE only)"),
-                ));
-            }
-            if let Some(hd) = value.get("head_dim").and_then(Value::as_u64) {
-                if cfg.n_heads > 0 && hd as usize * cfg.n_heads != cfg.d_model {
-                    return Err(config_err(
-                        path,
-                        "head_dim",
-                        format!(
-                            "{hd} x {} heads differs from hidden_size = {}",
-                            cfg.n_heads, cfg.d_model
-                        ),
-                    ));
-                }
-            }
-            cfg.position = PositionEncoding::Rotary;
-            cfg.max_positions = max_positions;
-            cfg.norm_eps = float("rms_norm_eps", 1e-6);
-            cfg.rope_theta = value
-                .get("rope_theta")
-                .and_then(Value::as_f64)
-                .or_else(|| {
-                    value
-                        .get("rope_parameters")
-                        .and_then(|p| p.get("rope_theta"))
-                        .and_then(Value::as_f64)
-                })
-                .unwrap_or(10_000.0);
-            cfg.tie_embeddings = flag("tie_word_embeddings").unwrap_or(false);
-        }
+        HfFamily::Bert => bert(&keys, &mut cfg, max_positions)?,
+        HfFamily::Esm | HfFamily::NtV2 => esm(&keys, family, &mut cfg, max_positions)?,
+        HfFamily::DnaBert2 => dnabert2(&keys, &mut cfg, max_positions)?,
+        HfFamily::Llama => llama(&keys, &mut cfg, max_positions)?,
     }
     cfg.validate().map_err(|e| match e {
         ModelError::Config { field, message } => config_err(path, field, message),
         other => other,
     })?;
     Ok((family, cfg))
+}
+
+/// The keys of one `config.json`, read with errors that name the file and the field.
+struct Keys<'a> {
+    value: &'a Value,
+    path: &'a Path,
+}
+
+impl Keys<'_> {
+    fn err(&self, field: &'static str, message: String) -> ModelError {
+        config_err(self.path, field, message)
+    }
+
+    /// A required whole number.
+    fn whole(&self, field: &'static str) -> Result<usize, ModelError> {
+        self.value
+            .get(field)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| self.err(field, "missing or not a whole number".into()))
+    }
+
+    fn id(&self, field: &str) -> Option<u32> {
+        self.value
+            .get(field)
+            .and_then(Value::as_u64)
+            .map(|v| v as u32)
+    }
+
+    fn float(&self, field: &str, default: f64) -> f64 {
+        self.value
+            .get(field)
+            .and_then(Value::as_f64)
+            .unwrap_or(default)
+    }
+
+    fn string(&self, field: &str) -> Option<String> {
+        self.value
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    fn flag(&self, field: &str) -> Option<bool> {
+        self.value.get(field).and_then(Value::as_bool)
+    }
+
+    /// `field` (or `default` when absent) must be one of `allowed`.
+    fn require(
+        &self,
+        field: &'static str,
+        got: Option<String>,
+        allowed: &[&str],
+        default: &str,
+    ) -> Result<(), ModelError> {
+        let got = got.unwrap_or_else(|| default.to_string());
+        if allowed.contains(&got.as_str()) {
+            Ok(())
+        } else {
+            Err(self.err(
+                field,
+                format!(
+                    "\"{got}\" is not supported (dnalm runs {})",
+                    allowed.join(", ")
+                ),
+            ))
+        }
+    }
+
+    /// `field` must not be `true`.
+    fn refuse_true(&self, field: &'static str, why: &str) -> Result<(), ModelError> {
+        if self.flag(field) == Some(true) {
+            Err(self.err(field, format!("true is not supported ({why})")))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// BERT (DNABERT): post-LN, learned positions.
+fn bert(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<(), ModelError> {
+    keys.require("hidden_act", keys.string("hidden_act"), &["gelu"], "gelu")?;
+    keys.require(
+        "position_embedding_type",
+        keys.string("position_embedding_type"),
+        &["absolute"],
+        "absolute",
+    )?;
+    keys.refuse_true("is_decoder", "dnalm imports BERT as an encoder")?;
+    keys.refuse_true("add_cross_attention", "no cross-attention in dnalm")?;
+    cfg.post_norm = true;
+    cfg.position = PositionEncoding::Learned;
+    cfg.max_positions = max_positions;
+    cfg.norm_eps = keys.float("layer_norm_eps", 1e-12);
+    cfg.tie_embeddings = keys.flag("tie_word_embeddings").unwrap_or(true);
+    Ok(())
+}
+
+/// ESM-2 and Nucleotide Transformer (v1: ESM; v2: gated SwiGLU): pre-LN, rotary or learned
+/// positions counted from the padding id.
+fn esm(
+    keys: &Keys,
+    family: HfFamily,
+    cfg: &mut ModelConfig,
+    max_positions: usize,
+) -> Result<(), ModelError> {
+    if family == HfFamily::NtV2 {
+        // The v2 code gates its feed-forward network with SiLU whatever `hidden_act`
+        // says, and its LM head calls an exact GELU of its own.
+        cfg.feed_forward = Some(FeedForwardKind::SwiGlu);
+        let bias = keys.flag("add_bias_fnn").unwrap_or(true);
+        cfg.ffn_input_bias = Some(bias);
+        cfg.ffn_output_bias = Some(bias);
+    } else {
+        keys.require("hidden_act", keys.string("hidden_act"), &["gelu"], "gelu")?;
+    }
+    keys.refuse_true(
+        "emb_layer_norm_before",
+        "a LayerNorm before the first block, as in ESM-1b",
+    )?;
+    keys.refuse_true("is_folding_model", "ESMFold")?;
+    cfg.norm_eps = keys.float("layer_norm_eps", 1e-12);
+    cfg.tie_embeddings = keys.flag("tie_word_embeddings").unwrap_or(true);
+    cfg.token_dropout = keys.flag("token_dropout").unwrap_or(false);
+    match keys
+        .string("position_embedding_type")
+        .as_deref()
+        .unwrap_or("absolute")
+    {
+        "rotary" => {
+            cfg.position = PositionEncoding::Rotary;
+            cfg.max_positions = max_positions;
+        }
+        "absolute" => {
+            let pad = cfg.pad_token_id.ok_or_else(|| {
+                keys.err(
+                    "pad_token_id",
+                    "ESM's learned positions count from pad_token_id + 1; it is missing".into(),
+                )
+            })? as usize;
+            cfg.position = PositionEncoding::Learned;
+            cfg.max_positions = max_positions
+                .checked_sub(pad + 1)
+                .filter(|&m| m > 0)
+                .ok_or_else(|| {
+                    keys.err(
+                        "max_position_embeddings",
+                        format!("{max_positions} leaves no position after pad_token_id = {pad}"),
+                    )
+                })?;
+        }
+        other => {
+            return Err(keys.err(
+                "position_embedding_type",
+                format!("\"{other}\" is not supported (dnalm runs absolute, rotary)"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// DNABERT-2 (MosaicBERT): post-LN, ALiBi, GEGLU, one token-type row, unpadded attention.
+fn dnabert2(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<(), ModelError> {
+    // The LM head's transform applies `hidden_act`; the GEGLU gate is an exact GELU
+    // in the code whatever the config says.
+    keys.require("hidden_act", keys.string("hidden_act"), &["gelu"], "gelu")?;
+    keys.refuse_true("is_decoder", "dnalm imports DNABERT-2 as an encoder")?;
+    keys.refuse_true("add_cross_attention", "no cross-attention in dnalm")?;
+    if keys.value.get("type_vocab_size").and_then(Value::as_u64) == Some(0) {
+        return Err(keys.err(
+            "type_vocab_size",
+            "0 leaves no token-type row 0, which every token adds".into(),
+        ));
+    }
+    cfg.post_norm = true;
+    // No position table: ALiBi. The code builds its bias for `alibi_starting_size`
+    // positions and rebuilds it for any longer input, so dnalm accepts any length and
+    // takes `max_position_embeddings` as the trained length.
+    cfg.position = PositionEncoding::Alibi;
+    cfg.max_positions = max_positions;
+    cfg.feed_forward = Some(FeedForwardKind::GeGlu);
+    cfg.ffn_input_bias = Some(false);
+    cfg.ffn_output_bias = Some(true);
+    cfg.token_type_embedding = true;
+    cfg.zero_padding = true;
+    cfg.norm_eps = keys.float("layer_norm_eps", 1e-12);
+    cfg.tie_embeddings = true;
+    Ok(())
+}
+
+/// Llama: RMSNorm, rotary, SwiGLU, no biases.
+fn llama(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<(), ModelError> {
+    keys.require("hidden_act", keys.string("hidden_act"), &["silu"], "silu")?;
+    if let Some(kv) = keys
+        .value
+        .get("num_key_value_heads")
+        .and_then(Value::as_u64)
+    {
+        if kv as usize != cfg.n_heads {
+            return Err(keys.err(
+                    "num_key_value_heads",
+                    format!(
+                        "{kv} differs from num_attention_heads = {} (grouped-query attention is not supported)",
+                        cfg.n_heads
+                    ),
+                ));
+        }
+    }
+    keys.refuse_true("attention_bias", "dnalm's decoder has no biases")?;
+    keys.refuse_true("mlp_bias", "dnalm's decoder has no biases")?;
+    let scaling = keys
+        .value
+        .get("rope_scaling")
+        .filter(|v| !v.is_null())
+        .or_else(|| {
+            keys.value
+                .get("rope_parameters")
+                .and_then(|p| p.get("rope_type"))
+                .filter(|t| t.as_str() != Some("default"))
+        });
+    if let Some(s) = scaling {
+        return Err(keys.err(
+            "rope_scaling",
+            format!("{s} is not supported (plain RoPE only)"),
+        ));
+    }
+    if let Some(hd) = keys.value.get("head_dim").and_then(Value::as_u64) {
+        if cfg.n_heads > 0 && hd as usize * cfg.n_heads != cfg.d_model {
+            return Err(keys.err(
+                "head_dim",
+                format!(
+                    "{hd} x {} heads differs from hidden_size = {}",
+                    cfg.n_heads, cfg.d_model
+                ),
+            ));
+        }
+    }
+    cfg.position = PositionEncoding::Rotary;
+    cfg.max_positions = max_positions;
+    cfg.norm_eps = keys.float("rms_norm_eps", 1e-6);
+    cfg.rope_theta = keys
+        .value
+        .get("rope_theta")
+        .and_then(Value::as_f64)
+        .or_else(|| {
+            keys.value
+                .get("rope_parameters")
+                .and_then(|p| p.get("rope_theta"))
+                .and_then(Value::as_f64)
+        })
+        .unwrap_or(10_000.0);
+    cfg.tie_embeddings = keys.flag("tie_word_embeddings").unwrap_or(false);
+    Ok(())
 }
 
 /// The `config.json` that `transformers` (or, for DNABERT-2 and NT-v2, the family's hub code)

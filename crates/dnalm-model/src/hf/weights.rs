@@ -41,175 +41,194 @@ fn hf_name(
     let parts: Vec<&str> = name.split('.').collect();
     match family {
         HfFamily::Esm | HfFamily::Bert | HfFamily::NtV2 | HfFamily::DnaBert2 => {
-            // BERT's names, DNABERT-2's own where MosaicBERT renamed or packed them, else ESM's.
-            let bert = matches!(family, HfFamily::Bert | HfFamily::DnaBert2);
-            let mosaic = family == HfFamily::DnaBert2;
-            let p = prefix;
-            let (d, f) = (config.d_model, config.d_ffn);
-            match parts.as_slice() {
-                ["embed", "weight"] => Some((
-                    format!("{p}embeddings.word_embeddings.weight"),
-                    Change::Same,
-                )),
-                ["token_type"] => Some((
-                    format!("{p}embeddings.token_type_embeddings.weight"),
-                    Change::FirstRow,
-                )),
-                ["positions", "weight"] => Some((
-                    format!("{p}embeddings.position_embeddings.weight"),
-                    if bert {
-                        Change::Same
-                    } else {
-                        Change::PositionRows {
-                            offset: esm_position_offset(config),
-                        }
-                    },
-                )),
-                ["embed_norm", leaf] => Some((
-                    format!("{p}embeddings.LayerNorm.{}", norm(leaf)),
-                    Change::Same,
-                )),
-                ["blocks", i, rest @ ..] => {
-                    let l = format!("{p}encoder.layer.{i}");
-                    match rest {
-                        // MosaicBERT packs [q; k; v] into `Wqkv`.
-                        [proj @ ("query" | "key" | "value"), leaf] if mosaic => {
-                            let start = match *proj {
-                                "query" => 0,
-                                "key" => d,
-                                _ => 2 * d,
-                            };
-                            Some((
-                                format!("{l}.attention.self.Wqkv.{leaf}"),
-                                Change::Packed {
-                                    start,
-                                    total: 3 * d,
-                                },
-                            ))
-                        }
-                        [proj @ ("query" | "key" | "value"), leaf] => {
-                            linear(format!("{l}.attention.self.{proj}"), leaf)
-                        }
-                        ["output", leaf] => linear(format!("{l}.attention.output.dense"), leaf),
-                        ["attn_norm", "Layer", leaf] => Some((
-                            if bert {
-                                format!("{l}.attention.output.LayerNorm.{}", norm(leaf))
-                            } else {
-                                format!("{l}.attention.LayerNorm.{}", norm(leaf))
-                            },
-                            Change::Same,
-                        )),
-                        ["ffn_norm", "Layer", leaf] => Some((
-                            if mosaic {
-                                format!("{l}.mlp.layernorm.{}", norm(leaf))
-                            } else if bert {
-                                format!("{l}.output.LayerNorm.{}", norm(leaf))
-                            } else {
-                                format!("{l}.LayerNorm.{}", norm(leaf))
-                            },
-                            Change::Same,
-                        )),
-                        ["ffn", "Gelu", "up", leaf] => {
-                            linear(format!("{l}.intermediate.dense"), leaf)
-                        }
-                        ["ffn", "Gelu", "down", leaf] => linear(format!("{l}.output.dense"), leaf),
-                        // Gated networks pack [gate; up] into one projection, the activation on
-                        // the first half: NT-v2's `intermediate.dense`, DNABERT-2's
-                        // `mlp.gated_layers`.
-                        ["ffn", "SwiGlu" | "GeGlu", half @ ("gate" | "up"), leaf] => Some((
-                            if mosaic {
-                                format!("{l}.mlp.gated_layers.{leaf}")
-                            } else {
-                                format!("{l}.intermediate.dense.{leaf}")
-                            },
-                            Change::Packed {
-                                start: if *half == "gate" { 0 } else { f },
-                                total: 2 * f,
-                            },
-                        )),
-                        ["ffn", "SwiGlu" | "GeGlu", "down", leaf] => linear(
-                            if mosaic {
-                                format!("{l}.mlp.wo")
-                            } else {
-                                format!("{l}.output.dense")
-                            },
-                            leaf,
-                        ),
-                        _ => None,
-                    }
+            encoder_name(family, config, &parts, prefix)
+        }
+        HfFamily::Llama => llama_name(&parts, prefix),
+    }
+}
+
+/// BERT's names, DNABERT-2's own where MosaicBERT renamed or packed them, else ESM's.
+fn encoder_name(
+    family: HfFamily,
+    config: &ModelConfig,
+    parts: &[&str],
+    prefix: &str,
+) -> Option<(String, Change)> {
+    let bert = matches!(family, HfFamily::Bert | HfFamily::DnaBert2);
+    let mosaic = family == HfFamily::DnaBert2;
+    let p = prefix;
+    match parts {
+        ["embed", "weight"] => Some((
+            format!("{p}embeddings.word_embeddings.weight"),
+            Change::Same,
+        )),
+        ["token_type"] => Some((
+            format!("{p}embeddings.token_type_embeddings.weight"),
+            Change::FirstRow,
+        )),
+        ["positions", "weight"] => Some((
+            format!("{p}embeddings.position_embeddings.weight"),
+            if bert {
+                Change::Same
+            } else {
+                Change::PositionRows {
+                    offset: esm_position_offset(config),
                 }
-                ["final_norm", "Layer", leaf] => Some((
-                    format!("{p}encoder.emb_layer_norm_after.{}", norm(leaf)),
-                    Change::Same,
-                )),
-                ["lm_head", "dense", leaf] => linear(
-                    if bert {
-                        "cls.predictions.transform.dense".into()
-                    } else {
-                        "lm_head.dense".into()
-                    },
-                    leaf,
-                ),
-                ["lm_head", "layer_norm", leaf] => Some((
-                    if bert {
-                        format!("cls.predictions.transform.LayerNorm.{}", norm(leaf))
-                    } else {
-                        format!("lm_head.layer_norm.{}", norm(leaf))
-                    },
-                    Change::Same,
-                )),
-                ["lm_head", "decoder", "weight"] => Some((
-                    if bert {
-                        "cls.predictions.decoder.weight".into()
-                    } else {
-                        "lm_head.decoder.weight".into()
-                    },
-                    Change::Transpose,
-                )),
-                ["lm_head", "bias"] => Some((
-                    if mosaic {
-                        "cls.predictions.decoder.bias".into()
-                    } else if bert {
-                        "cls.predictions.bias".into()
-                    } else {
-                        "lm_head.bias".into()
-                    },
-                    Change::Same,
-                )),
+            },
+        )),
+        ["embed_norm", leaf] => Some((
+            format!("{p}embeddings.LayerNorm.{}", norm(leaf)),
+            Change::Same,
+        )),
+        ["blocks", i, rest @ ..] => {
+            encoder_block_name(family, config, &format!("{p}encoder.layer.{i}"), rest)
+        }
+        ["final_norm", "Layer", leaf] => Some((
+            format!("{p}encoder.emb_layer_norm_after.{}", norm(leaf)),
+            Change::Same,
+        )),
+        ["lm_head", "dense", leaf] => linear(
+            if bert {
+                "cls.predictions.transform.dense".into()
+            } else {
+                "lm_head.dense".into()
+            },
+            leaf,
+        ),
+        ["lm_head", "layer_norm", leaf] => Some((
+            if bert {
+                format!("cls.predictions.transform.LayerNorm.{}", norm(leaf))
+            } else {
+                format!("lm_head.layer_norm.{}", norm(leaf))
+            },
+            Change::Same,
+        )),
+        ["lm_head", "decoder", "weight"] => Some((
+            if bert {
+                "cls.predictions.decoder.weight".into()
+            } else {
+                "lm_head.decoder.weight".into()
+            },
+            Change::Transpose,
+        )),
+        ["lm_head", "bias"] => Some((
+            if mosaic {
+                "cls.predictions.decoder.bias".into()
+            } else if bert {
+                "cls.predictions.bias".into()
+            } else {
+                "lm_head.bias".into()
+            },
+            Change::Same,
+        )),
+        _ => None,
+    }
+}
+
+/// The name of a parameter of encoder block `l` (`rest`: its path inside the block).
+fn encoder_block_name(
+    family: HfFamily,
+    config: &ModelConfig,
+    l: &str,
+    rest: &[&str],
+) -> Option<(String, Change)> {
+    let bert = matches!(family, HfFamily::Bert | HfFamily::DnaBert2);
+    let mosaic = family == HfFamily::DnaBert2;
+    let (d, f) = (config.d_model, config.d_ffn);
+    match rest {
+        // MosaicBERT packs [q; k; v] into `Wqkv`.
+        [proj @ ("query" | "key" | "value"), leaf] if mosaic => {
+            let start = match *proj {
+                "query" => 0,
+                "key" => d,
+                _ => 2 * d,
+            };
+            Some((
+                format!("{l}.attention.self.Wqkv.{leaf}"),
+                Change::Packed {
+                    start,
+                    total: 3 * d,
+                },
+            ))
+        }
+        [proj @ ("query" | "key" | "value"), leaf] => {
+            linear(format!("{l}.attention.self.{proj}"), leaf)
+        }
+        ["output", leaf] => linear(format!("{l}.attention.output.dense"), leaf),
+        ["attn_norm", "Layer", leaf] => Some((
+            if bert {
+                format!("{l}.attention.output.LayerNorm.{}", norm(leaf))
+            } else {
+                format!("{l}.attention.LayerNorm.{}", norm(leaf))
+            },
+            Change::Same,
+        )),
+        ["ffn_norm", "Layer", leaf] => Some((
+            if mosaic {
+                format!("{l}.mlp.layernorm.{}", norm(leaf))
+            } else if bert {
+                format!("{l}.output.LayerNorm.{}", norm(leaf))
+            } else {
+                format!("{l}.LayerNorm.{}", norm(leaf))
+            },
+            Change::Same,
+        )),
+        ["ffn", "Gelu", "up", leaf] => linear(format!("{l}.intermediate.dense"), leaf),
+        ["ffn", "Gelu", "down", leaf] => linear(format!("{l}.output.dense"), leaf),
+        // Gated networks pack [gate; up] into one projection, the activation on
+        // the first half: NT-v2's `intermediate.dense`, DNABERT-2's
+        // `mlp.gated_layers`.
+        ["ffn", "SwiGlu" | "GeGlu", half @ ("gate" | "up"), leaf] => Some((
+            if mosaic {
+                format!("{l}.mlp.gated_layers.{leaf}")
+            } else {
+                format!("{l}.intermediate.dense.{leaf}")
+            },
+            Change::Packed {
+                start: if *half == "gate" { 0 } else { f },
+                total: 2 * f,
+            },
+        )),
+        ["ffn", "SwiGlu" | "GeGlu", "down", leaf] => linear(
+            if mosaic {
+                format!("{l}.mlp.wo")
+            } else {
+                format!("{l}.output.dense")
+            },
+            leaf,
+        ),
+        _ => None,
+    }
+}
+
+/// Llama's names.
+fn llama_name(parts: &[&str], prefix: &str) -> Option<(String, Change)> {
+    let p = prefix;
+    match parts {
+        ["embed", "weight"] => Some((format!("{p}embed_tokens.weight"), Change::Same)),
+        ["blocks", i, rest @ ..] => {
+            let l = format!("{p}layers.{i}");
+            let proj = |n: &str| format!("{l}.self_attn.{n}_proj");
+            match rest {
+                ["query", leaf] => linear(proj("q"), leaf),
+                ["key", leaf] => linear(proj("k"), leaf),
+                ["value", leaf] => linear(proj("v"), leaf),
+                ["output", leaf] => linear(proj("o"), leaf),
+                ["attn_norm", "Rms", "gamma"] => {
+                    Some((format!("{l}.input_layernorm.weight"), Change::Same))
+                }
+                ["ffn_norm", "Rms", "gamma"] => {
+                    Some((format!("{l}.post_attention_layernorm.weight"), Change::Same))
+                }
+                ["ffn", "SwiGlu", m @ ("gate" | "up" | "down"), leaf] => {
+                    linear(format!("{l}.mlp.{m}_proj"), leaf)
+                }
                 _ => None,
             }
         }
-        HfFamily::Llama => {
-            let p = prefix;
-            match parts.as_slice() {
-                ["embed", "weight"] => Some((format!("{p}embed_tokens.weight"), Change::Same)),
-                ["blocks", i, rest @ ..] => {
-                    let l = format!("{p}layers.{i}");
-                    let proj = |n: &str| format!("{l}.self_attn.{n}_proj");
-                    match rest {
-                        ["query", leaf] => linear(proj("q"), leaf),
-                        ["key", leaf] => linear(proj("k"), leaf),
-                        ["value", leaf] => linear(proj("v"), leaf),
-                        ["output", leaf] => linear(proj("o"), leaf),
-                        ["attn_norm", "Rms", "gamma"] => {
-                            Some((format!("{l}.input_layernorm.weight"), Change::Same))
-                        }
-                        ["ffn_norm", "Rms", "gamma"] => {
-                            Some((format!("{l}.post_attention_layernorm.weight"), Change::Same))
-                        }
-                        ["ffn", "SwiGlu", m @ ("gate" | "up" | "down"), leaf] => {
-                            linear(format!("{l}.mlp.{m}_proj"), leaf)
-                        }
-                        _ => None,
-                    }
-                }
-                ["final_norm", "Rms", "gamma"] => Some((format!("{p}norm.weight"), Change::Same)),
-                ["lm_head", "decoder", "weight"] => {
-                    Some(("lm_head.weight".into(), Change::Transpose))
-                }
-                _ => None,
-            }
-        }
+        ["final_norm", "Rms", "gamma"] => Some((format!("{p}norm.weight"), Change::Same)),
+        ["lm_head", "decoder", "weight"] => Some(("lm_head.weight".into(), Change::Transpose)),
+        _ => None,
     }
 }
 
