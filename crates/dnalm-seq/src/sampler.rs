@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Result, SeqError},
@@ -29,8 +29,10 @@ use crate::{
 /// The name of the class of bases not covered by any annotation.
 pub const BACKGROUND: &str = "background";
 
-/// Which field of an annotation names its class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which field of an annotation names its class. Written in configs as `type`, `name` or
+/// `name-prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ClassKey {
     /// The GFF feature type (column 3); BED records, which have none, use their name.
     FeatureType,
@@ -79,8 +81,9 @@ impl std::str::FromStr for ClassKey {
     }
 }
 
-/// Target weights per class.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Target weights per class. Written in configs as `uniform` or `class:weight,...`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ClassWeights {
     /// Every class present (background included) equally.
     Uniform,
@@ -121,6 +124,54 @@ impl std::str::FromStr for ClassWeights {
             return Err(bad("weights must not all be zero".into()));
         }
         Ok(ClassWeights::Explicit(out))
+    }
+}
+
+impl std::fmt::Display for ClassKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClassKey::FeatureType => "type",
+            ClassKey::Name => "name",
+            ClassKey::NamePrefix => "name-prefix",
+        })
+    }
+}
+
+impl TryFrom<String> for ClassKey {
+    type Error = SeqError;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<ClassKey> for String {
+    fn from(key: ClassKey) -> String {
+        key.to_string()
+    }
+}
+
+impl std::fmt::Display for ClassWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClassWeights::Uniform => f.write_str("uniform"),
+            ClassWeights::Explicit(list) => {
+                let parts: Vec<String> = list.iter().map(|(c, w)| format!("{c}:{w}")).collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for ClassWeights {
+    type Error = SeqError;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<ClassWeights> for String {
+    fn from(weights: ClassWeights) -> String {
+        weights.to_string()
     }
 }
 

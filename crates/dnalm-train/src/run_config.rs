@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use dnalm_model::{Architecture, ModelConfig};
-use dnalm_seq::sampler::ClassKey;
+use dnalm_seq::sampler::{ClassKey, ClassWeights};
 use dnalm_tokenize::{AnyTokenizer, Template, Tokenizer, TokenizerKind, TokenizerSpec};
 
 use crate::ObjectiveConfig;
@@ -90,13 +90,13 @@ pub struct DataConfig {
     pub annotations: Option<PathBuf>,
     /// Which annotation field names a class: `type`, `name` or `name-prefix`.
     #[serde(default = "default_class_key")]
-    pub class_key: String,
+    pub class_key: ClassKey,
     /// `uniform` or `balanced` (rarity-balanced over annotation classes).
-    #[serde(default = "default_sampler")]
-    pub sampler: String,
+    #[serde(default)]
+    pub sampler: SamplerKind,
     /// Class weights of the balanced sampler: `uniform` or `class:weight,...`.
     #[serde(default = "default_class_weights")]
-    pub class_weights: String,
+    pub class_weights: ClassWeights,
     /// Bases per window.
     pub context: usize,
     /// When set, training windows start on this grid (a tiling with this stride, drawn in random
@@ -117,14 +117,22 @@ pub struct DataConfig {
     pub test_fraction: f64,
 }
 
-fn default_class_key() -> String {
-    "type".into()
+/// How training windows are drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// Any start equally likely (or a shuffled tiling with `data.stride`).
+    #[default]
+    Uniform,
+    /// Rarity-balanced over annotation classes (needs `data.annotations`).
+    Balanced,
 }
-fn default_sampler() -> String {
-    "uniform".into()
+
+fn default_class_key() -> ClassKey {
+    ClassKey::FeatureType
 }
-fn default_class_weights() -> String {
-    "uniform".into()
+fn default_class_weights() -> ClassWeights {
+    ClassWeights::Uniform
 }
 fn default_rc() -> f64 {
     0.5
@@ -497,6 +505,24 @@ impl RunConfig {
 
     /// Checks the config and builds the tokenizer and the model config.
     pub fn resolve(&self) -> Result<ResolvedRun, ConfigError> {
+        self.check_data()?;
+        self.check_train()?;
+        self.check_ranges()?;
+        let architecture = self.check_objectives()?;
+        let tokenizer = self.build_tokenizer(architecture)?;
+        let (table, model) = self.resolve_model(architecture, &tokenizer)?;
+        let mut config = self.clone();
+        config.model = table;
+        Ok(ResolvedRun {
+            config,
+            model,
+            tokenizer,
+        })
+    }
+
+    /// `[data]`: the files exist, the sampler and class key parse, context and stride are
+    /// usable.
+    fn check_data(&self) -> Result<(), ConfigError> {
         let d = &self.data;
         if !d.fasta.exists() {
             return Err(invalid(
@@ -512,31 +538,18 @@ impl RunConfig {
                 ));
             }
         }
-        if let Err(e) = d.class_key.parse::<ClassKey>() {
-            return Err(invalid("data.class_key", e.to_string()));
-        }
-        match d.sampler.as_str() {
-            "uniform" => {}
-            "balanced" if d.annotations.is_none() => {
-                return Err(invalid(
-                    "data.sampler",
-                    "balanced sampling needs data.annotations (a BED/GFF file)",
-                ))
-            }
-            "balanced" => {}
-            other => {
-                return Err(invalid(
-                    "data.sampler",
-                    format!("'{other}' is not uniform or balanced"),
-                ))
-            }
+        if d.sampler == SamplerKind::Balanced && d.annotations.is_none() {
+            return Err(invalid(
+                "data.sampler",
+                "balanced sampling needs data.annotations (a BED/GFF file)",
+            ));
         }
         if d.context == 0 {
             return Err(invalid("data.context", "must be positive"));
         }
         match d.stride {
             Some(0) => return Err(invalid("data.stride", "must be positive")),
-            Some(_) if d.sampler == "balanced" => {
+            Some(_) if d.sampler == SamplerKind::Balanced => {
                 return Err(invalid(
                     "data.stride",
                     "the balanced sampler places windows itself; drop stride or use sampler = \"uniform\"",
@@ -544,6 +557,11 @@ impl RunConfig {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// `[train]` and `[optim]`: counts positive, learning rate and betas in range.
+    fn check_train(&self) -> Result<(), ConfigError> {
         if self.objectives.is_empty() {
             return Err(invalid(
                 "objectives",
@@ -573,11 +591,14 @@ impl RunConfig {
                 "betas must be in [0, 1) and eps positive",
             ));
         }
-        self.check_ranges()?;
+        Ok(())
+    }
 
-        // Model section: architecture first, since it picks the tokenizer template.
-        let mut table = self.model.clone();
-        let architecture: Architecture = match table.get("architecture") {
+    /// The architecture (it picks the tokenizer template) and objectives that fit it and the
+    /// data.
+    fn check_objectives(&self) -> Result<Architecture, ConfigError> {
+        let d = &self.data;
+        let architecture: Architecture = match self.model.get("architecture") {
             None => Architecture::Encoder,
             Some(v) => v
                 .clone()
@@ -609,7 +630,13 @@ impl RunConfig {
                 ));
             }
         }
+        Ok(architecture)
+    }
 
+    /// The tokenizer with the architecture's template; the objectives must fit its vocabulary
+    /// and the context its k-mer framing.
+    fn build_tokenizer(&self, architecture: Architecture) -> Result<AnyTokenizer, ConfigError> {
+        let d = &self.data;
         let spec: TokenizerSpec = self
             .tokenizer
             .spec
@@ -646,6 +673,18 @@ impl RunConfig {
                 ));
             }
         }
+        Ok(tokenizer)
+    }
+
+    /// The model config: the `[model]` table with vocabulary size, positions and special ids
+    /// filled in from the tokenizer and the context, then validated.
+    fn resolve_model(
+        &self,
+        architecture: Architecture,
+        tokenizer: &AnyTokenizer,
+    ) -> Result<(toml::Table, ModelConfig), ConfigError> {
+        let d = &self.data;
+        let mut table = self.model.clone();
         let tokens = tokenizer.window_tokens(d.context);
         let vocab = tokenizer.vocab().len();
         match table.get("vocab_size").and_then(toml::Value::as_integer) {
@@ -702,13 +741,7 @@ impl RunConfig {
         model
             .validate()
             .map_err(|e| invalid("model", e.to_string()))?;
-        let mut config = self.clone();
-        config.model = table;
-        Ok(ResolvedRun {
-            config,
-            model,
-            tokenizer,
-        })
+        Ok((table, model))
     }
 
     /// The resolved config as TOML, written into the run directory.
@@ -829,6 +862,19 @@ steps = 10
             (
                 BASE.replace("n_layers = 2", "architecture = \"decoder\""),
                 "encoder",
+            ),
+            // Typed fields: refused when read, with the key and the accepted values.
+            (
+                BASE.replace("context = 60", "context = 60\nsampler = \"random\""),
+                "unknown variant `random`, expected `uniform` or `balanced`",
+            ),
+            (
+                BASE.replace("context = 60", "context = 60\nclass_key = \"kind\""),
+                "'kind' is not type, name or name-prefix",
+            ),
+            (
+                BASE.replace("context = 60", "context = 60\nclass_weights = \"cds=1\""),
+                "'cds=1' is not class:weight",
             ),
         ];
         for (text, needle) in cases {

@@ -32,7 +32,7 @@ use dnalm_model::{
 };
 use dnalm_seq::{
     interval::{read_bed, read_gff3, Interval},
-    sampler::{ClassKey, ClassWeights, RarityBalancedSampler},
+    sampler::{ClassWeights, RarityBalancedSampler},
     window::{split_genome, RandomWindows, SplitConfig, SplitUnit, WindowSpec},
     Genome,
 };
@@ -43,7 +43,7 @@ use crate::{
     data::{BatchConfig, BatchPipeline, WindowSource},
     loss::batch_loss,
     optim::AdamW,
-    run_config::{ResolvedRun, RunConfig},
+    run_config::{ResolvedRun, RunConfig, SamplerKind},
     TargetKind,
 };
 
@@ -261,8 +261,7 @@ impl Trainer {
                 })
             }
         };
-        let weights: ClassWeights = d.class_weights.parse()?;
-        let class_key: ClassKey = d.class_key.parse()?;
+        let (weights, class_key) = (d.class_weights.clone(), d.class_key);
         let names = genome.names();
         let index = |segments: &[dnalm_seq::window::Segment],
                      weights: &ClassWeights,
@@ -281,7 +280,7 @@ impl Trainer {
             .map(|w| (w.objective.clone(), w.weight))
             .collect();
         let tokenizer = Arc::new(run.tokenizer.clone());
-        let (train_source, train_index) = if d.sampler == "balanced" {
+        let (train_source, train_index) = if d.sampler == SamplerKind::Balanced {
             let sampler = index(&split.train, &weights, cfg.seed)?.ok_or_else(|| {
                 crate::run_config::ConfigError::Invalid {
                     key: "data.sampler".into(),

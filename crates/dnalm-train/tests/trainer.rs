@@ -222,7 +222,7 @@ fn annotation_masking_trains_on_gene_annotations() {
     cfg.data.fasta = data("ecoli_MG1655.fa.gz");
     cfg.data.annotations = Some(data("ecoli_MG1655.prodigal.gff3.gz"));
     cfg.data.split_block = 20_000;
-    cfg.data.sampler = "balanced".into();
+    cfg.data.sampler = dnalm_train::run_config::SamplerKind::Balanced;
     cfg.train.steps = 2;
     let dir = tempfile::tempdir().unwrap();
     let summary = train(&cfg, dir.path(), &RunOptions::default());
