@@ -218,7 +218,10 @@ pub fn finetune(
             first = Some((fitted.net.valid(), fitted.target_scale));
         }
     }
-    let (net, target_scale) = first.ok_or_else(|| EvalError::Numeric("no run".into()))?;
+    let (net, target_scale) = first.ok_or_else(|| EvalError::BadOption {
+        option: "seeds",
+        message: "no fine-tuning run".into(),
+    })?;
     let info = HeadInfo {
         task: task.spec.name.clone(),
         label_names: match &task.spec.kind {
@@ -274,7 +277,7 @@ pub fn save_finetuned(
         &named_parameters(&net.head),
         None,
     )?;
-    let json = serde_json::to_string_pretty(info).map_err(|e| EvalError::Numeric(e.to_string()))?;
+    let json = serde_json::to_string_pretty(info).map_err(EvalError::Json)?;
     let head_json = tmp.path().join("head.json");
     std::fs::write(&head_json, json).map_err(|e| EvalError::io(&head_json, e))?;
     if dir.exists() {

@@ -78,15 +78,16 @@ pub fn classify_genome(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<WindowCall>, EvalError> {
     if info.regression {
-        return Err(EvalError::Input(format!(
-            "the model regresses a value (task '{}'); labelling needs a classifier",
-            info.task
-        )));
+        return Err(EvalError::Unsupported {
+            model: format!("the model of task '{}'", info.task),
+            message: "it regresses a value; labelling needs a classifier".into(),
+        });
     }
     if options.window == 0 || options.stride == 0 {
-        return Err(EvalError::Input(
-            "window and stride must be positive".into(),
-        ));
+        return Err(EvalError::BadOption {
+            option: "window",
+            message: "window and stride must be positive".into(),
+        });
     }
     let mut jobs: Vec<(usize, usize, char)> = Vec::new();
     for (r, len) in genome.lengths().into_iter().enumerate() {
@@ -110,10 +111,13 @@ pub fn classify_genome(
         }
     }
     if jobs.is_empty() {
-        return Err(EvalError::Input(format!(
-            "no record is {} bases long (the window); use --window",
-            options.window
-        )));
+        return Err(EvalError::BadOption {
+            option: "window",
+            message: format!(
+                "no record is {} bases long (the window); use --window",
+                options.window
+            ),
+        });
     }
     let max = net.encoder.config.max_positions;
     let mut calls = Vec::with_capacity(jobs.len());
@@ -140,7 +144,7 @@ pub fn classify_genome(
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| EvalError::Numeric(format!("{e:?}")))?;
+            .map_err(|e| crate::tensor_error("labelling", e))?;
         for (i, &(record, start, strand)) in chunk.iter().enumerate().take(n) {
             let p = &values[i * k..(i + 1) * k];
             let (label, score) = p

@@ -30,13 +30,63 @@ pub use probes::{run_probe, ProbeKind, ProbeOptions, ProbeReport, SplitFeatures}
 
 /// Everything that can go wrong in evaluation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EvalError {
-    /// The inputs are inconsistent or unusable (counts, labels, NaN...).
-    #[error("{0}")]
-    Input(String),
+    /// Features, labels or splits do not fit together (`what` names the data).
+    #[error("{what}: {message}")]
+    Mismatch {
+        /// The data (a split, a file, a routine's input).
+        what: String,
+        /// What does not fit.
+        message: String,
+    },
+    /// There is too little to fit: too few rows, or a single class.
+    #[error("{what}: {message}")]
+    TooLittleData {
+        /// The data.
+        what: String,
+        /// What is missing.
+        message: String,
+    },
+    /// A feature value is NaN or infinite.
+    #[error("{what}: embedding row {row}, column {column} is {value} (not finite)")]
+    NonFinite {
+        /// The data.
+        what: String,
+        /// 0-based row.
+        row: usize,
+        /// 0-based column.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
+    /// An option is out of range or does not fit the model.
+    #[error("{option}: {message}")]
+    BadOption {
+        /// The option, as the CLI and the options structs name it.
+        option: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The model cannot do what was asked.
+    #[error("{model}: {message}")]
+    Unsupported {
+        /// The model (its source).
+        model: String,
+        /// Why.
+        message: String,
+    },
     /// A numerical routine failed.
-    #[error("{0}")]
-    Numeric(String),
+    #[error("{routine}: {message}")]
+    Numeric {
+        /// The routine.
+        routine: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// Results could not be serialised.
+    #[error("cannot serialise results: {0}")]
+    Json(#[source] serde_json::Error),
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -71,6 +121,22 @@ impl EvalError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A tensor that could not be read back to the host.
+pub(crate) fn tensor_error(routine: &'static str, e: impl std::fmt::Debug) -> EvalError {
+    EvalError::Numeric {
+        routine,
+        message: format!("reading a tensor back: {e:?}"),
+    }
+}
+
+/// An array whose shape does not match its values (a bug if it happens).
+pub(crate) fn shape_error(routine: &'static str, e: ndarray::ShapeError) -> EvalError {
+    EvalError::Numeric {
+        routine,
+        message: e.to_string(),
     }
 }
 

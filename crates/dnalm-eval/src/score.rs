@@ -121,10 +121,11 @@ impl<'a> Scorer<'a> {
     pub fn new(encoder: &'a Checkpoint, batch_tokens: usize) -> Result<Self, EvalError> {
         let s = encoder.tokenizer.special_ids();
         if encoder.model.config.architecture == Architecture::Encoder && s.mask.is_none() {
-            return Err(EvalError::Input(format!(
-                "{}: the tokenizer has no mask token, so a masked model cannot be scored",
-                encoder.source
-            )));
+            return Err(EvalError::Unsupported {
+                model: encoder.source.clone(),
+                message: "the tokenizer has no mask token, so a masked model cannot be scored"
+                    .into(),
+            });
         }
         Ok(Scorer {
             encoder,
@@ -186,7 +187,7 @@ impl<'a> Scorer<'a> {
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| EvalError::Numeric(format!("{e:?}")))?;
+            .map_err(|e| crate::tensor_error("scoring", e))?;
         Ok(values.chunks(vocab).map(<[f32]>::to_vec).collect())
     }
 

@@ -56,9 +56,36 @@ pub enum ModelError {
         /// What is wrong.
         message: String,
     },
-    /// The input does not fit the model.
-    #[error("model input: {0}")]
-    Input(String),
+    /// The input's ids and positions do not fill its rows × tokens.
+    #[error("model input: {ids} ids and {positions} position ids for {rows} rows x {len} tokens")]
+    InputShape {
+        /// Token ids given.
+        ids: usize,
+        /// Position ids given.
+        positions: usize,
+        /// Rows.
+        rows: usize,
+        /// Tokens per row.
+        len: usize,
+    },
+    /// A token id has no row in the model's embedding.
+    #[error("model input: token id {id} is outside the model's vocabulary of {vocab_size}")]
+    TokenOutOfVocabulary {
+        /// The id.
+        id: u32,
+        /// Rows of the embedding.
+        vocab_size: usize,
+    },
+    /// A sequence is longer than the model's positions (and its positions do not extrapolate).
+    #[error("model input: sequence of {len} tokens (largest position {largest_position}) exceeds max_positions = {max_positions}")]
+    TooLong {
+        /// Tokens per row.
+        len: usize,
+        /// The largest position id.
+        largest_position: usize,
+        /// The model's limit.
+        max_positions: usize,
+    },
     /// A weight file does not fit the model.
     #[error("{}: {message}", path.display())]
     Weights {

@@ -186,31 +186,31 @@ impl DnaLm {
     fn check(&self, input: &ModelInput) -> Result<(), ModelError> {
         let n = input.rows * input.len;
         if input.input_ids.len() != n || input.position_ids.len() != n {
-            return Err(ModelError::Input(format!(
-                "{} ids and {} position ids for {} rows x {} tokens",
-                input.input_ids.len(),
-                input.position_ids.len(),
-                input.rows,
-                input.len
-            )));
+            return Err(ModelError::InputShape {
+                ids: input.input_ids.len(),
+                positions: input.position_ids.len(),
+                rows: input.rows,
+                len: input.len,
+            });
         }
         if let Some(&bad) = input
             .input_ids
             .iter()
             .find(|&&id| id as usize >= self.config.vocab_size)
         {
-            return Err(ModelError::Input(format!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                self.config.vocab_size
-            )));
+            return Err(ModelError::TokenOutOfVocabulary {
+                id: bad,
+                vocab_size: self.config.vocab_size,
+            });
         }
         let longest = input.position_ids.iter().copied().max().unwrap_or(0) as usize;
         let beyond = longest >= self.config.max_positions || input.len > self.config.max_positions;
         if beyond && !self.config.extrapolates() {
-            return Err(ModelError::Input(format!(
-                "sequence of {} tokens (largest position {longest}) exceeds max_positions = {}",
-                input.len, self.config.max_positions
-            )));
+            return Err(ModelError::TooLong {
+                len: input.len,
+                largest_position: longest,
+                max_positions: self.config.max_positions,
+            });
         }
         Ok(())
     }

@@ -123,7 +123,7 @@ impl TaskSpec {
     }
 
     /// Parses a label as written in a table.
-    pub fn parse_label(&self, text: &str) -> std::result::Result<Label, String> {
+    pub(crate) fn parse_label(&self, text: &str) -> std::result::Result<Label, String> {
         let text = text.trim();
         match &self.kind {
             TaskKind::Regression => text

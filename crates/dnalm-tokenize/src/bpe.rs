@@ -166,7 +166,7 @@ impl BpeTokenizer {
 
 fn vocab_of(hf: &tokenizers::Tokenizer) -> Result<Vocab> {
     Vocab::from_map(&hf.get_vocab(true))
-        .map_err(|m| TokenizeError::invalid("tokenizer.json vocabulary", m))
+        .map_err(|e| TokenizeError::invalid("tokenizer.json vocabulary", e.to_string()))
 }
 
 impl Tokenizer for BpeTokenizer {

@@ -31,9 +31,31 @@ pub enum TokenizeError {
         /// What was wrong.
         message: String,
     },
+    /// A vocabulary lists a token twice.
+    #[error("token '{token}' appears twice in the vocabulary")]
+    DuplicateToken {
+        /// The token.
+        token: String,
+    },
+    /// A vocabulary gives a token an id beyond its size.
+    #[error("token '{token}' has id {id}, beyond the vocabulary size {size}")]
+    TokenIdOutOfRange {
+        /// The token.
+        token: String,
+        /// Its id.
+        id: u32,
+        /// Tokens in the vocabulary.
+        size: usize,
+    },
+    /// A vocabulary has no token for an id below its size.
+    #[error("no token has id {id}")]
+    MissingTokenId {
+        /// The id.
+        id: u32,
+    },
     /// The Hugging Face `tokenizers` library reported an error.
     #[error("tokenizers: {0}")]
-    Hf(String),
+    Hf(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Reading sequences failed.
     #[error(transparent)]
     Seq(#[from] dnalm_seq::SeqError),
@@ -47,8 +69,8 @@ impl TokenizeError {
         }
     }
 
-    pub(crate) fn hf(e: impl std::fmt::Display) -> Self {
-        TokenizeError::Hf(e.to_string())
+    pub(crate) fn hf(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        TokenizeError::Hf(e.into())
     }
 }
 

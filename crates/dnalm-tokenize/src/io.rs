@@ -299,7 +299,8 @@ impl AnyTokenizer {
                     read_vocab_txt(&vocab_path)?
                 } else {
                     let hf = load_hf()?;
-                    Vocab::from_map(&hf.get_vocab(true)).map_err(|m| format_err(&json_path, m))?
+                    Vocab::from_map(&hf.get_vocab(true))
+                        .map_err(|e| format_err(&json_path, e.to_string()))?
                 };
                 Self::with_vocab(tokenizer, vocab, template)
             }
@@ -315,7 +316,7 @@ impl AnyTokenizer {
                     let hf = load_hf()?;
                     (
                         Vocab::from_map(&hf.get_vocab(true))
-                            .map_err(|m| format_err(&json_path, m))?,
+                            .map_err(|e| format_err(&json_path, e.to_string()))?,
                         &json_path,
                     )
                 };
@@ -441,7 +442,7 @@ pub fn read_vocab_txt(path: &Path) -> Result<Vocab> {
     if tokens.is_empty() {
         return Err(format_err(path, "empty vocabulary".into()));
     }
-    Vocab::new(tokens).map_err(|m| format_err(path, m))
+    Vocab::new(tokens).map_err(|e| format_err(path, e.to_string()))
 }
 
 enum PreTokenizer {

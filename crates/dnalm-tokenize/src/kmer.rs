@@ -76,7 +76,7 @@ impl KmerTokenizer {
             // (for k = 1 the single bases already are the 1-mers)
             tokens.extend((0..1usize << (2 * k)).map(|c| kmer_string(c, k)));
         }
-        let vocab = Vocab::new(tokens).map_err(|m| TokenizeError::invalid("vocabulary", m))?;
+        let vocab = Vocab::new(tokens)?;
         Self::with_vocab(k, overlapping, vocab, template)
     }
 

@@ -1,5 +1,6 @@
 //! Vocabularies and special tokens.
 
+use crate::TokenizeError;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -85,32 +86,34 @@ pub struct Vocab {
 
 impl Vocab {
     /// Builds a vocabulary from tokens in id order; duplicates are an error naming the token.
-    pub fn new(tokens: Vec<String>) -> Result<Self, String> {
+    pub fn new(tokens: Vec<String>) -> Result<Self, TokenizeError> {
         let mut ids = HashMap::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
             if ids.insert(t.clone(), i as u32).is_some() {
-                return Err(format!("token '{t}' appears twice"));
+                return Err(TokenizeError::DuplicateToken { token: t.clone() });
             }
         }
         Ok(Vocab { tokens, ids })
     }
 
     /// Builds a vocabulary from a token -> id map whose ids are exactly `0..len`.
-    pub fn from_map(map: &HashMap<String, u32>) -> Result<Self, String> {
+    pub fn from_map(map: &HashMap<String, u32>) -> Result<Self, TokenizeError> {
         let mut tokens = vec![None; map.len()];
         for (t, &id) in map {
-            let slot = tokens.get_mut(id as usize).ok_or_else(|| {
-                format!(
-                    "token '{t}' has id {id}, beyond the vocabulary size {}",
-                    map.len()
-                )
-            })?;
+            let slot =
+                tokens
+                    .get_mut(id as usize)
+                    .ok_or_else(|| TokenizeError::TokenIdOutOfRange {
+                        token: t.clone(),
+                        id,
+                        size: map.len(),
+                    })?;
             *slot = Some(t.clone());
         }
         let tokens = tokens
             .into_iter()
             .enumerate()
-            .map(|(i, t)| t.ok_or_else(|| format!("no token has id {i}")))
+            .map(|(i, t)| t.ok_or(TokenizeError::MissingTokenId { id: i as u32 }))
             .collect::<Result<Vec<_>, _>>()?;
         Vocab::new(tokens)
     }

@@ -362,18 +362,18 @@ impl RunConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        let mut config = Self::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.rebase(base);
         Ok(config)
     }
 
     /// Parses TOML text (paths stay as written).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: one_line(&e.to_string()),
+        })
     }
 
     /// Makes relative paths relative to `base`.
@@ -838,7 +838,7 @@ steps = 10
         assert_eq!(cfg.objectives.len(), 2);
         assert_eq!(cfg.objectives[0].weight, 0.7);
         // The resolved config round-trips through TOML.
-        let back = RunConfig::parse(&run.config.to_toml()).unwrap();
+        let back = RunConfig::parse(&run.config.to_toml(), Path::new("run.toml")).unwrap();
         assert_eq!(back, run.config);
     }
 

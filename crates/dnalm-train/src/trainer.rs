@@ -534,10 +534,7 @@ impl Trainer {
             path: state_path.clone(),
             message: e.to_string(),
         })?;
-        let saved = RunConfig::parse(&state.config).map_err(|message| TrainError::RunDir {
-            path: state_path.clone(),
-            message,
-        })?;
+        let saved = RunConfig::parse(&state.config, &state_path)?;
         let differences = saved.differences(cfg);
         if !differences.is_empty() {
             return Err(TrainError::RunDir {

@@ -48,7 +48,7 @@ keep_last = 2
 "#,
         data("lambda_phage.fa").display()
     );
-    RunConfig::parse(&text).unwrap()
+    RunConfig::parse(&text, std::path::Path::new("run.toml")).unwrap()
 }
 
 const MLM: &str = "[[objectives]]\ntype = \"mlm\"\nmask_rate = 0.15\n";

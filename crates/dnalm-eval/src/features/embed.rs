@@ -87,12 +87,15 @@ impl std::str::FromStr for Granularity {
 }
 
 /// Parses `mean`, `cls` or `max`.
-pub fn parse_pooling(s: &str) -> Result<Pooling, String> {
+pub fn parse_pooling(s: &str) -> Result<Pooling, EvalError> {
     match s {
         "mean" => Ok(Pooling::Mean),
         "cls" => Ok(Pooling::Cls),
         "max" => Ok(Pooling::Max),
-        _ => Err(format!("'{s}' is not mean, cls or max")),
+        _ => Err(EvalError::BadOption {
+            option: "pooling",
+            message: format!("'{s}' is not mean, cls or max"),
+        }),
     }
 }
 
@@ -196,14 +199,20 @@ impl<'a> Embedder<'a> {
         for &l in &options.layers {
             let index = if l < 0 { n + 1 + l } else { l };
             if !(0..=n).contains(&index) {
-                return Err(EvalError::Input(format!(
-                    "layer {l} does not exist: the model has layers 0..={n} (or -1 for the last)"
-                )));
+                return Err(EvalError::BadOption {
+                    option: "layers",
+                    message: format!(
+                        "layer {l} does not exist: the model has layers 0..={n} (or -1 for the last)"
+                    ),
+                });
             }
             layers.push(index as usize);
         }
         if layers.is_empty() {
-            return Err(EvalError::Input("no layer chosen".into()));
+            return Err(EvalError::BadOption {
+                option: "layers",
+                message: "no layer chosen".into(),
+            });
         }
         let tk = &encoder.tokenizer;
         let (prefix, suffix) = tk.template_tokens();
@@ -211,30 +220,34 @@ impl<'a> Embedder<'a> {
             && options.granularity == Granularity::Sequence
             && prefix.is_none()
         {
-            return Err(EvalError::Input(format!(
-                "{}: its tokenizer adds no leading special token, so there is no [CLS] state; \
-                 use mean or max pooling",
-                encoder.source
-            )));
+            return Err(EvalError::Unsupported {
+                model: encoder.source.clone(),
+                message: "its tokenizer adds no leading special token, so there is no [CLS] \
+                          state; use mean or max pooling"
+                    .into(),
+            });
         }
         if options.reverse_complement && options.granularity == Granularity::Token {
-            return Err(EvalError::Input(
-                "reverse-complement averaging needs per-sequence or per-base output (tokens of \
-                 the two strands do not pair up)"
+            return Err(EvalError::BadOption {
+                option: "reverse_complement",
+                message: "reverse-complement averaging needs per-sequence or per-base output \
+                          (tokens of the two strands do not pair up)"
                     .into(),
-            ));
+            });
         }
         let window = tk.room(encoder.model.config.max_positions);
         if window == 0 {
-            return Err(EvalError::Input(
-                "the model's context holds no tokens".into(),
-            ));
+            return Err(EvalError::Unsupported {
+                model: encoder.source.clone(),
+                message: "the model's context holds no tokens".into(),
+            });
         }
         let overlap = options.overlap.unwrap_or((window / 4).min(64));
         if overlap * 2 >= window {
-            return Err(EvalError::Input(format!(
-                "overlap {overlap} must be under half the window ({window} tokens)"
-            )));
+            return Err(EvalError::BadOption {
+                option: "overlap",
+                message: format!("{overlap} must be under half the window ({window} tokens)"),
+            });
         }
         Ok(Embedder {
             encoder,
@@ -426,9 +439,9 @@ impl<'a> Embedder<'a> {
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| EvalError::Numeric(format!("{e:?}")))?;
+            .map_err(|e| crate::tensor_error("embedding", e))?;
         ndarray::Array3::from_shape_vec((b, len, d), values)
-            .map_err(|e| EvalError::Numeric(e.to_string()))
+            .map_err(|e| crate::shape_error("embedding", e))
     }
 
     fn finish(&self, sink: Sink, tok: &Tokenised) -> SequenceVectors {

@@ -85,11 +85,10 @@ impl Labelled {
     /// in errors (a file or split).
     pub fn new(x: Array2<f32>, y: Targets, what: &str) -> Result<Labelled, EvalError> {
         if x.nrows() != y.len() {
-            return Err(EvalError::Input(format!(
-                "{what}: {} embedding rows but {} labels",
-                x.nrows(),
-                y.len()
-            )));
+            return Err(EvalError::Mismatch {
+                what: what.to_string(),
+                message: format!("{} embedding rows but {} labels", x.nrows(), y.len()),
+            });
         }
         check_finite(x.view(), what)?;
         if let Targets::Classes {
@@ -98,9 +97,10 @@ impl Labelled {
         } = &y
         {
             if let Some(bad) = labels.iter().find(|&&l| l as usize >= *num_classes) {
-                return Err(EvalError::Input(format!(
-                    "{what}: label {bad} is outside 0..{num_classes}"
-                )));
+                return Err(EvalError::Mismatch {
+                    what: what.to_string(),
+                    message: format!("label {bad} is outside 0..{num_classes}"),
+                });
             }
         }
         Ok(Labelled { x, y })
@@ -119,10 +119,12 @@ impl Labelled {
 pub fn check_finite(x: ArrayView2<f32>, what: &str) -> Result<(), EvalError> {
     for (r, row) in x.rows().into_iter().enumerate() {
         if let Some(c) = row.iter().position(|v| !v.is_finite()) {
-            return Err(EvalError::Input(format!(
-                "{what}: embedding row {r}, column {c} is {} (not finite)",
-                row[c]
-            )));
+            return Err(EvalError::NonFinite {
+                what: what.to_string(),
+                row: r,
+                column: c,
+                value: row[c],
+            });
         }
     }
     Ok(())

@@ -103,12 +103,14 @@ impl EmbeddingWriter {
     /// Appends one sequence's vectors (`rows x width`).
     pub fn push(&mut self, id: &str, label: &str, vectors: &Array2<f32>) -> Result<(), EvalError> {
         if vectors.ncols() != self.width {
-            return Err(EvalError::Input(format!(
-                "{}: vectors of width {} where the file holds {}",
-                id,
-                vectors.ncols(),
-                self.width
-            )));
+            return Err(EvalError::Mismatch {
+                what: id.to_string(),
+                message: format!(
+                    "vectors of width {} where the file holds {}",
+                    vectors.ncols(),
+                    self.width
+                ),
+            });
         }
         // One write per sequence, not per value.
         let bytes: Vec<u8> = vectors.iter().flat_map(|v| v.to_le_bytes()).collect();

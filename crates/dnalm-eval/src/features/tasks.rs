@@ -46,20 +46,22 @@ pub fn split_rows(task: &Task) -> Result<[Vec<&LabelledSequence>; 3], EvalError>
     let rows = Split::ALL.map(|s| task.split(s).collect::<Vec<_>>());
     let name = &task.spec.name;
     if rows[0].is_empty() || rows[2].is_empty() {
-        return Err(EvalError::Input(format!(
-            "task {name} ({}): needs train and test rows (has {} train, {} test)",
-            task.dir.display(),
-            rows[0].len(),
-            rows[2].len()
-        )));
+        return Err(EvalError::TooLittleData {
+            what: format!("task {name} ({})", task.dir.display()),
+            message: format!(
+                "needs train and test rows (has {} train, {} test)",
+                rows[0].len(),
+                rows[2].len()
+            ),
+        });
     }
     if let TaskKind::Classification { .. } = task.spec.kind {
         let t = targets(task, &rows[0]);
         if t.classes_present() < 2 {
-            return Err(EvalError::Input(format!(
-                "task {name} ({}): the training split has a single class; nothing to learn",
-                task.dir.display()
-            )));
+            return Err(EvalError::TooLittleData {
+                what: format!("task {name} ({})", task.dir.display()),
+                message: "the training split has a single class; nothing to learn".into(),
+            });
         }
     }
     Ok(rows)
@@ -89,14 +91,16 @@ pub fn check_tokenizer(task: &Task, encoder: &Checkpoint) -> Result<(), EvalErro
         .build(ours.template())
         .map_err(|e| bad(format!("\"tokenizer\": {e}")))?;
     if theirs.kind() != ours.kind() || theirs.vocab().tokens() != ours.vocab().tokens() {
-        return Err(EvalError::Input(format!(
-            "task {} expects the {} tokenizer ({expected}) but {} uses {} with {} tokens",
-            task.spec.name,
-            theirs.kind(),
-            encoder.source,
-            ours.kind(),
-            ours.vocab().len()
-        )));
+        return Err(EvalError::Mismatch {
+            what: format!("task {}", task.spec.name),
+            message: format!(
+                "expects the {} tokenizer ({expected}) but {} uses {} with {} tokens",
+                theirs.kind(),
+                encoder.source,
+                ours.kind(),
+                ours.vocab().len()
+            ),
+        });
     }
     Ok(())
 }
@@ -158,16 +162,17 @@ pub fn features_task(
         let width = vectors.first().map_or(0, Vec::len);
         let flat: Vec<f32> = vectors.into_iter().flatten().collect();
         Array2::from_shape_vec((rows.len(), width), flat)
-            .map_err(|e| EvalError::Numeric(e.to_string()))
+            .map_err(|e| crate::shape_error("embedding", e))
     })
 }
 
 /// Fails unless the embedder gives one vector per sequence.
 fn require_pooled(granularity: Granularity) -> Result<(), EvalError> {
     if granularity != Granularity::Sequence {
-        return Err(EvalError::Input(
-            "probes need one vector per sequence (pooled embeddings)".into(),
-        ));
+        return Err(EvalError::BadOption {
+            option: "granularity",
+            message: "probes need one vector per sequence (pooled embeddings)".into(),
+        });
     }
     Ok(())
 }

@@ -75,7 +75,10 @@ pub fn fit<N: Module + Clone>(
     options: &FitOptions,
 ) -> Result<Fitted<N>, EvalError> {
     if train.is_empty() {
-        return Err(EvalError::Input("no training rows".into()));
+        return Err(EvalError::TooLittleData {
+            what: "training".into(),
+            message: "no training rows".into(),
+        });
     }
     let target_scale = match targets {
         Targets::Values(v) => {
@@ -110,9 +113,10 @@ pub fn fit<N: Module + Clone>(
             let loss = loss(out, targets, rows, target_scale)?;
             let value = loss.clone().into_scalar::<f32>();
             if !value.is_finite() {
-                return Err(EvalError::Numeric(format!(
-                    "training loss became {value} at epoch {epoch}"
-                )));
+                return Err(EvalError::Numeric {
+                    routine: "training",
+                    message: format!("the loss became {value} at epoch {epoch}"),
+                });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             let lr = optim_config.lr_at(step, total);
@@ -139,8 +143,10 @@ pub fn fit<N: Module + Clone>(
             }
         }
     }
-    let (net, best_epoch, best_valid_loss) =
-        best.ok_or_else(|| EvalError::Numeric("no epoch ran".into()))?;
+    let (net, best_epoch, best_valid_loss) = best.ok_or_else(|| EvalError::BadOption {
+        option: "epochs",
+        message: "no epoch ran".into(),
+    })?;
     Ok(Fitted {
         net,
         best_epoch,
@@ -201,8 +207,9 @@ pub fn predict<N: Module>(
             y.into_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()
-                .map_err(|e| EvalError::Numeric(format!("{e:?}")))?,
+                .map_err(|e| crate::tensor_error("prediction", e))?,
         );
     }
-    Array2::from_shape_vec((rows.len(), width), out).map_err(|e| EvalError::Numeric(e.to_string()))
+    Array2::from_shape_vec((rows.len(), width), out)
+        .map_err(|e| crate::shape_error("prediction", e))
 }

@@ -45,9 +45,10 @@ impl LinearModel {
             num_classes,
         } = &train.y
         else {
-            return Err(EvalError::Input(
-                "logistic regression needs class labels".into(),
-            ));
+            return Err(EvalError::Mismatch {
+                what: "logistic regression".into(),
+                message: "needs class labels".into(),
+            });
         };
         let k = *num_classes;
         let d = train.x.ncols();
@@ -55,9 +56,10 @@ impl LinearModel {
         present.sort_unstable();
         present.dedup();
         if present.len() < 2 {
-            return Err(EvalError::Input(
-                "logistic regression: the training rows have a single class; it needs two".into(),
-            ));
+            return Err(EvalError::TooLittleData {
+                what: "logistic regression".into(),
+                message: "the training rows have a single class; it needs two".into(),
+            });
         }
         let mut index = vec![0usize; k.max(present.len())];
         for (i, &c) in present.iter().enumerate() {
@@ -105,9 +107,10 @@ impl LinearModel {
     /// gradients on centred data.
     pub fn ridge(train: &Labelled, lambda: f64) -> Result<LinearModel, EvalError> {
         let Targets::Values(y) = &train.y else {
-            return Err(EvalError::Input(
-                "ridge regression needs real-valued labels".into(),
-            ));
+            return Err(EvalError::Mismatch {
+                what: "ridge regression".into(),
+                message: "needs real-valued labels".into(),
+            });
         };
         let x = train.x.mapv(|v| v as f64);
         let n = x.nrows() as f64;

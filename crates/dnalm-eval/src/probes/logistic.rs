@@ -75,15 +75,19 @@ pub fn fit_logistic(
 ) -> Result<LogisticSolution, EvalError> {
     let (rows, dims) = x.dim();
     if rows != classes.len() || rows == 0 || num_classes < 2 {
-        return Err(EvalError::Input(format!(
-            "logistic regression: {rows} feature rows, {} labels and {num_classes} classes",
-            classes.len()
-        )));
+        return Err(EvalError::Mismatch {
+            what: "logistic regression".into(),
+            message: format!(
+                "{rows} feature rows, {} labels and {num_classes} classes",
+                classes.len()
+            ),
+        });
     }
     if let Some(&bad) = classes.iter().find(|&&c| c >= num_classes) {
-        return Err(EvalError::Input(format!(
-            "logistic regression: class {bad} is not below {num_classes}"
-        )));
+        return Err(EvalError::Mismatch {
+            what: "logistic regression".into(),
+            message: format!("class {bad} is not below {num_classes}"),
+        });
     }
     let columns = if num_classes == 2 { 1 } else { num_classes };
     let x = x.as_standard_layout();
@@ -100,8 +104,9 @@ pub fn fit_logistic(
         Some(s) if s.len() == size => s.clone(),
         _ => Array1::zeros(size),
     };
-    let numeric = |e: argmin::core::Error| {
-        EvalError::Numeric(format!("logistic regression (L-BFGS) failed: {e}"))
+    let numeric = |e: argmin::core::Error| EvalError::Numeric {
+        routine: "logistic regression (L-BFGS)",
+        message: e.to_string(),
     };
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), HISTORY)
         .with_tolerance_grad(1e-5)
@@ -113,9 +118,10 @@ pub fn fit_logistic(
     let state = result.state();
     let params = state.get_best_param().cloned().unwrap_or(init);
     if params.iter().any(|v| !v.is_finite()) {
-        return Err(EvalError::Numeric(
-            "logistic regression diverged (non-finite weights)".into(),
-        ));
+        return Err(EvalError::Numeric {
+            routine: "logistic regression (L-BFGS)",
+            message: "diverged (non-finite weights)".into(),
+        });
     }
     Ok(LogisticSolution {
         params,

@@ -54,7 +54,7 @@ pub(crate) fn mlp_fit_predict(
     let device = crate::train_device();
     // Training and selection rows in one table; forward gathers rows by index.
     let all = ndarray::concatenate(Axis(0), &[train.x.view(), select.x.view()])
-        .map_err(|e| EvalError::Numeric(e.to_string()))?;
+        .map_err(|e| crate::shape_error("MLP probe", e))?;
     let targets = concat_targets(&train.y, &select.y);
     let n_train = train.x.nrows();
     let rows_of = |table: &Array2<f32>, rows: &[usize], device: &Device| {

@@ -99,24 +99,31 @@ impl SplitFeatures {
         let d = self.train.x.ncols();
         for (name, part) in [("valid", &self.valid), ("test", &self.test)] {
             if part.x.nrows() > 0 && part.x.ncols() != d {
-                return Err(EvalError::Input(format!(
-                    "{what}: {name} has {} feature columns, train has {d}",
-                    part.x.ncols()
-                )));
+                return Err(EvalError::Mismatch {
+                    what: what.to_string(),
+                    message: format!(
+                        "{name} has {} feature columns, train has {d}",
+                        part.x.ncols()
+                    ),
+                });
             }
         }
         if self.train.x.nrows() < 2 || self.test.x.nrows() == 0 {
-            return Err(EvalError::Input(format!(
-                "{what}: needs at least 2 training rows and 1 test row (has {} and {})",
-                self.train.x.nrows(),
-                self.test.x.nrows()
-            )));
+            return Err(EvalError::TooLittleData {
+                what: what.to_string(),
+                message: format!(
+                    "needs at least 2 training rows and 1 test row (has {} and {})",
+                    self.train.x.nrows(),
+                    self.test.x.nrows()
+                ),
+            });
         }
         if let Targets::Classes { .. } = self.train.y {
             if self.train.y.classes_present() < 2 {
-                return Err(EvalError::Input(format!(
-                    "{what}: the training split has a single class; a classifier needs two"
-                )));
+                return Err(EvalError::TooLittleData {
+                    what: what.to_string(),
+                    message: "the training split has a single class; a classifier needs two".into(),
+                });
             }
         }
         Ok(())
@@ -330,8 +337,10 @@ impl<'a> Probe<'a> {
                     }
                     start = Some(solution);
                 }
-                best.0
-                    .ok_or_else(|| EvalError::Numeric("no L2 strength was fitted".into()))
+                best.0.ok_or_else(|| EvalError::Numeric {
+                    routine: "linear probe",
+                    message: "no L2 strength was fitted".into(),
+                })
             }
             (ProbeKind::Linear, Targets::Values(_)) => {
                 let mut best = (Choice::Lambda(L2_GRID[0]), f64::NAN);

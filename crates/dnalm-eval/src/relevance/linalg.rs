@@ -24,20 +24,24 @@ pub fn gram(x: ArrayView2<f32>) -> Array2<f64> {
 pub fn symmetric_eigen(a: Array2<f64>) -> Result<(Array1<f64>, Array2<f64>), EvalError> {
     let n = a.nrows();
     if a.ncols() != n {
-        return Err(EvalError::Numeric(format!(
-            "eigen-decomposition of a non-square {n} x {} matrix",
-            a.ncols()
-        )));
+        return Err(EvalError::Numeric {
+            routine: "eigen-decomposition",
+            message: format!("a non-square {n} x {} matrix", a.ncols()),
+        });
     }
     if a.iter().any(|v| !v.is_finite()) {
-        return Err(EvalError::Numeric(
-            "eigen-decomposition of a matrix with non-finite values".into(),
-        ));
+        return Err(EvalError::Numeric {
+            routine: "eigen-decomposition",
+            message: "a matrix with non-finite values".into(),
+        });
     }
     let m = faer::Mat::<f64>::from_fn(n, n, |i, j| a[[i, j]]);
     let evd = m
         .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|e| EvalError::Numeric(format!("eigen-decomposition failed: {e:?}")))?;
+        .map_err(|e| EvalError::Numeric {
+            routine: "eigen-decomposition",
+            message: format!("failed: {e:?}"),
+        })?;
     let values = evd.S().column_vector();
     let vectors = evd.U();
     Ok((

@@ -35,11 +35,10 @@ impl Gram {
 
     fn check(&self, x: ArrayView2<f32>) -> Result<(), EvalError> {
         if self.0.nrows() != x.ncols() {
-            return Err(EvalError::Input(format!(
-                "a Gram matrix of {} columns for features of {}",
-                self.0.nrows(),
-                x.ncols()
-            )));
+            return Err(EvalError::Mismatch {
+                what: "Gram matrix".into(),
+                message: format!("{} columns for features of {}", self.0.nrows(), x.ncols()),
+            });
         }
         Ok(())
     }
@@ -55,7 +54,10 @@ pub fn logme_with(x: ArrayView2<f32>, gram: &Gram, targets: &Targets) -> Result<
     let n = x.nrows();
     let d = x.ncols();
     if n == 0 {
-        return Err(EvalError::Input("LogME needs at least one row".into()));
+        return Err(EvalError::TooLittleData {
+            what: "LogME".into(),
+            message: "needs at least one row".into(),
+        });
     }
     gram.check(x)?;
     // Thin SVD through the Gram matrix (the reference's `truncated_svd`): F = U S Vᵀ with
@@ -147,7 +149,10 @@ pub fn h_score_with(
     let n = x.nrows();
     let d = x.ncols();
     if n < 2 {
-        return Err(EvalError::Input("H-score needs at least two rows".into()));
+        return Err(EvalError::TooLittleData {
+            what: "H-score".into(),
+            message: "needs at least two rows".into(),
+        });
     }
     gram.check(x)?;
     let mut mean = Array1::<f64>::zeros(d);

@@ -31,8 +31,7 @@ fn fmt(v: f64) -> String {
 pub fn write_report(dir: &Path, results: &BenchResults) -> Result<std::path::PathBuf, EvalError> {
     let plots = dir.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| EvalError::io(&plots, e))?;
-    let json =
-        serde_json::to_string_pretty(results).map_err(|e| EvalError::Numeric(e.to_string()))?;
+    let json = serde_json::to_string_pretty(results).map_err(EvalError::Json)?;
     write_text(&dir.join("results.json"), &json)?;
 
     let mut md = String::from("# dnalm bench\n\n");
