@@ -159,6 +159,20 @@ impl<F: FnMut(&str)> Progress for F {
 /// Runs the whole bench: the baselines on every task, then for each model and task the stages
 /// in order — features (embeddings, once) → relevance scores → probes → fine-tuning — and the
 /// task affinity of each model's features.
+///
+/// ```no_run
+/// use dnalm_eval::bench::{run_bench, BenchConfig};
+/// use dnalm_eval::features::embed::ModelSpec;
+///
+/// let config = BenchConfig {
+///     models: vec![ModelSpec::parse("runs/mlm/checkpoint-001000")],
+///     tasks: vec!["data/tasks/promoters".into()],
+///     ..BenchConfig::default()
+/// };
+/// let results = run_bench(&config, &mut |message: &str| eprintln!("{message}"))?;
+/// dnalm_eval::report::write_report("bench".as_ref(), &results)?;
+/// # Ok::<(), dnalm_eval::EvalError>(())
+/// ```
 pub fn run_bench(
     config: &BenchConfig,
     progress: &mut dyn Progress,

@@ -20,6 +20,22 @@
 //! The CPU backend is burn's Flex; the `cuda` feature adds CubeCL CUDA. On Flex, every
 //! pre-LayerNorm encoder layer with padding-only attention runs as one fused operation with a
 //! hand-written backward pass ([`fused`]): the speed of training and inference on the CPU.
+//!
+//! A trained model is opened with its tokenizer as a [`Checkpoint`]; a fresh one is built from a
+//! config:
+//!
+//! ```
+//! use dnalm_model::{Architecture, AttentionPattern, DnaLm, ModelConfig, ModelInput};
+//!
+//! let mut config = ModelConfig::new(Architecture::Encoder, 8);
+//! (config.d_model, config.n_layers, config.n_heads, config.d_ffn) = (16, 1, 2, 32);
+//! config.max_positions = 16;
+//! let model = DnaLm::seeded(&config, &dnalm_model::cpu(), 1)?;
+//! let input = ModelInput::from_rows(&[vec![1, 2, 3, 4]], AttentionPattern::Bidirectional);
+//! let hidden = model.forward(&input)?; // rows x tokens x d_model
+//! assert_eq!(hidden.dims(), [1, 4, 16]);
+//! # Ok::<(), dnalm_model::ModelError>(())
+//! ```
 
 pub mod attention;
 pub mod block;

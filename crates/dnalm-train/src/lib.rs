@@ -20,6 +20,20 @@
 //! | permutation LM | [`objectives::permutation`] | two-stream (content / query) | the last tokens of a random order |
 //! | denoising | [`objectives::denoise`] | bidirectional | the original token everywhere |
 //! | annotation-aware masking | [`objectives::annotation`] | bidirectional | whole masked elements + background |
+//!
+//! A run is a config file resolved against its tokenizer and data, then trained into a run
+//! directory (`dnalm pretrain` does exactly this, with progress bars and Ctrl-C):
+//!
+//! ```no_run
+//! use dnalm_train::{trainer::Silent, RunConfig, RunOptions, Trainer};
+//!
+//! let run = RunConfig::load("configs/mlm.toml".as_ref())?.resolve()?;
+//! let device = dnalm_model::cpu().autodiff();
+//! let trainer = Trainer::new(run, "runs/mlm".as_ref(), device)?;
+//! let summary = trainer.run(&RunOptions::default(), &mut Silent)?;
+//! println!("{} steps", summary.step);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod baseline;
 pub mod checkpoints;

@@ -204,6 +204,22 @@ pub fn headline(targets: &Targets) -> &'static str {
 }
 
 /// Runs one probe on a task's splits under the module's protocol.
+///
+/// ```
+/// use dnalm_eval::{run_probe, Labelled, ProbeKind, ProbeOptions, SplitFeatures, Targets};
+/// use ndarray::Array2;
+///
+/// // Class = whether the first feature is positive.
+/// let split = |n: usize, shift: usize| {
+///     let x = Array2::from_shape_fn((n, 3), |(i, j)| (((i + shift) * 7 + j * 3) % 11) as f32 - 5.0);
+///     let labels = x.column(0).iter().map(|&v| (v > 0.0) as u32).collect();
+///     Labelled { x, y: Targets::Classes { labels, num_classes: 2 } }
+/// };
+/// let data = SplitFeatures { train: split(80, 0), valid: split(20, 1), test: split(40, 2) };
+/// let report = run_probe(ProbeKind::Linear, &data, &ProbeOptions::default())?;
+/// assert!(report.mean("mcc") > 0.9);
+/// # Ok::<(), dnalm_eval::EvalError>(())
+/// ```
 pub fn run_probe(
     kind: ProbeKind,
     data: &SplitFeatures,
