@@ -1,11 +1,17 @@
 //! Speed of the relevance path on 50,000 x 512 embeddings (the target: seconds).
 //!
 //! `cargo bench -p dnalm-eval --bench relevance_speed` (BENCH_ROWS / BENCH_DIMS override the
-//! shape). Times LogME, H-score, and the linear probe protocol (L2 strength chosen on a
-//! validation split over 4 values, then 5 refits each leaving out one fold, scored on test).
+//! shape). Times, with criterion (10 samples each): LogME, H-score, and the linear probe
+//! protocol (L2 strength chosen on a validation split, then 5 refits each leaving out one fold,
+//! scored on test). There is no peer in this bench to alternate with, so criterion's sampling
+//! and its median/confidence interval are the right tool.
 
-use std::time::Instant;
+// criterion_group! defines an undocumented public function.
+#![allow(missing_docs)]
 
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
 use dnalm_eval::{
     features::{Labelled, Targets},
     probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
@@ -42,37 +48,37 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn main() {
+fn relevance(c: &mut Criterion) {
     let n = env("BENCH_ROWS", 50_000);
     let d = env("BENCH_DIMS", 512);
-    let train = planted(n, d, 1);
-    let t = Instant::now();
-    let evidence = logme(train.x.view(), &train.y).expect("logme");
-    let logme_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let Targets::Classes { labels, .. } = &train.y else {
-        unreachable!()
-    };
-    let h = h_score(train.x.view(), labels, 2).expect("h-score");
-    let h_s = t.elapsed().as_secs_f64();
     let data = SplitFeatures {
-        train,
+        train: planted(n, d, 1),
         valid: planted(n / 10, d, 2),
         test: planted(n / 10, d, 3),
     };
-    let t = Instant::now();
-    let report = run_probe(ProbeKind::Linear, &data, &ProbeOptions::default()).expect("probe");
-    let probe_s = t.elapsed().as_secs_f64();
-    println!(
+    let Targets::Classes { labels, .. } = &data.train.y else {
+        unreachable!("planted() makes classes")
+    };
+    eprintln!(
         "rows {n} x dims {d}, threads {}",
         rayon::current_num_threads()
     );
-    println!("logme            {logme_s:>7.2} s   (evidence {evidence:.4})");
-    println!("h-score          {h_s:>7.2} s   (score {h:.4})");
-    println!(
-        "linear probe     {probe_s:>7.2} s   (4 L2 values on valid + 5 fold refits; test mcc {:.3}, {})",
-        report.mean("mcc"),
-        report.chosen
-    );
-    println!("logme + probe    {:>7.2} s", logme_s + probe_s);
+    let mut group = c.benchmark_group(format!("relevance {n}x{d}"));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(20));
+    group.bench_function("logme", |b| {
+        b.iter(|| logme(data.train.x.view(), &data.train.y).expect("logme"))
+    });
+    group.bench_function("h-score", |b| {
+        b.iter(|| h_score(data.train.x.view(), labels, 2).expect("h-score"))
+    });
+    group.bench_function("linear probe (L2 on valid + 5 fold refits)", |b| {
+        b.iter(|| run_probe(ProbeKind::Linear, &data, &ProbeOptions::default()).expect("probe"))
+    });
+    group.finish();
 }
+
+criterion_group!(benches, relevance);
+criterion_main!(benches);
