@@ -306,7 +306,7 @@ impl<'a> Scorer<'a> {
                 )));
             };
             let len = genome.lengths()[chrom];
-            let start = (r.pos - 1) as usize;
+            let start = r.pos.offset();
             let end = start + r.reference.len();
             if end > len {
                 return Err(at(format!(

@@ -54,8 +54,8 @@ pub enum SeqError {
         path: PathBuf,
         /// The record or line holding the sequence.
         at: Location,
-        /// 1-based position of the base inside the sequence.
-        position: u64,
+        /// Position of the base inside the sequence.
+        position: crate::Position,
         /// The offending byte.
         byte: u8,
     },

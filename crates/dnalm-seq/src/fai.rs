@@ -283,7 +283,7 @@ impl IndexedFasta {
                     index: 0,
                     name: Some(full.to_string()),
                 },
-                position: bad.offset + 1,
+                position: crate::Position::at_offset(bad.offset as usize),
                 byte: bad.byte,
             })?;
         if sequence.len() as u64 != end - region.start {

@@ -144,7 +144,7 @@ impl FastxReader {
                     index,
                     name: Some(record.name.clone()),
                 },
-                position: bad.offset + 1,
+                position: crate::Position::at_offset(bad.offset as usize),
                 byte: bad.byte,
             })?;
         record.quality = raw.qual().map(<[u8]>::to_vec);

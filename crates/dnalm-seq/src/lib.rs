@@ -31,6 +31,7 @@ pub mod fastx;
 mod genome;
 pub mod interval;
 pub mod motif;
+mod position;
 pub mod sampler;
 pub mod stats;
 pub mod task;
@@ -50,6 +51,7 @@ pub use fai::{GenomicRegion, IndexedFasta};
 pub use fastx::{FastxReader, SequenceRecord};
 pub use genome::Genome;
 pub use interval::{read_intervals, Interval, IntervalIndex, Strand};
+pub use position::Position;
 pub use task::{Label, LabelledSequence, Split, Task, TaskSpec};
 
 /// Opens a file for reading; a directory is refused as such (on Linux opening one succeeds, and

@@ -499,7 +499,7 @@ fn read_delimited(
             alphabet::normalize(raw_seq.as_bytes()).map_err(|bad| SeqError::InvalidBase {
                 path: path.to_path_buf(),
                 at: Location::Line(line),
-                position: bad.offset + 1,
+                position: crate::Position::at_offset(bad.offset as usize),
                 byte: bad.byte,
             })?;
         let label = parse_label_with(spec, record.get(label_col).unwrap_or("")).map_err(err)?;

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{error::Result, open_text, Location, SeqError};
+use crate::{error::Result, open_text, Location, Position, SeqError};
 
 /// One data line of a VCF file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,8 @@ pub struct VcfRecord {
     pub text: String,
     /// Chromosome.
     pub chrom: String,
-    /// 1-based position of the first REF base.
-    pub pos: u64,
+    /// Position of the first REF base.
+    pub pos: Position,
     /// ID column.
     pub id: String,
     /// Reference allele (uppercase).
@@ -101,11 +101,9 @@ pub fn read_vcf(path: &Path) -> Result<Vcf> {
                 ),
             ));
         }
-        let pos: u64 = cols[1]
+        let pos: Position = cols[1]
             .parse()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| err(n, format!("POS '{}' is not a positive integer", cols[1])))?;
+            .map_err(|_| err(n, format!("POS '{}' is not a positive integer", cols[1])))?;
         let reference = cols[3].to_ascii_uppercase().into_bytes();
         if !VcfRecord::is_sequence(&reference) {
             return Err(err(n, format!("REF '{}' is not a base sequence", cols[3])));
@@ -202,7 +200,7 @@ mod tests {
         let v = read_vcf(&p).unwrap();
         assert_eq!(v.records.len(), 2);
         let r = &v.records[0];
-        assert_eq!((r.chrom.as_str(), r.pos, r.line), ("chr1", 5, 4));
+        assert_eq!((r.chrom.as_str(), r.pos.get(), r.line), ("chr1", 5, 4));
         assert_eq!(r.reference, b"C");
         assert_eq!(r.alts, vec![b"T".to_vec(), b"G".to_vec()]);
         assert!(!VcfRecord::is_sequence(&v.records[1].alts[0]));
