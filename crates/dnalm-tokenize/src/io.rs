@@ -92,10 +92,10 @@ pub enum TokenizerSpec {
     Path(PathBuf),
 }
 
-impl FromStr for TokenizerSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
+impl TokenizerSpec {
+    /// Parses a spec without checking that a tokenizer path exists: anything that is not a
+    /// built-in name is a path (run configs resolve relative paths before they load it).
+    pub fn parse_unchecked(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["nucleotide" | "nt" | "1nt"] => Ok(TokenizerSpec::Builtin(TokenizerKind::Nucleotide)),
@@ -104,15 +104,53 @@ impl FromStr for TokenizerSpec {
                 let overlapping = match rest {
                     [] | ["overlapping"] => true,
                     ["non-overlapping"] => false,
-                    _ => return Err(format!("'{s}': expected kmer:K[:overlapping|:non-overlapping]")),
+                    _ => {
+                        return Err(format!(
+                            "'{s}': expected kmer:K[:overlapping|:non-overlapping]"
+                        ))
+                    }
                 };
-                Ok(TokenizerSpec::Builtin(TokenizerKind::Kmer { k, overlapping }))
+                Ok(TokenizerSpec::Builtin(TokenizerKind::Kmer {
+                    k,
+                    overlapping,
+                }))
             }
-            _ if Path::new(s).exists() => Ok(TokenizerSpec::Path(PathBuf::from(s))),
-            _ => Err(format!(
-                "'{s}' is neither nucleotide, kmer:K[:non-overlapping] nor an existing tokenizer directory"
-            )),
+            _ => Ok(TokenizerSpec::Path(PathBuf::from(s))),
         }
+    }
+
+    /// Fails unless the spec is built in or names an existing path.
+    pub fn check_exists(&self) -> Result<(), String> {
+        match self {
+            TokenizerSpec::Path(p) if !p.exists() => Err(format!(
+                "'{}' is neither nucleotide, kmer:K[:non-overlapping] nor an existing tokenizer directory",
+                p.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromStr for TokenizerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let spec = TokenizerSpec::parse_unchecked(s)?;
+        spec.check_exists()?;
+        Ok(spec)
+    }
+}
+
+impl serde::Serialize for TokenizerSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenizerSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        TokenizerSpec::parse_unchecked(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -148,8 +148,9 @@ fn default_valid() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizerConfig {
-    /// `nucleotide`, `kmer:K`, `kmer:K:non-overlapping`, or a saved tokenizer directory.
-    pub spec: String,
+    /// `nucleotide`, `kmer:K`, `kmer:K:non-overlapping`, or a saved tokenizer directory
+    /// (relative to the config file).
+    pub spec: TokenizerSpec,
 }
 
 /// Learning-rate schedule after warmup.
@@ -388,13 +389,8 @@ impl RunConfig {
             fix(a);
         }
         // A saved tokenizer directory is, like the data files, relative to the config.
-        let builtin = matches!(
-            self.tokenizer.spec.parse::<TokenizerSpec>(),
-            Ok(TokenizerSpec::Builtin(_))
-        );
-        let dir = Path::new(&self.tokenizer.spec);
-        if !builtin && dir.is_relative() {
-            self.tokenizer.spec = base.join(dir).display().to_string();
+        if let TokenizerSpec::Path(dir) = &mut self.tokenizer.spec {
+            fix(dir);
         }
     }
 
@@ -637,11 +633,9 @@ impl RunConfig {
     /// and the context its k-mer framing.
     fn build_tokenizer(&self, architecture: Architecture) -> Result<AnyTokenizer, ConfigError> {
         let d = &self.data;
-        let spec: TokenizerSpec = self
-            .tokenizer
-            .spec
-            .parse()
-            .map_err(|e: String| invalid("tokenizer.spec", e))?;
+        let spec = &self.tokenizer.spec;
+        spec.check_exists()
+            .map_err(|e| invalid("tokenizer.spec", e))?;
         let template = match architecture {
             Architecture::Encoder => Template::Bert,
             Architecture::Decoder => Template::Causal,
@@ -875,6 +869,14 @@ steps = 10
             (
                 BASE.replace("context = 60", "context = 60\nclass_weights = \"cds=1\""),
                 "'cds=1' is not class:weight",
+            ),
+            (
+                BASE.replace("kmer:6:non-overlapping", "kmer:x"),
+                "k 'x' is not a number",
+            ),
+            (
+                BASE.replace("kmer:6:non-overlapping", "no_such_tokenizer"),
+                "tokenizer.spec: '",
             ),
         ];
         for (text, needle) in cases {
