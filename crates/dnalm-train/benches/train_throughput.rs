@@ -65,7 +65,7 @@ fn main() {
     let loss_mask: Vec<bool> = (0..n).map(|_| rng.random::<f64>() < 0.15).collect();
     let b = Batch {
         step: 0,
-        objective: "mlm",
+        objective: dnalm_train::ObjectiveKind::Mlm,
         rows: batch,
         seq_len: seq,
         input_ids: ids.clone(),

@@ -140,7 +140,7 @@ mod tests {
         let n = ids.len();
         Batch {
             step: 0,
-            objective: "mlm",
+            objective: crate::ObjectiveKind::Mlm,
             rows: 1,
             seq_len: n,
             input_ids: ids

@@ -22,8 +22,8 @@ use dnalm_seq::{
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 
 use crate::objectives::{
-    Annotated, Attention, Objective, ObjectiveError, ObjectiveExample, ObjectiveMixture,
-    TargetKind, TokenWindow, VocabInfo,
+    Annotated, Attention, Objective, ObjectiveError, ObjectiveExample, ObjectiveKind,
+    ObjectiveMixture, TargetKind, TokenWindow, VocabInfo,
 };
 
 /// Where windows come from.
@@ -79,8 +79,8 @@ pub struct RowOrigin {
 pub struct Batch {
     /// Training step this batch belongs to.
     pub step: u64,
-    /// Name of the objective that made it.
-    pub objective: &'static str,
+    /// The objective that made it.
+    pub objective: ObjectiveKind,
     /// Number of rows.
     pub rows: usize,
     /// Padded length.
@@ -210,7 +210,7 @@ impl BatchPipeline {
             .collect();
         collate(
             step,
-            objective.name(),
+            objective.kind(),
             rows,
             self.vocab.specials.pad.unwrap_or(0),
         )
@@ -295,7 +295,7 @@ impl BatchPipeline {
 
 fn collate(
     step: u64,
-    objective: &'static str,
+    objective: ObjectiveKind,
     rows: Vec<(RowOrigin, ObjectiveExample)>,
     pad: u32,
 ) -> Batch {
@@ -420,7 +420,7 @@ mod tests {
         let batch = a.batch(3);
         assert_eq!(batch.input_ids.len(), batch.rows * batch.seq_len);
         assert_eq!(batch.seq_len, 256 - 6 + 1 + 2);
-        let mixture_names: std::collections::BTreeSet<&str> =
+        let mixture_names: std::collections::BTreeSet<ObjectiveKind> =
             (0..40).map(|s| a.batch(s).objective).collect();
         assert_eq!(mixture_names.len(), 2);
     }

@@ -48,6 +48,6 @@ pub use run_config::{ResolvedRun, RunConfig};
 pub use trainer::{RunOptions, RunSummary, Trainer};
 
 pub use objectives::{
-    Attention, Objective, ObjectiveConfig, ObjectiveExample, ObjectiveMixture, TargetKind,
-    TokenWindow, VocabInfo,
+    Attention, Objective, ObjectiveConfig, ObjectiveExample, ObjectiveKind, ObjectiveMixture,
+    TargetKind, TokenWindow, VocabInfo,
 };

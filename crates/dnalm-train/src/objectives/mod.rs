@@ -208,7 +208,40 @@ pub enum ObjectiveConfig {
     Annotation(annotation::AnnotationMasking),
 }
 
+/// Which objective (the `type` of an `[[objectives]]` entry), without its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectiveKind {
+    /// Masked LM.
+    Mlm,
+    /// Span masking.
+    Span,
+    /// Next-token prediction.
+    NextToken,
+    /// Token deletion.
+    Deletion,
+    /// Permutation LM.
+    Permutation,
+    /// Denoising.
+    Denoise,
+    /// Annotation-aware masking.
+    Annotation,
+}
+
 impl ObjectiveConfig {
+    /// Which objective this is.
+    pub fn kind(&self) -> ObjectiveKind {
+        match self {
+            ObjectiveConfig::Mlm(_) => ObjectiveKind::Mlm,
+            ObjectiveConfig::Span(_) => ObjectiveKind::Span,
+            ObjectiveConfig::NextToken(_) => ObjectiveKind::NextToken,
+            ObjectiveConfig::Deletion(_) => ObjectiveKind::Deletion,
+            ObjectiveConfig::Permutation(_) => ObjectiveKind::Permutation,
+            ObjectiveConfig::Denoise(_) => ObjectiveKind::Denoise,
+            ObjectiveConfig::Annotation(_) => ObjectiveKind::Annotation,
+        }
+    }
+
     /// Checks rates and lengths, and that the vocabulary has the tokens the objective needs.
     pub fn validate(&self, vocab: &VocabInfo) -> Result<(), ObjectiveError> {
         match self {
