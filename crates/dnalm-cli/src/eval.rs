@@ -525,6 +525,16 @@ fn run_and_report(config: &BenchConfig, output: &Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut progress = |m: &str| eprintln!("[{:>6.1}s] {m}", t0.elapsed().as_secs_f64());
     let results = run_bench(config, &mut progress)?;
+    for r in results.finetune_below_probe() {
+        eprintln!(
+            "warning: {} on {}: fine-tuned {:.3} ended below the frozen linear probe {:.3}; the \
+             fine-tuned model is under-trained (see report.md)",
+            r.model,
+            r.task,
+            r.finetuned.unwrap_or(f64::NAN),
+            r.linear
+        );
+    }
     let report = write_report(output, &results)?;
     eprintln!(
         "[{:>6.1}s] wrote {}",

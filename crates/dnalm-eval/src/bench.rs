@@ -113,6 +113,25 @@ pub struct Relevance {
     pub embed_seconds: f64,
 }
 
+impl Relevance {
+    /// Whether fine-tuning ended below the same model's frozen linear probe: the fine-tuned
+    /// model is under-trained, and a "fine-tuned vs baseline" comparison would mislead.
+    pub fn finetune_below_probe(&self) -> bool {
+        self.finetuned
+            .is_some_and(|f| f.is_finite() && self.linear.is_finite() && f < self.linear)
+    }
+}
+
+impl BenchResults {
+    /// The (model, task) pairs whose fine-tuning ended below their frozen linear probe.
+    pub fn finetune_below_probe(&self) -> Vec<&Relevance> {
+        self.relevance
+            .iter()
+            .filter(|r| r.finetune_below_probe())
+            .collect()
+    }
+}
+
 /// A task's results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskResult {
@@ -437,6 +456,32 @@ mod tests {
             finetuned,
             embed_seconds: 0.0,
         }
+    }
+
+    #[test]
+    fn fine_tuning_below_the_frozen_probe_is_flagged_in_the_report() {
+        assert!(relevance(0.5, Some(0.3)).finetune_below_probe());
+        assert!(!relevance(0.5, Some(0.6)).finetune_below_probe());
+        assert!(!relevance(0.5, None).finetune_below_probe());
+        assert!(!relevance(f64::NAN, Some(0.1)).finetune_below_probe());
+        let results = BenchResults {
+            config: BenchConfig::default(),
+            tasks: Vec::new(),
+            relevance: vec![relevance(0.5, Some(0.3)), relevance(0.2, Some(0.4))],
+            relevance_vs_finetune: BTreeMap::new(),
+            affinity: Vec::new(),
+        };
+        assert_eq!(results.finetune_below_probe().len(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let md =
+            std::fs::read_to_string(crate::report::write_report(dir.path(), &results).unwrap())
+                .unwrap();
+        assert!(md.contains("0.300 ⚠ below the frozen probe"), "{md}");
+        assert!(
+            md.contains("Fine-tuning ended below the frozen linear probe"),
+            "{md}"
+        );
+        assert!(md.contains("m / t (0.300 vs 0.500)"), "{md}");
     }
 
     #[test]

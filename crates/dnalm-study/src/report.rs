@@ -344,7 +344,11 @@ impl<'a> View<'a> {
         if !any {
             return;
         }
-        let _ = writeln!(md, "\n### Fine-tuned (test, mean ± sd over seeds)\n");
+        let _ = writeln!(
+            md,
+            "\n### Fine-tuned (test, mean ± sd over seeds; ⚠ where it ends below the same \
+             cell's frozen linear probe: under-trained)\n"
+        );
         let (columns, rule) = self.cell_columns();
         let _ = writeln!(md, "| task | {columns} |\n|---|{rule}");
         for t in &self.tasks {
@@ -359,9 +363,16 @@ impl<'a> View<'a> {
                         .filter_map(|s| s.finetuned.as_ref().map(|f| f.mean))
                         .collect();
                     if v.is_empty() {
-                        "—".into()
+                        return "—".into();
+                    }
+                    let s = Summary::of(&v);
+                    let probe = self.cell_score(&c.id, &t.task).0;
+                    if probe.is_finite() && s.mean < probe {
+                        format!(
+                            "{:.3} ± {:.3} ⚠ below the frozen probe ({probe:.3})",
+                            s.mean, s.sd
+                        )
                     } else {
-                        let s = Summary::of(&v);
                         format!("{:.3} ± {:.3}", s.mean, s.sd)
                     }
                 })

@@ -85,6 +85,12 @@ fn analysis_separates_easy_hard_and_knob_sensitive() {
             ));
         }
     }
+    // One fine-tuned score below its cell's frozen probe (easy: 0.93): the report flags it.
+    results[0].scores[0].finetuned = Some(Summary {
+        mean: 0.5,
+        sd: 0.0,
+        n: 1,
+    });
     let a = analyse(&s, &cells, &results, &[]);
     let class = |t: &str| a.iter().find(|x| x.task == t).unwrap().class.clone();
     assert_eq!(class("easy"), TaskClass::Easy);
@@ -110,6 +116,7 @@ fn analysis_separates_easy_hard_and_knob_sensitive() {
     };
     let md = std::fs::read_to_string(write_study_report(dir.path(), &study).unwrap()).unwrap();
     assert!(md.contains("knob-sensitive: context"), "{md}");
+    assert!(md.contains("0.500 ± 0.000 ⚠ below the frozen probe (0.93"), "{md}");
     assert!(dir.path().join("plots/heatmap.png").exists());
     assert!(dir.path().join("plots/effect_context.png").exists());
     assert!(dir.path().join("plots/effect_objective.png").exists());

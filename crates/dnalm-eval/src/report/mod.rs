@@ -172,7 +172,32 @@ fn relevance_section(
             r.h_score.map_or("—".into(), fmt),
             fmt(r.knn),
             fmt(r.linear),
-            r.finetuned.map_or("—".into(), fmt)
+            match r.finetuned {
+                None => "—".into(),
+                Some(f) if r.finetune_below_probe() =>
+                    format!("{} ⚠ below the frozen probe", fmt(f)),
+                Some(f) => fmt(f),
+            }
+        );
+    }
+    let below = results.finetune_below_probe();
+    if !below.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n**Fine-tuning ended below the frozen linear probe** of the same model on: {}. \
+             The fine-tuned model is under-trained there (more steps, another learning rate, or \
+             a head initialised from the probe); compare baselines with the probe instead.\n",
+            below
+                .iter()
+                .map(|r| format!(
+                    "{} / {} ({} vs {})",
+                    r.model,
+                    r.task,
+                    fmt(r.finetuned.unwrap_or(f64::NAN)),
+                    fmt(r.linear)
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     if !results.relevance_vs_finetune.is_empty() {
