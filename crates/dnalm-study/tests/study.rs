@@ -1,4 +1,5 @@
-//! A study's analysis and report from made-up results: easy, hard and knob-sensitive tasks.
+//! Study files (the grid, refusals) and a study's analysis and report from made-up results:
+//! easy, hard and knob-sensitive tasks.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -116,8 +117,57 @@ fn analysis_separates_easy_hard_and_knob_sensitive() {
     };
     let md = std::fs::read_to_string(write_study_report(dir.path(), &study).unwrap()).unwrap();
     assert!(md.contains("knob-sensitive: context"), "{md}");
-    assert!(md.contains("0.500 ± 0.000 ⚠ below the frozen probe (0.93"), "{md}");
+    assert!(
+        md.contains("0.500 ± 0.000 ⚠ below the frozen probe (0.93"),
+        "{md}"
+    );
     assert!(dir.path().join("plots/heatmap.png").exists());
     assert!(dir.path().join("plots/effect_context.png").exists());
     assert!(dir.path().join("plots/effect_objective.png").exists());
+}
+
+#[test]
+fn grid_is_every_combination() {
+    let s = spec(GRID).unwrap();
+    let cells = s.cells();
+    assert_eq!(cells.len(), 4);
+    assert_eq!(cells[0].id, "context-128_objective-mlm");
+    assert_eq!(cells[3].id, "context-512_objective-next-token");
+    assert_eq!(cells[3].label(), "context=512, objective=next token");
+    assert_eq!(
+        cells[3].set,
+        vec![
+            "data.context=512".to_string(),
+            "model.architecture=\"decoder\"".into(),
+            "objectives=[{type=\"next_token\"}]".into()
+        ]
+    );
+    assert!(s.base.is_absolute() || s.base.ends_with("run.toml"));
+}
+
+#[test]
+fn bad_studies_are_refused_with_a_reason() {
+    let cases = [
+        (
+            GRID.replace("tokens = 1000", "tokens = 1000\nseconds = 5"),
+            "exactly one",
+        ),
+        (
+            GRID.replace("key = \"data.context\"\n", ""),
+            "plain values need key",
+        ),
+        (GRID.replace("label = \"mlm\", ", ""), "needs label"),
+        (
+            GRID.replace("seeds = [1, 2]", "seeds = []"),
+            "seeds is empty",
+        ),
+        (
+            GRID.replace("name = \"g\"", "name = \"g\"\nbogus = 1"),
+            "unknown field",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = spec(&text).unwrap_err().to_string();
+        assert!(e.contains("s.toml") && e.contains(want), "{want}: {e}");
+    }
 }
