@@ -11,7 +11,9 @@
 //!    test split; metrics are reported as mean ± sd over those runs.
 //!
 //! Logistic regression is argmin's L-BFGS on a loss written in [`logistic`] (why: see
-//! there); the L2 grid is walked from strong to weak with warm starts, and each refit starts
+//! there); the L2 grid (1e-1 … 1e-4, as for ridge's λ) is walked from strong to weak with warm
+//! starts and, when the best value sits at an end, extended past it (×10 or ×0.1, up to three
+//! steps) until the best is inside — the report's `chosen` says when it was; each refit starts
 //! from the chosen solution. Ridge is solved by conjugate
 //! gradients on the normal equations (matrix-free, so 5,460 k-mer features cost no more than
 //! 512 embedding dims); kNN is a brute-force cosine search written here (linfa's kNN needs a
@@ -310,8 +312,8 @@ enum Choice {
 impl fmt::Display for Choice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Choice::Alpha(a, _) => write!(f, "l2={a:e}"),
-            Choice::Lambda(l) => write!(f, "lambda={l:e}"),
+            Choice::Alpha(a, _) => write!(f, "l2={a:e}{}", beyond_grid(*a)),
+            Choice::Lambda(l) => write!(f, "lambda={l:e}{}", beyond_grid(*l)),
             Choice::K(k) => write!(f, "k={k}"),
             Choice::Epochs(e) => write!(f, "epochs={e}"),
         }
@@ -322,6 +324,90 @@ impl fmt::Display for Choice {
 /// first so each fit warm-starts from the previous, smoother solution.
 const L2_GRID: [f64; 4] = [1e-1, 1e-2, 1e-3, 1e-4];
 const K_GRID: [usize; 6] = [1, 3, 7, 15, 31, 63];
+/// Steps (×10 or ×0.1) the L2 grid is extended by at most, at whichever end the best value sits.
+const GRID_EXTENSION: usize = 3;
+
+/// Says so when a chosen strength lies outside [`L2_GRID`] (the grid was extended to reach it).
+fn beyond_grid(value: f64) -> &'static str {
+    if value > L2_GRID[0] * 1.0001 || value < L2_GRID[L2_GRID.len() - 1] * 0.9999 {
+        " (beyond the grid: extended)"
+    } else {
+        ""
+    }
+}
+
+/// One value of a regularisation grid search: its strength, its score on the selection rows,
+/// and what the fit left (the logistic solution, for warm starts).
+trait GridEntry: Clone {
+    fn strength(&self) -> f64;
+    fn score(&self) -> f64;
+    fn set_strength(&mut self, value: f64);
+}
+
+impl GridEntry for (f64, f64) {
+    fn strength(&self) -> f64 {
+        self.0
+    }
+    fn score(&self) -> f64 {
+        self.1
+    }
+    fn set_strength(&mut self, value: f64) {
+        self.0 = value;
+    }
+}
+
+impl GridEntry for (f64, f64, Array1<f64>) {
+    fn strength(&self) -> f64 {
+        self.0
+    }
+    fn score(&self) -> f64 {
+        self.1
+    }
+    fn set_strength(&mut self, value: f64) {
+        self.0 = value;
+    }
+}
+
+/// The index of the best-scoring entry (the first among equals; NaN never wins).
+fn best_index<T: GridEntry>(tried: &[T]) -> usize {
+    let better = |a: f64, b: f64| a > b || (b.is_nan() && !a.is_nan());
+    (0..tried.len()).fold(0, |b, i| {
+        if better(tried[i].score(), tried[b].score()) {
+            i
+        } else {
+            b
+        }
+    })
+}
+
+/// Extends a grid of regularisation strengths past whichever end its best entry sits at (×10
+/// above the strongest, ×0.1 below the weakest, at most [`GRID_EXTENSION`] steps each way) for as
+/// long as the best stays at that end, so the choice is never at an edge of what was tried.
+/// `refit` gets a copy of the best entry with its strength moved one step and scores it.
+fn extend_grid<T: GridEntry>(
+    tried: &mut Vec<T>,
+    mut refit: impl FnMut(T) -> Result<T, EvalError>,
+) -> Result<(), EvalError> {
+    for step in [10.0, 0.1] {
+        for _ in 0..GRID_EXTENSION {
+            let best = tried[best_index(tried)].clone();
+            let edge = tried.iter().map(T::strength).fold(best.strength(), |e, v| {
+                if step > 1.0 {
+                    e.max(v)
+                } else {
+                    e.min(v)
+                }
+            });
+            if best.strength() != edge {
+                break;
+            }
+            let mut next = best;
+            next.set_strength(edge * step);
+            tried.push(refit(next)?);
+        }
+    }
+    Ok(())
+}
 
 struct Probe<'a> {
     kind: ProbeKind,
@@ -338,36 +424,48 @@ impl<'a> Probe<'a> {
         let better = |a: f64, b: f64| a > b || b.is_nan();
         match (self.kind, &train.y) {
             (ProbeKind::Linear, Targets::Classes { .. }) => {
-                let mut best = (None, f64::NAN);
-                let mut start = None;
+                // Strong to weak with warm starts; past an end of the grid while the best sits
+                // there, so the choice is never at an edge of what was tried.
+                let fit = |l2: f64, start: Option<&Array1<f64>>| -> Result<_, EvalError> {
+                    let (m, solution) =
+                        LinearModel::logistic_from(train, l2, self.options.max_iterations, start)?;
+                    Ok((
+                        score(&select.y, m.predict(select.x.view()).view())[metric],
+                        solution,
+                    ))
+                };
+                let mut tried: Vec<(f64, f64, Array1<f64>)> = Vec::new();
+                let mut start: Option<Array1<f64>> = None;
                 for &l2 in &L2_GRID {
-                    let (m, solution) = LinearModel::logistic_from(
-                        train,
-                        l2,
-                        self.options.max_iterations,
-                        start.as_ref(),
-                    )?;
-                    let s = score(&select.y, m.predict(select.x.view()).view())[metric];
-                    if better(s, best.1) || best.0.is_none() {
-                        best = (Some(Choice::Alpha(l2, solution.clone())), s);
-                    }
-                    start = Some(solution);
+                    let (s, solution) = fit(l2, start.as_ref())?;
+                    start = Some(solution.clone());
+                    tried.push((l2, s, solution));
                 }
-                best.0.ok_or_else(|| EvalError::Numeric {
-                    routine: "linear probe",
-                    message: "no L2 strength was fitted".into(),
-                })
+                extend_grid(&mut tried, |from| {
+                    let (s, solution) = fit(from.0, Some(&from.2))?;
+                    Ok((from.0, s, solution))
+                })?;
+                let b = best_index(&tried);
+                let (l2, _, solution) = tried.swap_remove(b);
+                Ok(Choice::Alpha(l2, solution))
             }
             (ProbeKind::Linear, Targets::Values(_)) => {
-                let mut best = (Choice::Lambda(L2_GRID[0]), f64::NAN);
+                let mut tried: Vec<(f64, f64)> = Vec::new();
                 for &l in &L2_GRID {
                     let m = LinearModel::ridge(train, l)?;
-                    let s = score(&select.y, m.predict(select.x.view()).view())[metric];
-                    if better(s, best.1) {
-                        best = (Choice::Lambda(l), s);
-                    }
+                    tried.push((
+                        l,
+                        score(&select.y, m.predict(select.x.view()).view())[metric],
+                    ));
                 }
-                Ok(best.0)
+                extend_grid(&mut tried, |from| {
+                    let m = LinearModel::ridge(train, from.0)?;
+                    Ok((
+                        from.0,
+                        score(&select.y, m.predict(select.x.view()).view())[metric],
+                    ))
+                })?;
+                Ok(Choice::Lambda(tried[best_index(&tried)].0))
             }
             (ProbeKind::Knn, _) => {
                 let neighbours = nearest(
@@ -427,6 +525,36 @@ impl<'a> Probe<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The grid is extended at whichever end the best sits, until the best is inside, and the
+    /// report says so.
+    #[test]
+    fn the_l2_grid_is_extended_until_the_choice_is_inside() {
+        let search = |peak: f64| {
+            let score = |l: f64| -(l.log10() - peak.log10()).powi(2);
+            let mut tried: Vec<(f64, f64)> = L2_GRID.iter().map(|&l| (l, score(l))).collect();
+            extend_grid(&mut tried, |mut e| {
+                e.1 = score(e.0);
+                Ok(e)
+            })
+            .unwrap();
+            let best = tried[best_index(&tried)].0;
+            (best, tried.len())
+        };
+        let (best, n) = search(1e-6);
+        assert!((best / 1e-6 - 1.0).abs() < 1e-9, "{best}");
+        assert_eq!(n, 4 + 3, "1e-5, 1e-6, then 1e-7 shows the peak is inside");
+        let (best, _) = search(10.0);
+        assert!((best / 10.0 - 1.0).abs() < 1e-9, "{best}");
+        let (best, n) = search(1e-2);
+        assert!((best / 1e-2 - 1.0).abs() < 1e-9, "{best}");
+        assert_eq!(n, 4, "an inside choice extends nothing");
+        // At most GRID_EXTENSION steps: a peak far away is reported at the last step.
+        let (best, _) = search(1e-12);
+        assert!((best / 1e-7 - 1.0).abs() < 1e-9, "{best}");
+        assert!(Choice::Lambda(1e-7).to_string().contains("beyond the grid"));
+        assert!(!Choice::Lambda(1e-3).to_string().contains("beyond"));
+    }
     use rand::Rng;
 
     /// Rows with a planted linear signal: class = [x·w > 0], plus pure-noise columns.
