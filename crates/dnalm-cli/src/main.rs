@@ -55,7 +55,8 @@ enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// Embeddings from a model: pooled, per token or per base, any layer(s), to .npy/.safetensors.
     Embed(eval::EmbedArgs),
-    /// Probe frozen embeddings on a task (linear, kNN, MLP), with mean ± sd over refits.
+    /// Probe frozen embeddings on a task (linear, kNN, MLP): the fit on all training rows, ± the
+    /// sd over fold refits.
     Probe(eval::ProbeArgs),
     /// Fine-tune a model on a task (all layers or the last N) and save the checkpoint.
     Finetune(eval::FinetuneArgs),

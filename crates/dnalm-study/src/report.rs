@@ -225,7 +225,7 @@ impl<'a> View<'a> {
         };
         let _ = writeln!(
             md,
-            "Base config `{}`; every cell pretrained with the same budget ({budget}) for each of {} seed(s) ({:?}); {} cell(s); scored by a linear probe on frozen, mean-pooled final-layer embeddings (test split; mean over seeds, ± sd over seeds, or over the probe's {} refits where there is one seed).{}\n",
+            "Base config `{}`; every cell pretrained with the same budget ({budget}) for each of {} seed(s) ({:?}); {} cell(s); scored by a linear probe on frozen, mean-pooled final-layer embeddings (test split; the probe fitted on all training rows, then mean over seeds ± sd over seeds, or ± the sd of the probe's {} fold refits where there is one seed).{}\n",
             spec.base.display(),
             spec.seeds.len(),
             spec.seeds,

@@ -37,9 +37,10 @@ pub fn write_report(dir: &Path, results: &BenchResults) -> Result<std::path::Pat
     let mut md = String::from("# dnalm bench\n\n");
     let _ = writeln!(
         md,
-        "Models: {}. Tasks: {}. Every number is a held-out **test** metric, mean ± sd over {} \
-         refits (probes: each leaves out one fold of the training rows; hyperparameters chosen on \
-         the validation split) or over {} seeds (CNN, fine-tuning). Baselines use no pretraining.\n",
+        "Models: {}. Tasks: {}. Every number is a held-out **test** metric. Probes: the fit on \
+         all training rows ± the sd of {} refits that each leave out one fold (hyperparameters \
+         chosen on the validation split). CNN and fine-tuning: mean ± sd over {} seeds. \
+         Baselines use no pretraining.\n",
         results
             .config
             .models
