@@ -31,6 +31,12 @@ pub enum TokenizeError {
         /// What was wrong.
         message: String,
     },
+    /// A tokenizer spec is neither built in nor an existing tokenizer path.
+    #[error("'{}' is neither nucleotide, kmer:K[:non-overlapping] nor an existing tokenizer directory", path.display())]
+    NoSuchTokenizer {
+        /// The path given.
+        path: std::path::PathBuf,
+    },
     /// A vocabulary lists a token twice.
     #[error("token '{token}' appears twice in the vocabulary")]
     DuplicateToken {

@@ -95,20 +95,20 @@ pub enum TokenizerSpec {
 impl TokenizerSpec {
     /// Parses a spec without checking that a tokenizer path exists: anything that is not a
     /// built-in name is a path (run configs resolve relative paths before they load it).
-    pub fn parse_unchecked(s: &str) -> Result<Self, String> {
+    pub fn parse_unchecked(s: &str) -> Result<Self> {
+        let bad =
+            |message: String| TokenizeError::invalid(format!("tokenizer spec '{s}'"), message);
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["nucleotide" | "nt" | "1nt"] => Ok(TokenizerSpec::Builtin(TokenizerKind::Nucleotide)),
             ["kmer", k, rest @ ..] => {
-                let k: usize = k.parse().map_err(|_| format!("k '{k}' is not a number"))?;
+                let k: usize = k
+                    .parse()
+                    .map_err(|_| bad(format!("k '{k}' is not a number")))?;
                 let overlapping = match rest {
                     [] | ["overlapping"] => true,
                     ["non-overlapping"] => false,
-                    _ => {
-                        return Err(format!(
-                            "'{s}': expected kmer:K[:overlapping|:non-overlapping]"
-                        ))
-                    }
+                    _ => return Err(bad("expected kmer:K[:overlapping|:non-overlapping]".into())),
                 };
                 Ok(TokenizerSpec::Builtin(TokenizerKind::Kmer {
                     k,
@@ -120,12 +120,11 @@ impl TokenizerSpec {
     }
 
     /// Fails unless the spec is built in or names an existing path.
-    pub fn check_exists(&self) -> Result<(), String> {
+    pub fn check_exists(&self) -> Result<()> {
         match self {
-            TokenizerSpec::Path(p) if !p.exists() => Err(format!(
-                "'{}' is neither nucleotide, kmer:K[:non-overlapping] nor an existing tokenizer directory",
-                p.display()
-            )),
+            TokenizerSpec::Path(p) if !p.exists() => {
+                Err(TokenizeError::NoSuchTokenizer { path: p.clone() })
+            }
             _ => Ok(()),
         }
     }
@@ -135,8 +134,8 @@ impl FromStr for TokenizerSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let spec = TokenizerSpec::parse_unchecked(s)?;
-        spec.check_exists()?;
+        let spec = TokenizerSpec::parse_unchecked(s).map_err(|e| e.to_string())?;
+        spec.check_exists().map_err(|e| e.to_string())?;
         Ok(spec)
     }
 }
@@ -612,6 +611,24 @@ fn format_err(path: &Path, message: String) -> TokenizeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bad specs name the spec and what is wrong; a path is only checked by `check_exists`.
+    #[test]
+    fn bad_tokenizer_specs_say_why() {
+        let err = |s: &str| s.parse::<TokenizerSpec>().unwrap_err();
+        assert_eq!(
+            err("kmer:x"),
+            "tokenizer spec 'kmer:x': k 'x' is not a number"
+        );
+        assert!(err("kmer:3:sideways").contains("expected kmer:K"));
+        assert!(err("no/such/dir").contains("'no/such/dir' is neither nucleotide"));
+        let unchecked = TokenizerSpec::parse_unchecked("no/such/dir").unwrap();
+        assert_eq!(unchecked, TokenizerSpec::Path("no/such/dir".into()));
+        assert!(matches!(
+            unchecked.check_exists(),
+            Err(TokenizeError::NoSuchTokenizer { .. })
+        ));
+    }
 
     fn all_kinds() -> Vec<AnyTokenizer> {
         let mut v = vec![AnyTokenizer::new(TokenizerKind::Nucleotide, Template::Causal).unwrap()];

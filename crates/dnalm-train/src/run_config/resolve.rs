@@ -217,7 +217,7 @@ impl RunConfig {
         let d = &self.data;
         let spec = &self.tokenizer.spec;
         spec.check_exists()
-            .map_err(|e| invalid("tokenizer.spec", e))?;
+            .map_err(|e| invalid("tokenizer.spec", e.to_string()))?;
         let template = match architecture {
             Architecture::Encoder => Template::Bert,
             Architecture::Decoder => Template::Causal,
