@@ -352,76 +352,54 @@ fn beyond_grid(value: f64) -> &'static str {
 }
 
 /// One value of a regularisation grid search: its strength, its score on the selection rows,
-/// and what the fit left (the logistic solution, for warm starts).
-trait GridEntry: Clone {
-    fn strength(&self) -> f64;
-    fn score(&self) -> f64;
-    fn set_strength(&mut self, value: f64);
+/// and the logistic solution it left (the next fit's warm start).
+struct GridPoint {
+    strength: f64,
+    score: f64,
+    solution: Option<Array1<f64>>,
 }
 
-impl GridEntry for (f64, f64) {
-    fn strength(&self) -> f64 {
-        self.0
-    }
-    fn score(&self) -> f64 {
-        self.1
-    }
-    fn set_strength(&mut self, value: f64) {
-        self.0 = value;
-    }
-}
-
-impl GridEntry for (f64, f64, Array1<f64>) {
-    fn strength(&self) -> f64 {
-        self.0
-    }
-    fn score(&self) -> f64 {
-        self.1
-    }
-    fn set_strength(&mut self, value: f64) {
-        self.0 = value;
-    }
-}
-
-/// The index of the best-scoring entry (the first among equals; NaN never wins).
-fn best_index<T: GridEntry>(tried: &[T]) -> usize {
+/// Walks [`L2_GRID`] from strong to weak, each fit given the previous point (a warm start),
+/// then extends the grid past whichever end the best point sits at (×10 above the strongest,
+/// ×0.1 below the weakest, at most [`GRID_EXTENSION`] steps each way, each fit given the best
+/// point) for as long as the best stays at that end, so the choice is never at an edge of what
+/// was tried. Returns the best point (the first among equals; NaN never wins).
+fn search_grid(
+    mut fit: impl FnMut(f64, Option<&GridPoint>) -> Result<GridPoint, EvalError>,
+) -> Result<GridPoint, EvalError> {
     let better = |a: f64, b: f64| a > b || (b.is_nan() && !a.is_nan());
-    (0..tried.len()).fold(0, |b, i| {
-        if better(tried[i].score(), tried[b].score()) {
-            i
-        } else {
-            b
-        }
-    })
-}
-
-/// Extends a grid of regularisation strengths past whichever end its best entry sits at (×10
-/// above the strongest, ×0.1 below the weakest, at most [`GRID_EXTENSION`] steps each way) for as
-/// long as the best stays at that end, so the choice is never at an edge of what was tried.
-/// `refit` gets a copy of the best entry with its strength moved one step and scores it.
-fn extend_grid<T: GridEntry>(
-    tried: &mut Vec<T>,
-    mut refit: impl FnMut(T) -> Result<T, EvalError>,
-) -> Result<(), EvalError> {
+    let best_index = |tried: &[GridPoint]| {
+        (0..tried.len()).fold(0, |b, i| {
+            if better(tried[i].score, tried[b].score) {
+                i
+            } else {
+                b
+            }
+        })
+    };
+    let mut tried: Vec<GridPoint> = Vec::new();
+    for &strength in &L2_GRID {
+        let point = fit(strength, tried.last())?;
+        tried.push(point);
+    }
     for step in [10.0, 0.1] {
         for _ in 0..GRID_EXTENSION {
-            let best = tried[best_index(tried)].clone();
-            let edge = tried.iter().map(T::strength).fold(best.strength(), |e, v| {
-                if step > 1.0 {
-                    e.max(v)
-                } else {
-                    e.min(v)
-                }
-            });
-            if best.strength() != edge {
+            let best = &tried[best_index(&tried)];
+            let strengths = tried.iter().map(|p| p.strength);
+            let edge = if step > 1.0 {
+                strengths.fold(f64::MIN, f64::max)
+            } else {
+                strengths.fold(f64::MAX, f64::min)
+            };
+            if best.strength != edge {
                 break;
             }
-            let mut next = best;
-            next.set_strength(edge * step);
-            tried.push(refit(next)?);
+            let point = fit(edge * step, Some(best))?;
+            tried.push(point);
         }
     }
-    Ok(())
+    let b = best_index(&tried);
+    Ok(tried.swap_remove(b))
 }
 
 struct Probe<'a> {
@@ -439,48 +417,31 @@ impl<'a> Probe<'a> {
         let better = |a: f64, b: f64| a > b || b.is_nan();
         match (self.kind, &train.y) {
             (ProbeKind::Linear, Targets::Classes { .. }) => {
-                // Strong to weak with warm starts; past an end of the grid while the best sits
-                // there, so the choice is never at an edge of what was tried.
-                let fit = |l2: f64, start: Option<&Array1<f64>>| -> Result<_, EvalError> {
+                let best = search_grid(|l2, from| {
+                    let start = from.and_then(|p| p.solution.as_ref());
                     let (m, solution) =
                         LinearModel::logistic_from(train, l2, self.options.max_iterations, start)?;
-                    Ok((
-                        score(&select.y, m.predict(select.x.view()).view())[metric],
-                        solution,
-                    ))
-                };
-                let mut tried: Vec<(f64, f64, Array1<f64>)> = Vec::new();
-                let mut start: Option<Array1<f64>> = None;
-                for &l2 in &L2_GRID {
-                    let (s, solution) = fit(l2, start.as_ref())?;
-                    start = Some(solution.clone());
-                    tried.push((l2, s, solution));
-                }
-                extend_grid(&mut tried, |from| {
-                    let (s, solution) = fit(from.0, Some(&from.2))?;
-                    Ok((from.0, s, solution))
+                    Ok(GridPoint {
+                        strength: l2,
+                        score: score(&select.y, m.predict(select.x.view()).view())[metric],
+                        solution: Some(solution),
+                    })
                 })?;
-                let b = best_index(&tried);
-                let (l2, _, solution) = tried.swap_remove(b);
-                Ok(Choice::Alpha(l2, solution))
+                Ok(Choice::Alpha(
+                    best.strength,
+                    best.solution.unwrap_or_default(),
+                ))
             }
             (ProbeKind::Linear, Targets::Values(_)) => {
-                let mut tried: Vec<(f64, f64)> = Vec::new();
-                for &l in &L2_GRID {
-                    let m = LinearModel::ridge(train, l)?;
-                    tried.push((
-                        l,
-                        score(&select.y, m.predict(select.x.view()).view())[metric],
-                    ));
-                }
-                extend_grid(&mut tried, |from| {
-                    let m = LinearModel::ridge(train, from.0)?;
-                    Ok((
-                        from.0,
-                        score(&select.y, m.predict(select.x.view()).view())[metric],
-                    ))
+                let best = search_grid(|lambda, _| {
+                    let m = LinearModel::ridge(train, lambda)?;
+                    Ok(GridPoint {
+                        strength: lambda,
+                        score: score(&select.y, m.predict(select.x.view()).view())[metric],
+                        solution: None,
+                    })
                 })?;
-                Ok(Choice::Lambda(tried[best_index(&tried)].0))
+                Ok(Choice::Lambda(best.strength))
             }
             (ProbeKind::Knn, _) => {
                 let neighbours = nearest(
@@ -547,14 +508,17 @@ mod tests {
     fn the_l2_grid_is_extended_until_the_choice_is_inside() {
         let search = |peak: f64| {
             let score = |l: f64| -(l.log10() - peak.log10()).powi(2);
-            let mut tried: Vec<(f64, f64)> = L2_GRID.iter().map(|&l| (l, score(l))).collect();
-            extend_grid(&mut tried, |mut e| {
-                e.1 = score(e.0);
-                Ok(e)
+            let mut fits = 0;
+            let best = search_grid(|l, _| {
+                fits += 1;
+                Ok(GridPoint {
+                    strength: l,
+                    score: score(l),
+                    solution: None,
+                })
             })
             .unwrap();
-            let best = tried[best_index(&tried)].0;
-            (best, tried.len())
+            (best.strength, fits)
         };
         let (best, n) = search(1e-6);
         assert!((best / 1e-6 - 1.0).abs() < 1e-9, "{best}");
