@@ -13,7 +13,7 @@ use dnalm_eval::{
 };
 
 use crate::{
-    analysis::{CellResult, StudyResults, TaskAnalysis},
+    analysis::{CellResult, StudyResults, TaskAnalysis, TaskScore},
     run::json,
     StudyError,
 };
@@ -71,16 +71,26 @@ impl<'a> View<'a> {
         self.study.results.iter().filter(move |r| r.cell == cell)
     }
 
-    /// A cell's linear-probe score on a task: mean and sd over seeds, and the seed count.
-    fn cell_score(&self, cell: &str, task: &str) -> (f64, f64, usize) {
-        let v: Vec<f64> = self
-            .study
+    /// One value per seed of a cell's score on a task, as `pick` reads it.
+    fn per_seed(
+        &self,
+        cell: &str,
+        task: &str,
+        pick: impl Fn(&TaskScore) -> Option<f64>,
+    ) -> Vec<f64> {
+        self.study
             .results
             .iter()
             .filter(|r| r.cell == cell)
-            .filter_map(|r| r.linear(task).map(|(mean, _)| mean))
-            .collect();
-        let s = Summary::of(&v);
+            .flat_map(|r| r.scores.iter())
+            .filter(|s| s.task == task)
+            .filter_map(pick)
+            .collect()
+    }
+
+    /// A cell's linear-probe score on a task: mean and sd over seeds, and the seed count.
+    fn cell_score(&self, cell: &str, task: &str) -> (f64, f64, usize) {
+        let s = Summary::of(&self.per_seed(cell, task, |s| Some(s.linear.mean)));
         (s.mean, s.sd, s.n)
     }
 
@@ -356,12 +366,7 @@ impl<'a> View<'a> {
                 .cells
                 .iter()
                 .map(|c| {
-                    let v: Vec<f64> = self
-                        .results_of(&c.id)
-                        .flat_map(|r| r.scores.iter())
-                        .filter(|s| s.task == t.task)
-                        .filter_map(|s| s.finetuned.as_ref().map(|f| f.mean))
-                        .collect();
+                    let v = self.per_seed(&c.id, &t.task, |s| s.finetuned.as_ref().map(|f| f.mean));
                     if v.is_empty() {
                         return "—".into();
                     }
@@ -453,12 +458,7 @@ impl<'a> View<'a> {
                 .cells
                 .iter()
                 .map(|c| {
-                    let v: Vec<f64> = self
-                        .results_of(&c.id)
-                        .flat_map(|r| r.scores.iter())
-                        .filter(|s| s.task == t.task)
-                        .map(|s| s.logme)
-                        .collect();
+                    let v = self.per_seed(&c.id, &t.task, |s| Some(s.logme));
                     format!("{:.3}", Summary::of(&v).mean)
                 })
                 .collect();
