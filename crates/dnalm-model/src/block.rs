@@ -181,21 +181,35 @@ pub(crate) struct BlockContext {
     pub dropout: Option<DropoutStream>,
 }
 
-/// A deterministic source of dropout masks: call `i` uses stream `i` of a ChaCha8 generator.
+/// A deterministic source of dropout masks: call `i` uses stream `i` of a ChaCha8 generator
+/// seeded with `seed`, so a training step is reproducible from its seed alone (burn's own
+/// dropout draws from a process-global generator).
 #[derive(Debug, Clone)]
-pub(crate) struct DropoutStream {
+pub struct DropoutStream {
+    /// Seed of every mask of this stream.
     pub seed: u64,
+    /// Masks drawn so far (the next mask's stream number).
     pub calls: std::cell::Cell<u64>,
 }
 
 impl DropoutStream {
-    fn apply(&self, x: Tensor<3>, rate: f64) -> Tensor<3> {
+    /// A stream whose first mask is stream 0 of `seed`.
+    pub fn new(seed: u64) -> Self {
+        DropoutStream {
+            seed,
+            calls: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Zeroes each element of `x` with probability `rate` and scales the rest by
+    /// `1 / (1 - rate)` (inverted dropout).
+    pub fn apply<const D: usize>(&self, x: Tensor<D>, rate: f64) -> Tensor<D> {
         let mask = self.mask(x.dims(), rate, &x.device());
         x * mask
     }
 
     /// The next mask of `dims` (0 or `1 / (1 - rate)` per element).
-    fn mask(&self, dims: [usize; 3], rate: f64, device: &Device) -> Tensor<3> {
+    fn mask<const D: usize>(&self, dims: [usize; D], rate: f64, device: &Device) -> Tensor<D> {
         use rand::{Rng, SeedableRng};
         let call = self.calls.get();
         self.calls.set(call + 1);
@@ -213,7 +227,7 @@ impl DropoutStream {
                 }
             })
             .collect();
-        Tensor::<3>::from_data(burn::tensor::TensorData::new(mask, dims), device)
+        Tensor::<D>::from_data(burn::tensor::TensorData::new(mask, dims), device)
     }
 }
 

@@ -70,6 +70,29 @@ struct Reinitialize<'a> {
     seed: u64,
     /// Only these parameters (all when `None`).
     only: Option<&'a std::collections::BTreeSet<String>>,
+    scheme: InitScheme,
+}
+
+/// How [`Reinitialize`] draws a weight (norm scales and biases are always 1 and 0, batch-norm
+/// running statistics mean 0 and variance 1).
+#[derive(Debug, Clone, Copy)]
+enum InitScheme {
+    /// N(0, 0.02²): BERT's and GPT's transformer initialisation.
+    Normal,
+    /// U(−1/√fan_in, 1/√fan_in): PyTorch's default for `Linear` and `Conv1d` weights
+    /// (`kaiming_uniform_(a=√5)`), with burn's layouts: `[d_in, d_out]` for a linear weight,
+    /// `[out, in, kernel]` for a convolution.
+    FanInUniform,
+}
+
+impl InitScheme {
+    fn bound<const D: usize>(dims: [usize; D]) -> f64 {
+        let fan_in = match D {
+            2 => dims[0],
+            _ => dims.iter().skip(1).product(),
+        };
+        1.0 / (fan_in.max(1) as f64).sqrt()
+    }
 }
 
 impl ModuleMapper for Reinitialize<'_> {
@@ -90,8 +113,8 @@ impl ModuleMapper for Reinitialize<'_> {
         let n: usize = dims.iter().product();
         let leaf = name.rsplit('.').next().unwrap_or("");
         let values: Vec<f32> = match leaf {
-            "gamma" => vec![1.0; n],
-            "beta" | "bias" => vec![0.0; n],
+            "gamma" | "running_var" => vec![1.0; n],
+            "beta" | "bias" | "running_mean" => vec![0.0; n],
             _ => {
                 // A stream per parameter name (FNV-1a), so adding a parameter changes no other.
                 let stream = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -99,14 +122,23 @@ impl ModuleMapper for Reinitialize<'_> {
                 });
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
                 rng.set_stream(stream);
-                (0..n)
-                    .map(|_| {
-                        // Box-Muller.
-                        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                        let u2: f64 = rng.random();
-                        (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-                    })
-                    .collect()
+                match self.scheme {
+                    InitScheme::Normal => (0..n)
+                        .map(|_| {
+                            // Box-Muller.
+                            let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+                            let u2: f64 = rng.random();
+                            (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos())
+                                as f32
+                        })
+                        .collect(),
+                    InitScheme::FanInUniform => {
+                        let bound = InitScheme::bound(dims);
+                        (0..n)
+                            .map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32)
+                            .collect()
+                    }
+                }
             }
         };
         let device = tensor.device();
@@ -119,12 +151,26 @@ impl ModuleMapper for Reinitialize<'_> {
     }
 }
 
-/// Re-initialises every parameter deterministically from `seed` (see [`DnaLm::seeded`]).
+/// Re-initialises every parameter deterministically from `seed` (see [`DnaLm::seeded`]):
+/// weights N(0, 0.02²), the transformer initialisation.
 pub fn reinitialize<M: Module>(module: M, seed: u64) -> M {
     module.map(&mut Reinitialize {
         path: ModulePath::default(),
         seed,
         only: None,
+        scheme: InitScheme::Normal,
+    })
+}
+
+/// Re-initialises every parameter deterministically from `seed` with PyTorch's default for
+/// linear and convolution layers, U(−1/√fan_in, 1/√fan_in): the scale a network without
+/// normalisation after every layer (a CNN, a small head) trains from.
+pub fn reinitialize_fan_in<M: Module>(module: M, seed: u64) -> M {
+    module.map(&mut Reinitialize {
+        path: ModulePath::default(),
+        seed,
+        only: None,
+        scheme: InitScheme::FanInUniform,
     })
 }
 
@@ -154,6 +200,7 @@ pub fn load_parameters_or_seed<M: Module>(
         path: ModulePath::default(),
         seed,
         only: Some(&only),
+        scheme: InitScheme::Normal,
     });
     Ok((module, kept))
 }

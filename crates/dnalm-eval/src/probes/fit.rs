@@ -1,11 +1,13 @@
 //! One training loop for every network dnalm-eval trains (MLP probe, one-hot CNN baseline,
 //! fine-tuned encoder): mini-batch AdamW (dnalm-train's, global-norm clipping), cross-entropy or
-//! standardised MSE, early stopping on the validation loss, the best epoch kept. Deterministic
+//! standardised MSE, early stopping on the validation loss, the best epoch kept (its parameters and
+//! batch-norm statistics). Deterministic
 //! for a seed: batches are shuffled by a seeded ChaCha generator.
 
 use dnalm_model::burn::{
     module::Module,
     optim::GradientsParams,
+    store::ModuleRecord,
     tensor::{activation::log_softmax, activation::softmax, Int, Tensor, TensorData},
 };
 use dnalm_train::{optim::AdamW, run_config::OptimConfig};
@@ -101,7 +103,9 @@ pub fn fit<N: Module + Clone>(
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order = train.to_vec();
     let mut net = net;
-    let mut best: Option<(N, usize, f64)> = None;
+    // The best epoch is kept as a record, not a clone: clones share batch norm's running
+    // statistics, which later epochs would go on updating.
+    let mut best: Option<(ModuleRecord, usize, f64)> = None;
     let mut since_best = 0;
     let mut step = 0u64;
     let mut epochs_run = 0;
@@ -134,7 +138,7 @@ pub fn fit<N: Module + Clone>(
         }
         let valid_loss = weighted / valid_rows.len() as f64;
         if best.as_ref().is_none_or(|b| valid_loss < b.2) {
-            best = Some((net.clone(), epoch, valid_loss));
+            best = Some((net.clone().into_record(), epoch, valid_loss));
             since_best = 0;
         } else {
             since_best += 1;
@@ -143,10 +147,16 @@ pub fn fit<N: Module + Clone>(
             }
         }
     }
-    let (net, best_epoch, best_valid_loss) = best.ok_or_else(|| EvalError::BadOption {
+    let (record, best_epoch, best_valid_loss) = best.ok_or_else(|| EvalError::BadOption {
         option: "epochs",
         message: "no epoch ran".into(),
     })?;
+    let net = net
+        .try_load_record(record)
+        .map_err(|e| EvalError::Numeric {
+            routine: "restoring the best epoch",
+            message: e.to_string(),
+        })?;
     Ok(Fitted {
         net,
         best_epoch,
@@ -212,4 +222,37 @@ pub fn predict<N: Module>(
     }
     Array2::from_shape_vec((rows.len(), width), out)
         .map_err(|e| crate::shape_error("prediction", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use dnalm_model::burn::{
+        module::Module,
+        nn::{BatchNorm, BatchNormConfig},
+        tensor::{Tensor, TensorData},
+    };
+
+    /// `fit` keeps its best epoch as a record because clones share batch norm's running
+    /// statistics: this fails if a snapshot stops being independent of later training.
+    #[test]
+    fn a_record_snapshot_keeps_batch_norm_statistics_that_a_clone_shares() {
+        let device = crate::train_device();
+        let norm: BatchNorm = BatchNormConfig::new(2).init(&device);
+        let snapshot = norm.clone().into_record();
+        let clone = norm.clone();
+        let x = Tensor::<3>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], [2, 2, 2]),
+            &device,
+        );
+        // A training pass updates the running mean (momentum 0.1 toward the batch mean).
+        let _ = norm.forward(x);
+        let values = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        assert!(
+            values(clone.running_mean.value_sync())[0] > 0.0,
+            "clones share running statistics"
+        );
+        // Inference reads `value()`: the snapshot's statistics.
+        let restored = norm.try_load_record(snapshot).unwrap();
+        assert_eq!(values(restored.running_mean.value()), vec![0.0, 0.0]);
+    }
 }
