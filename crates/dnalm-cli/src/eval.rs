@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dnalm_eval::{
     bench::{run_bench, BenchConfig},
+    features::baseline::BaselineKind,
     features::embed::{parse_pooling, EmbedOptions, Embedder, Granularity, ModelSpec},
     features::store::{read_embeddings, EmbeddingWriter},
     features::tasks::{check_tokenizer, split_rows, targets},
@@ -448,14 +449,19 @@ pub struct BenchArgs {
     /// Fine-tune every model on every task too.
     #[arg(long)]
     finetune: bool,
-    /// Skip the k-mer and CNN baselines (not recommended: they are the point of comparison).
-    #[arg(long)]
+    /// Baselines to run, comma-separated: kmer (k-mer spectrum + linear probe), cnn (one-hot
+    /// CNN).
+    #[arg(long, default_value = "kmer,cnn", value_delimiter = ',')]
+    baselines: Vec<BaselineKind>,
+    /// Skip every baseline (not recommended: they are the point of comparison).
+    #[arg(long, conflicts_with = "baselines")]
     no_baselines: bool,
     /// Seeds for the CNN and fine-tuning.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = BenchConfig::default().seeds)]
     seeds: usize,
-    /// CNN epochs (without --finetune; with it, the CNN gets the fine-tuning budget).
-    #[arg(long, default_value_t = 10)]
+    /// Most CNN epochs, early-stopped on the validation loss (without --finetune; with it, the
+    /// CNN gets the fine-tuning budget).
+    #[arg(long, default_value_t = BenchConfig::default().cnn.epochs)]
     cnn_epochs: usize,
     #[command(flatten)]
     probe: ProbeFlags,
@@ -508,7 +514,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let tasks = collect_tasks(&args.suite, &args.task)?;
     let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
     config.probes = args.probes.clone();
-    config.baselines = !args.no_baselines;
+    config.baselines = if args.no_baselines {
+        Vec::new()
+    } else {
+        args.baselines.clone()
+    };
     config.seeds = args.seeds;
     config.cnn.epochs = args.cnn_epochs;
     if args.finetune {
@@ -576,7 +586,7 @@ pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
     let tasks = collect_tasks(&args.suite, &args.task)?;
     let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
     config.probes = Vec::new();
-    config.baselines = false;
+    config.baselines = Vec::new();
     config.seeds = 1;
     if args.finetune {
         config.finetune = Some(

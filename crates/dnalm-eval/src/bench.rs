@@ -14,7 +14,7 @@ use dnalm_seq::task::Task;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    features::baseline::{cnn_baseline, kmer_spectrum, SPECTRUM_KS},
+    features::baseline::{cnn_baseline, kmer_spectrum, BaselineKind, SPECTRUM_KS},
     features::embed::{EmbedOptions, Embedder, ModelSpec},
     features::tasks::{embed_task, features_task},
     features::Targets,
@@ -39,8 +39,8 @@ pub struct BenchConfig {
     pub probes: Vec<ProbeKind>,
     /// Probe settings.
     pub probe: ProbeOptions,
-    /// Run the k-mer spectrum and one-hot CNN baselines.
-    pub baselines: bool,
+    /// The baselines to run on every task (all of them unless told otherwise).
+    pub baselines: Vec<BaselineKind>,
     /// CNN budget (the same as fine-tuning's when fine-tuning runs).
     pub cnn: FitOptions,
     /// CNN filters per layer.
@@ -59,13 +59,13 @@ impl Default for BenchConfig {
             embed: EmbedOptions::default(),
             probes: vec![ProbeKind::Linear],
             probe: ProbeOptions::default(),
-            baselines: true,
+            baselines: BaselineKind::ALL.to_vec(),
             cnn: FitOptions {
-                epochs: 10,
+                epochs: 30,
                 batch_size: 64,
                 lr: 2e-3,
                 weight_decay: 0.01,
-                patience: 3,
+                patience: 5,
                 seed: 0,
             },
             cnn_channels: 64,
@@ -202,7 +202,7 @@ pub fn run_bench(
         .map(Task::load)
         .collect::<Result<_, _>>()?;
     let mut results: Vec<TaskResult> = tasks.iter().map(TaskResult::of).collect();
-    if config.baselines {
+    if !config.baselines.is_empty() {
         for (task, result) in tasks.iter().zip(&mut results) {
             result.entries.extend(baselines(config, task, progress)?);
         }
@@ -263,47 +263,62 @@ impl TaskResult {
     }
 }
 
-/// The baselines on one task: the k-mer spectrum's linear probe and the one-hot CNN.
+/// The configured baselines on one task: the k-mer spectrum's linear probe and the one-hot CNN.
 fn baselines(
     config: &BenchConfig,
     task: &Task,
     progress: &mut dyn Progress,
-) -> Result<[Entry; 2], EvalError> {
-    progress.message(&format!(
-        "{}: k-mer spectrum + linear probe",
-        task.spec.name
-    ));
-    let t0 = Instant::now();
-    let features = features_task(task, |s| kmer_spectrum(s, &SPECTRUM_KS))?;
-    let report = run_probe(ProbeKind::Linear, &features, &config.probe)?;
-    let spectrum = Entry {
-        subject: "kmer-spectrum".into(),
-        method: "probe:linear".into(),
-        baseline: true,
-        metrics: report.summary,
-        chosen: Some(report.chosen),
-        seconds: t0.elapsed().as_secs_f64(),
-    };
-    progress.message(&format!("{}: one-hot CNN", task.spec.name));
-    let t0 = Instant::now();
-    let cnn_fit = config
-        .finetune
-        .as_ref()
-        .map(|f| FitOptions {
-            lr: config.cnn.lr,
-            ..f.fit.clone()
-        })
-        .unwrap_or_else(|| config.cnn.clone());
-    let cnn = cnn_baseline(task, config.cnn_channels, &cnn_fit, config.seeds)?;
-    let cnn = Entry {
-        subject: "onehot-cnn".into(),
-        method: "cnn".into(),
-        baseline: true,
-        metrics: cnn.summary,
-        chosen: Some(format!("epochs={:?}", cnn.epochs)),
-        seconds: t0.elapsed().as_secs_f64(),
-    };
-    Ok([spectrum, cnn])
+) -> Result<Vec<Entry>, EvalError> {
+    let mut entries = Vec::new();
+    if config.baselines.contains(&BaselineKind::Kmer) {
+        progress.message(&format!(
+            "{}: k-mer spectrum + linear probe",
+            task.spec.name
+        ));
+        let t0 = Instant::now();
+        let features = features_task(task, |s| kmer_spectrum(s, &SPECTRUM_KS))?;
+        let report = run_probe(ProbeKind::Linear, &features, &config.probe)?;
+        entries.push(Entry {
+            subject: "kmer-spectrum".into(),
+            method: "probe:linear".into(),
+            baseline: true,
+            metrics: report.summary,
+            chosen: Some(report.chosen),
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    if config.baselines.contains(&BaselineKind::Cnn) {
+        progress.message(&format!(
+            "{}: one-hot CNN ({} seeds)",
+            task.spec.name, config.seeds
+        ));
+        let t0 = Instant::now();
+        let cnn_fit = config
+            .finetune
+            .as_ref()
+            .map(|f| FitOptions {
+                lr: config.cnn.lr,
+                ..f.fit.clone()
+            })
+            .unwrap_or_else(|| config.cnn.clone());
+        let cnn = cnn_baseline(task, config.cnn_channels, &cnn_fit, config.seeds)?;
+        if !cnn.failed_seeds.is_empty() {
+            progress.message(&format!(
+                "{}: one-hot CNN: {}",
+                task.spec.name,
+                cnn.describe()
+            ));
+        }
+        entries.push(Entry {
+            subject: "onehot-cnn".into(),
+            method: "cnn".into(),
+            baseline: true,
+            chosen: Some(cnn.describe()),
+            metrics: cnn.summary,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(entries)
 }
 
 /// LogME and H-score of a model's training-split features (kNN and linear filled in by the

@@ -139,10 +139,10 @@ fn baselines(
         return Ok(Vec::new());
     }
     progress.message("baselines: k-mer spectrum and one-hot CNN");
+    // The CNN gets the bench's default seeds (a one-seed CNN is too noisy to compare with).
     let config = BenchConfig {
         tasks: tasks.to_vec(),
         probe: probe_options(spec),
-        seeds: 1,
         ..BenchConfig::default()
     };
     let r = run_bench(&config, progress)?;
@@ -412,7 +412,7 @@ impl CellRun<'_> {
             // Checked when the study was loaded.
             probes: spec.probes().unwrap_or_default(),
             probe: probe_options(spec),
-            baselines: false,
+            baselines: Vec::new(),
             seeds: 1,
             finetune: spec.eval.finetune.then(|| FinetuneOptions {
                 fit: dnalm_eval::probes::fit::FitOptions {

@@ -2,16 +2,18 @@
 //! frequencies) with the linear probe, and a small one-hot CNN trained from scratch with the same
 //! budget as fine-tuning.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use burn::{
     module::Module,
     nn::{
         conv::{Conv1d, Conv1dConfig},
-        Linear, LinearConfig, PaddingConfig1d,
+        pool::{MaxPool1d, MaxPool1dConfig},
+        BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig1d,
     },
     tensor::{activation::relu, Device, Tensor, TensorData},
 };
+use dnalm_model::block::DropoutStream;
 use dnalm_seq::task::{LabelledSequence, Task};
 use serde::{Deserialize, Serialize};
 
@@ -60,39 +62,151 @@ pub fn kmer_spectrum(seq: &[u8], ks: &[usize]) -> Vec<f32> {
     out
 }
 
-/// The one-hot CNN: two convolutions (kernel 9, ReLU), global max pooling, a linear output.
+/// The baselines `bench` runs beside every model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineKind {
+    /// The k-mer spectrum (k = 1..6) with the linear probe.
+    Kmer,
+    /// The one-hot CNN trained from scratch.
+    Cnn,
+}
+
+impl BaselineKind {
+    /// Every baseline.
+    pub const ALL: [BaselineKind; 2] = [BaselineKind::Kmer, BaselineKind::Cnn];
+}
+
+impl fmt::Display for BaselineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BaselineKind::Kmer => "kmer",
+            BaselineKind::Cnn => "cnn",
+        })
+    }
+}
+
+impl FromStr for BaselineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kmer" | "kmer-spectrum" => Ok(BaselineKind::Kmer),
+            "cnn" | "onehot-cnn" => Ok(BaselineKind::Cnn),
+            _ => Err(format!("unknown baseline '{s}' (expected kmer or cnn)")),
+        }
+    }
+}
+
+/// Convolution kernel width of every CNN block (bases at the first block).
+const CNN_KERNEL: usize = 9;
+/// Max-pooling width (and stride) after the first two blocks.
+const CNN_POOL: usize = 4;
+/// Dropout after each pooled block.
+const CNN_BLOCK_DROPOUT: f64 = 0.2;
+/// Dropout before the output layer.
+const CNN_HEAD_DROPOUT: f64 = 0.5;
+/// Position bins of the final max pooling: each bin is the max over one eighth of the
+/// sequence, so the output layer knows roughly *where* a motif is, not only whether it is
+/// there (global max pooling cannot tell a convergent motif pair from a divergent one).
+const CNN_BINS: usize = 8;
+
+/// One convolution block: convolution ('same' padding) → batch norm → ReLU → optional max
+/// pooling.
+#[derive(Module, Debug)]
+struct ConvBlock {
+    conv: Conv1d,
+    norm: BatchNorm,
+    pool: Option<MaxPool1d>,
+}
+
+impl ConvBlock {
+    fn new(inputs: usize, channels: usize, pool: bool, device: &Device) -> ConvBlock {
+        ConvBlock {
+            conv: Conv1dConfig::new(inputs, channels, CNN_KERNEL)
+                .with_padding(PaddingConfig1d::Same)
+                .init(device),
+            norm: BatchNormConfig::new(channels).init(device),
+            pool: pool.then(|| MaxPool1dConfig::new(CNN_POOL).with_stride(CNN_POOL).init()),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = relu(self.norm.forward(self.conv.forward(x)));
+        match &self.pool {
+            // A sequence shorter than the pool keeps its length (nothing to pool over).
+            Some(pool) if h.dims()[2] >= CNN_POOL => pool.forward(h),
+            _ => h,
+        }
+    }
+}
+
+/// The one-hot CNN, in the Genomic Benchmarks / DeepSEA pattern: three blocks of convolution
+/// (kernel 9) → batch norm → ReLU, the first two max-pooled (4) with dropout 0.2; max pooling
+/// into 8 position bins, flattened (the fixed-length flatten of those networks, for any
+/// length); dropout 0.5; a linear output. The receptive field of one position of the last
+/// block is 9 + 8·4 + 8·16 = 169 bases.
 #[derive(Module, Debug)]
 pub struct OneHotCnn {
-    conv1: Conv1d,
-    conv2: Conv1d,
+    blocks: Vec<ConvBlock>,
     out: Linear,
 }
 
 impl OneHotCnn {
-    /// A CNN with `channels` filters per layer and `outputs` outputs.
+    /// A CNN with `channels` filters per block and `outputs` outputs.
     pub fn new(channels: usize, outputs: usize, device: &Device) -> OneHotCnn {
-        let conv = |i, o| {
-            Conv1dConfig::new(i, o, 9)
-                .with_padding(PaddingConfig1d::Same)
-                .init(device)
-        };
         OneHotCnn {
-            conv1: conv(4, channels),
-            conv2: conv(channels, channels),
-            out: LinearConfig::new(channels, outputs).init(device),
+            blocks: vec![
+                ConvBlock::new(4, channels, true, device),
+                ConvBlock::new(channels, channels, true, device),
+                ConvBlock::new(channels, channels, false, device),
+            ],
+            out: LinearConfig::new(channels * CNN_BINS, outputs).init(device),
         }
     }
 
-    /// `[rows, 4, len]` one-hot → `[rows, outputs]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
-        let h = relu(self.conv2.forward(relu(self.conv1.forward(x))));
-        let [rows, channels, _] = h.dims();
-        self.out.forward(h.max_dim(2).reshape([rows, channels]))
+    /// `[rows, 4, len]` one-hot → `[rows, outputs]`; `dropout` (training) draws its masks
+    /// from that stream.
+    pub fn forward(&self, x: Tensor<3>, dropout: Option<&DropoutStream>) -> Tensor<2> {
+        let mut h = x;
+        for block in &self.blocks {
+            h = block.forward(h);
+            if let (Some(stream), Some(_)) = (dropout, &block.pool) {
+                h = stream.apply(h, CNN_BLOCK_DROPOUT);
+            }
+        }
+        let mut pooled = binned_max(h, CNN_BINS);
+        if let Some(stream) = dropout {
+            pooled = stream.apply(pooled, CNN_HEAD_DROPOUT);
+        }
+        self.out.forward(pooled)
     }
 
     fn device(&self) -> Device {
         self.out.weight.val().device()
     }
+}
+
+/// `[rows, channels, len]` → `[rows, channels · bins]`: the max over each of `bins` equal
+/// stretches of positions (the last ones padded with zeros, which never win after a ReLU;
+/// a sequence shorter than `bins` positions repeats its values).
+fn binned_max(h: Tensor<3>, bins: usize) -> Tensor<2> {
+    let [rows, channels, len] = h.dims();
+    let h = if len < bins {
+        // Too short to split: every bin sees the whole sequence.
+        h.max_dim(2).repeat_dim(2, bins)
+    } else {
+        let width = len.div_ceil(bins);
+        let h = if width * bins > len {
+            let pad = Tensor::<3>::zeros([rows, channels, width * bins - len], &h.device());
+            Tensor::cat(vec![h, pad], 2)
+        } else {
+            h
+        };
+        h.reshape([rows, channels, bins, width])
+            .max_dim(3)
+            .reshape([rows, channels, bins])
+    };
+    h.reshape([rows, channels * bins])
 }
 
 /// One-hot `[rows, 4, len]` of sequences padded (with zeros, like `N`) to the longest.
@@ -117,15 +231,58 @@ pub fn one_hot(seqs: &[&[u8]], device: &Device) -> Tensor<3> {
 /// Result of training the CNN over seeds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CnnReport {
-    /// Test metrics per seed.
+    /// Test metrics per seed that fitted (failed fits excluded).
     pub runs: Vec<BTreeMap<String, f64>>,
-    /// Mean ± sd over seeds.
+    /// Mean ± sd over the seeds that fitted (empty when none did).
     pub summary: BTreeMap<String, Summary>,
     /// Epochs run per seed.
     pub epochs: Vec<usize>,
+    /// Seeds whose network predicted a single class for every test row (while the test split
+    /// has several): a failed fit, reported as such rather than scored.
+    #[serde(default)]
+    pub failed_seeds: Vec<u64>,
 }
 
-/// Trains the one-hot CNN on `task` with `seeds` seeds (early stopping on valid), scoring test.
+impl CnnReport {
+    /// What the report shows beside the metrics: epochs per seed and any failed fits.
+    pub fn describe(&self) -> String {
+        let mut text = format!("epochs={:?}", self.epochs);
+        if !self.failed_seeds.is_empty() {
+            text.push_str(&format!(
+                "; failed fit (one class predicted) for {} of {} seeds {:?}",
+                self.failed_seeds.len(),
+                self.epochs.len(),
+                self.failed_seeds
+            ));
+        }
+        text
+    }
+}
+
+/// Whether class probabilities `outputs` predict one class for every row although `targets`
+/// hold several: the fit collapsed to a constant, and its metrics say nothing.
+pub fn predicts_one_class(targets: &crate::Targets, outputs: ndarray::ArrayView2<f32>) -> bool {
+    let crate::Targets::Classes { labels, .. } = targets else {
+        return false;
+    };
+    let mut predicted = outputs.rows().into_iter().map(|row| {
+        row.iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+            )
+            .0
+    });
+    let first = predicted.next();
+    let constant = predicted.all(|p| Some(p) == first);
+    let truth_varies = labels.iter().any(|&l| l != labels[0]);
+    constant && truth_varies
+}
+
+/// Trains the one-hot CNN on `task` with `seeds` seeds (seed `options.seed + i`; early
+/// stopping on the validation loss, the best epoch kept), scoring test. A seed whose network
+/// predicts one class for the whole test split is a failed fit: listed, not averaged.
 pub fn cnn_baseline(
     task: &Task,
     channels: usize,
@@ -144,33 +301,42 @@ pub fn cnn_baseline(
     let test_targets = targets(task, &test);
     let forward = cnn_forward(&all);
     let test_forward = cnn_forward(&test);
-    let mut runs = Vec::new();
-    let mut epochs = Vec::new();
-    for seed in 0..seeds.max(1) as u64 {
+    let mut report = CnnReport {
+        runs: Vec::new(),
+        summary: BTreeMap::new(),
+        epochs: Vec::new(),
+        failed_seeds: Vec::new(),
+    };
+    for i in 0..seeds.max(1) as u64 {
         let mut o = options.clone();
-        o.seed = options.seed.wrapping_add(seed);
+        o.seed = options.seed.wrapping_add(i);
         let device = crate::train_device();
-        let net = dnalm_model::io::reinitialize(OneHotCnn::new(channels, outputs, &device), o.seed);
+        let net = dnalm_model::io::reinitialize_fan_in(
+            OneHotCnn::new(channels, outputs, &device),
+            o.seed,
+        );
         let fitted = fit(net, &forward, &y, &train_rows, &valid_rows, &o)?;
-        epochs.push(fitted.epochs_run);
+        report.epochs.push(fitted.epochs_run);
         let test_rows: Vec<usize> = (0..test.len()).collect();
         let out = predict(&fitted, &test_forward, &test_rows, 256)?;
-        runs.push(score(&test_targets, out.view()));
+        if predicts_one_class(&test_targets, out.view()) {
+            report.failed_seeds.push(o.seed);
+        } else {
+            report.runs.push(score(&test_targets, out.view()));
+        }
     }
-    Ok(CnnReport {
-        summary: summarise(&runs),
-        runs,
-        epochs,
-    })
+    report.summary = summarise(&report.runs);
+    Ok(report)
 }
 
 fn cnn_forward<'a>(
     rows_src: &[&'a LabelledSequence],
 ) -> impl Fn(&OneHotCnn, &[usize], Option<u64>) -> Result<Tensor<2>, EvalError> + 'a {
     let src: Vec<&'a [u8]> = rows_src.iter().map(|r| r.sequence.as_slice()).collect();
-    move |net: &OneHotCnn, rows: &[usize], _: Option<u64>| {
+    move |net: &OneHotCnn, rows: &[usize], seed: Option<u64>| {
         let seqs: Vec<&[u8]> = rows.iter().map(|&r| src[r]).collect();
-        Ok(net.forward(one_hot(&seqs, &net.device())))
+        let dropout = seed.map(DropoutStream::new);
+        Ok(net.forward(one_hot(&seqs, &net.device()), dropout.as_ref()))
     }
 }
 
@@ -240,11 +406,11 @@ mod tests {
             examples,
         };
         let options = FitOptions {
-            epochs: 15,
+            epochs: 20,
             batch_size: 16,
-            lr: 3e-3,
+            lr: 1e-2,
             weight_decay: 0.0,
-            patience: 15,
+            patience: 20,
             seed: 0,
         };
         let report = cnn_baseline(&task, 16, &options, 1).unwrap();
@@ -255,6 +421,62 @@ mod tests {
             "{:?}",
             report.summary
         );
+    }
+
+    #[test]
+    fn binned_max_keeps_where_the_maximum_is() {
+        let d = dnalm_model::cpu();
+        // One channel, 10 positions, a peak at position 9: with 4 bins of 3 (two padded
+        // zeros), only the last bin sees it.
+        let mut v = vec![0.1f32; 10];
+        v[9] = 5.0;
+        let h = Tensor::<3>::from_data(TensorData::new(v, [1, 1, 10]), &d);
+        let out = binned_max(h, 4).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(out, vec![0.1, 0.1, 0.1, 5.0]);
+        // Shorter than the bins: every bin holds the sequence's max.
+        let h = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 3.0], [1, 1, 2]), &d);
+        let out = binned_max(h, 4).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(out, vec![3.0; 4]);
+    }
+
+    #[test]
+    fn a_single_class_prediction_is_a_failed_fit() {
+        let targets = crate::Targets::Classes {
+            labels: vec![0, 1, 1],
+            num_classes: 2,
+        };
+        let constant = ndarray::array![[0.9f32, 0.1], [0.8, 0.2], [0.6, 0.4]];
+        assert!(predicts_one_class(&targets, constant.view()));
+        let varied = ndarray::array![[0.9f32, 0.1], [0.2, 0.8], [0.6, 0.4]];
+        assert!(!predicts_one_class(&targets, varied.view()));
+        // A test split of one class can only be predicted as one class: not a failure.
+        let one = crate::Targets::Classes {
+            labels: vec![1, 1, 1],
+            num_classes: 2,
+        };
+        assert!(!predicts_one_class(&one, constant.view()));
+        let report = CnnReport {
+            runs: Vec::new(),
+            summary: BTreeMap::new(),
+            epochs: vec![3, 4],
+            failed_seeds: vec![1],
+        };
+        assert_eq!(
+            report.describe(),
+            "epochs=[3, 4]; failed fit (one class predicted) for 1 of 2 seeds [1]"
+        );
+    }
+
+    #[test]
+    fn baseline_names_parse_and_print() {
+        for kind in BaselineKind::ALL {
+            assert_eq!(kind.to_string().parse::<BaselineKind>(), Ok(kind));
+        }
+        assert_eq!("onehot-cnn".parse::<BaselineKind>(), Ok(BaselineKind::Cnn));
+        assert!("svm"
+            .parse::<BaselineKind>()
+            .unwrap_err()
+            .contains("kmer or cnn"));
     }
 
     #[test]

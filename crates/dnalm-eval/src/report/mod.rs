@@ -41,13 +41,17 @@ pub fn write_report(dir: &Path, results: &BenchResults) -> Result<std::path::Pat
          all training rows ± the sd of {} refits that each leave out one fold (hyperparameters \
          chosen on the validation split). CNN and fine-tuning: mean ± sd over {} seeds. \
          Baselines use no pretraining.\n",
-        results
-            .config
-            .models
-            .iter()
-            .map(|m| format!("`{}`", m.name))
-            .collect::<Vec<_>>()
-            .join(", "),
+        if results.config.models.is_empty() {
+            "none (baselines only)".to_string()
+        } else {
+            results
+                .config
+                .models
+                .iter()
+                .map(|m| format!("`{}`", m.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
         results.tasks.len(),
         results.config.probe.folds,
         results.config.seeds
