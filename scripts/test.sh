@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every test of dnalm, on a fresh machine too: formatting, lints, Rust unit/integration/doc tests,
-# then the Hugging Face parity check (installs Python `tokenizers` into .venv first).
+# then the Python parity checks (installing `tokenizers` and scikit-learn into .venv first):
+# Hugging Face tokenizers, and the k-mer spectrum baseline against scikit-learn on every bundled
+# task (within 0.02 MCC).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
@@ -8,3 +10,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 bash scripts/setup-python.sh
 .venv/bin/python scripts/hf_parity.py --check crates/dnalm-tokenize/tests/golden
+cargo run --locked -q -p dnalm-cli -- bench --suite data/tasks --baselines kmer \
+  --output target/baseline-parity >/dev/null
+.venv/bin/python scripts/baseline_parity.py --suite data/tasks \
+  --results target/baseline-parity/results.json
