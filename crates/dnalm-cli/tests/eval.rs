@@ -254,6 +254,14 @@ fn bench_writes_report_results_and_plots_with_baselines() {
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["relevance"].as_array().unwrap().len(), 4);
+    // Each model's probe against the best baseline, paired over the test rows.
+    assert!(report.contains("Against the best baseline"), "{report}");
+    for task in results["tasks"].as_array().unwrap() {
+        let comparisons = task["comparisons"].as_array().unwrap();
+        assert_eq!(comparisons.len(), 2, "{task}");
+        let ci = comparisons[0]["difference"]["ci"].as_array().unwrap();
+        assert!(ci[0].as_f64().unwrap() <= ci[1].as_f64().unwrap());
+    }
     let csv = std::fs::read_to_string(out.join("relevance.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
     for png in [

@@ -11,15 +11,16 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use dnalm_seq::task::Task;
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     features::baseline::{cnn_baseline, kmer_spectrum, BaselineKind, SPECTRUM_KS},
     features::embed::{EmbedOptions, Embedder, ModelSpec},
-    features::tasks::{embed_task, features_task},
+    features::tasks::{embed_task, features_task, split_rows, targets},
     features::Targets,
     finetune::{finetune, FinetuneOptions},
-    metrics::{spearman, Summary},
+    metrics::{paired_bootstrap, spearman, PairedDifference, Summary, TestPredictions, Verdict},
     probes::fit::FitOptions,
     probes::{headline, run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     relevance::{h_score_with, logme_with, task_affinity, Affinity, Gram},
@@ -90,6 +91,25 @@ pub struct Entry {
     pub chosen: Option<String>,
     /// Wall-clock seconds (embedding excluded for probes; see `embed_seconds`).
     pub seconds: f64,
+    /// Test outputs per run behind the headline (the full-data fit of a probe, each seed of
+    /// the CNN or fine-tuning), for the paired comparisons; not serialised.
+    #[serde(skip)]
+    pub test_outputs: Vec<Array2<f32>>,
+}
+
+/// A model's entry against the task's best baseline, on the same test rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The entry's subject (a model name).
+    pub subject: String,
+    /// Its method.
+    pub method: String,
+    /// The baseline it is compared with (`subject method`).
+    pub baseline: String,
+    /// Headline difference (entry − baseline) with its paired bootstrap interval.
+    pub difference: PairedDifference,
+    /// Win only when the interval lies above 0, loss only when below.
+    pub verdict: Verdict,
 }
 
 /// Relevance of one model to one task, from frozen embeddings.
@@ -145,6 +165,12 @@ pub struct TaskResult {
     pub rows: [usize; 3],
     /// Results, baselines first.
     pub entries: Vec<Entry>,
+    /// Every model entry against the best baseline (paired bootstrap over the test rows).
+    #[serde(default)]
+    pub comparisons: Vec<Comparison>,
+    /// The test split's targets (for the comparisons); not serialised.
+    #[serde(skip)]
+    pub test_targets: Option<Targets>,
 }
 
 /// Everything a bench produced.
@@ -201,7 +227,8 @@ pub fn run_bench(
         .iter()
         .map(Task::load)
         .collect::<Result<_, _>>()?;
-    let mut results: Vec<TaskResult> = tasks.iter().map(TaskResult::of).collect();
+    let mut results: Vec<TaskResult> =
+        tasks.iter().map(TaskResult::of).collect::<Result<_, _>>()?;
     if !config.baselines.is_empty() {
         for (task, result) in tasks.iter().zip(&mut results) {
             result.entries.extend(baselines(config, task, progress)?);
@@ -237,6 +264,9 @@ pub fn run_bench(
             affinity.push(task_affinity(&spec.name, &per_task)?);
         }
     }
+    for result in &mut results {
+        result.compare_with_baselines(BOOTSTRAP_RESAMPLES, config.probe.seed);
+    }
     let relevance_vs_finetune = correlate(&relevance);
     Ok(BenchResults {
         config: config.clone(),
@@ -247,10 +277,14 @@ pub fn run_bench(
     })
 }
 
+/// Resamples of the test rows behind every paired comparison.
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+
 impl TaskResult {
     /// A task's result with no entries yet.
-    fn of(task: &Task) -> TaskResult {
-        TaskResult {
+    fn of(task: &Task) -> Result<TaskResult, EvalError> {
+        let [_, _, test] = split_rows(task)?;
+        Ok(TaskResult {
             task: task.spec.name.clone(),
             dir: task.dir.clone(),
             headline: match task.spec.kind {
@@ -259,7 +293,50 @@ impl TaskResult {
             },
             rows: dnalm_seq::task::Split::ALL.map(|s| task.split(s).count()),
             entries: Vec::new(),
-        }
+            comparisons: Vec::new(),
+            test_targets: Some(targets(task, &test)),
+        })
+    }
+
+    /// The baseline entry with the best headline mean (among those with test outputs).
+    pub fn best_baseline(&self) -> Option<&Entry> {
+        let headline = |e: &Entry| {
+            e.metrics
+                .get(&self.headline)
+                .map_or(f64::NEG_INFINITY, |s| s.mean)
+        };
+        self.entries
+            .iter()
+            .filter(|e| e.baseline && !e.test_outputs.is_empty())
+            .max_by(|a, b| headline(a).total_cmp(&headline(b)))
+    }
+
+    /// Compares every model entry with the best baseline by a paired bootstrap of the headline
+    /// over the test rows (`resamples` draws, seeded), filling `comparisons`.
+    pub fn compare_with_baselines(&mut self, resamples: usize, seed: u64) {
+        let (Some(targets), Some(baseline)) = (&self.test_targets, self.best_baseline()) else {
+            return;
+        };
+        self.comparisons = self
+            .entries
+            .iter()
+            .filter(|e| !e.baseline && !e.test_outputs.is_empty())
+            .map(|e| {
+                let difference = paired_bootstrap(
+                    &TestPredictions::of(targets, &e.test_outputs),
+                    &TestPredictions::of(targets, &baseline.test_outputs),
+                    resamples,
+                    seed,
+                );
+                Comparison {
+                    subject: e.subject.clone(),
+                    method: e.method.clone(),
+                    baseline: format!("{} {}", baseline.subject, baseline.method),
+                    verdict: difference.verdict(),
+                    difference,
+                }
+            })
+            .collect();
     }
 }
 
@@ -285,6 +362,7 @@ fn baselines(
             metrics: report.summary,
             chosen: Some(report.chosen),
             seconds: t0.elapsed().as_secs_f64(),
+            test_outputs: report.test_outputs.into_iter().collect(),
         });
     }
     if config.baselines.contains(&BaselineKind::Cnn) {
@@ -316,6 +394,7 @@ fn baselines(
             chosen: Some(cnn.describe()),
             metrics: cnn.summary,
             seconds: t0.elapsed().as_secs_f64(),
+            test_outputs: cnn.test_outputs,
         });
     }
     Ok(entries)
@@ -395,6 +474,7 @@ impl ModelOnTask<'_> {
                     metrics: report.summary,
                     chosen: Some(report.chosen),
                     seconds: t0.elapsed().as_secs_f64(),
+                    test_outputs: report.test_outputs.into_iter().collect(),
                 });
             }
         }
@@ -429,6 +509,7 @@ impl ModelOnTask<'_> {
             metrics: report.summary,
             chosen: Some(format!("epochs={:?}", report.epochs)),
             seconds: t0.elapsed().as_secs_f64(),
+            test_outputs: report.test_outputs,
         })
     }
 }

@@ -22,6 +22,7 @@ use dnalm_model::{
 };
 use dnalm_seq::task::{LabelledSequence, Task, TaskKind};
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -100,6 +101,10 @@ pub struct FinetuneReport {
     pub summary: BTreeMap<String, Summary>,
     /// Epochs run per seed.
     pub epochs: Vec<usize>,
+    /// Test outputs (class probabilities or values) per seed, for paired comparisons; not
+    /// serialised.
+    #[serde(skip)]
+    pub test_outputs: Vec<Array2<f32>>,
 }
 
 /// Token rows for sequences, cut to the model's context (the middle is kept).
@@ -186,6 +191,7 @@ pub fn finetune(
     let test_idx: Vec<usize> = (0..test.len()).collect();
     let test_targets = targets(task, &test);
     let (mut runs, mut epochs, mut first) = (Vec::new(), Vec::new(), None);
+    let mut test_outputs = Vec::new();
     for s in 0..options.seeds.max(1) as u64 {
         let mut o = options.fit.clone();
         o.seed = options.fit.seed.wrapping_add(s);
@@ -214,6 +220,7 @@ pub fn finetune(
         epochs.push(fitted.epochs_run);
         let out = predict(&fitted, &test_forward, &test_idx, o.batch_size)?;
         runs.push(score(&test_targets, out.view()));
+        test_outputs.push(out);
         if first.is_none() {
             first = Some((fitted.net.valid(), fitted.target_scale));
         }
@@ -250,6 +257,7 @@ pub fn finetune(
             summary: summarise(&runs),
             runs,
             epochs,
+            test_outputs,
         },
         net,
         info,

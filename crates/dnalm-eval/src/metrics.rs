@@ -9,8 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
+
+use crate::Targets;
 
 /// Metrics of a classifier on one split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -340,6 +342,205 @@ pub fn summarise(runs: &[BTreeMap<String, f64>]) -> BTreeMap<String, Summary> {
         .collect()
 }
 
+/// The difference in a headline metric between two methods scored on the same test rows, with
+/// its paired bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PairedDifference {
+    /// `a − b` on the test split as it is (means over each side's runs).
+    pub difference: f64,
+    /// 2.5th and 97.5th percentiles of the difference over resamples of the test rows (each
+    /// resample scores both sides on the same rows).
+    pub ci: [f64; 2],
+    /// Resamples drawn.
+    pub resamples: usize,
+}
+
+impl PairedDifference {
+    /// `a` is better than `b` only when the whole interval is above 0, worse only when it is
+    /// below: the rule every "win" in a report follows.
+    pub fn verdict(&self) -> Verdict {
+        if self.ci[0] > 0.0 {
+            Verdict::Win
+        } else if self.ci[1] < 0.0 {
+            Verdict::Loss
+        } else {
+            Verdict::Tie
+        }
+    }
+}
+
+/// Outcome of a paired comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The interval lies above 0.
+    Win,
+    /// The interval lies below 0.
+    Loss,
+    /// The interval holds 0: no difference shown.
+    Tie,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Win => "win",
+            Verdict::Loss => "loss",
+            Verdict::Tie => "no difference",
+        })
+    }
+}
+
+/// One method's predictions for a test split, once per run (refit or seed), with the truth:
+/// what a paired comparison reads. Classes are the argmax of each row's scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestPredictions {
+    /// Classification.
+    Classes {
+        /// True class per row.
+        truth: Vec<u32>,
+        /// Number of classes.
+        num_classes: usize,
+        /// Predicted class per row, per run.
+        runs: Vec<Vec<u32>>,
+    },
+    /// Regression.
+    Values {
+        /// True value per row.
+        truth: Vec<f64>,
+        /// Predicted value per row, per run.
+        runs: Vec<Vec<f64>>,
+    },
+}
+
+impl TestPredictions {
+    /// Predictions from outputs (`rows x classes` scores, or `rows x 1` values; one array per
+    /// run, rows in the order of `targets`).
+    pub fn of(targets: &Targets, runs: &[Array2<f32>]) -> TestPredictions {
+        match targets {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => TestPredictions::Classes {
+                truth: labels.clone(),
+                num_classes: *num_classes,
+                runs: runs
+                    .iter()
+                    .map(|o| o.rows().into_iter().map(|r| argmax(r) as u32).collect())
+                    .collect(),
+            },
+            Targets::Values(values) => TestPredictions::Values {
+                truth: values.clone(),
+                runs: runs
+                    .iter()
+                    .map(|o| o.column(0).iter().map(|&v| v as f64).collect())
+                    .collect(),
+            },
+        }
+    }
+
+    /// Test rows.
+    pub fn rows(&self) -> usize {
+        match self {
+            TestPredictions::Classes { truth, .. } => truth.len(),
+            TestPredictions::Values { truth, .. } => truth.len(),
+        }
+    }
+
+    /// The headline (MCC, or Pearson) on `rows` (indices, repeats allowed), averaged over runs.
+    pub fn headline(&self, rows: &[usize]) -> f64 {
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        match self {
+            TestPredictions::Classes {
+                truth,
+                num_classes,
+                runs,
+            } => {
+                let truth: Vec<u32> = rows.iter().map(|&r| truth[r]).collect();
+                mean(
+                    runs.iter()
+                        .map(|p| {
+                            let predicted: Vec<u32> = rows.iter().map(|&r| p[r]).collect();
+                            mcc(&confusion(&truth, &predicted, *num_classes))
+                        })
+                        .collect(),
+                )
+            }
+            TestPredictions::Values { truth, runs } => {
+                let truth: Vec<f64> = rows.iter().map(|&r| truth[r]).collect();
+                mean(
+                    runs.iter()
+                        .map(|p| {
+                            let predicted: Vec<f64> = rows.iter().map(|&r| p[r]).collect();
+                            pearson(&truth, &predicted)
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+/// Paired bootstrap of the headline's difference between two methods on the same test rows:
+/// `resamples` draws of the rows with replacement (seeded), both sides scored on each draw,
+/// the 95% percentile interval of `a − b`.
+pub fn paired_bootstrap(
+    a: &TestPredictions,
+    b: &TestPredictions,
+    resamples: usize,
+    seed: u64,
+) -> PairedDifference {
+    paired_bootstrap_groups(&[a], &[b], resamples, seed)
+}
+
+/// [`paired_bootstrap`] between two groups of methods (e.g. every cell of a study at one knob
+/// value against every cell at another): each side's statistic is the mean of its members'
+/// headlines on the drawn rows. NaN when the groups are empty or disagree on the rows.
+pub fn paired_bootstrap_groups(
+    a: &[&TestPredictions],
+    b: &[&TestPredictions],
+    resamples: usize,
+    seed: u64,
+) -> PairedDifference {
+    use rand::{Rng, SeedableRng};
+    let n = a.first().map_or(0, |p| p.rows());
+    let same_rows = |p: &&TestPredictions| p.rows() == n;
+    if n == 0 || b.is_empty() || !a.iter().all(same_rows) || !b.iter().all(same_rows) {
+        return PairedDifference {
+            difference: f64::NAN,
+            ci: [f64::NAN; 2],
+            resamples: 0,
+        };
+    }
+    let side = |group: &[&TestPredictions], rows: &[usize]| {
+        group.iter().map(|p| p.headline(rows)).sum::<f64>() / group.len() as f64
+    };
+    let all: Vec<usize> = (0..n).collect();
+    let difference = side(a, &all) - side(b, &all);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut draws: Vec<f64> = (0..resamples)
+        .map(|_| {
+            let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            side(a, &rows) - side(b, &rows)
+        })
+        .filter(|d| d.is_finite())
+        .collect();
+    draws.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        if draws.is_empty() {
+            f64::NAN
+        } else {
+            draws[((draws.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    PairedDifference {
+        difference,
+        ci: [quantile(0.025), quantile(0.975)],
+        resamples,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +548,86 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
+    }
+
+    /// Class-probability outputs predicting `predicted`.
+    fn outputs(predicted: &[u32]) -> Array2<f32> {
+        Array2::from_shape_fn((predicted.len(), 2), |(r, c)| {
+            if predicted[r] as usize == c {
+                0.9
+            } else {
+                0.1
+            }
+        })
+    }
+
+    #[test]
+    fn a_paired_bootstrap_calls_a_win_only_when_the_interval_excludes_zero() {
+        // 400 rows; `good` is right on 90% of them, `bad` on 60%, `same` equals `good`.
+        let labels: Vec<u32> = (0..400).map(|i| (i % 2) as u32).collect();
+        let flip = |every: usize| -> Vec<u32> {
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| if i % every == 0 { 1 - l } else { l })
+                .collect()
+        };
+        let targets = Targets::Classes {
+            labels: labels.clone(),
+            num_classes: 2,
+        };
+        let good = outputs(&flip(10));
+        let bad = [outputs(&flip(3)), outputs(&flip(2))];
+        let p = |runs: &[Array2<f32>]| TestPredictions::of(&targets, runs);
+        let d = paired_bootstrap(&p(std::slice::from_ref(&good)), &p(&bad), 500, 7);
+        let expected = mcc(&confusion(&labels, &flip(10), 2))
+            - (mcc(&confusion(&labels, &flip(3), 2)) + mcc(&confusion(&labels, &flip(2), 2))) / 2.0;
+        assert!(close(d.difference, expected), "{d:?} vs {expected}");
+        assert!(
+            d.ci[0] > 0.0 && d.ci[0] < d.difference && d.difference < d.ci[1],
+            "{d:?}"
+        );
+        assert_eq!(d.verdict(), Verdict::Win);
+        let reversed = paired_bootstrap(&p(&bad), &p(std::slice::from_ref(&good)), 500, 7);
+        assert_eq!(reversed.verdict(), Verdict::Loss);
+        // Identical predictions: every resample's difference is exactly 0.
+        let same = paired_bootstrap(
+            &p(std::slice::from_ref(&good)),
+            &p(std::slice::from_ref(&good)),
+            200,
+            1,
+        );
+        assert_eq!((same.difference, same.ci), (0.0, [0.0, 0.0]));
+        assert_eq!(same.verdict(), Verdict::Tie);
+        // Seeded: the same call gives the same interval.
+        assert_eq!(d, paired_bootstrap(&p(&[good]), &p(&bad), 500, 7));
+        // Rows that disagree: no comparison.
+        let short = TestPredictions::of(
+            &Targets::Classes {
+                labels: vec![0, 1],
+                num_classes: 2,
+            },
+            &[outputs(&[0, 1])],
+        );
+        assert!(paired_bootstrap(&p(&bad), &short, 10, 0)
+            .difference
+            .is_nan());
+    }
+
+    #[test]
+    fn a_paired_bootstrap_of_regressions_compares_pearson() {
+        let truth: Vec<f64> = (0..200).map(|i| i as f64).collect();
+        let near = Array2::from_shape_fn((200, 1), |(r, _)| r as f32 + (r % 7) as f32);
+        let far = Array2::from_shape_fn((200, 1), |(r, _)| r as f32 + 60.0 * (r % 5) as f32);
+        let targets = Targets::Values(truth);
+        let d = paired_bootstrap(
+            &TestPredictions::of(&targets, &[near]),
+            &TestPredictions::of(&targets, &[far]),
+            300,
+            3,
+        );
+        assert!(d.difference > 0.0);
+        assert_eq!(d.verdict(), Verdict::Win);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use dnalm_eval::{bench::TaskResult, metrics::Summary};
+use dnalm_eval::{
+    bench::{TaskResult, BOOTSTRAP_RESAMPLES},
+    metrics::{paired_bootstrap_groups, PairedDifference, Summary, TestPredictions, Verdict},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{spec::knob_value, Cell, Knob, StudySpec};
@@ -23,6 +26,10 @@ pub struct TaskScore {
     pub knn: f64,
     /// Fine-tuned score, when fine-tuning ran.
     pub finetuned: Option<Summary>,
+    /// The linear probe's test predictions (its full-data fit), for paired comparisons
+    /// between cells; absent in results written before they were kept.
+    #[serde(default)]
+    pub linear_predictions: Option<TestPredictions>,
 }
 
 /// One cell, one seed: its pretraining and its scores.
@@ -83,7 +90,13 @@ pub struct KnobEffect {
     pub effect: f64,
     /// Standard error of that difference.
     pub error: f64,
-    /// `effect > 2 × error` and `effect ≥ min_effect`.
+    /// The best value's cells against the worst value's, by a paired bootstrap of the linear
+    /// probe's test predictions (each side the mean over its cells); absent when predictions
+    /// were not kept.
+    #[serde(default)]
+    pub paired: Option<PairedDifference>,
+    /// `effect ≥ min_effect`, `effect > 2 × error` (seed noise) and, where predictions were
+    /// kept, the paired interval excludes 0 (the rule `bench` uses for a win).
     pub sensitive: bool,
     /// The value with the highest mean.
     pub best: String,
@@ -293,6 +306,15 @@ fn knob_effect(
         ),
         _ => (f64::NAN, f64::NAN, String::new()),
     };
+    let paired = match (hi, lo) {
+        (Some(h), Some(l)) if h != l => {
+            let a = predictions_at(knob, &values[h], cells, results, task);
+            let b = predictions_at(knob, &values[l], cells, results, task);
+            (!a.is_empty() && !b.is_empty())
+                .then(|| paired_bootstrap_groups(&a, &b, BOOTSTRAP_RESAMPLES, 0))
+        }
+        _ => None,
+    };
     KnobEffect {
         knob: knob.name.clone(),
         values,
@@ -302,7 +324,29 @@ fn knob_effect(
         error,
         sensitive: effect.is_finite()
             && effect >= spec.eval.min_effect
-            && effect > 2.0 * error.max(0.0),
+            && effect > 2.0 * error.max(0.0)
+            && paired.is_none_or(|p| p.verdict() == Verdict::Win),
+        paired,
         best,
     }
+}
+
+/// The linear probe's test predictions on `task` of every cell result at `value` of `knob`.
+fn predictions_at<'a>(
+    knob: &Knob,
+    value: &str,
+    cells: &[Cell],
+    results: &'a [CellResult],
+    task: &str,
+) -> Vec<&'a TestPredictions> {
+    results
+        .iter()
+        .filter(|r| {
+            cells
+                .iter()
+                .any(|c| c.id == r.cell && c.value(&knob.name) == Some(value))
+        })
+        .filter_map(|r| r.scores.iter().find(|s| s.task == task))
+        .filter_map(|s| s.linear_predictions.as_ref())
+        .collect()
 }

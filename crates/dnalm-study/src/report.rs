@@ -391,7 +391,7 @@ impl<'a> View<'a> {
         let _ = writeln!(md, "## Easy, hard or knob-sensitive\n");
         let _ = writeln!(
             md,
-            "A knob matters for a task when the spread of its values' mean scores (over seeds and the other knobs) exceeds twice its standard error and {:.2}; a task no knob moves is *easy* if every cell scores ≥ {:.2}, else *hard*.\n",
+            "A knob matters for a task when the spread of its values' mean scores (over seeds and the other knobs) exceeds twice its standard error and {:.2}, and the 95% paired bootstrap interval of that difference over the test rows (best value's cells against the worst's, as `bench` decides a win) excludes 0; a task no knob moves is *easy* if every cell scores ≥ {:.2}, else *hard*.\n",
             eval.min_effect, eval.easy_score
         );
         let _ = writeln!(md, "| task | class | best cell | worst cell | best baseline | random init |\n|---|---|---|---|---|---|");
@@ -418,7 +418,7 @@ impl<'a> View<'a> {
 
     fn effects_table(&self, md: &mut String) {
         let _ = writeln!(md, "\n### Evidence: knob effects\n");
-        let _ = writeln!(md, "| task | knob | mean score per value (± s.e.) | effect (max − min) ± s.e. | matters |\n|---|---|---|---|---|");
+        let _ = writeln!(md, "| task | knob | mean score per value (± s.e.) | effect (max − min) ± s.e. | paired 95% CI | matters |\n|---|---|---|---|---|---|");
         for t in &self.tasks {
             for e in &t.effects {
                 let per: Vec<String> = e
@@ -432,9 +432,12 @@ impl<'a> View<'a> {
                 } else {
                     "no".into()
                 };
+                let paired = e.paired.map_or("—".into(), |p| {
+                    format!("[{:+.3}, {:+.3}]", p.ci[0], p.ci[1])
+                });
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {:.3} ± {:.3} | {matters} |",
+                    "| {} | {} | {} | {:.3} ± {:.3} | {paired} | {matters} |",
                     t.task,
                     e.knob,
                     per.join("; "),

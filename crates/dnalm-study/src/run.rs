@@ -15,7 +15,7 @@ use dnalm_eval::{
     bench::{run_bench, BenchConfig, BenchResults, Progress, TaskResult},
     features::embed::ModelSpec,
     finetune::FinetuneOptions,
-    metrics::Summary,
+    metrics::{Summary, TestPredictions},
     ProbeOptions,
 };
 use dnalm_tokenize::Tokenizer;
@@ -496,6 +496,15 @@ fn scores_of(bench: &BenchResults, model: &str) -> Vec<TaskScore> {
                 logme: r.logme,
                 knn: r.knn,
                 finetuned: entry("finetune"),
+                linear_predictions: task.and_then(|t| {
+                    let linear = t
+                        .entries
+                        .iter()
+                        .find(|e| e.subject == model && e.method == "probe:linear")?;
+                    let targets = t.test_targets.as_ref()?;
+                    (!linear.test_outputs.is_empty())
+                        .then(|| TestPredictions::of(targets, &linear.test_outputs))
+                }),
             }
         })
         .collect()

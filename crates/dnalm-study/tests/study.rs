@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use dnalm_eval::metrics::Summary;
+use dnalm_eval::metrics::{Summary, TestPredictions};
 use dnalm_study::{
     analyse, write_study_report, CellResult, StudyResults, StudySpec, TaskClass, TaskScore,
 };
@@ -60,6 +60,7 @@ fn result(cell: &str, seed: u64, task_scores: &[(&str, f64)]) -> CellResult {
                 logme: 0.0,
                 knn: 0.0,
                 finetuned: None,
+                linear_predictions: None,
             })
             .collect(),
         random: vec![],
@@ -124,6 +125,59 @@ fn analysis_separates_easy_hard_and_knob_sensitive() {
     assert!(dir.path().join("plots/heatmap.png").exists());
     assert!(dir.path().join("plots/effect_context.png").exists());
     assert!(dir.path().join("plots/effect_objective.png").exists());
+}
+
+/// Predictions on 40 alternating-label test rows, wrong on rows `0..wrong`.
+fn predictions(wrong: usize) -> TestPredictions {
+    let truth: Vec<u32> = (0..40).map(|i| i % 2).collect();
+    let run = truth
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| if i < wrong { 1 - t } else { t })
+        .collect();
+    TestPredictions::Classes {
+        truth,
+        num_classes: 2,
+        runs: vec![run],
+    }
+}
+
+#[test]
+fn a_knob_matters_only_when_its_paired_interval_excludes_zero() {
+    let s = spec(GRID).unwrap();
+    let cells = s.cells();
+    let mut results = Vec::new();
+    for c in &cells {
+        let long = c.value("context") == Some("512");
+        for seed in [1u64, 2] {
+            let mut r = result(
+                &c.id,
+                seed,
+                &[
+                    ("clear", if long { 0.9 } else { 0.3 }),
+                    ("noisy", if long { 0.6 } else { 0.5 }),
+                ],
+            );
+            // "clear": the long context is right on 38 rows, the short one on 14.
+            r.scores[0].linear_predictions = Some(predictions(if long { 2 } else { 26 }));
+            // "noisy": the scores differ beyond seed noise, but on two test rows only.
+            r.scores[1].linear_predictions = Some(predictions(if long { 5 } else { 7 }));
+            results.push(r);
+        }
+    }
+    let a = analyse(&s, &cells, &results, &[]);
+    let effect = |t: &str| a.iter().find(|x| x.task == t).unwrap().effects[0].clone();
+    let clear = effect("clear");
+    assert!(clear.sensitive, "{clear:?}");
+    assert!(clear.paired.unwrap().ci[0] > 0.0);
+    let noisy = effect("noisy");
+    assert!(
+        noisy.effect > 2.0 * noisy.error,
+        "seed noise alone would call it"
+    );
+    let paired = noisy.paired.unwrap();
+    assert!(paired.ci[0] <= 0.0, "{paired:?}");
+    assert!(!noisy.sensitive, "{noisy:?}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ use burn::{
 };
 use dnalm_model::block::DropoutStream;
 use dnalm_seq::task::{LabelledSequence, Task};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -241,6 +242,10 @@ pub struct CnnReport {
     /// has several): a failed fit, reported as such rather than scored.
     #[serde(default)]
     pub failed_seeds: Vec<u64>,
+    /// Test outputs (class probabilities or values) of each seed that fitted, for paired
+    /// comparisons; not serialised.
+    #[serde(skip)]
+    pub test_outputs: Vec<Array2<f32>>,
 }
 
 impl CnnReport {
@@ -306,6 +311,7 @@ pub fn cnn_baseline(
         summary: BTreeMap::new(),
         epochs: Vec::new(),
         failed_seeds: Vec::new(),
+        test_outputs: Vec::new(),
     };
     for i in 0..seeds.max(1) as u64 {
         let mut o = options.clone();
@@ -323,6 +329,7 @@ pub fn cnn_baseline(
             report.failed_seeds.push(o.seed);
         } else {
             report.runs.push(score(&test_targets, out.view()));
+            report.test_outputs.push(out);
         }
     }
     report.summary = summarise(&report.runs);
@@ -460,6 +467,7 @@ mod tests {
             summary: BTreeMap::new(),
             epochs: vec![3, 4],
             failed_seeds: vec![1],
+            test_outputs: Vec::new(),
         };
         assert_eq!(
             report.describe(),

@@ -180,6 +180,10 @@ pub struct ProbeReport {
     /// The headline per metric: the fit on all training rows, ± the sd over the refits (`n`
     /// refits).
     pub summary: BTreeMap<String, Summary>,
+    /// The headline fit's test outputs (class probabilities or values), for paired comparisons;
+    /// not serialised.
+    #[serde(skip)]
+    pub test_outputs: Option<Array2<f32>>,
 }
 
 impl ProbeReport {
@@ -269,6 +273,7 @@ pub fn run_probe(
     // give its spread).
     let outputs = model.fit_predict(&train, &select, &test.x, &chosen, folds.len() as u64)?;
     let full = score(&test.y, outputs.view());
+    let test_outputs = Some(outputs);
     // Said wherever the choice is shown (CLI, report.md, results.json): without a validation
     // split the hyperparameter was chosen on held-out training rows.
     let chosen = if data.valid.x.nrows() > 0 {
@@ -289,6 +294,7 @@ pub fn run_probe(
         summary,
         full,
         runs,
+        test_outputs,
     })
 }
 

@@ -111,6 +111,7 @@ fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), 
             e.seconds
         );
     }
+    comparisons_table(md, task);
     let bar_data: Vec<Bar> = task
         .entries
         .iter()
@@ -132,6 +133,32 @@ fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), 
     )?;
     let _ = writeln!(md, "\n![{}](plots/{png})\n", task.task);
     Ok(())
+}
+
+/// The paired comparisons of a task's models with its best baseline, if any.
+fn comparisons_table(md: &mut String, task: &TaskResult) {
+    let Some(first) = task.comparisons.first() else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\nAgainst the best baseline ({}), {} difference with its 95% paired bootstrap interval \
+         ({} resamples of the test rows, both sides scored on each); a **win** or **loss** only \
+         when the interval excludes 0:\n\n| model | method | difference | 95% CI | verdict |\n\
+         |---|---|---|---|---|",
+        first.baseline, task.headline, first.difference.resamples
+    );
+    for c in &task.comparisons {
+        let verdict = match c.verdict {
+            crate::metrics::Verdict::Tie => c.verdict.to_string(),
+            v => format!("**{v}**"),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:+.3} | [{:+.3}, {:+.3}] | {verdict} |",
+            c.subject, c.method, c.difference.difference, c.difference.ci[0], c.difference.ci[1]
+        );
+    }
 }
 
 /// `relevance.csv`, the relevance table, its correlation with fine-tuning and its heatmap.
