@@ -453,6 +453,10 @@ pub struct BenchArgs {
     /// CNN).
     #[arg(long, default_value = "kmer,cnn", value_delimiter = ',')]
     baselines: Vec<BaselineKind>,
+    /// Also probe every layer on its own (the probing curve: which layer carries the signal;
+    /// one more embedding pass per model and task).
+    #[arg(long)]
+    per_layer: bool,
     /// Skip every baseline (not recommended: they are the point of comparison).
     #[arg(long, conflicts_with = "baselines")]
     no_baselines: bool,
@@ -514,6 +518,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let tasks = collect_tasks(&args.suite, &args.task)?;
     let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
     config.probes = args.probes.clone();
+    config.per_layer = args.per_layer;
     config.baselines = if args.no_baselines {
         Vec::new()
     } else {

@@ -246,14 +246,27 @@ fn bench_writes_report_results_and_plots_with_baselines() {
         "1",
         "--folds",
         "2",
+        "--per-layer",
     ]);
     assert!(report.contains("kmer-spectrum (baseline)"), "{report}");
+    // The probing curve: every layer of the 2-block model, for each model and task.
+    assert!(
+        report.contains("Which layer carries the signal"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| model | layer 0 | layer 1 | layer 2 | best |"),
+        "{report}"
+    );
     assert!(report.contains("onehot-cnn (baseline)"));
     assert!(report.contains("| tiny | probe:linear |"));
     assert!(report.contains("Task affinity"));
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["relevance"].as_array().unwrap().len(), 4);
+    let curves = results["layer_curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 4);
+    assert_eq!(curves[0]["scores"].as_array().unwrap().len(), 3);
     // Each model's probe against the best baseline, paired over the test rows.
     assert!(report.contains("Against the best baseline"), "{report}");
     for task in results["tasks"].as_array().unwrap() {
@@ -267,6 +280,7 @@ fn bench_writes_report_results_and_plots_with_baselines() {
     for png in [
         "relevance.png",
         "coding_slice_bars.png",
+        "coding_slice_layers.png",
         "affinity_tiny.png",
     ] {
         let bytes = std::fs::read(out.join("plots").join(png)).unwrap();

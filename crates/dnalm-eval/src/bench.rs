@@ -10,6 +10,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
+use dnalm_model::Checkpoint;
 use dnalm_seq::task::Task;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,9 @@ pub struct BenchConfig {
     pub seeds: usize,
     /// Fine-tune each model on each task.
     pub finetune: Option<FinetuneOptions>,
+    /// Also probe every layer separately (the probing curve: which layer carries the signal).
+    #[serde(default)]
+    pub per_layer: bool,
 }
 
 impl Default for BenchConfig {
@@ -72,6 +76,7 @@ impl Default for BenchConfig {
             cnn_channels: 64,
             seeds: 3,
             finetune: None,
+            per_layer: false,
         }
     }
 }
@@ -187,6 +192,26 @@ pub struct BenchResults {
     pub relevance_vs_finetune: BTreeMap<String, f64>,
     /// Task × task affinity per model.
     pub affinity: Vec<Affinity>,
+    /// Per-layer probing curves (with `per_layer`).
+    #[serde(default)]
+    pub layer_curves: Vec<LayerCurve>,
+}
+
+/// A model's probing curve on one task: the linear probe's headline on each layer's pooled
+/// embedding alone (layer 0 = token embeddings, `i` = block `i`, the last = the final,
+/// normalised output).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerCurve {
+    /// Model.
+    pub model: String,
+    /// Task.
+    pub task: String,
+    /// `mcc` or `pearson`.
+    pub metric: String,
+    /// Layers probed.
+    pub layers: Vec<usize>,
+    /// The probe's headline per layer (full-data fit ± refit sd).
+    pub scores: Vec<Summary>,
 }
 
 /// Progress messages for the caller to show.
@@ -236,6 +261,7 @@ pub fn run_bench(
     }
     let mut relevance = Vec::new();
     let mut affinity = Vec::new();
+    let mut layer_curves = Vec::new();
     for spec in &config.models {
         progress.message(&format!("{}: loading {}", spec.name, spec.dir.display()));
         let encoder = spec.load()?;
@@ -256,6 +282,9 @@ pub fn run_bench(
             if let Some(ft) = &config.finetune {
                 result.entries.push(stage.finetune(ft, &mut rel, progress)?);
             }
+            if config.per_layer {
+                layer_curves.push(stage.layer_curve(&encoder, progress)?);
+            }
             relevance.push(rel);
             per_task.push((task.spec.name.clone(), features));
         }
@@ -274,6 +303,7 @@ pub fn run_bench(
         relevance,
         relevance_vs_finetune,
         affinity,
+        layer_curves,
     })
 }
 
@@ -481,6 +511,49 @@ impl ModelOnTask<'_> {
         Ok(entries)
     }
 
+    /// The linear probe on each layer's pooled embedding alone, from one embedding pass that
+    /// keeps every layer.
+    fn layer_curve(
+        &self,
+        encoder: &Checkpoint,
+        progress: &mut dyn Progress,
+    ) -> Result<LayerCurve, EvalError> {
+        progress.message(&format!(
+            "{}: probing every layer on {}",
+            self.spec.name, self.task.spec.name
+        ));
+        let layers: Vec<usize> = (0..=encoder.n_layers()).collect();
+        let options = EmbedOptions {
+            layers: layers.iter().map(|&l| l as i64).collect(),
+            ..self.config.embed.clone()
+        };
+        let all = embed_task(&Embedder::new(encoder, options)?, self.task)?;
+        let width = encoder.width();
+        let metric = headline(&all.train.y);
+        let scores = layers
+            .iter()
+            .map(|&l| {
+                let report = run_probe(
+                    ProbeKind::Linear,
+                    &all.columns(l * width..(l + 1) * width),
+                    &self.config.probe,
+                )?;
+                Ok(report.summary.get(metric).copied().unwrap_or(Summary {
+                    mean: f64::NAN,
+                    sd: f64::NAN,
+                    n: 0,
+                }))
+            })
+            .collect::<Result<Vec<_>, EvalError>>()?;
+        Ok(LayerCurve {
+            model: self.spec.name.clone(),
+            task: self.task.spec.name.clone(),
+            metric: metric.to_string(),
+            layers,
+            scores,
+        })
+    }
+
     /// Fine-tunes the model on the task (the bench's seeds).
     fn finetune(
         &self,
@@ -566,6 +639,7 @@ mod tests {
             relevance: vec![relevance(0.5, Some(0.3)), relevance(0.2, Some(0.4))],
             relevance_vs_finetune: BTreeMap::new(),
             affinity: Vec::new(),
+            layer_curves: Vec::new(),
         };
         assert_eq!(results.finetune_below_probe().len(), 1);
         let dir = tempfile::tempdir().unwrap();

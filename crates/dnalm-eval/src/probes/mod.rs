@@ -96,6 +96,19 @@ pub struct SplitFeatures {
 }
 
 impl SplitFeatures {
+    /// Columns `range` of every split (e.g. one layer's block of a multi-layer embedding).
+    pub fn columns(&self, range: std::ops::Range<usize>) -> SplitFeatures {
+        let part = |l: &Labelled| Labelled {
+            x: l.x.slice(ndarray::s![.., range.clone()]).to_owned(),
+            y: l.y.clone(),
+        };
+        SplitFeatures {
+            train: part(&self.train),
+            valid: part(&self.valid),
+            test: part(&self.test),
+        }
+    }
+
     /// Checks that the splits agree on width and kind and that training has two classes.
     pub fn check(&self, what: &str) -> Result<(), EvalError> {
         let d = self.train.x.ncols();

@@ -8,7 +8,7 @@ use std::{fmt::Write as _, io::Write as _, path::Path};
 use crate::{
     bench::{BenchResults, TaskResult},
     relevance::Affinity,
-    report::plot::{bars, heatmap, Bar},
+    report::plot::{bars, heatmap, lines, Bar, Series},
     EvalError,
 };
 
@@ -61,6 +61,9 @@ pub fn write_report(dir: &Path, results: &BenchResults) -> Result<std::path::Pat
     }
     if !results.relevance.is_empty() {
         relevance_section(&mut md, dir, &plots, results)?;
+    }
+    if !results.layer_curves.is_empty() {
+        layer_section(&mut md, &plots, &results.layer_curves)?;
     }
     for a in &results.affinity {
         affinity_section(&mut md, &plots, a)?;
@@ -132,6 +135,70 @@ fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), 
         &bar_data,
     )?;
     let _ = writeln!(md, "\n![{}](plots/{png})\n", task.task);
+    Ok(())
+}
+
+/// The per-layer probing curves: a table per task (models × layers) and a line plot.
+fn layer_section(
+    md: &mut String,
+    plots: &Path,
+    curves: &[crate::bench::LayerCurve],
+) -> Result<(), EvalError> {
+    let _ = writeln!(
+        md,
+        "## Which layer carries the signal\n\nThe linear probe on each layer's pooled embedding \
+         alone (layer 0 = token embeddings, i = block i, the last = the final, normalised \
+         output); test headline, the full-data fit ± the refits' sd.\n"
+    );
+    let mut tasks: Vec<&str> = curves.iter().map(|c| c.task.as_str()).collect();
+    tasks.dedup();
+    for task in tasks {
+        let rows: Vec<&crate::bench::LayerCurve> =
+            curves.iter().filter(|c| c.task == task).collect();
+        let depth = rows.iter().map(|c| c.layers.len()).max().unwrap_or(0);
+        let metric = rows.first().map_or("mcc", |c| c.metric.as_str());
+        let _ = writeln!(
+            md,
+            "### {task} ({metric})\n\n| model | {} | best |\n|---|{}---|",
+            (0..depth)
+                .map(|l| format!("layer {l}"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---|".repeat(depth)
+        );
+        for c in &rows {
+            let best = (0..c.scores.len())
+                .filter(|&i| c.scores[i].mean.is_finite())
+                .max_by(|&a, &b| c.scores[a].mean.total_cmp(&c.scores[b].mean));
+            let cells: Vec<String> = (0..depth)
+                .map(|i| c.scores.get(i).map_or("—".into(), |s| s.to_string()))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                c.model,
+                cells.join(" | "),
+                best.map_or("—".into(), |i| format!("layer {}", c.layers[i]))
+            );
+        }
+        let series: Vec<Series> = rows
+            .iter()
+            .map(|c| Series {
+                name: c.model.clone(),
+                points: c.scores.iter().map(|s| (s.mean, s.sd)).collect(),
+            })
+            .collect();
+        let png = format!("{}_layers.png", safe(task));
+        lines(
+            &plots.join(&png),
+            &format!("{task} — probe by layer"),
+            "layer",
+            metric,
+            &(0..depth).map(|l| l.to_string()).collect::<Vec<_>>(),
+            &series,
+        )?;
+        let _ = writeln!(md, "\n![{task} by layer](plots/{png})\n");
+    }
     Ok(())
 }
 
