@@ -457,6 +457,13 @@ pub struct BenchArgs {
     /// one more embedding pass per model and task).
     #[arg(long)]
     per_layer: bool,
+    /// Also train the token probe: a conv + attention-pooling head on the frozen per-token
+    /// embeddings (keeps where a motif is and whether it is there), `--seeds` times.
+    #[arg(long)]
+    token_probe: bool,
+    /// Most epochs of the token probe (early-stopped on the validation loss).
+    #[arg(long, default_value_t = 20)]
+    token_probe_epochs: usize,
     /// Skip every baseline (not recommended: they are the point of comparison).
     #[arg(long, conflicts_with = "baselines")]
     no_baselines: bool,
@@ -519,6 +526,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
     config.probes = args.probes.clone();
     config.per_layer = args.per_layer;
+    config.token_probe = args.token_probe.then_some(FitOptions {
+        epochs: args.token_probe_epochs,
+        batch_size: 32,
+        lr: 1e-3,
+        weight_decay: 0.01,
+        patience: 4,
+        seed: args.probe.seed,
+    });
     config.baselines = if args.no_baselines {
         Vec::new()
     } else {

@@ -247,6 +247,9 @@ fn bench_writes_report_results_and_plots_with_baselines() {
         "--folds",
         "2",
         "--per-layer",
+        "--token-probe",
+        "--token-probe-epochs",
+        "1",
     ]);
     assert!(report.contains("kmer-spectrum (baseline)"), "{report}");
     // The probing curve: every layer of the 2-block model, for each model and task.
@@ -260,6 +263,7 @@ fn bench_writes_report_results_and_plots_with_baselines() {
     );
     assert!(report.contains("onehot-cnn (baseline)"));
     assert!(report.contains("| tiny | probe:linear |"));
+    assert!(report.contains("| tiny | probe:token |"), "{report}");
     assert!(report.contains("Task affinity"));
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
@@ -271,7 +275,8 @@ fn bench_writes_report_results_and_plots_with_baselines() {
     assert!(report.contains("Against the best baseline"), "{report}");
     for task in results["tasks"].as_array().unwrap() {
         let comparisons = task["comparisons"].as_array().unwrap();
-        assert_eq!(comparisons.len(), 2, "{task}");
+        // Linear and token probes of both models.
+        assert_eq!(comparisons.len(), 4, "{task}");
         let ci = comparisons[0]["difference"]["ci"].as_array().unwrap();
         assert!(ci[0].as_f64().unwrap() <= ci[1].as_f64().unwrap());
     }

@@ -17,12 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     features::baseline::{cnn_baseline, kmer_spectrum, BaselineKind, SPECTRUM_KS},
-    features::embed::{EmbedOptions, Embedder, ModelSpec},
-    features::tasks::{embed_task, features_task, split_rows, targets},
+    features::embed::{EmbedOptions, Embedder, Granularity, ModelSpec},
+    features::tasks::{embed_task, embed_task_tokens, features_task, split_rows, targets},
     features::Targets,
     finetune::{finetune, FinetuneOptions},
     metrics::{paired_bootstrap, spearman, PairedDifference, Summary, TestPredictions, Verdict},
     probes::fit::FitOptions,
+    probes::token::run_token_probe,
     probes::{headline, run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     relevance::{h_score_with, logme_with, task_affinity, Affinity, Gram},
     EvalError,
@@ -54,6 +55,10 @@ pub struct BenchConfig {
     /// Also probe every layer separately (the probing curve: which layer carries the signal).
     #[serde(default)]
     pub per_layer: bool,
+    /// Also train the token probe (a conv + attention-pooling head on frozen per-token
+    /// embeddings), with this budget, `seeds` times.
+    #[serde(default)]
+    pub token_probe: Option<FitOptions>,
 }
 
 impl Default for BenchConfig {
@@ -77,6 +82,7 @@ impl Default for BenchConfig {
             seeds: 3,
             finetune: None,
             per_layer: false,
+            token_probe: None,
         }
     }
 }
@@ -284,6 +290,11 @@ pub fn run_bench(
             }
             if config.per_layer {
                 layer_curves.push(stage.layer_curve(&encoder, progress)?);
+            }
+            if let Some(budget) = &config.token_probe {
+                result
+                    .entries
+                    .push(stage.token_probe(&encoder, budget, progress)?);
             }
             relevance.push(rel);
             per_task.push((task.spec.name.clone(), features));
@@ -511,6 +522,46 @@ impl ModelOnTask<'_> {
         Ok(entries)
     }
 
+    /// The token probe on the model's per-token embeddings (the bench's embedding layers), with
+    /// the backbone checked unchanged afterwards: frozen means frozen.
+    fn token_probe(
+        &self,
+        encoder: &Checkpoint,
+        budget: &FitOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<Entry, EvalError> {
+        progress.message(&format!(
+            "{}: token probe on {} ({} seeds)",
+            self.spec.name, self.task.spec.name, self.config.seeds
+        ));
+        let t0 = Instant::now();
+        let before = fingerprint(encoder);
+        let options = EmbedOptions {
+            granularity: Granularity::Token,
+            ..self.config.embed.clone()
+        };
+        let features = embed_task_tokens(&Embedder::new(encoder, options)?, self.task)?;
+        let report = run_token_probe(&features, budget, self.config.seeds)?;
+        if fingerprint(encoder) != before {
+            return Err(EvalError::Numeric {
+                routine: "token probe",
+                message: format!(
+                    "the frozen backbone {} changed while probing",
+                    self.spec.name
+                ),
+            });
+        }
+        Ok(Entry {
+            subject: self.spec.name.clone(),
+            method: "probe:token".into(),
+            baseline: false,
+            metrics: report.summary,
+            chosen: Some(format!("epochs={:?}", report.epochs)),
+            seconds: t0.elapsed().as_secs_f64(),
+            test_outputs: report.test_outputs,
+        })
+    }
+
     /// The linear probe on each layer's pooled embedding alone, from one embedding pass that
     /// keeps every layer.
     fn layer_curve(
@@ -585,6 +636,20 @@ impl ModelOnTask<'_> {
             test_outputs: report.test_outputs,
         })
     }
+}
+
+/// A hash of every parameter of a model (names, shapes, values' bits).
+fn fingerprint(encoder: &Checkpoint) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (name, t) in dnalm_model::tensors::named_parameters(&encoder.model) {
+        name.hash(&mut h);
+        t.shape.hash(&mut h);
+        for v in &t.values {
+            v.to_bits().hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 fn correlate(relevance: &[Relevance]) -> BTreeMap<String, f64> {

@@ -9,6 +9,7 @@ use dnalm_tokenize::{Tokenizer, TokenizerSpec};
 use crate::{
     features::embed::{Embedder, Granularity},
     features::{Labelled, Targets},
+    probes::token::{TokenFeatures, TokenSplit},
     probes::SplitFeatures,
     EvalError,
 };
@@ -123,6 +124,34 @@ fn split_features(
         train: part(Split::Train, train)?,
         valid: part(Split::Valid, valid)?,
         test: part(Split::Test, test)?,
+    })
+}
+
+/// Per-token embeddings of every split of `task` (the embedder must give one vector per token).
+pub fn embed_task_tokens(embedder: &Embedder, task: &Task) -> Result<TokenFeatures, EvalError> {
+    check_tokenizer(task, embedder.encoder())?;
+    if embedder.options().granularity != Granularity::Token {
+        return Err(EvalError::BadOption {
+            option: "granularity",
+            message: "per-token features need an embedder with token granularity".into(),
+        });
+    }
+    let [train, valid, test] = split_rows(task)?;
+    let split = |rows: &[&LabelledSequence]| -> Result<TokenSplit, EvalError> {
+        let mut x = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(CHUNK) {
+            let seqs: Vec<&[u8]> = chunk.iter().map(|r| r.sequence.as_slice()).collect();
+            x.extend(embedder.embed(&seqs)?);
+        }
+        Ok(TokenSplit {
+            x,
+            y: targets(task, rows),
+        })
+    };
+    Ok(TokenFeatures {
+        train: split(&train)?,
+        valid: split(&valid)?,
+        test: split(&test)?,
     })
 }
 

@@ -32,6 +32,7 @@ mod linear;
 pub mod logistic;
 mod mlp;
 mod standardizer;
+pub mod token;
 
 pub use knn::{knn_outputs, nearest};
 pub use linear::LinearModel;
