@@ -24,7 +24,7 @@ $D pretrain --config configs/mlm.toml --output "$OUT/pretrain-mlm" \
   --markov-baseline 6 --baseline-batches 50
 CKPT=$(ls -d "$OUT"/pretrain-mlm/checkpoint-* | tail -n 1)
 
-step "dnalm bench: the model vs a random-init copy vs the baselines on data/tasks (~5 min)"
+step "dnalm bench: the model vs a random-init copy vs the baselines on data/tasks (~7 min)"
 $D bench --suite data/tasks -m "pretrained=$CKPT" -m "random:$CKPT" --seeds 1 -o "$OUT/bench" > /dev/null
 cat "$OUT/bench/report.md"
 
