@@ -347,8 +347,8 @@ enum Choice {
 impl fmt::Display for Choice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Choice::Alpha(a, _) => write!(f, "l2={a:e}{}", beyond_grid(*a)),
-            Choice::Lambda(l) => write!(f, "lambda={l:e}{}", beyond_grid(*l)),
+            Choice::Alpha(a, _) => write!(f, "l2={a:.0e}{}", beyond_grid(*a)),
+            Choice::Lambda(l) => write!(f, "lambda={l:.0e}{}", beyond_grid(*l)),
             Choice::K(k) => write!(f, "k={k}"),
             Choice::Epochs(e) => write!(f, "epochs={e}"),
         }
@@ -362,9 +362,14 @@ const K_GRID: [usize; 6] = [1, 3, 7, 15, 31, 63];
 /// Steps (×10 or ×0.1) the L2 grid is extended by at most, at whichever end the best value sits.
 const GRID_EXTENSION: usize = 3;
 
-/// Says so when a chosen strength lies outside [`L2_GRID`] (the grid was extended to reach it).
+/// Says so when a chosen strength lies outside [`L2_GRID`] (the grid was extended to reach it),
+/// and when it is at the end of the extension (the best may lie further out).
 fn beyond_grid(value: f64) -> &'static str {
-    if value > L2_GRID[0] * 1.0001 || value < L2_GRID[L2_GRID.len() - 1] * 0.9999 {
+    let (strongest, weakest) = (L2_GRID[0], L2_GRID[L2_GRID.len() - 1]);
+    let reach = 10f64.powi(GRID_EXTENSION as i32);
+    if value > strongest * reach * 0.9999 || value < weakest / reach * 1.0001 {
+        " (beyond the grid: extended to its limit, the best may lie further out)"
+    } else if value > strongest * 1.0001 || value < weakest * 0.9999 {
         " (beyond the grid: extended)"
     } else {
         ""
@@ -551,8 +556,17 @@ mod tests {
         // At most GRID_EXTENSION steps: a peak far away is reported at the last step.
         let (best, _) = search(1e-12);
         assert!((best / 1e-7 - 1.0).abs() < 1e-9, "{best}");
-        assert!(Choice::Lambda(1e-7).to_string().contains("beyond the grid"));
-        assert!(!Choice::Lambda(1e-3).to_string().contains("beyond"));
+        // 1e-7 is as far as the grid extends: the report says the best may lie beyond it.
+        let far = Choice::Lambda(best).to_string();
+        assert_eq!(
+            far,
+            "lambda=1e-7 (beyond the grid: extended to its limit, the best may lie further out)"
+        );
+        assert_eq!(
+            Choice::Lambda(1e-5).to_string(),
+            "lambda=1e-5 (beyond the grid: extended)"
+        );
+        assert_eq!(Choice::Lambda(1e-3).to_string(), "lambda=1e-3");
     }
     use rand::Rng;
 
