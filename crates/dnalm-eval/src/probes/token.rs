@@ -2,7 +2,8 @@
 //! motif's presence and position survive (mean pooling averages a 19-base site into a 1,000-base
 //! window). As BEND's downstream heads: a linear projection to 64 channels, a convolution
 //! (kernel 9) with ReLU, then attention pooling (a learned score per position, softmax over the
-//! sequence's real tokens) beside max pooling, and a linear output. Trained by [`super::fit`]
+//! sequence's real tokens) beside max pooling within each eighth of the sequence (so the output
+//! layer knows roughly *where*, as the one-hot CNN's bins do), and a linear output. Trained by [`super::fit`]
 //! with early stopping on the validation loss, one run per seed; the embeddings are computed once
 //! and standardised with the training tokens' statistics.
 
@@ -34,6 +35,8 @@ use crate::{
 const CHANNELS: usize = 64;
 /// Convolution kernel width, in tokens.
 const KERNEL: usize = 9;
+/// Position bins of the max pooling, each an eighth of the sequence's own tokens.
+const BINS: usize = 8;
 
 /// One split's per-token embeddings (`tokens x width` per sequence) and targets.
 #[derive(Debug, Clone)]
@@ -69,7 +72,8 @@ pub struct TokenProbeReport {
     pub test_outputs: Vec<Array2<f32>>,
 }
 
-/// The head: projection → conv + ReLU → [attention pooling ‖ max pooling] → linear.
+/// The head: projection → conv + ReLU → [attention pooling ‖ max pooling per position bin] →
+/// linear.
 #[derive(Module, Debug)]
 pub struct TokenHead {
     project: Linear,
@@ -87,13 +91,13 @@ impl TokenHead {
                 .with_padding(PaddingConfig1d::Same)
                 .init(device),
             score: LinearConfig::new(CHANNELS, 1).init(device),
-            out: LinearConfig::new(2 * CHANNELS, outputs).init(device),
+            out: LinearConfig::new((1 + BINS) * CHANNELS, outputs).init(device),
         }
     }
 
-    /// `x`: `[rows, len, width]` (padded), `mask`: `[rows, len]` with 1 at real tokens →
-    /// `[rows, outputs]`.
-    pub fn forward(&self, x: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+    /// `x`: `[rows, len, width]` (padded), `mask`: `[rows, len]` with 1 at real tokens, `bins`:
+    /// `[rows, BINS, len]` with 1 where a real token falls in a bin → `[rows, outputs]`.
+    pub fn forward(&self, x: Tensor<3>, mask: Tensor<2>, bins: Tensor<3>) -> Tensor<2> {
         let [rows, len, _] = x.dims();
         let keep = mask.clone().reshape([rows, len, 1]);
         // Padded positions are zero before the convolution (as its own 'same' padding is, so a
@@ -105,8 +109,11 @@ impl TokenHead {
         let scores = scores + (mask - 1.0) * 1e9;
         let weights = softmax(scores, 1).reshape([rows, len, 1]);
         let attended = (h.clone() * weights).sum_dim(1).reshape([rows, CHANNELS]);
-        let max = h.max_dim(1).reshape([rows, CHANNELS]);
-        self.out.forward(Tensor::cat(vec![attended, max], 1))
+        // [rows, 1, len, C] × [rows, BINS, len, 1] → max over len: each bin's max.
+        let binned = (h.reshape([rows, 1, len, CHANNELS]) * bins.reshape([rows, BINS, len, 1]))
+            .max_dim(2)
+            .reshape([rows, BINS * CHANNELS]);
+        self.out.forward(Tensor::cat(vec![attended, binned], 1))
     }
 
     fn device(&self) -> Device {
@@ -140,20 +147,24 @@ fn token_scaler(train: &[Array2<f32>]) -> (Vec<f32>, Vec<f32>) {
     (mean.into_iter().map(|m| m as f32).collect(), sd)
 }
 
-/// A batch of sequences as a padded `[rows, len, width]` tensor and its `[rows, len]` mask,
-/// standardised by `scaler`.
+/// A batch of sequences as a padded `[rows, len, width]` tensor, standardised by `scaler`, its
+/// `[rows, len]` mask and its `[rows, BINS, len]` position bins (token `t` of a sequence of `n`
+/// tokens is in bin `t · BINS / n`, so a sequence's bins do not depend on its batch).
 fn batch(
     seqs: &[&Array2<f32>],
     scaler: &(Vec<f32>, Vec<f32>),
     device: &Device,
-) -> (Tensor<3>, Tensor<2>) {
+) -> (Tensor<3>, Tensor<2>, Tensor<3>) {
     let width = scaler.0.len();
     let len = seqs.iter().map(|x| x.nrows()).max().unwrap_or(1).max(1);
     let mut v = vec![0f32; seqs.len() * len * width];
     let mut m = vec![0f32; seqs.len() * len];
+    let mut b = vec![0f32; seqs.len() * BINS * len];
     for (r, x) in seqs.iter().enumerate() {
+        let n = x.nrows();
         for (t, row) in x.rows().into_iter().enumerate() {
             m[r * len + t] = 1.0;
+            b[(r * BINS + t * BINS / n) * len + t] = 1.0;
             let at = (r * len + t) * width;
             for (j, &value) in row.iter().enumerate() {
                 v[at + j] = (value - scaler.0[j]) / scaler.1[j];
@@ -163,6 +174,7 @@ fn batch(
     (
         Tensor::<3>::from_data(TensorData::new(v, [seqs.len(), len, width]), device),
         Tensor::<2>::from_data(TensorData::new(m, [seqs.len(), len]), device),
+        Tensor::<3>::from_data(TensorData::new(b, [seqs.len(), BINS, len]), device),
     )
 }
 
@@ -173,8 +185,8 @@ fn token_forward<'a>(
 ) -> impl Fn(&TokenHead, &[usize], Option<u64>) -> Result<Tensor<2>, EvalError> + 'a {
     move |net: &TokenHead, rows: &[usize], _: Option<u64>| {
         let seqs: Vec<&Array2<f32>> = rows.iter().map(|&r| source[r]).collect();
-        let (x, mask) = batch(&seqs, scaler, &net.device());
-        Ok(net.forward(x, mask))
+        let (x, mask, bins) = batch(&seqs, scaler, &net.device());
+        Ok(net.forward(x, mask, bins))
     }
 }
 
@@ -295,12 +307,12 @@ mod tests {
         let short = Array2::from_shape_fn((5, 8), |(i, j)| (i * 8 + j) as f32 / 40.0);
         let long = Array2::from_shape_fn((12, 8), |(i, j)| ((i + j) % 5) as f32);
         let alone = {
-            let (x, m) = batch(&[&short], &scaler, &device);
-            head.forward(x, m)
+            let (x, m, b) = batch(&[&short], &scaler, &device);
+            head.forward(x, m, b)
         };
         let padded = {
-            let (x, m) = batch(&[&short, &long], &scaler, &device);
-            head.forward(x, m).slice([0..1, 0..2])
+            let (x, m, b) = batch(&[&short, &long], &scaler, &device);
+            head.forward(x, m, b).slice([0..1, 0..2])
         };
         let a = alone
             .into_data()
