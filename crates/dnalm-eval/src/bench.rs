@@ -433,9 +433,9 @@ fn baselines(
             method: "cnn".into(),
             baseline: true,
             chosen: Some(cnn.describe()),
-            metrics: cnn.summary,
+            metrics: cnn.fitted.summary,
             seconds: t0.elapsed().as_secs_f64(),
-            test_outputs: cnn.test_outputs,
+            test_outputs: cnn.fitted.test_outputs,
         });
     }
     Ok(entries)

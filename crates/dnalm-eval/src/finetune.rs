@@ -5,10 +5,7 @@
 //! A fine-tuned directory is a model directory (`config.json`, `model.safetensors`, tokenizer
 //! files) plus `head.safetensors` and `head.json` (the task, its classes and the pooling).
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use burn::{
     module::Module,
@@ -22,15 +19,13 @@ use dnalm_model::{
 };
 use dnalm_seq::task::{LabelledSequence, Task, TaskKind};
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
-use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     features::embed::ModelSpec,
     features::tasks::{check_tokenizer, split_rows, targets},
-    metrics::{summarise, Summary},
-    probes::fit::{fit, predict, FitOptions},
-    probes::{concat_targets, score},
+    probes::concat_targets,
+    probes::fit::{fit, predict, FitOptions, SeedRuns},
     EvalError,
 };
 
@@ -92,20 +87,8 @@ impl Default for FinetuneOptions {
     }
 }
 
-/// Test results of fine-tuning.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FinetuneReport {
-    /// Test metrics per seed.
-    pub runs: Vec<BTreeMap<String, f64>>,
-    /// Mean ± sd over seeds.
-    pub summary: BTreeMap<String, Summary>,
-    /// Epochs run per seed.
-    pub epochs: Vec<usize>,
-    /// Test outputs (class probabilities or values) per seed, for paired comparisons; not
-    /// serialised.
-    #[serde(skip)]
-    pub test_outputs: Vec<Array2<f32>>,
-}
+/// Test results of fine-tuning: metrics and outputs per seed.
+pub type FinetuneReport = SeedRuns;
 
 /// Token rows for sequences, cut to the model's context (the middle is kept).
 pub(crate) fn token_rows(tokenizer: &AnyTokenizer, max: usize, seqs: &[&[u8]]) -> Vec<Vec<u32>> {
@@ -190,8 +173,7 @@ pub fn finetune(
     let valid_idx: Vec<usize> = (train.len()..all.len()).collect();
     let test_idx: Vec<usize> = (0..test.len()).collect();
     let test_targets = targets(task, &test);
-    let (mut runs, mut epochs, mut first) = (Vec::new(), Vec::new(), None);
-    let mut test_outputs = Vec::new();
+    let (mut report, mut first) = (SeedRuns::default(), None);
     for s in 0..options.seeds.max(1) as u64 {
         let mut o = options.fit.clone();
         o.seed = options.fit.seed.wrapping_add(s);
@@ -217,10 +199,8 @@ pub fn finetune(
         );
         let net = SequenceClassifier { encoder: enc, head };
         let fitted = fit(net, &forward, &y, &train_idx, &valid_idx, &o)?;
-        epochs.push(fitted.epochs_run);
         let out = predict(&fitted, &test_forward, &test_idx, o.batch_size)?;
-        runs.push(score(&test_targets, out.view()));
-        test_outputs.push(out);
+        report.record(fitted.epochs_run, &test_targets, out);
         if first.is_none() {
             first = Some((fitted.net.valid(), fitted.target_scale));
         }
@@ -252,17 +232,7 @@ pub fn finetune(
             lens.get(lens.len() / 2).copied()
         },
     };
-    Ok((
-        FinetuneReport {
-            summary: summarise(&runs),
-            runs,
-            epochs,
-            test_outputs,
-        },
-        net,
-        info,
-        tokenizer,
-    ))
+    Ok((report.summarise(), net, info, tokenizer))
 }
 
 /// Writes a fine-tuned checkpoint to `dir` atomically (a temp directory renamed into place).

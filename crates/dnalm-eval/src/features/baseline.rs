@@ -2,7 +2,7 @@
 //! frequencies) with the linear probe, and a small one-hot CNN trained from scratch with the same
 //! budget as fine-tuning.
 
-use std::{collections::BTreeMap, fmt, str::FromStr};
+use std::{fmt, str::FromStr};
 
 use burn::{
     module::Module,
@@ -15,14 +15,12 @@ use burn::{
 };
 use dnalm_model::block::DropoutStream;
 use dnalm_seq::task::{LabelledSequence, Task};
-use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     features::tasks::{split_rows, targets},
-    metrics::{summarise, Summary},
-    probes::fit::{fit, predict, FitOptions},
-    probes::{concat_targets, score},
+    probes::concat_targets,
+    probes::fit::{fit, predict, FitOptions, SeedRuns},
     EvalError,
 };
 
@@ -232,31 +230,25 @@ pub fn one_hot(seqs: &[&[u8]], device: &Device) -> Tensor<3> {
 /// Result of training the CNN over seeds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CnnReport {
-    /// Test metrics per seed that fitted (failed fits excluded).
-    pub runs: Vec<BTreeMap<String, f64>>,
-    /// Mean ± sd over the seeds that fitted (empty when none did).
-    pub summary: BTreeMap<String, Summary>,
-    /// Epochs run per seed.
-    pub epochs: Vec<usize>,
+    /// The seeds that fitted: test metrics, their mean ± sd (empty when none did), outputs;
+    /// epochs of every seed.
+    #[serde(flatten)]
+    pub fitted: SeedRuns,
     /// Seeds whose network predicted a single class for every test row (while the test split
     /// has several): a failed fit, reported as such rather than scored.
     #[serde(default)]
     pub failed_seeds: Vec<u64>,
-    /// Test outputs (class probabilities or values) of each seed that fitted, for paired
-    /// comparisons; not serialised.
-    #[serde(skip)]
-    pub test_outputs: Vec<Array2<f32>>,
 }
 
 impl CnnReport {
     /// What the report shows beside the metrics: epochs per seed and any failed fits.
     pub fn describe(&self) -> String {
-        let mut text = format!("epochs={:?}", self.epochs);
+        let mut text = format!("epochs={:?}", self.fitted.epochs);
         if !self.failed_seeds.is_empty() {
             text.push_str(&format!(
                 "; failed fit (one class predicted) for {} of {} seeds {:?}",
                 self.failed_seeds.len(),
-                self.epochs.len(),
+                self.fitted.epochs.len(),
                 self.failed_seeds
             ));
         }
@@ -306,13 +298,7 @@ pub fn cnn_baseline(
     let test_targets = targets(task, &test);
     let forward = cnn_forward(&all);
     let test_forward = cnn_forward(&test);
-    let mut report = CnnReport {
-        runs: Vec::new(),
-        summary: BTreeMap::new(),
-        epochs: Vec::new(),
-        failed_seeds: Vec::new(),
-        test_outputs: Vec::new(),
-    };
+    let (mut fitted_seeds, mut failed_seeds) = (SeedRuns::default(), Vec::new());
     for i in 0..seeds.max(1) as u64 {
         let mut o = options.clone();
         o.seed = options.seed.wrapping_add(i);
@@ -322,18 +308,19 @@ pub fn cnn_baseline(
             o.seed,
         );
         let fitted = fit(net, &forward, &y, &train_rows, &valid_rows, &o)?;
-        report.epochs.push(fitted.epochs_run);
         let test_rows: Vec<usize> = (0..test.len()).collect();
         let out = predict(&fitted, &test_forward, &test_rows, 256)?;
         if predicts_one_class(&test_targets, out.view()) {
-            report.failed_seeds.push(o.seed);
+            fitted_seeds.epochs.push(fitted.epochs_run);
+            failed_seeds.push(o.seed);
         } else {
-            report.runs.push(score(&test_targets, out.view()));
-            report.test_outputs.push(out);
+            fitted_seeds.record(fitted.epochs_run, &test_targets, out);
         }
     }
-    report.summary = summarise(&report.runs);
-    Ok(report)
+    Ok(CnnReport {
+        fitted: fitted_seeds.summarise(),
+        failed_seeds,
+    })
 }
 
 fn cnn_forward<'a>(
@@ -422,12 +409,9 @@ mod tests {
         };
         let report = cnn_baseline(&task, 16, &options, 1).unwrap();
         // Chance is 0.5; a CNN that finds the motif ranks nearly every positive first.
-        assert!(report.summary["auroc"].mean > 0.95, "{:?}", report.summary);
-        assert!(
-            report.summary["accuracy"].mean > 0.75,
-            "{:?}",
-            report.summary
-        );
+        let summary = &report.fitted.summary;
+        assert!(summary["auroc"].mean > 0.95, "{summary:?}");
+        assert!(summary["accuracy"].mean > 0.75, "{summary:?}");
     }
 
     #[test]
@@ -463,11 +447,11 @@ mod tests {
         };
         assert!(!predicts_one_class(&one, constant.view()));
         let report = CnnReport {
-            runs: Vec::new(),
-            summary: BTreeMap::new(),
-            epochs: vec![3, 4],
+            fitted: SeedRuns {
+                epochs: vec![3, 4],
+                ..SeedRuns::default()
+            },
             failed_seeds: vec![1],
-            test_outputs: Vec::new(),
         };
         assert_eq!(
             report.describe(),

@@ -15,7 +15,14 @@ use ndarray::Array2;
 use rand::seq::SliceRandom;
 use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 
-use crate::{features::Targets, EvalError};
+use std::collections::BTreeMap;
+
+use crate::{
+    features::Targets,
+    metrics::{summarise, Summary},
+    probes::score,
+    EvalError,
+};
 
 /// Budget and optimiser settings of one fit.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -44,6 +51,37 @@ impl Default for FitOptions {
             patience: 4,
             seed: 0,
         }
+    }
+}
+
+/// Test results of a network trained once per seed (the CNN baseline, the token probe,
+/// fine-tuning): one owner for "mean ± sd over seeds, with each seed's outputs kept".
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SeedRuns {
+    /// Test metrics per seed scored.
+    pub runs: Vec<BTreeMap<String, f64>>,
+    /// Mean ± sd over those seeds (after [`SeedRuns::summarise`]).
+    pub summary: BTreeMap<String, Summary>,
+    /// Epochs run per seed.
+    pub epochs: Vec<usize>,
+    /// Test outputs (class probabilities or values) per seed scored, for paired comparisons;
+    /// not serialised.
+    #[serde(skip)]
+    pub test_outputs: Vec<Array2<f32>>,
+}
+
+impl SeedRuns {
+    /// Records one seed: the epochs it ran and its test outputs, scored against `targets`.
+    pub fn record(&mut self, epochs_run: usize, targets: &Targets, outputs: Array2<f32>) {
+        self.epochs.push(epochs_run);
+        self.runs.push(score(targets, outputs.view()));
+        self.test_outputs.push(outputs);
+    }
+
+    /// Fills `summary` from the runs recorded.
+    pub fn summarise(mut self) -> Self {
+        self.summary = summarise(&self.runs);
+        self
     }
 }
 

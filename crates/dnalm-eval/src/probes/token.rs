@@ -7,8 +7,6 @@
 //! with early stopping on the validation loss, one run per seed; the embeddings are computed once
 //! and standardised with the training tokens' statistics.
 
-use std::collections::BTreeMap;
-
 use dnalm_model::burn::{
     module::Module,
     nn::{
@@ -18,15 +16,12 @@ use dnalm_model::burn::{
     tensor::{activation::relu, activation::softmax, Device, Tensor, TensorData},
 };
 use ndarray::Array2;
-use serde::{Deserialize, Serialize};
 
 use crate::{
     features::Targets,
-    metrics::{summarise, Summary},
     probes::{
         concat_targets,
-        fit::{fit, predict, FitOptions, Forward},
-        score,
+        fit::{fit, predict, FitOptions, Forward, SeedRuns},
     },
     EvalError,
 };
@@ -58,19 +53,8 @@ pub struct TokenFeatures {
     pub test: TokenSplit,
 }
 
-/// The token probe's result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TokenProbeReport {
-    /// Test metrics per seed.
-    pub runs: Vec<BTreeMap<String, f64>>,
-    /// Mean ± sd over seeds.
-    pub summary: BTreeMap<String, Summary>,
-    /// Epochs run per seed.
-    pub epochs: Vec<usize>,
-    /// Test outputs per seed, for paired comparisons; not serialised.
-    #[serde(skip)]
-    pub test_outputs: Vec<Array2<f32>>,
-}
+/// The token probe's result: test metrics and outputs per seed.
+pub type TokenProbeReport = SeedRuns;
 
 /// The head: projection → conv + ReLU → [attention pooling ‖ max pooling per position bin] →
 /// linear.
@@ -216,12 +200,7 @@ pub fn run_token_probe(
     let train_rows: Vec<usize> = (0..n_train).collect();
     let valid_rows: Vec<usize> = (n_train..all.len()).collect();
     let test_rows: Vec<usize> = (0..data.test.x.len()).collect();
-    let mut report = TokenProbeReport {
-        runs: Vec::new(),
-        summary: BTreeMap::new(),
-        epochs: Vec::new(),
-        test_outputs: Vec::new(),
-    };
+    let mut report = SeedRuns::default();
     for i in 0..seeds.max(1) as u64 {
         let mut o = options.clone();
         o.seed = options.seed.wrapping_add(i);
@@ -229,18 +208,15 @@ pub fn run_token_probe(
         let net =
             dnalm_model::io::reinitialize_fan_in(TokenHead::new(width, outputs, &device), o.seed);
         let fitted = fit(net, &forward, &y, &train_rows, &valid_rows, &o)?;
-        report.epochs.push(fitted.epochs_run);
         let out = predict(
             &fitted,
             &test_forward as &Forward<TokenHead>,
             &test_rows,
             64,
         )?;
-        report.runs.push(score(&data.test.y, out.view()));
-        report.test_outputs.push(out);
+        report.record(fitted.epochs_run, &data.test.y, out);
     }
-    report.summary = summarise(&report.runs);
-    Ok(report)
+    Ok(report.summarise())
 }
 
 #[cfg(test)]
