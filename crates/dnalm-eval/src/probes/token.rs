@@ -22,6 +22,7 @@ use crate::{
     probes::{
         concat_targets,
         fit::{fit, predict, FitOptions, Forward, SeedRuns},
+        Standardizer,
     },
     EvalError,
 };
@@ -105,41 +106,15 @@ impl TokenHead {
     }
 }
 
-/// Per-dimension mean and sd over every training token.
-fn token_scaler(train: &[Array2<f32>]) -> (Vec<f32>, Vec<f32>) {
-    let width = train.first().map_or(0, |x| x.ncols());
-    let (mut sum, mut sq, mut n) = (vec![0f64; width], vec![0f64; width], 0usize);
-    for x in train {
-        for row in x.rows() {
-            for (j, &v) in row.iter().enumerate() {
-                sum[j] += v as f64;
-                sq[j] += (v as f64) * (v as f64);
-            }
-            n += 1;
-        }
-    }
-    let n = n.max(1) as f64;
-    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-    let sd = sq
-        .iter()
-        .zip(&mean)
-        .map(|(q, m)| {
-            let var = q / n - m * m;
-            (if var > 1e-12 { var.sqrt() } else { 1.0 }) as f32
-        })
-        .collect();
-    (mean.into_iter().map(|m| m as f32).collect(), sd)
-}
-
 /// A batch of sequences as a padded `[rows, len, width]` tensor, standardised by `scaler`, its
 /// `[rows, len]` mask and its `[rows, BINS, len]` position bins (token `t` of a sequence of `n`
 /// tokens is in bin `t · BINS / n`, so a sequence's bins do not depend on its batch).
 fn batch(
     seqs: &[&Array2<f32>],
-    scaler: &(Vec<f32>, Vec<f32>),
+    scaler: &Standardizer,
     device: &Device,
 ) -> (Tensor<3>, Tensor<2>, Tensor<3>) {
-    let width = scaler.0.len();
+    let width = seqs.first().map_or(0, |x| x.ncols());
     let len = seqs.iter().map(|x| x.nrows()).max().unwrap_or(1).max(1);
     let mut v = vec![0f32; seqs.len() * len * width];
     let mut m = vec![0f32; seqs.len() * len];
@@ -150,9 +125,7 @@ fn batch(
             m[r * len + t] = 1.0;
             b[(r * BINS + t * BINS / n) * len + t] = 1.0;
             let at = (r * len + t) * width;
-            for (j, &value) in row.iter().enumerate() {
-                v[at + j] = (value - scaler.0[j]) / scaler.1[j];
-            }
+            scaler.apply_into(row, &mut v[at..at + width]);
         }
     }
     (
@@ -165,7 +138,7 @@ fn batch(
 /// The forward pass over rows of `source` (standardised, padded per batch).
 fn token_forward<'a>(
     source: Vec<&'a Array2<f32>>,
-    scaler: &'a (Vec<f32>, Vec<f32>),
+    scaler: &'a Standardizer,
 ) -> impl Fn(&TokenHead, &[usize], Option<u64>) -> Result<Tensor<2>, EvalError> + 'a {
     move |net: &TokenHead, rows: &[usize], _: Option<u64>| {
         let seqs: Vec<&Array2<f32>> = rows.iter().map(|&r| source[r]).collect();
@@ -187,7 +160,7 @@ pub fn run_token_probe(
             message: "needs training and test sequences with at least one token".into(),
         });
     }
-    let scaler = token_scaler(&data.train.x);
+    let scaler = Standardizer::fit_all(&data.train.x);
     let all: Vec<&Array2<f32>> = data.train.x.iter().chain(&data.valid.x).collect();
     let y = concat_targets(&data.train.y, &data.valid.y);
     let outputs = match &y {
@@ -279,7 +252,7 @@ mod tests {
     fn padding_never_changes_a_sequence_output() {
         let device = dnalm_model::cpu();
         let head = dnalm_model::io::reinitialize_fan_in(TokenHead::new(8, 2, &device), 3);
-        let scaler = (vec![0.0; 8], vec![1.0; 8]);
+        let scaler = Standardizer::fit_all(&[Array2::zeros((2, 8))]);
         let short = Array2::from_shape_fn((5, 8), |(i, j)| (i * 8 + j) as f32 / 40.0);
         let long = Array2::from_shape_fn((12, 8), |(i, j)| ((i + j) % 5) as f32);
         let alone = {
