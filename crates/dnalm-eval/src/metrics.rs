@@ -448,6 +448,21 @@ impl TestPredictions {
         }
     }
 
+    /// Whether both were scored against the same truth (the same test rows, in order).
+    fn same_truth(&self, other: &TestPredictions) -> bool {
+        match (self, other) {
+            (
+                TestPredictions::Classes { truth: a, .. },
+                TestPredictions::Classes { truth: b, .. },
+            ) => a == b,
+            (
+                TestPredictions::Values { truth: a, .. },
+                TestPredictions::Values { truth: b, .. },
+            ) => a == b,
+            _ => false,
+        }
+    }
+
     /// The headline (MCC, or Pearson) on `rows` (indices, repeats allowed), averaged over runs.
     pub fn headline(&self, rows: &[usize]) -> f64 {
         let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
@@ -496,7 +511,8 @@ pub fn paired_bootstrap(
 
 /// [`paired_bootstrap`] between two groups of methods (e.g. every cell of a study at one knob
 /// value against every cell at another): each side's statistic is the mean of its members'
-/// headlines on the drawn rows. NaN when the groups are empty or disagree on the rows.
+/// headlines on the drawn rows. NaN when a group is empty or the members were scored against
+/// different truths.
 pub fn paired_bootstrap_groups(
     a: &[&TestPredictions],
     b: &[&TestPredictions],
@@ -504,15 +520,17 @@ pub fn paired_bootstrap_groups(
     seed: u64,
 ) -> PairedDifference {
     use rand::{Rng, SeedableRng};
-    let n = a.first().map_or(0, |p| p.rows());
-    let same_rows = |p: &&TestPredictions| p.rows() == n;
-    if n == 0 || b.is_empty() || !a.iter().all(same_rows) || !b.iter().all(same_rows) {
+    let consistent = a.first().filter(|first| {
+        first.rows() > 0 && !b.is_empty() && a.iter().chain(b).all(|p| p.same_truth(first))
+    });
+    let Some(first) = consistent else {
         return PairedDifference {
             difference: f64::NAN,
             ci: [f64::NAN; 2],
             resamples: 0,
         };
-    }
+    };
+    let n = first.rows();
     let side = |group: &[&TestPredictions], rows: &[usize]| {
         group.iter().map(|p| p.headline(rows)).sum::<f64>() / group.len() as f64
     };
@@ -600,7 +618,10 @@ mod tests {
         assert_eq!((same.difference, same.ci), (0.0, [0.0, 0.0]));
         assert_eq!(same.verdict(), Verdict::Tie);
         // Seeded: the same call gives the same interval.
-        assert_eq!(d, paired_bootstrap(&p(&[good]), &p(&bad), 500, 7));
+        assert_eq!(
+            d,
+            paired_bootstrap(&p(std::slice::from_ref(&good)), &p(&bad), 500, 7)
+        );
         // Rows that disagree: no comparison.
         let short = TestPredictions::of(
             &Targets::Classes {
@@ -610,6 +631,17 @@ mod tests {
             &[outputs(&[0, 1])],
         );
         assert!(paired_bootstrap(&p(&bad), &short, 10, 0)
+            .difference
+            .is_nan());
+        // As many rows but another truth (another task's test split): no comparison either.
+        let other = TestPredictions::of(
+            &Targets::Classes {
+                labels: flip(2),
+                num_classes: 2,
+            },
+            std::slice::from_ref(&good),
+        );
+        assert!(paired_bootstrap(&p(&bad), &other, 10, 0)
             .difference
             .is_nan());
     }

@@ -262,15 +262,7 @@ pub fn predicts_one_class(targets: &crate::Targets, outputs: ndarray::ArrayView2
     let crate::Targets::Classes { labels, .. } = targets else {
         return false;
     };
-    let mut predicted = outputs.rows().into_iter().map(|row| {
-        row.iter()
-            .enumerate()
-            .fold(
-                (0, f32::NEG_INFINITY),
-                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-            )
-            .0
-    });
+    let mut predicted = outputs.rows().into_iter().map(crate::metrics::argmax);
     let first = predicted.next();
     let constant = predicted.all(|p| Some(p) == first);
     let truth_varies = labels.iter().any(|&l| l != labels[0]);
