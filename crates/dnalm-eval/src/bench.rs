@@ -22,7 +22,7 @@ use crate::{
     features::Targets,
     finetune::{finetune, FinetuneOptions},
     metrics::{paired_bootstrap, spearman, PairedDifference, Summary, TestPredictions, Verdict},
-    probes::fit::FitOptions,
+    probes::fit::{FitOptions, SeedRuns},
     probes::token::run_token_probe,
     probes::{headline, run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     relevance::{h_score_with, logme_with, task_affinity, Affinity, Gram},
@@ -106,6 +106,29 @@ pub struct Entry {
     /// the CNN or fine-tuning), for the paired comparisons; not serialised.
     #[serde(skip)]
     pub test_outputs: Vec<Array2<f32>>,
+}
+
+impl Entry {
+    /// The entry of a network trained once per seed (CNN, token probe, fine-tuning): its
+    /// summary and outputs, `chosen` its epochs per seed unless given.
+    fn from_seeds(
+        subject: &str,
+        method: &str,
+        baseline: bool,
+        runs: SeedRuns,
+        chosen: Option<String>,
+        started: Instant,
+    ) -> Entry {
+        Entry {
+            subject: subject.to_string(),
+            method: method.to_string(),
+            baseline,
+            chosen: Some(chosen.unwrap_or_else(|| format!("epochs={:?}", runs.epochs))),
+            metrics: runs.summary,
+            seconds: started.elapsed().as_secs_f64(),
+            test_outputs: runs.test_outputs,
+        }
+    }
 }
 
 /// A model's entry against the task's best baseline, on the same test rows.
@@ -428,15 +451,15 @@ fn baselines(
                 cnn.describe()
             ));
         }
-        entries.push(Entry {
-            subject: "onehot-cnn".into(),
-            method: "cnn".into(),
-            baseline: true,
-            chosen: Some(cnn.describe()),
-            metrics: cnn.fitted.summary,
-            seconds: t0.elapsed().as_secs_f64(),
-            test_outputs: cnn.fitted.test_outputs,
-        });
+        let chosen = cnn.describe();
+        entries.push(Entry::from_seeds(
+            "onehot-cnn",
+            "cnn",
+            true,
+            cnn.fitted,
+            Some(chosen),
+            t0,
+        ));
     }
     Ok(entries)
 }
@@ -535,14 +558,14 @@ impl ModelOnTask<'_> {
             self.spec.name, self.task.spec.name, self.config.seeds
         ));
         let t0 = Instant::now();
-        let before = fingerprint(encoder);
+        let before = fingerprint(&encoder.model);
         let options = EmbedOptions {
             granularity: Granularity::Token,
             ..self.config.embed.clone()
         };
         let features = embed_task_tokens(&Embedder::new(encoder, options)?, self.task)?;
         let report = run_token_probe(&features, budget, self.config.seeds)?;
-        if fingerprint(encoder) != before {
+        if fingerprint(&encoder.model) != before {
             return Err(EvalError::Numeric {
                 routine: "token probe",
                 message: format!(
@@ -551,15 +574,14 @@ impl ModelOnTask<'_> {
                 ),
             });
         }
-        Ok(Entry {
-            subject: self.spec.name.clone(),
-            method: "probe:token".into(),
-            baseline: false,
-            metrics: report.summary,
-            chosen: Some(format!("epochs={:?}", report.epochs)),
-            seconds: t0.elapsed().as_secs_f64(),
-            test_outputs: report.test_outputs,
-        })
+        Ok(Entry::from_seeds(
+            &self.spec.name,
+            "probe:token",
+            false,
+            report,
+            None,
+            t0,
+        ))
     }
 
     /// The linear probe on each layer's pooled embedding alone, from one embedding pass that
@@ -626,23 +648,22 @@ impl ModelOnTask<'_> {
             .summary
             .get(headline(&self.features.train.y))
             .map(|s| s.mean);
-        Ok(Entry {
-            subject: self.spec.name.clone(),
-            method: "finetune".into(),
-            baseline: false,
-            metrics: report.summary,
-            chosen: Some(format!("epochs={:?}", report.epochs)),
-            seconds: t0.elapsed().as_secs_f64(),
-            test_outputs: report.test_outputs,
-        })
+        Ok(Entry::from_seeds(
+            &self.spec.name,
+            "finetune",
+            false,
+            report,
+            None,
+            t0,
+        ))
     }
 }
 
-/// A hash of every parameter of a model (names, shapes, values' bits).
-fn fingerprint(encoder: &Checkpoint) -> u64 {
+/// A hash of every parameter of a module (names, shapes, values' bits).
+fn fingerprint<M: dnalm_model::burn::module::Module>(module: &M) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for (name, t) in dnalm_model::tensors::named_parameters(&encoder.model) {
+    for (name, t) in dnalm_model::tensors::named_parameters(module) {
         name.hash(&mut h);
         t.shape.hash(&mut h);
         for v in &t.values {
@@ -717,6 +738,17 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("m / t (0.300 vs 0.500)"), "{md}");
+    }
+
+    #[test]
+    fn the_frozen_check_sees_any_changed_parameter() {
+        use dnalm_model::burn::nn::LinearConfig;
+        let device = dnalm_model::cpu();
+        let layer = dnalm_model::io::reinitialize(LinearConfig::new(3, 2).init(&device), 1);
+        let same = dnalm_model::io::reinitialize(LinearConfig::new(3, 2).init(&device), 1);
+        let other = dnalm_model::io::reinitialize(LinearConfig::new(3, 2).init(&device), 2);
+        assert_eq!(fingerprint(&layer), fingerprint(&same));
+        assert_ne!(fingerprint(&layer), fingerprint(&other));
     }
 
     #[test]
