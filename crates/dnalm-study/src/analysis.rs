@@ -279,13 +279,7 @@ fn knob_effect(
     let (means, errors): (Vec<f64>, Vec<f64>) = values
         .iter()
         .map(|value| {
-            let v: Vec<(f64, f64)> = results
-                .iter()
-                .filter(|r| {
-                    cells
-                        .iter()
-                        .any(|c| c.id == r.cell && c.value(&knob.name) == Some(value))
-                })
+            let v: Vec<(f64, f64)> = results_at(knob, value, cells, results)
                 .filter_map(|r| r.linear(task))
                 .collect();
             mean_se(&v)
@@ -331,21 +325,29 @@ fn knob_effect(
     }
 }
 
+/// The cell results (every seed) of the cells at `value` of `knob`.
+fn results_at<'a>(
+    knob: &'a Knob,
+    value: &'a str,
+    cells: &'a [Cell],
+    results: &'a [CellResult],
+) -> impl Iterator<Item = &'a CellResult> {
+    results.iter().filter(move |r| {
+        cells
+            .iter()
+            .any(|c| c.id == r.cell && c.value(&knob.name) == Some(value))
+    })
+}
+
 /// The linear probe's test predictions on `task` of every cell result at `value` of `knob`.
 fn predictions_at<'a>(
-    knob: &Knob,
-    value: &str,
-    cells: &[Cell],
+    knob: &'a Knob,
+    value: &'a str,
+    cells: &'a [Cell],
     results: &'a [CellResult],
     task: &str,
 ) -> Vec<&'a TestPredictions> {
-    results
-        .iter()
-        .filter(|r| {
-            cells
-                .iter()
-                .any(|c| c.id == r.cell && c.value(&knob.name) == Some(value))
-        })
+    results_at(knob, value, cells, results)
         .filter_map(|r| r.scores.iter().find(|s| s.task == task))
         .filter_map(|s| s.linear_predictions.as_ref())
         .collect()
