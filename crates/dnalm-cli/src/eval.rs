@@ -17,6 +17,7 @@ use dnalm_eval::{
     features::Labelled,
     finetune::{finetune, save_finetuned, FinetuneOptions},
     probes::fit::FitOptions,
+    probes::token::TOKEN_PROBE_BUDGET,
     probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     report::write_report,
 };
@@ -462,7 +463,7 @@ pub struct BenchArgs {
     #[arg(long)]
     token_probe: bool,
     /// Most epochs of the token probe (early-stopped on the validation loss).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = TOKEN_PROBE_BUDGET.epochs)]
     token_probe_epochs: usize,
     /// Skip every baseline (not recommended: they are the point of comparison).
     #[arg(long, conflicts_with = "baselines")]
@@ -528,11 +529,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     config.per_layer = args.per_layer;
     config.token_probe = args.token_probe.then_some(FitOptions {
         epochs: args.token_probe_epochs,
-        batch_size: 32,
-        lr: 1e-3,
-        weight_decay: 0.01,
-        patience: 4,
         seed: args.probe.seed,
+        ..TOKEN_PROBE_BUDGET
     });
     config.baselines = if args.no_baselines {
         Vec::new()

@@ -31,6 +31,15 @@ use crate::{
 const CHANNELS: usize = 64;
 /// Convolution kernel width, in tokens.
 const KERNEL: usize = 9;
+/// The token probe's default training budget (`bench --token-probe`).
+pub const TOKEN_PROBE_BUDGET: FitOptions = FitOptions {
+    epochs: 20,
+    batch_size: 32,
+    lr: 1e-3,
+    weight_decay: 0.01,
+    patience: 4,
+    seed: 0,
+};
 /// Position bins of the max pooling, each an eighth of the sequence's own tokens.
 const BINS: usize = 8;
 
