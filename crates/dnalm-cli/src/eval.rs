@@ -15,7 +15,9 @@ use dnalm_eval::{
     features::store::{read_embeddings, EmbeddingWriter},
     features::tasks::{check_tokenizer, split_rows, targets},
     features::Labelled,
-    finetune::{finetune, save_finetuned, FinetuneOptions},
+    finetune::{
+        finetune, save_finetuned, FinetuneOptions, HeadInit, LearningRate, FINETUNE_BUDGET,
+    },
     probes::fit::FitOptions,
     probes::token::TOKEN_PROBE_BUDGET,
     probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
@@ -353,21 +355,41 @@ fn features_from_files(task: &Task, dir: &Path) -> anyhow::Result<SplitFeatures>
 /// Fine-tuning settings on the command line.
 #[derive(Args, Clone)]
 pub struct FinetuneFlags {
-    /// Maximum epochs (early stopping on valid).
-    #[arg(long, default_value_t = 5)]
+    /// Most epochs (early stopping on the valid headline metric).
+    #[arg(long, default_value_t = FINETUNE_BUDGET.epochs)]
     epochs: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-4)]
-    lr: f64,
+    /// Most optimiser steps (whichever of --epochs and --max-steps ends first).
+    #[arg(long, default_value_t = FINETUNE_BUDGET.max_steps.unwrap_or(1000))]
+    max_steps: usize,
+    /// Peak learning rate: a number, `scaled` (by model size: 5e-4 at 3 M parameters, 2e-5 at
+    /// 500 M) or `auto` (short runs at 1/3, 1 and 3 times the scaled rate, the best on valid
+    /// trained in full).
+    #[arg(long, default_value = "scaled")]
+    lr: LearningRate,
     /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = FINETUNE_BUDGET.batch_size)]
     batch_size: usize,
-    /// Epochs without improvement before stopping.
-    #[arg(long, default_value_t = 2)]
+    /// Validations without improvement before stopping.
+    #[arg(long, default_value_t = FINETUNE_BUDGET.patience)]
     patience: usize,
-    /// Train only the last N blocks (and the head); default: all.
+    /// Steps between validations (default: every epoch, at most 100 steps).
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// How the head starts: `linear-probe` (LP-FT: the linear probe on frozen embeddings, then
+    /// fine-tune everything) or `random`.
+    #[arg(long, default_value = "linear-probe")]
+    head: HeadInit,
+    /// Train only the last N blocks (and the head); default: all. The frozen blocks' output is
+    /// computed once and cached.
     #[arg(long)]
     train_last: Option<usize>,
+    /// Freeze the token and position embeddings.
+    #[arg(long)]
+    freeze_embeddings: bool,
+    /// Layer-wise learning-rate decay in (0, 1]: block i of L trains at decay^(L - i) times
+    /// the rate.
+    #[arg(long)]
+    layer_decay: Option<f64>,
 }
 
 impl FinetuneFlags {
@@ -376,12 +398,17 @@ impl FinetuneFlags {
             fit: FitOptions {
                 epochs: self.epochs,
                 batch_size: self.batch_size,
-                lr: self.lr,
-                weight_decay: 0.01,
                 patience: self.patience,
                 seed,
+                max_steps: Some(self.max_steps),
+                eval_every: self.eval_every,
+                ..FINETUNE_BUDGET
             },
+            lr: self.lr,
+            head: self.head,
             train_last: self.train_last,
+            freeze_embeddings: self.freeze_embeddings,
+            layer_decay: self.layer_decay,
             pooling,
             seeds,
         }
@@ -421,8 +448,9 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;
     save_finetuned(&args.output, &net, &info, &tokenizer)?;
     eprintln!(
-        "fine-tuned in {:.1} s; checkpoint: {}",
+        "fine-tuned in {:.1} s ({}); checkpoint: {}",
         t0.elapsed().as_secs_f64(),
+        report.describe(),
         args.output.display()
     );
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -471,8 +499,7 @@ pub struct BenchArgs {
     /// Seeds for the CNN and fine-tuning.
     #[arg(long, default_value_t = BenchConfig::default().seeds)]
     seeds: usize,
-    /// Most CNN epochs, early-stopped on the validation loss (without --finetune; with it, the
-    /// CNN gets the fine-tuning budget).
+    /// Most CNN epochs, early-stopped on the validation loss.
     #[arg(long, default_value_t = BenchConfig::default().cnn.epochs)]
     cnn_epochs: usize,
     #[command(flatten)]

@@ -19,13 +19,16 @@ use dnalm_model::{
 };
 use dnalm_seq::task::{LabelledSequence, Task, TaskKind};
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     features::embed::ModelSpec,
     features::tasks::{check_tokenizer, split_rows, targets},
+    features::Targets,
     probes::concat_targets,
-    probes::fit::{fit, predict, FitOptions, SeedRuns},
+    probes::fit::{fit_scaled, predict, FitOptions, SeedRuns, Selection},
+    probes::{fit_linear_probe, ProbeOptions},
     EvalError,
 };
 
@@ -54,41 +57,221 @@ pub struct HeadInfo {
     /// Median length (bases) of the training sequences: the window `dnalm label` slides.
     #[serde(default)]
     pub seq_len: Option<usize>,
+    /// Whether the head is linear (`out` alone, as LP-FT trains it) rather than
+    /// `dense -> GELU -> out`.
+    #[serde(default)]
+    pub linear_head: bool,
+}
+
+/// How the fine-tuning learning rate is set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearningRate {
+    /// Scaled to the model's size ([`size_scaled_lr`]).
+    Scaled,
+    /// This peak rate.
+    Fixed(f64),
+    /// Short runs at [`LR_SEARCH_FACTORS`] times the size-scaled rate, scored on valid; the best
+    /// is then trained in full.
+    Search,
+}
+
+impl std::str::FromStr for LearningRate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" | "search" => Ok(LearningRate::Search),
+            "scaled" => Ok(LearningRate::Scaled),
+            _ => match s.parse::<f64>() {
+                Ok(v) if v > 0.0 && v.is_finite() => Ok(LearningRate::Fixed(v)),
+                _ => Err(format!(
+                    "`{s}` is not a learning rate: give a positive number, `scaled` (by model \
+                     size) or `auto` (a short search on valid)"
+                )),
+            },
+        }
+    }
+}
+
+/// Multiples of the size-scaled rate that `--lr auto` tries.
+pub const LR_SEARCH_FACTORS: [f64; 3] = [1.0 / 3.0, 1.0, 3.0];
+
+/// The share of the step budget each `--lr auto` trial runs.
+pub const LR_SEARCH_SHARE: f64 = 0.25;
+
+/// A default peak learning rate for fine-tuning a model of `parameters` parameters:
+/// `5e-4 · (3 M / parameters)^0.6`, within `[1e-5, 1e-3]`. About 5e-4 for the 3 M-parameter
+/// encoders dnalm pretrains on a CPU, 6e-5 for DNABERT-2 (117 M) and 2e-5 for a 500 M Nucleotide
+/// Transformer, in line with the rates those models' papers fine-tune with (small models
+/// tolerate 1e-3, large ones need 1e-5 to 5e-5).
+pub fn size_scaled_lr(parameters: usize) -> f64 {
+    (5e-4 * (3e6 / parameters.max(1) as f64).powf(0.6)).clamp(1e-5, 1e-3)
+}
+
+/// How the head starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadInit {
+    /// LP-FT (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features"): a linear head
+    /// initialised from the linear probe on the frozen model's pooled embeddings (L2 chosen on
+    /// valid), then everything is fine-tuned. The fit validates before its first step and keeps
+    /// the best point, so on valid it never ends below the probe it started from.
+    LinearProbe,
+    /// A randomly initialised `dense -> GELU -> out` head.
+    Random,
+}
+
+impl std::str::FromStr for HeadInit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linear-probe" | "lp" | "lp-ft" => Ok(HeadInit::LinearProbe),
+            "random" => Ok(HeadInit::Random),
+            _ => Err(format!(
+                "`{s}` is not a head initialisation: linear-probe (LP-FT) or random"
+            )),
+        }
+    }
 }
 
 /// Fine-tuning settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinetuneOptions {
-    /// Budget and optimiser.
+    /// Budget, schedule and selection (its `lr` is replaced by the rate `lr` sets).
     pub fit: FitOptions,
-    /// Train only the last N blocks (and the head); `None` trains everything.
+    /// How the peak learning rate is set.
+    pub lr: LearningRate,
+    /// How the head starts.
+    pub head: HeadInit,
+    /// Train only the last N blocks (and the head); `None` trains everything. The frozen lower
+    /// blocks' output is computed once per sequence and cached (when it fits in
+    /// [`FROZEN_CACHE_BYTES`]): they run in inference mode, without dropout.
     pub train_last: Option<usize>,
+    /// Freeze the token (and position) embeddings.
+    pub freeze_embeddings: bool,
+    /// Layer-wise learning-rate decay: block `i` of `L` trains at `decay^(L - i)` times the rate,
+    /// the embeddings at `decay^(L + 1)`, the head and final norm at the full rate.
+    pub layer_decay: Option<f64>,
     /// Pooling of the encoder output for the head.
     pub pooling: Pooling,
     /// Independent runs (seeds `fit.seed ..`).
     pub seeds: usize,
 }
 
+/// The most memory the frozen lower blocks' cached output may take.
+pub const FROZEN_CACHE_BYTES: usize = 4 << 30;
+
+/// The default budget: at most 10 epochs and 1,000 steps of 32 sequences, validated every epoch
+/// or every 100 steps (whichever comes first), early-stopped after 3 validations without a
+/// better headline metric.
+pub const FINETUNE_BUDGET: FitOptions = FitOptions {
+    epochs: 10,
+    batch_size: 32,
+    lr: 0.0,
+    weight_decay: 0.01,
+    patience: 3,
+    seed: 0,
+    max_steps: Some(1000),
+    eval_every: None,
+    select: Selection::ValidMetric,
+    score_initial: true,
+};
+
+/// Steps between validations when the budget does not say: every epoch, at most 100 steps.
+const EVAL_EVERY_MAX: usize = 100;
+
 impl Default for FinetuneOptions {
     fn default() -> Self {
         FinetuneOptions {
-            fit: FitOptions {
-                epochs: 5,
-                batch_size: 32,
-                lr: 1e-4,
-                weight_decay: 0.01,
-                patience: 2,
-                seed: 0,
-            },
+            fit: FINETUNE_BUDGET,
+            lr: LearningRate::Scaled,
+            head: HeadInit::LinearProbe,
             train_last: None,
+            freeze_embeddings: false,
+            layer_decay: None,
             pooling: Pooling::Mean,
             seeds: 1,
         }
     }
 }
 
-/// Test results of fine-tuning: metrics and outputs per seed.
-pub type FinetuneReport = SeedRuns;
+/// One trial of the learning-rate search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LrTrial {
+    /// The peak rate tried.
+    pub lr: f64,
+    /// Its best validation headline metric.
+    pub valid: f64,
+    /// Steps it ran.
+    pub steps: usize,
+}
+
+/// The linear probe LP-FT started from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeStart {
+    /// Its regularisation, as chosen on valid.
+    pub chosen: String,
+    /// Its validation headline metric.
+    pub valid: f64,
+}
+
+/// Test results of fine-tuning (metrics and outputs per seed) and how the run was set up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinetuneReport {
+    /// Test metrics and outputs per seed.
+    #[serde(flatten)]
+    pub seeds: SeedRuns,
+    /// The peak learning rate used.
+    pub lr: f64,
+    /// How it was set: `scaled`, `fixed` or `search`.
+    pub lr_source: String,
+    /// The search's trials (`--lr auto`), best last-wins order as tried.
+    pub lr_search: Vec<LrTrial>,
+    /// How the head started.
+    pub head: HeadInit,
+    /// LP-FT: the probe the head started from.
+    pub linear_probe: Option<ProbeStart>,
+    /// Best validation headline metric per seed.
+    pub best_valid: Vec<f64>,
+    /// The step each seed's kept network was taken at (0: the initial network).
+    pub best_steps: Vec<usize>,
+    /// Steps each seed ran.
+    pub steps_run: Vec<usize>,
+    /// Training throughput per seed: real tokens through forward and backward per second of
+    /// training steps (validation excluded).
+    pub tokens_per_second: Vec<f64>,
+    /// Lower blocks whose output was cached (frozen, computed once per sequence).
+    pub cached_blocks: usize,
+    /// Encoder parameters.
+    pub parameters: usize,
+}
+
+impl FinetuneReport {
+    /// One line on how the runs were set up, e.g.
+    /// `LP-FT (probe l2=1e-2, valid 0.61); lr=5.1e-4 (scaled); steps=[400, 380]; best at [300, 200]`.
+    pub fn describe(&self) -> String {
+        let head = match (&self.head, &self.linear_probe) {
+            (HeadInit::LinearProbe, Some(p)) => {
+                format!("LP-FT (probe {}, valid {:.3})", p.chosen, p.valid)
+            }
+            _ => "random head".to_string(),
+        };
+        let search = if self.lr_search.is_empty() {
+            String::new()
+        } else {
+            let tried: Vec<String> = self
+                .lr_search
+                .iter()
+                .map(|t| format!("{:.1e}: {:.3}", t.lr, t.valid))
+                .collect();
+            format!(" from {{{}}}", tried.join(", "))
+        };
+        format!(
+            "{head}; lr={:.1e} ({}{search}); steps={:?}; best at {:?}",
+            self.lr, self.lr_source, self.steps_run, self.best_steps
+        )
+    }
+}
 
 /// Token rows for sequences, cut to the model's context (the middle is kept).
 pub(crate) fn token_rows(tokenizer: &AnyTokenizer, max: usize, seqs: &[&[u8]]) -> Vec<Vec<u32>> {
@@ -111,6 +294,24 @@ pub(crate) fn token_rows(tokenizer: &AnyTokenizer, max: usize, seqs: &[&[u8]]) -
         .collect()
 }
 
+fn attention_pattern(config: &dnalm_model::ModelConfig) -> AttentionPattern {
+    match config.architecture {
+        Architecture::Encoder => AttentionPattern::Bidirectional,
+        Architecture::Decoder => AttentionPattern::Causal,
+    }
+}
+
+/// `[rows, len]`: 1.0 at real tokens.
+fn real_tokens(input: &ModelInput, device: &dnalm_model::burn::tensor::Device) -> Tensor<2> {
+    let real: Vec<f32> = input
+        .mask
+        .padding
+        .as_ref()
+        .map(|p| p.iter().map(|&r| r as u8 as f32).collect())
+        .unwrap_or_else(|| vec![1.0; input.rows * input.len]);
+    Tensor::<2>::from_data(TensorData::new(real, [input.rows, input.len]), device)
+}
+
 impl SequenceClassifier {
     /// Outputs `[rows, outputs]` for token rows.
     pub fn forward(
@@ -119,23 +320,113 @@ impl SequenceClassifier {
         pooling: Pooling,
         dropout_seed: Option<u64>,
     ) -> Result<Tensor<2>, EvalError> {
-        let pattern = match self.encoder.config.architecture {
-            Architecture::Encoder => AttentionPattern::Bidirectional,
-            Architecture::Decoder => AttentionPattern::Causal,
-        };
-        let mut input = ModelInput::from_rows(rows, pattern);
+        let mut input = ModelInput::from_rows(rows, attention_pattern(&self.encoder.config));
         input.dropout_seed = dropout_seed;
         let device = self.encoder.device();
-        let real: Vec<f32> = input
-            .mask
-            .padding
-            .as_ref()
-            .map(|p| p.iter().map(|&r| r as u8 as f32).collect())
-            .unwrap_or_else(|| vec![1.0; input.rows * input.len]);
-        let real = Tensor::<2>::from_data(TensorData::new(real, [input.rows, input.len]), &device);
+        let real = real_tokens(&input, &device);
         let hidden = self.encoder.forward(&input)?;
         Ok(self.head.forward(pool(hidden, real, pooling)))
     }
+
+    /// [`SequenceClassifier::forward`] from cached states after the first `first` blocks: one
+    /// `len_i x d_model` slice per row (row-major), as [`DnaLm::hidden_after`] gave them.
+    pub fn forward_cached(
+        &self,
+        rows: &[Vec<u32>],
+        cached: &[&[f32]],
+        first: usize,
+        pooling: Pooling,
+        dropout_seed: Option<u64>,
+    ) -> Result<Tensor<2>, EvalError> {
+        let mut input = ModelInput::from_rows(rows, attention_pattern(&self.encoder.config));
+        input.dropout_seed = dropout_seed;
+        let device = self.encoder.device();
+        let d = self.encoder.config.d_model;
+        let mut values = vec![0.0f32; input.rows * input.len * d];
+        for (r, states) in cached.iter().enumerate() {
+            let start = r * input.len * d;
+            values[start..start + states.len()].copy_from_slice(states);
+        }
+        let hidden =
+            Tensor::<3>::from_data(TensorData::new(values, [input.rows, input.len, d]), &device);
+        let real = real_tokens(&input, &device);
+        let hidden = self.encoder.forward_from(&input, hidden, first)?;
+        Ok(self.head.forward(pool(hidden, real, pooling)))
+    }
+}
+
+/// What one pass of the frozen model over every sequence gives: the pooled final states (for the
+/// linear probe) and, when lower blocks are frozen, their output per sequence.
+struct FrozenPass {
+    /// `rows x d_model` pooled final states (train, valid, test order of the row list given).
+    pooled: Array2<f32>,
+    /// Per row: `len_i x d_model` states after the frozen blocks (empty when not cached).
+    cached: Vec<Vec<f32>>,
+}
+
+/// Runs the frozen (inference) encoder over `rows` in batches.
+fn frozen_pass(
+    encoder: &DnaLm,
+    rows: &[Vec<u32>],
+    pooling: Pooling,
+    cut: usize,
+    cache: bool,
+) -> Result<FrozenPass, EvalError> {
+    let d = encoder.config.d_model;
+    let device = encoder.device();
+    let mut pooled = Vec::with_capacity(rows.len() * d);
+    let mut cached = Vec::new();
+    for chunk in rows.chunks(32) {
+        let input = ModelInput::from_rows(chunk, attention_pattern(&encoder.config));
+        let hidden = if cache {
+            let lower = encoder.hidden_after(&input, cut)?;
+            let values = lower
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| crate::tensor_error("frozen states", e))?;
+            for (r, row) in chunk.iter().enumerate() {
+                let start = r * input.len * d;
+                cached.push(values[start..start + row.len() * d].to_vec());
+            }
+            encoder.forward_from(&input, lower, cut)?
+        } else {
+            encoder.forward(&input)?
+        };
+        let p = pool(hidden, real_tokens(&input, &device), pooling);
+        pooled.extend(
+            p.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| crate::tensor_error("pooled states", e))?,
+        );
+    }
+    let pooled = Array2::from_shape_vec((rows.len(), d), pooled)
+        .map_err(|e| crate::shape_error("pooled states", e))?;
+    Ok(FrozenPass { pooled, cached })
+}
+
+/// The learning-rate factor of a parameter of a [`SequenceClassifier`] under layer-wise decay.
+fn layer_decay_scale(name: &str, decay: f64, layers: usize) -> f64 {
+    let Some(rest) = name.strip_prefix("encoder.") else {
+        return 1.0;
+    };
+    if let Some(block) = rest.strip_prefix("blocks.") {
+        let index: usize = block
+            .split('.')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(layers);
+        return decay.powi(layers.saturating_sub(index) as i32);
+    }
+    if ["embed", "positions", "embed_norm", "token_type"]
+        .iter()
+        .any(|p| rest == *p || rest.starts_with(&format!("{p}.")))
+    {
+        return decay.powi(layers as i32 + 1);
+    }
+    1.0
 }
 
 /// Fine-tunes `model` on `task` once per seed; returns test metrics and the first seed's network.
@@ -149,43 +440,106 @@ pub fn finetune(
     check_tokenizer(task, &encoder)?;
     let tokenizer = encoder.tokenizer.clone();
     let config = encoder.model.config.clone();
+    let parameters = encoder.model.num_params();
+    if let Some(decay) = options.layer_decay {
+        if !(decay > 0.0 && decay <= 1.0) {
+            return Err(EvalError::BadOption {
+                option: "layer-decay",
+                message: format!("{decay} is not in (0, 1]"),
+            });
+        }
+    }
     let max = config.max_positions;
-    let all: Vec<&LabelledSequence> = train.iter().chain(&valid).copied().collect();
+    let all: Vec<&LabelledSequence> = train.iter().chain(&valid).chain(&test).copied().collect();
     let seqs: Vec<&[u8]> = all.iter().map(|r| r.sequence.as_slice()).collect();
     let rows = token_rows(&tokenizer, max, &seqs);
-    let test_seqs: Vec<&[u8]> = test.iter().map(|r| r.sequence.as_slice()).collect();
-    let test_token_rows = token_rows(&tokenizer, max, &test_seqs);
-    let y = concat_targets(&targets(task, &train), &targets(task, &valid));
+    let (n_train, n_valid) = (train.len(), valid.len());
+    let y = concat_targets(
+        &concat_targets(&targets(task, &train), &targets(task, &valid)),
+        &targets(task, &test),
+    );
     let (outputs, regression) = match &task.spec.kind {
         TaskKind::Classification { num_classes, .. } => (*num_classes as usize, false),
         TaskKind::Regression => (1, true),
     };
     let pooling = options.pooling;
+    let cut = options
+        .train_last
+        .map_or(0, |n| config.n_layers.saturating_sub(n));
+    let cache_bytes: usize = rows.iter().map(|r| r.len() * config.d_model * 4).sum();
+    let cache = cut > 0 && cache_bytes <= FROZEN_CACHE_BYTES;
+    let probe_head = options.head == HeadInit::LinearProbe;
+    let frozen = if probe_head || cache {
+        Some(frozen_pass(&encoder.model, &rows, pooling, cut, cache)?)
+    } else {
+        None
+    };
+    let train_idx: Vec<usize> = (0..n_train).collect();
+    let valid_idx: Vec<usize> = (n_train..n_train + n_valid).collect();
+    let test_idx: Vec<usize> = (n_train + n_valid..rows.len()).collect();
+    let test_targets = y.select(&test_idx);
+
+    // LP-FT: the linear probe on the frozen pooled states, as a linear head.
+    let mut linear_probe = None;
+    let probe_weights = match (&frozen, probe_head) {
+        (Some(pass), true) => {
+            let labelled = |idx: &[usize]| crate::features::Labelled {
+                x: pass.pooled.select(ndarray::Axis(0), idx),
+                y: y.select(idx),
+            };
+            let select = if valid_idx.is_empty() {
+                &train_idx
+            } else {
+                &valid_idx
+            };
+            let (probe, chosen, valid_score) = fit_linear_probe(
+                &labelled(&train_idx),
+                &labelled(select),
+                &ProbeOptions::default(),
+            )?;
+            linear_probe = Some(ProbeStart {
+                chosen,
+                valid: valid_score,
+            });
+            let (mut w, mut b) = (probe.weights, probe.bias);
+            if let Targets::Values(v) = &y {
+                // The head predicts standardised targets (as `fit` scales them).
+                let vals: Vec<f64> = train_idx.iter().map(|&i| v[i]).collect();
+                let s = crate::metrics::Summary::of(&vals);
+                let sd = if s.sd > 0.0 { s.sd } else { 1.0 } as f32;
+                w /= sd;
+                b = (b - s.mean as f32) / sd;
+            }
+            Some((w.iter().copied().collect::<Vec<f32>>(), b.to_vec()))
+        }
+        _ => None,
+    };
+
+    let tokens = std::cell::Cell::new(0usize);
+    let pick = |idx: &[usize]| -> Vec<Vec<u32>> { idx.iter().map(|&i| rows[i].clone()).collect() };
     let forward = |net: &SequenceClassifier, idx: &[usize], seed: Option<u64>| {
-        let r: Vec<Vec<u32>> = idx.iter().map(|&i| rows[i].clone()).collect();
-        net.forward(&r, pooling, seed)
+        if seed.is_some() {
+            tokens.set(tokens.get() + idx.iter().map(|&i| rows[i].len()).sum::<usize>());
+        }
+        match &frozen {
+            Some(pass) if cache => {
+                let states: Vec<&[f32]> = idx.iter().map(|&i| pass.cached[i].as_slice()).collect();
+                net.forward_cached(&pick(idx), &states, cut, pooling, seed)
+            }
+            _ => net.forward(&pick(idx), pooling, seed),
+        }
     };
-    let test_forward = |net: &SequenceClassifier, idx: &[usize], _: Option<u64>| {
-        let r: Vec<Vec<u32>> = idx.iter().map(|&i| test_token_rows[i].clone()).collect();
-        net.forward(&r, pooling, None)
-    };
-    let train_idx: Vec<usize> = (0..train.len()).collect();
-    let valid_idx: Vec<usize> = (train.len()..all.len()).collect();
-    let test_idx: Vec<usize> = (0..test.len()).collect();
-    let test_targets = targets(task, &test);
-    let (mut report, mut first) = (SeedRuns::default(), None);
-    for s in 0..options.seeds.max(1) as u64 {
-        let mut o = options.fit.clone();
-        o.seed = options.fit.seed.wrapping_add(s);
-        let device = crate::train_device();
-        let weights = named_parameters(&encoder.model);
+    let device = crate::train_device();
+    let weights = named_parameters(&encoder.model);
+    let build = |seed: u64| -> Result<SequenceClassifier, EvalError> {
         let mut enc = load_parameters(DnaLm::new(&config, &device)?, &weights, &model.dir)?;
-        if let Some(n) = options.train_last {
-            let cut = config.n_layers.saturating_sub(n);
+        if options.freeze_embeddings || cut > 0 {
             enc.embed = enc.embed.no_grad();
             enc.positions = enc.positions.map(Module::no_grad);
             enc.embed_norm = enc.embed_norm.map(Module::no_grad);
             enc.token_type = enc.token_type.map(|p| p.set_require_grad(false));
+        }
+        if cut > 0 {
             enc.blocks = enc
                 .blocks
                 .into_iter()
@@ -193,14 +547,96 @@ pub fn finetune(
                 .map(|(i, b)| if i < cut { b.no_grad() } else { b })
                 .collect();
         }
-        let head = dnalm_model::io::reinitialize(
-            SequenceHead::new(config.d_model, outputs, &device),
-            o.seed,
-        );
-        let net = SequenceClassifier { encoder: enc, head };
-        let fitted = fit(net, &forward, &y, &train_idx, &valid_idx, &o)?;
-        let out = predict(&fitted, &test_forward, &test_idx, o.batch_size)?;
-        report.record(fitted.epochs_run, &test_targets, out);
+        let head = match &probe_weights {
+            Some((w, b)) => {
+                SequenceHead::linear_from(w.clone(), b.clone(), config.d_model, &device)?
+            }
+            None => dnalm_model::io::reinitialize(
+                SequenceHead::new(config.d_model, outputs, &device),
+                seed,
+            ),
+        };
+        Ok(SequenceClassifier { encoder: enc, head })
+    };
+    let layers = config.n_layers;
+    let lr_scale = |name: &str| {
+        options
+            .layer_decay
+            .map_or(1.0, |d| layer_decay_scale(name, d, layers))
+    };
+    let mut budget = options.fit.clone();
+    let steps_per_epoch = n_train.div_ceil(budget.batch_size.max(1));
+    if budget.eval_every.is_none() {
+        budget.eval_every = Some(steps_per_epoch.clamp(1, EVAL_EVERY_MAX));
+    }
+    let planned = steps_per_epoch * budget.epochs.max(1);
+    let total_steps = budget.max_steps.map_or(planned, |m| m.clamp(1, planned));
+
+    // The peak learning rate.
+    let scaled = size_scaled_lr(parameters);
+    let mut lr_search = Vec::new();
+    let (lr, lr_source) = match options.lr {
+        LearningRate::Fixed(lr) => (lr, "fixed"),
+        LearningRate::Scaled => (scaled, "scaled"),
+        LearningRate::Search => {
+            let steps = ((total_steps as f64 * LR_SEARCH_SHARE).ceil() as usize).max(1);
+            let mut best = (scaled, f64::NEG_INFINITY);
+            for factor in LR_SEARCH_FACTORS {
+                let trial = FitOptions {
+                    lr: scaled * factor,
+                    max_steps: Some(steps),
+                    seed: budget.seed,
+                    ..budget.clone()
+                };
+                let fitted = fit_scaled(
+                    build(trial.seed)?,
+                    &forward,
+                    &y,
+                    &train_idx,
+                    &valid_idx,
+                    &trial,
+                    &lr_scale,
+                )?;
+                let valid = fitted.best_valid_metric.unwrap_or(f64::NAN);
+                if valid > best.1 {
+                    best = (trial.lr, valid);
+                }
+                lr_search.push(LrTrial {
+                    lr: trial.lr,
+                    valid,
+                    steps: fitted.steps_run,
+                });
+            }
+            (best.0, "search")
+        }
+    };
+
+    let mut seeds = SeedRuns::default();
+    let (mut best_valid, mut best_steps, mut steps_run, mut tokens_per_second) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut first = None;
+    for s in 0..options.seeds.max(1) as u64 {
+        let o = FitOptions {
+            lr,
+            seed: budget.seed.wrapping_add(s),
+            ..budget.clone()
+        };
+        tokens.set(0);
+        let fitted = fit_scaled(
+            build(o.seed)?,
+            &forward,
+            &y,
+            &train_idx,
+            &valid_idx,
+            &o,
+            &lr_scale,
+        )?;
+        tokens_per_second.push(tokens.get() as f64 / fitted.train_seconds.max(1e-9));
+        let out = predict(&fitted, &forward, &test_idx, o.batch_size)?;
+        seeds.record(fitted.epochs_run, &test_targets, out);
+        best_valid.push(fitted.best_valid_metric.unwrap_or(f64::NAN));
+        best_steps.push(fitted.best_step);
+        steps_run.push(fitted.steps_run);
         if first.is_none() {
             first = Some((fitted.net.valid(), fitted.target_scale));
         }
@@ -231,8 +667,23 @@ pub fn finetune(
             lens.sort_unstable();
             lens.get(lens.len() / 2).copied()
         },
+        linear_head: net.head.dense.is_none(),
     };
-    Ok((report.summarise(), net, info, tokenizer))
+    let report = FinetuneReport {
+        seeds: seeds.summarise(),
+        lr,
+        lr_source: lr_source.into(),
+        lr_search,
+        head: options.head,
+        linear_probe,
+        best_valid,
+        best_steps,
+        steps_run,
+        tokens_per_second,
+        cached_blocks: if cache { cut } else { 0 },
+        parameters,
+    };
+    Ok((report, net, info, tokenizer))
 }
 
 /// Writes a fine-tuned checkpoint to `dir` atomically (a temp directory renamed into place).
@@ -288,10 +739,219 @@ pub fn load_finetuned(
         info.label_names.len()
     };
     let head_path = dir.join("head.safetensors");
-    let head = load_parameters(
-        SequenceHead::new(encoder.config.d_model, outputs, &device),
-        &read_safetensors(&head_path)?,
-        &head_path,
-    )?;
+    let shape = if info.linear_head {
+        SequenceHead::linear(encoder.config.d_model, outputs, &device)
+    } else {
+        SequenceHead::new(encoder.config.d_model, outputs, &device)
+    };
+    let head = load_parameters(shape, &read_safetensors(&head_path)?, &head_path)?;
     Ok((SequenceClassifier { encoder, head }, info, tokenizer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dnalm_model::{Architecture, ModelConfig};
+    use dnalm_tokenize::{Template, TokenizerSpec};
+
+    /// A 2-block, d = 16 encoder saved to `dir/model`, and a task in `dir/task` whose label is
+    /// whether a 48-base sequence is GC-rich.
+    fn fixture(dir: &Path) -> (ModelSpec, Task) {
+        let tokenizer = "nucleotide"
+            .parse::<TokenizerSpec>()
+            .unwrap()
+            .build(Template::Bert)
+            .unwrap();
+        let config = ModelConfig {
+            vocab_size: tokenizer.vocab().len(),
+            n_layers: 2,
+            d_model: 16,
+            n_heads: 2,
+            d_ffn: 32,
+            max_positions: 64,
+            ..ModelConfig::new(Architecture::Encoder, 0)
+        };
+        let model = DnaLm::seeded(&config, &dnalm_model::cpu(), 1).unwrap();
+        let checkpoint = Checkpoint::new(model, tokenizer, "test".into()).unwrap();
+        checkpoint.save(&dir.join("model")).unwrap();
+        let task = dir.join("task");
+        std::fs::create_dir_all(&task).unwrap();
+        std::fs::write(
+            task.join("task.json"),
+            r#"{"name": "gc", "num_classes": 2, "label_names": ["at", "gc"]}"#,
+        )
+        .unwrap();
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        for (split, n) in [("train", 64), ("valid", 32), ("test", 32)] {
+            let mut csv = String::from("sequence,label\n");
+            for i in 0..n {
+                let label = i % 2;
+                let alphabet: &[u8] = if label == 1 { b"GGCCGCAT" } else { b"AATTATGC" };
+                let seq: String = (0..48)
+                    .map(|_| alphabet[next() % alphabet.len()] as char)
+                    .collect();
+                csv.push_str(&format!("{seq},{label}\n"));
+            }
+            std::fs::write(task.join(format!("{split}.csv")), csv).unwrap();
+        }
+        (
+            ModelSpec::parse(dir.join("model").to_str().unwrap()),
+            Task::load(&task).unwrap(),
+        )
+    }
+
+    fn quick(lr: LearningRate, head: HeadInit) -> FinetuneOptions {
+        FinetuneOptions {
+            fit: FitOptions {
+                epochs: 2,
+                batch_size: 16,
+                ..FINETUNE_BUDGET
+            },
+            lr,
+            head,
+            ..FinetuneOptions::default()
+        }
+    }
+
+    #[test]
+    fn the_lp_ft_head_starts_as_the_linear_probe_it_was_fitted_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, task) = fixture(dir.path());
+        // A rate too small to move anything: the kept network is the initial one, whose valid
+        // score is the probe's only if the probe (and its standardisation) was folded into the
+        // head correctly.
+        let options = quick(LearningRate::Fixed(1e-12), HeadInit::LinearProbe);
+        let (report, net, info, _) = finetune(&spec, &task, &options).unwrap();
+        let probe = report.linear_probe.as_ref().unwrap();
+        assert!(probe.valid > 0.5, "{probe:?}");
+        assert!(
+            (report.best_valid[0] - probe.valid).abs() < 1e-9,
+            "{} vs {}",
+            report.best_valid[0],
+            probe.valid
+        );
+        assert!(net.head.dense.is_none() && info.linear_head);
+        assert!(
+            report.describe().starts_with("LP-FT"),
+            "{}",
+            report.describe()
+        );
+    }
+
+    #[test]
+    fn fine_tuning_never_keeps_a_point_below_its_starting_probe_on_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, task) = fixture(dir.path());
+        // A rate large enough to wreck the features: the fit must fall back on its start.
+        let options = quick(LearningRate::Fixed(1.0), HeadInit::LinearProbe);
+        let (report, ..) = finetune(&spec, &task, &options).unwrap();
+        let probe = report.linear_probe.as_ref().unwrap().valid;
+        assert!(report.best_valid[0] >= probe - 1e-9, "{report:?}");
+    }
+
+    #[test]
+    fn the_learning_rate_search_tries_each_factor_and_keeps_the_best() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, task) = fixture(dir.path());
+        let mut options = quick(LearningRate::Search, HeadInit::Random);
+        options.train_last = Some(1);
+        let (report, ..) = finetune(&spec, &task, &options).unwrap();
+        assert_eq!(report.lr_search.len(), LR_SEARCH_FACTORS.len());
+        // 2 epochs of 4 steps; each trial runs a quarter of them.
+        assert!(report.lr_search.iter().all(|t| t.steps == 2), "{report:?}");
+        assert_eq!(report.lr_source, "search");
+        let best = report
+            .lr_search
+            .iter()
+            .fold(f64::NEG_INFINITY, |b, t| b.max(t.valid));
+        let chosen = report.lr_search.iter().find(|t| t.lr == report.lr).unwrap();
+        assert_eq!(chosen.valid, best);
+        assert_eq!(report.cached_blocks, 1);
+        assert!(report.tokens_per_second[0] > 0.0);
+    }
+
+    #[test]
+    fn cached_frozen_blocks_give_the_outputs_of_the_full_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, _) = fixture(dir.path());
+        let checkpoint = spec.load().unwrap();
+        let device = checkpoint.model.device();
+        let net = SequenceClassifier {
+            head: SequenceHead::new(16, 2, &device),
+            encoder: checkpoint.model,
+        };
+        let rows: Vec<Vec<u32>> = vec![vec![2, 5, 6, 7, 8, 3], vec![2, 8, 7, 3], vec![2, 6, 3]];
+        let pass = frozen_pass(&net.encoder, &rows, Pooling::Mean, 1, true).unwrap();
+        let states: Vec<&[f32]> = pass.cached.iter().map(Vec::as_slice).collect();
+        let values = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let full = values(net.forward(&rows, Pooling::Mean, None).unwrap());
+        let cached = values(
+            net.forward_cached(&rows, &states, 1, Pooling::Mean, None)
+                .unwrap(),
+        );
+        for (a, b) in full.iter().zip(&cached) {
+            assert!((a - b).abs() < 1e-5, "{full:?} vs {cached:?}");
+        }
+    }
+
+    #[test]
+    fn layer_decay_reaches_every_block_and_the_embeddings() {
+        let config = ModelConfig {
+            vocab_size: 8,
+            n_layers: 3,
+            d_model: 8,
+            n_heads: 2,
+            d_ffn: 16,
+            max_positions: 16,
+            ..ModelConfig::new(Architecture::Encoder, 0)
+        };
+        let device = dnalm_model::cpu();
+        let net = SequenceClassifier {
+            encoder: DnaLm::new(&config, &device).unwrap(),
+            head: SequenceHead::new(8, 2, &device),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for name in named_parameters(&net).keys() {
+            let scale = layer_decay_scale(name, 0.5, 3);
+            let embedding = ["encoder.embed.", "encoder.positions.", "encoder.token_type"]
+                .iter()
+                .any(|p| name.starts_with(p));
+            let expected = if let Some(rest) = name.strip_prefix("encoder.blocks.") {
+                let i: i32 = rest.split('.').next().unwrap().parse().unwrap();
+                0.5f64.powi(3 - i)
+            } else if embedding {
+                0.5f64.powi(4)
+            } else {
+                // The head, the final norm and the pretraining heads (unused here).
+                1.0
+            };
+            assert_eq!(scale, expected, "{name}");
+            seen.insert((scale * 1e6) as u64);
+        }
+        // The head (1), blocks 2, 1, 0 (1/2, 1/4, 1/8) and the embeddings (1/16).
+        assert_eq!(seen.len(), 5, "{seen:?}");
+    }
+
+    #[test]
+    fn learning_rates_parse_and_scale_with_model_size() {
+        assert_eq!("auto".parse::<LearningRate>(), Ok(LearningRate::Search));
+        assert_eq!(
+            "3e-4".parse::<LearningRate>(),
+            Ok(LearningRate::Fixed(3e-4))
+        );
+        assert!("-1"
+            .parse::<LearningRate>()
+            .unwrap_err()
+            .contains("positive"));
+        assert!((size_scaled_lr(3_000_000) - 5e-4).abs() < 1e-12);
+        assert!(size_scaled_lr(117_000_000) < 1e-4);
+        assert!(size_scaled_lr(500_000_000) < 5e-5);
+        assert_eq!(size_scaled_lr(1_000), 1e-3);
+    }
 }

@@ -2,9 +2,9 @@
 //! (pooled) and per-token classification.
 
 use burn::{
-    module::Module,
+    module::{Module, Param},
     nn::Linear,
-    tensor::{activation::gelu, Device, Tensor},
+    tensor::{activation::gelu, Device, Tensor, TensorData},
 };
 
 use crate::block::linear;
@@ -39,30 +39,73 @@ pub fn pool(hidden: Tensor<3>, real: Tensor<2>, pooling: Pooling) -> Tensor<2> {
     }
 }
 
-/// Sequence-level head: `dense -> GELU -> out` on the pooled state (classification logits or a
-/// regression value per output).
+/// Sequence-level head on the pooled state (classification logits or a regression value per
+/// output): `dense -> GELU -> out`, or `out` alone (a linear head, as LP-FT initialises from a
+/// linear probe).
 #[derive(Module, Debug)]
 pub struct SequenceHead {
-    /// `d_model -> d_model`.
-    pub dense: Linear,
+    /// `d_model -> d_model`; absent in a linear head.
+    pub dense: Option<Linear>,
     /// `d_model -> outputs`.
     pub out: Linear,
 }
 
 impl SequenceHead {
-    /// A head with `outputs` outputs (classes, or 1 for regression).
+    /// A `dense -> GELU -> out` head with `outputs` outputs (classes, or 1 for regression).
     pub fn new(d_model: usize, outputs: usize, device: &Device) -> Self {
         SequenceHead {
-            dense: linear(d_model, d_model, true, device),
+            dense: Some(linear(d_model, d_model, true, device)),
             out: linear(d_model, outputs, true, device),
         }
+    }
+
+    /// A linear head (`out` alone) with `outputs` outputs.
+    pub fn linear(d_model: usize, outputs: usize, device: &Device) -> Self {
+        SequenceHead {
+            dense: None,
+            out: linear(d_model, outputs, true, device),
+        }
+    }
+
+    /// A linear head with the given weights (`d_model x outputs`, row-major) and biases.
+    pub fn linear_from(
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        d_model: usize,
+        device: &Device,
+    ) -> Result<Self, crate::ModelError> {
+        let outputs = bias.len();
+        if weights.len() != d_model * outputs {
+            return Err(crate::ModelError::Config {
+                field: "head",
+                message: format!(
+                    "a linear head of {d_model} inputs and {outputs} outputs needs {} weights, \
+                     got {}",
+                    d_model * outputs,
+                    weights.len()
+                ),
+            });
+        }
+        let mut out = linear(d_model, outputs, true, device);
+        out.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(weights, [d_model, outputs]),
+            device,
+        ));
+        out.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(bias, [outputs]),
+            device,
+        )));
+        Ok(SequenceHead { dense: None, out })
     }
 
     /// # Shapes
     /// - `pooled`: `[rows, d_model]`
     /// - output: `[rows, outputs]`
     pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
-        self.out.forward(gelu(self.dense.forward(pooled)))
+        match &self.dense {
+            Some(dense) => self.out.forward(gelu(dense.forward(pooled))),
+            None => self.out.forward(pooled),
+        }
     }
 }
 

@@ -351,6 +351,53 @@ impl DnaLm {
         Ok((x, layers))
     }
 
+    /// The hidden state after the embedding and the first `blocks` blocks (before the final
+    /// norm): what fine-tuning with frozen lower blocks computes once per sequence and caches.
+    ///
+    /// # Shapes
+    /// - output: `[rows, len, d_model]`
+    pub fn hidden_after(&self, input: &ModelInput, blocks: usize) -> Result<Tensor<3>, ModelError> {
+        self.check(input)?;
+        let ctx = self.context(input, &input.mask);
+        let mut x = self.embed(input);
+        for block in self.blocks.iter().take(blocks) {
+            x = block.forward(x, &ctx);
+        }
+        Ok(x)
+    }
+
+    /// Final hidden states from `hidden`, the state after the first `first` blocks (see
+    /// [`DnaLm::hidden_after`]): the remaining blocks, then the final norm. Equals
+    /// [`DnaLm::forward`] at real tokens.
+    ///
+    /// # Shapes
+    /// - `hidden`, output: `[rows, len, d_model]`
+    pub fn forward_from(
+        &self,
+        input: &ModelInput,
+        hidden: Tensor<3>,
+        first: usize,
+    ) -> Result<Tensor<3>, ModelError> {
+        self.check(input)?;
+        let ctx = self.context(input, &input.mask);
+        let mut x = hidden;
+        for block in self.blocks.iter().skip(first) {
+            x = block.forward(x, &ctx);
+        }
+        let x = self.finish(x);
+        if self.config.zero_padding {
+            if let Some(real) = &input.mask.padding {
+                let keep: Vec<f32> = real.iter().map(|&r| f32::from(u8::from(r))).collect();
+                let keep = Tensor::<3>::from_data(
+                    TensorData::new(keep, [input.rows, input.len, 1]),
+                    &self.device(),
+                );
+                return Ok(x * keep);
+            }
+        }
+        Ok(x)
+    }
+
     /// Two-stream forward of permutation LM: the content stream attends with `content`, the
     /// query stream (which starts from [`DnaLm::query_stream`] plus positions and never sees its
     /// own token) with `query`. Returns the final query stream, from which targets are predicted.

@@ -62,6 +62,7 @@ struct Update<'a> {
     optim: &'a mut AdamW,
     lr: f64,
     grad_scale: f64,
+    lr_scale: &'a dyn Fn(&str) -> f64,
 }
 
 impl ModuleMapper for Update<'_> {
@@ -76,6 +77,7 @@ impl ModuleMapper for Update<'_> {
             return param;
         };
         let name = self.path.name();
+        let lr = self.lr * (self.lr_scale)(&name);
         let (id, tensor, mapper) = param.consume();
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
@@ -99,8 +101,8 @@ impl ModuleMapper for Update<'_> {
             0.0
         };
         let denominator = (v.clone() * v_hat_scale).sqrt() + c.eps;
-        let step = m.clone() * (m_hat_scale * self.lr) / denominator;
-        let updated = value * (1.0 - self.lr * decay) - step;
+        let step = m.clone() * (m_hat_scale * lr) / denominator;
+        let updated = value * (1.0 - lr * decay) - step;
         self.optim.state.insert(name, (m, v));
         let restored = Tensor::from_inner(updated.reshape(dims)).require_grad();
         Param::from_mapped_value(id, restored, mapper)
@@ -124,7 +126,20 @@ impl AdamW {
 
     /// Applies one update with learning rate `lr`; gradients are first clipped to the configured
     /// global norm. Returns the model and the gradient norm before clipping.
-    pub fn step<M: Module>(&mut self, model: M, mut grads: GradientsParams, lr: f64) -> (M, f64) {
+    pub fn step<M: Module>(&mut self, model: M, grads: GradientsParams, lr: f64) -> (M, f64) {
+        self.step_scaled(model, grads, lr, &|_| 1.0)
+    }
+
+    /// [`AdamW::step`] with a learning-rate factor per parameter (by dotted name): layer-wise
+    /// learning-rate decay, or a head trained faster than its backbone. Weight decay scales with
+    /// each parameter's learning rate, as in PyTorch's parameter groups.
+    pub fn step_scaled<M: Module>(
+        &mut self,
+        model: M,
+        mut grads: GradientsParams,
+        lr: f64,
+        lr_scale: &dyn Fn(&str) -> f64,
+    ) -> (M, f64) {
         let norm = gradient_norm(&model, &grads);
         let clip = self.config.grad_clip;
         let grad_scale = if clip > 0.0 && norm > clip {
@@ -138,6 +153,7 @@ impl AdamW {
             optim: self,
             lr,
             grad_scale,
+            lr_scale,
         };
         let model = model.map(&mut update);
         self.steps += 1;
@@ -223,6 +239,28 @@ mod tests {
                 "exp_avg_sq.bias",
                 "exp_avg_sq.weight"
             ]
+        );
+    }
+
+    #[test]
+    fn a_scaled_step_moves_each_parameter_by_its_own_learning_rate() {
+        let (layer, grads, w, g) = setup(1.0);
+        let b = HostTensor::of(&layer.bias.as_ref().unwrap().val()).values;
+        let mut optim = AdamW::new(OptimConfig {
+            weight_decay: 0.0,
+            grad_clip: 0.0,
+            ..Default::default()
+        });
+        // The weight at a tenth of the rate, the bias frozen by a zero factor.
+        let scale = |name: &str| if name == "weight" { 0.1 } else { 0.0 };
+        let (layer, _) = optim.step_scaled(layer, grads, 0.1, &scale);
+        let w2 = HostTensor::of(&layer.weight.val()).values;
+        for ((a, b), g) in w.iter().zip(&w2).zip(&g) {
+            assert!((a - b - 0.01 * g.signum()).abs() < 1e-6, "{a} {b} {g}");
+        }
+        assert_eq!(
+            HostTensor::of(&layer.bias.as_ref().unwrap().val()).values,
+            b
         );
     }
 

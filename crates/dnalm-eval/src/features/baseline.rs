@@ -398,6 +398,7 @@ mod tests {
             weight_decay: 0.0,
             patience: 20,
             seed: 0,
+            ..FitOptions::default()
         };
         let report = cnn_baseline(&task, 16, &options, 1).unwrap();
         // Chance is 0.5; a CNN that finds the motif ranks nearly every positive first.

@@ -1,8 +1,10 @@
 //! One training loop for every network dnalm-eval trains (MLP probe, one-hot CNN baseline,
-//! fine-tuned encoder): mini-batch AdamW (dnalm-train's, global-norm clipping), cross-entropy or
-//! standardised MSE, early stopping on the validation loss, the best epoch kept (its parameters and
-//! batch-norm statistics). Deterministic
-//! for a seed: batches are shuffled by a seeded ChaCha generator.
+//! token probe, fine-tuned encoder): mini-batch AdamW (dnalm-train's, global-norm clipping, an
+//! optional learning-rate factor per parameter), cross-entropy or standardised MSE, a budget in
+//! epochs and optionally in steps, validation every epoch or every N steps, early stopping on the
+//! validation loss or on the validation headline metric, the best point kept (its parameters and
+//! batch-norm statistics). Deterministic for a seed: batches are shuffled by a seeded ChaCha
+//! generator.
 
 use dnalm_model::burn::{
     module::Module,
@@ -20,7 +22,7 @@ use std::collections::BTreeMap;
 use crate::{
     features::Targets,
     metrics::{summarise, Summary},
-    probes::score,
+    probes::{headline, score},
     EvalError,
 };
 
@@ -35,10 +37,36 @@ pub struct FitOptions {
     pub lr: f64,
     /// Decoupled weight decay on matrices.
     pub weight_decay: f64,
-    /// Stop after this many epochs without a better validation loss.
+    /// Stop after this many validations without a better score.
     pub patience: usize,
     /// Seed of the shuffling (and of dropout, where the network has it).
     pub seed: u64,
+    /// A budget in optimiser steps on top of `epochs` (whichever ends first; the schedule spans
+    /// the smaller).
+    #[serde(default)]
+    pub max_steps: Option<usize>,
+    /// Validate every this many steps; `None`: at the end of every epoch.
+    #[serde(default)]
+    pub eval_every: Option<usize>,
+    /// What picks the best point and drives early stopping.
+    #[serde(default)]
+    pub select: Selection,
+    /// Also validate the network before the first step, so that the fit can end where it began
+    /// (a head initialised from a linear probe is never left for something worse on valid).
+    #[serde(default)]
+    pub score_initial: bool,
+}
+
+/// What picks the best point of a fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// The lowest validation loss.
+    #[default]
+    ValidLoss,
+    /// The highest validation headline metric (MCC for classes, Pearson for values), ties
+    /// broken by the lower loss: what the test score is reported in.
+    ValidMetric,
 }
 
 impl Default for FitOptions {
@@ -50,6 +78,10 @@ impl Default for FitOptions {
             weight_decay: 0.01,
             patience: 4,
             seed: 0,
+            max_steps: None,
+            eval_every: None,
+            select: Selection::ValidLoss,
+            score_initial: false,
         }
     }
 }
@@ -88,14 +120,23 @@ impl SeedRuns {
 /// What a fit produced.
 #[derive(Debug, Clone)]
 pub struct Fitted<N> {
-    /// The network at its best validation epoch.
+    /// The network at its best validation point.
     pub net: N,
-    /// That epoch (1-based).
+    /// The epoch that point ended (1-based; 0: the initial network, see
+    /// [`FitOptions::score_initial`]).
     pub best_epoch: usize,
+    /// The optimiser steps taken before that point.
+    pub best_step: usize,
     /// Its validation loss.
     pub best_valid_loss: f64,
-    /// Epochs actually run.
+    /// Its validation headline metric (only when selecting on it).
+    pub best_valid_metric: Option<f64>,
+    /// Epochs run (the last one possibly in part).
     pub epochs_run: usize,
+    /// Optimiser steps run.
+    pub steps_run: usize,
+    /// Seconds spent in training steps (forward, backward, update), validation excluded.
+    pub train_seconds: f64,
     /// Regression only: the training targets' mean and sd (the network predicts standardised
     /// values).
     pub target_scale: Option<(f64, f64)>,
@@ -114,6 +155,39 @@ pub fn fit<N: Module + Clone>(
     valid: &[usize],
     options: &FitOptions,
 ) -> Result<Fitted<N>, EvalError> {
+    fit_scaled(net, forward, targets, train, valid, options, &|_| 1.0)
+}
+
+/// One validation: the mean loss and, when selecting on it, the headline metric.
+#[derive(Debug, Clone, Copy)]
+struct Validation {
+    loss: f64,
+    metric: Option<f64>,
+}
+
+impl Validation {
+    /// Whether `self` beats `best` under `select`.
+    fn beats(&self, best: &Validation, select: Selection) -> bool {
+        match (select, self.metric, best.metric) {
+            (Selection::ValidMetric, Some(a), Some(b)) if a.is_finite() && b.is_finite() => {
+                a > b || (a == b && self.loss < best.loss)
+            }
+            (Selection::ValidMetric, Some(a), _) if a.is_finite() => true,
+            _ => self.loss < best.loss,
+        }
+    }
+}
+
+/// [`fit`] with a learning-rate factor per parameter (by dotted name, e.g. layer-wise decay).
+pub fn fit_scaled<N: Module + Clone>(
+    net: N,
+    forward: &Forward<N>,
+    targets: &Targets,
+    train: &[usize],
+    valid: &[usize],
+    options: &FitOptions,
+    lr_scale: &dyn Fn(&str) -> f64,
+) -> Result<Fitted<N>, EvalError> {
     if train.is_empty() {
         return Err(EvalError::TooLittleData {
             what: "training".into(),
@@ -128,29 +202,67 @@ pub fn fit<N: Module + Clone>(
         }
         Targets::Classes { .. } => None,
     };
-    let steps_per_epoch = train.len().div_ceil(options.batch_size.max(1));
-    let total = (steps_per_epoch * options.epochs.max(1)) as u64;
+    let batch_size = options.batch_size.max(1);
+    let steps_per_epoch = train.len().div_ceil(batch_size);
+    let planned = steps_per_epoch * options.epochs.max(1);
+    let total = options.max_steps.map_or(planned, |m| m.clamp(1, planned));
+    let eval_every = options.eval_every.unwrap_or(steps_per_epoch).max(1);
     let optim_config = OptimConfig {
         lr: options.lr,
         weight_decay: options.weight_decay,
         grad_clip: 1.0,
-        warmup_steps: (total / 20).max(1),
+        warmup_steps: (total as u64 / 20).max(1),
         ..OptimConfig::default()
     };
     let mut optim = AdamW::new(optim_config.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order = train.to_vec();
+    let valid_rows = if valid.is_empty() { train } else { valid };
+    let valid_targets = targets.select(valid_rows);
+    let validate = |net: &N| -> Result<Validation, EvalError> {
+        let eval = net.valid();
+        let mut weighted = 0.0;
+        let mut outputs: Vec<Array2<f32>> = Vec::new();
+        for rows in valid_rows.chunks(256) {
+            let out = forward(&eval, rows, None)?;
+            let l = loss(out.clone(), targets, rows, target_scale)?.into_scalar::<f32>() as f64;
+            weighted += l * rows.len() as f64;
+            if options.select == Selection::ValidMetric {
+                outputs.push(host_outputs(out, target_scale)?);
+            }
+        }
+        let metric = if outputs.is_empty() {
+            None
+        } else {
+            let views: Vec<_> = outputs.iter().map(Array2::view).collect();
+            let all = ndarray::concatenate(ndarray::Axis(0), &views)
+                .map_err(|e| crate::shape_error("validation outputs", e))?;
+            score(&valid_targets, all.view())
+                .get(headline(targets))
+                .copied()
+        };
+        Ok(Validation {
+            loss: weighted / valid_rows.len() as f64,
+            metric,
+        })
+    };
     let mut net = net;
-    // The best epoch is kept as a record, not a clone: clones share batch norm's running
-    // statistics, which later epochs would go on updating.
-    let mut best: Option<(ModuleRecord, usize, f64)> = None;
+    // The best point is kept as a record, not a clone: clones share batch norm's running
+    // statistics, which later steps would go on updating.
+    let mut best: Option<(ModuleRecord, usize, Validation)> = None;
+    if options.score_initial {
+        best = Some((net.clone().into_record(), 0, validate(&net)?));
+    }
     let mut since_best = 0;
-    let mut step = 0u64;
+    let mut step = 0usize;
     let mut epochs_run = 0;
-    for epoch in 1..=options.epochs.max(1) {
+    let mut train_seconds = 0.0;
+    'epochs: for epoch in 1..=options.epochs.max(1) {
+        epochs_run = epoch;
         order.shuffle(&mut rng);
-        for rows in order.chunks(options.batch_size.max(1)) {
-            let seed = options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step;
+        for rows in order.chunks(batch_size) {
+            let t0 = std::time::Instant::now();
+            let seed = options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step as u64;
             let out = forward(&net, rows, Some(seed))?;
             let loss = loss(out, targets, rows, target_scale)?;
             let value = loss.clone().into_scalar::<f32>();
@@ -161,31 +273,28 @@ pub fn fit<N: Module + Clone>(
                 });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &net);
-            let lr = optim_config.lr_at(step, total);
-            net = optim.step(net, grads, lr).0;
+            let lr = optim_config.lr_at(step as u64, total as u64);
+            net = optim.step_scaled(net, grads, lr, lr_scale).0;
             step += 1;
-        }
-        epochs_run = epoch;
-        let valid_rows = if valid.is_empty() { train } else { valid };
-        let eval = net.valid();
-        let mut weighted = 0.0;
-        for rows in valid_rows.chunks(256) {
-            let out = forward(&eval, rows, None)?;
-            let l = loss(out, targets, rows, target_scale)?.into_scalar::<f32>() as f64;
-            weighted += l * rows.len() as f64;
-        }
-        let valid_loss = weighted / valid_rows.len() as f64;
-        if best.as_ref().is_none_or(|b| valid_loss < b.2) {
-            best = Some((net.clone().into_record(), epoch, valid_loss));
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if since_best >= options.patience {
-                break;
+            train_seconds += t0.elapsed().as_secs_f64();
+            if step.is_multiple_of(eval_every) || step == total {
+                let v = validate(&net)?;
+                if best.as_ref().is_none_or(|b| v.beats(&b.2, options.select)) {
+                    best = Some((net.clone().into_record(), step, v));
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    if since_best >= options.patience.max(1) {
+                        break 'epochs;
+                    }
+                }
+            }
+            if step >= total {
+                break 'epochs;
             }
         }
     }
-    let (record, best_epoch, best_valid_loss) = best.ok_or_else(|| EvalError::BadOption {
+    let (record, best_step, best_validation) = best.ok_or_else(|| EvalError::BadOption {
         option: "epochs",
         message: "no epoch ran".into(),
     })?;
@@ -197,11 +306,34 @@ pub fn fit<N: Module + Clone>(
         })?;
     Ok(Fitted {
         net,
-        best_epoch,
-        best_valid_loss,
+        best_epoch: best_step.div_ceil(steps_per_epoch),
+        best_step,
+        best_valid_loss: best_validation.loss,
+        best_valid_metric: best_validation.metric,
         epochs_run,
+        steps_run: step,
+        train_seconds,
         target_scale,
     })
+}
+
+/// A batch's outputs on the host as [`predict`] gives them: class probabilities, or
+/// de-standardised values.
+fn host_outputs(y: Tensor<2>, target_scale: Option<(f64, f64)>) -> Result<Array2<f32>, EvalError> {
+    let y = match target_scale {
+        Some((mean, sd)) => {
+            let [n, _] = y.dims();
+            y.slice([0..n, 0..1]) * sd + mean
+        }
+        None => softmax(y, 1),
+    };
+    let [rows, width] = y.dims();
+    let values = y
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| crate::tensor_error("prediction", e))?;
+    Array2::from_shape_vec((rows, width), values).map_err(|e| crate::shape_error("prediction", e))
 }
 
 fn loss(
@@ -239,27 +371,22 @@ pub fn predict<N: Module>(
     batch: usize,
 ) -> Result<Array2<f32>, EvalError> {
     let eval = fitted.net.valid();
-    let mut out: Vec<f32> = Vec::new();
-    let mut width = 0;
+    let mut parts = Vec::new();
     for chunk in rows.chunks(batch.max(1)) {
-        let y = forward(&eval, chunk, None)?;
-        let y = match fitted.target_scale {
-            Some((mean, sd)) => {
-                let [n, _] = y.dims();
-                y.slice([0..n, 0..1]) * sd + mean
-            }
-            None => softmax(y, 1),
-        };
-        width = y.dims()[1];
-        out.extend(
-            y.into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| crate::tensor_error("prediction", e))?,
-        );
+        parts.push(host_outputs(
+            forward(&eval, chunk, None)?,
+            fitted.target_scale,
+        )?);
     }
-    Array2::from_shape_vec((rows.len(), width), out)
-        .map_err(|e| crate::shape_error("prediction", e))
+    if parts.is_empty() {
+        let width = match fitted.target_scale {
+            Some(_) => 1,
+            None => 0,
+        };
+        return Ok(Array2::zeros((0, width)));
+    }
+    let views: Vec<_> = parts.iter().map(Array2::view).collect();
+    ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| crate::shape_error("prediction", e))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::{
     features::{Labelled, Targets},
-    probes::logistic::fit_logistic,
+    probes::{logistic::fit_logistic, standardizer::Standardizer},
     EvalError,
 };
 
@@ -130,6 +130,19 @@ impl LinearModel {
         })
     }
 
+    /// The same model on unstandardised features: `scaler` was applied to the features it was
+    /// fitted on, and is folded into the weights (`W / sd`) and biases (`b - Σ mean · W / sd`).
+    pub fn on_raw_features(&self, scaler: &Standardizer) -> LinearModel {
+        let scale = scaler.scale().mapv(|s| 1.0 / s).insert_axis(Axis(1));
+        let weights = &self.weights * &scale;
+        let bias = &self.bias - &scaler.mean().dot(&weights);
+        LinearModel {
+            weights,
+            bias,
+            classifier: self.classifier,
+        }
+    }
+
     /// Outputs for `x` (`rows x dims`).
     pub fn predict(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut z = x.dot(&self.weights) + &self.bias;
@@ -170,4 +183,25 @@ fn conjugate_gradient(
         rr = rr_new;
     }
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_the_scaler_in_gives_the_same_outputs_on_raw_features() {
+        let x = Array2::from_shape_fn((6, 3), |(i, j)| (i * 3 + j * j) as f32 * 0.7 - 2.0);
+        let scaler = Standardizer::fit(x.view());
+        let model = LinearModel {
+            weights: Array2::from_shape_fn((3, 2), |(i, j)| i as f32 - j as f32 * 0.5),
+            bias: Array1::from(vec![0.3f32, -0.2]),
+            classifier: true,
+        };
+        let expected = model.predict(scaler.apply(x.view()).view());
+        let folded = model.on_raw_features(&scaler).predict(x.view());
+        for (a, b) in expected.iter().zip(&folded) {
+            assert!((a - b).abs() < 1e-5, "{a} {b}");
+        }
+    }
 }

@@ -42,7 +42,10 @@ pub use standardizer::Standardizer;
 use crate::{
     features::{Labelled, Targets},
     metrics::{summarise, ClassificationMetrics, RegressionMetrics, Summary},
-    probes::{fit::FitOptions, mlp::mlp_fit_predict},
+    probes::{
+        fit::{FitOptions, Selection},
+        mlp::mlp_fit_predict,
+    },
     EvalError,
 };
 
@@ -174,6 +177,10 @@ impl Default for ProbeOptions {
                 weight_decay: 0.01,
                 patience: 5,
                 seed: 0,
+                max_steps: None,
+                eval_every: None,
+                select: Selection::ValidLoss,
+                score_initial: false,
             },
             max_iterations: 100,
         }
@@ -310,6 +317,42 @@ pub fn run_probe(
         runs,
         test_outputs,
     })
+}
+
+/// A linear probe fitted once on all of `train` (standardised with the training statistics),
+/// its L2 strength chosen on `select` as [`run_probe`] chooses it: the probe that LP-FT starts
+/// fine-tuning from. Returns the model on raw (unstandardised) features, the choice as text, and
+/// the headline metric on `select`.
+pub fn fit_linear_probe(
+    train: &Labelled,
+    select: &Labelled,
+    options: &ProbeOptions,
+) -> Result<(LinearModel, String, f64), EvalError> {
+    let scaler = Standardizer::fit(train.x.view());
+    let standardised = |l: &Labelled| Labelled {
+        x: scaler.apply(l.x.view()),
+        y: l.y.clone(),
+    };
+    let (train_std, select_std) = (standardised(train), standardised(select));
+    let probe = Probe::new(ProbeKind::Linear, options);
+    let chosen = probe.choose(&train_std, &select_std)?;
+    let model = match &chosen {
+        Choice::Alpha(l2, start) => {
+            LinearModel::logistic_from(&train_std, *l2, options.max_iterations, Some(start))?.0
+        }
+        Choice::Lambda(lambda) => LinearModel::ridge(&train_std, *lambda)?,
+        other => {
+            return Err(EvalError::Mismatch {
+                what: "linear probe".into(),
+                message: format!("the linear search chose {other}"),
+            })
+        }
+    };
+    let metric = score(&select.y, model.predict(select_std.x.view()).view())
+        .get(headline(&train.y))
+        .copied()
+        .unwrap_or(f64::NAN);
+    Ok((model.on_raw_features(&scaler), chosen.to_string(), metric))
 }
 
 /// Training rows of each refit: all rows minus one of `folds` seeded folds (all rows if

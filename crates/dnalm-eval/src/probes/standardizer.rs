@@ -10,6 +10,16 @@ pub struct Standardizer {
 }
 
 impl Standardizer {
+    /// Column means.
+    pub fn mean(&self) -> &Array1<f32> {
+        &self.mean
+    }
+
+    /// Column scales (standard deviations; 1 for constant columns).
+    pub fn scale(&self) -> &Array1<f32> {
+        &self.scale
+    }
+
     /// Fits column means and standard deviations (constant columns get scale 1).
     pub fn fit(x: ArrayView2<f32>) -> Standardizer {
         Self::fit_rows(x.ncols(), || x.rows().into_iter())

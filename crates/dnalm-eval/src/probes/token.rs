@@ -21,7 +21,7 @@ use crate::{
     features::Targets,
     probes::{
         concat_targets,
-        fit::{fit, predict, FitOptions, Forward, SeedRuns},
+        fit::{fit, predict, FitOptions, Forward, SeedRuns, Selection},
         Standardizer,
     },
     EvalError,
@@ -39,6 +39,10 @@ pub const TOKEN_PROBE_BUDGET: FitOptions = FitOptions {
     weight_decay: 0.01,
     patience: 4,
     seed: 0,
+    max_steps: None,
+    eval_every: None,
+    select: Selection::ValidLoss,
+    score_initial: false,
 };
 /// Position bins of the max pooling, each an eighth of the sequence's own tokens.
 const BINS: usize = 8;
@@ -250,6 +254,10 @@ mod tests {
             weight_decay: 0.0,
             patience: 10,
             seed: 0,
+            max_steps: None,
+            eval_every: None,
+            select: Selection::ValidLoss,
+            score_initial: false,
         };
         let report = run_token_probe(&data, &options, 1).unwrap();
         assert!(report.summary["auroc"].mean > 0.95, "{:?}", report.summary);
