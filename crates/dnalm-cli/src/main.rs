@@ -4,6 +4,7 @@
 
 mod allocator;
 mod eval;
+mod float_mode;
 mod genome;
 mod inspect;
 mod label;
@@ -82,6 +83,7 @@ enum Command {
 
 fn main() -> ExitCode {
     allocator::retain_freed_memory();
+    float_mode::flush_subnormals();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -407,6 +407,30 @@ fn frozen_pass(
     Ok(FrozenPass { pooled, cached })
 }
 
+/// The factor on a linear model's logits that minimises the mean log-loss of `labels` (temperature
+/// scaling, Guo et al. 2017), searched over 81 log-spaced values in `[1e-3, 10]`.
+fn calibrated_scale(logits: &Array2<f32>, labels: &[u32]) -> f32 {
+    let log_loss = |t: f64| -> f64 {
+        let mut total = 0.0;
+        for (row, &label) in logits.rows().into_iter().zip(labels) {
+            let scaled: Vec<f64> = row.iter().map(|&z| z as f64 * t).collect();
+            let max = scaled.iter().cloned().fold(f64::MIN, f64::max);
+            let sum: f64 = scaled.iter().map(|z| (z - max).exp()).sum();
+            total += max + sum.ln() - scaled[label as usize];
+        }
+        total / labels.len().max(1) as f64
+    };
+    let (mut best, mut best_loss) = (1.0, log_loss(1.0));
+    for i in 0..=80 {
+        let t = 10f64.powf(-3.0 + 4.0 * i as f64 / 80.0);
+        let l = log_loss(t);
+        if l < best_loss {
+            (best, best_loss) = (t, l);
+        }
+    }
+    best as f32
+}
+
 /// The learning-rate factor of a parameter of a [`SequenceClassifier`] under layer-wise decay.
 fn layer_decay_scale(name: &str, decay: f64, layers: usize) -> f64 {
     let Some(rest) = name.strip_prefix("encoder.") else {
@@ -502,6 +526,15 @@ pub fn finetune(
                 valid: valid_score,
             });
             let (mut w, mut b) = (probe.weights, probe.bias);
+            if let Targets::Classes { labels, .. } = &y.select(select) {
+                // Temperature-scale the probe on the selection rows: the same decisions (so the
+                // same MCC), but calibrated logits, so fine-tuning does not start from a weakly
+                // regularised probe's saturated softmax (logit gaps of tens, gradients near 0).
+                let logits = pass.pooled.select(ndarray::Axis(0), select).dot(&w) + &b;
+                let t = calibrated_scale(&logits, labels);
+                w *= t;
+                b *= t;
+            }
             if let Targets::Values(v) = &y {
                 // The head predicts standardised targets (as `fit` scales them).
                 let vals: Vec<f64> = train_idx.iter().map(|&i| v[i]).collect();
@@ -936,6 +969,16 @@ mod tests {
         }
         // The head (1), blocks 2, 1, 0 (1/2, 1/4, 1/8) and the embeddings (1/16).
         assert_eq!(seen.len(), 5, "{seen:?}");
+    }
+
+    #[test]
+    fn temperature_scaling_tames_overconfident_logits() {
+        // Gaps of 200 on rows that are right 90% of the time: the calibrated factor brings the
+        // gap down to about ln(9) = 2.2.
+        let logits = Array2::from_shape_fn((100, 2), |(_, j)| if j == 1 { 200.0 } else { 0.0 });
+        let labels: Vec<u32> = (0..100).map(|i| u32::from(i % 10 != 0)).collect();
+        let t = calibrated_scale(&logits, &labels);
+        assert!((200.0 * t - 9f32.ln()).abs() < 0.2, "{t}");
     }
 
     #[test]

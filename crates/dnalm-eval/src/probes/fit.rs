@@ -5,6 +5,9 @@
 //! validation loss or on the validation headline metric, the best point kept (its parameters and
 //! batch-norm statistics). Deterministic for a seed: batches are shuffled by a seeded ChaCha
 //! generator.
+//!
+//! On x86, a process that trains should flush subnormal floats to zero (the `dnalm` binary does,
+//! first thing in `main`): a backward pass full of them ran 5 times slower when fine-tuning.
 
 use dnalm_model::burn::{
     module::Module,
