@@ -61,6 +61,51 @@ pub struct HeadInfo {
     /// `dense -> GELU -> out`.
     #[serde(default)]
     pub linear_head: bool,
+    /// Whether mean/max pooling took in the template tokens (`[CLS]`, `[SEP]`) too, as heads
+    /// trained before 2026-11-30 did; newer heads leave them out, as the embeddings do.
+    #[serde(default = "pooled_specials_before")]
+    pub pools_specials: bool,
+}
+
+fn pooled_specials_before() -> bool {
+    true
+}
+
+/// The tokens of each row that mean and max pooling take in: all but the template tokens at its
+/// ends (`[CLS]`, `[SEP]`), as the embeddings' pooling does (their states are not sequence
+/// content, and a small model's can dominate a mean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PooledSpan {
+    /// Leading template tokens left out.
+    pub skip_leading: usize,
+    /// Trailing template tokens left out.
+    pub skip_trailing: usize,
+}
+
+impl PooledSpan {
+    /// Every real token.
+    pub const ALL: PooledSpan = PooledSpan {
+        skip_leading: 0,
+        skip_trailing: 0,
+    };
+
+    /// The span of `tokenizer`'s rows: its template's tokens left out.
+    pub fn of(tokenizer: &AnyTokenizer) -> PooledSpan {
+        let (prefix, suffix) = tokenizer.template_tokens();
+        PooledSpan {
+            skip_leading: prefix.is_some() as usize,
+            skip_trailing: suffix.is_some() as usize,
+        }
+    }
+
+    /// The span a saved head was trained with.
+    pub fn of_head(info: &HeadInfo, tokenizer: &AnyTokenizer) -> PooledSpan {
+        if info.pools_specials {
+            PooledSpan::ALL
+        } else {
+            PooledSpan::of(tokenizer)
+        }
+    }
 }
 
 /// How the fine-tuning learning rate is set.
@@ -301,15 +346,24 @@ fn attention_pattern(config: &dnalm_model::ModelConfig) -> AttentionPattern {
     }
 }
 
-/// `[rows, len]`: 1.0 at real tokens.
-fn real_tokens(input: &ModelInput, device: &dnalm_model::burn::tensor::Device) -> Tensor<2> {
-    let real: Vec<f32> = input
-        .mask
-        .padding
-        .as_ref()
-        .map(|p| p.iter().map(|&r| r as u8 as f32).collect())
-        .unwrap_or_else(|| vec![1.0; input.rows * input.len]);
-    Tensor::<2>::from_data(TensorData::new(real, [input.rows, input.len]), device)
+/// `[rows, len]`: 1.0 at the tokens pooling takes in (real tokens inside `span`; a row with no
+/// token inside it keeps all its real tokens).
+fn pooled_tokens(
+    input: &ModelInput,
+    rows: &[Vec<u32>],
+    span: PooledSpan,
+    device: &dnalm_model::burn::tensor::Device,
+) -> Tensor<2> {
+    let mut weights = vec![0.0f32; input.rows * input.len];
+    for (r, row) in rows.iter().enumerate() {
+        let n = row.len();
+        let (mut first, mut last) = (span.skip_leading, n.saturating_sub(span.skip_trailing));
+        if first >= last {
+            (first, last) = (0, n);
+        }
+        weights[r * input.len + first..r * input.len + last].fill(1.0);
+    }
+    Tensor::<2>::from_data(TensorData::new(weights, [input.rows, input.len]), device)
 }
 
 impl SequenceClassifier {
@@ -318,12 +372,13 @@ impl SequenceClassifier {
         &self,
         rows: &[Vec<u32>],
         pooling: Pooling,
+        span: PooledSpan,
         dropout_seed: Option<u64>,
     ) -> Result<Tensor<2>, EvalError> {
         let mut input = ModelInput::from_rows(rows, attention_pattern(&self.encoder.config));
         input.dropout_seed = dropout_seed;
         let device = self.encoder.device();
-        let real = real_tokens(&input, &device);
+        let real = pooled_tokens(&input, rows, span, &device);
         let hidden = self.encoder.forward(&input)?;
         Ok(self.head.forward(pool(hidden, real, pooling)))
     }
@@ -336,6 +391,7 @@ impl SequenceClassifier {
         cached: &[&[f32]],
         first: usize,
         pooling: Pooling,
+        span: PooledSpan,
         dropout_seed: Option<u64>,
     ) -> Result<Tensor<2>, EvalError> {
         let mut input = ModelInput::from_rows(rows, attention_pattern(&self.encoder.config));
@@ -349,7 +405,7 @@ impl SequenceClassifier {
         }
         let hidden =
             Tensor::<3>::from_data(TensorData::new(values, [input.rows, input.len, d]), &device);
-        let real = real_tokens(&input, &device);
+        let real = pooled_tokens(&input, rows, span, &device);
         let hidden = self.encoder.forward_from(&input, hidden, first)?;
         Ok(self.head.forward(pool(hidden, real, pooling)))
     }
@@ -369,6 +425,7 @@ fn frozen_pass(
     encoder: &DnaLm,
     rows: &[Vec<u32>],
     pooling: Pooling,
+    span: PooledSpan,
     cut: usize,
     cache: bool,
 ) -> Result<FrozenPass, EvalError> {
@@ -394,7 +451,7 @@ fn frozen_pass(
         } else {
             encoder.forward(&input)?
         };
-        let p = pool(hidden, real_tokens(&input, &device), pooling);
+        let p = pool(hidden, pooled_tokens(&input, chunk, span, &device), pooling);
         pooled.extend(
             p.into_data()
                 .convert::<f32>()
@@ -487,6 +544,7 @@ pub fn finetune(
         TaskKind::Regression => (1, true),
     };
     let pooling = options.pooling;
+    let span = PooledSpan::of(&tokenizer);
     let cut = options
         .train_last
         .map_or(0, |n| config.n_layers.saturating_sub(n));
@@ -494,7 +552,14 @@ pub fn finetune(
     let cache = cut > 0 && cache_bytes <= FROZEN_CACHE_BYTES;
     let probe_head = options.head == HeadInit::LinearProbe;
     let frozen = if probe_head || cache {
-        Some(frozen_pass(&encoder.model, &rows, pooling, cut, cache)?)
+        Some(frozen_pass(
+            &encoder.model,
+            &rows,
+            pooling,
+            span,
+            cut,
+            cache,
+        )?)
     } else {
         None
     };
@@ -557,9 +622,9 @@ pub fn finetune(
         match &frozen {
             Some(pass) if cache => {
                 let states: Vec<&[f32]> = idx.iter().map(|&i| pass.cached[i].as_slice()).collect();
-                net.forward_cached(&pick(idx), &states, cut, pooling, seed)
+                net.forward_cached(&pick(idx), &states, cut, pooling, span, seed)
             }
-            _ => net.forward(&pick(idx), pooling, seed),
+            _ => net.forward(&pick(idx), pooling, span, seed),
         }
     };
     let device = crate::train_device();
@@ -701,6 +766,7 @@ pub fn finetune(
             lens.get(lens.len() / 2).copied()
         },
         linear_head: net.head.dense.is_none(),
+        pools_specials: false,
     };
     let report = FinetuneReport {
         seeds: seeds.summarise(),
@@ -920,16 +986,42 @@ mod tests {
             encoder: checkpoint.model,
         };
         let rows: Vec<Vec<u32>> = vec![vec![2, 5, 6, 7, 8, 3], vec![2, 8, 7, 3], vec![2, 6, 3]];
-        let pass = frozen_pass(&net.encoder, &rows, Pooling::Mean, 1, true).unwrap();
+        let span = PooledSpan {
+            skip_leading: 1,
+            skip_trailing: 1,
+        };
+        let pass = frozen_pass(&net.encoder, &rows, Pooling::Mean, span, 1, true).unwrap();
         let states: Vec<&[f32]> = pass.cached.iter().map(Vec::as_slice).collect();
         let values = |t: Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-        let full = values(net.forward(&rows, Pooling::Mean, None).unwrap());
+        let full = values(net.forward(&rows, Pooling::Mean, span, None).unwrap());
         let cached = values(
-            net.forward_cached(&rows, &states, 1, Pooling::Mean, None)
+            net.forward_cached(&rows, &states, 1, Pooling::Mean, span, None)
                 .unwrap(),
         );
         for (a, b) in full.iter().zip(&cached) {
             assert!((a - b).abs() < 1e-5, "{full:?} vs {cached:?}");
+        }
+    }
+
+    #[test]
+    fn the_probe_lp_ft_starts_from_sees_the_embeddings_the_probes_see() {
+        use crate::features::embed::{EmbedOptions, Embedder};
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, task) = fixture(dir.path());
+        let checkpoint = spec.load().unwrap();
+        let seqs: Vec<&[u8]> = task
+            .split(dnalm_seq::task::Split::Train)
+            .take(5)
+            .map(|r| r.sequence.as_slice())
+            .collect();
+        let rows = token_rows(&checkpoint.tokenizer, 64, &seqs);
+        let span = PooledSpan::of(&checkpoint.tokenizer);
+        let pass = frozen_pass(&checkpoint.model, &rows, Pooling::Mean, span, 0, false).unwrap();
+        let embedder = Embedder::new(&checkpoint, EmbedOptions::default()).unwrap();
+        for (i, vectors) in embedder.embed(&seqs).unwrap().iter().enumerate() {
+            for (a, b) in pass.pooled.row(i).iter().zip(vectors.row(0)) {
+                assert!((a - b).abs() < 1e-4, "row {i}: {a} vs {b}");
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use dnalm_tokenize::AnyTokenizer;
 use serde::Serialize;
 
 use crate::{
-    finetune::{token_rows, HeadInfo, SequenceClassifier},
+    finetune::{token_rows, HeadInfo, PooledSpan, SequenceClassifier},
     EvalError,
 };
 
@@ -138,7 +138,8 @@ pub fn classify_genome(
         let refs: Vec<&[u8]> = seqs.iter().map(Vec::as_slice).collect();
         let rows = token_rows(tokenizer, max, &refs);
         let pooling: Pooling = info.pooling;
-        let probs = softmax(net.forward(&rows, pooling, None)?, 1);
+        let span = PooledSpan::of_head(info, tokenizer);
+        let probs = softmax(net.forward(&rows, pooling, span, None)?, 1);
         let [n, k] = probs.dims();
         let values = probs
             .into_data()
