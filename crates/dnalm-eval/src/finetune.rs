@@ -680,10 +680,13 @@ pub fn finetune(
             let steps = ((total_steps as f64 * LR_SEARCH_SHARE).ceil() as usize).max(1);
             let mut best = (scaled, f64::NEG_INFINITY);
             for factor in LR_SEARCH_FACTORS {
+                // Scored on its own validations only: with the start counted, every trial of
+                // an LP-FT run would tie at the probe's score.
                 let trial = FitOptions {
                     lr: scaled * factor,
                     max_steps: Some(steps),
                     seed: budget.seed,
+                    score_initial: false,
                     ..budget.clone()
                 };
                 let fitted = fit_scaled(
