@@ -337,16 +337,9 @@ impl DnaLm {
             layers.push(x.clone());
         }
         let x = self.finish(x);
-        if self.config.zero_padding {
-            if let Some(real) = &input.mask.padding {
-                let keep: Vec<f32> = real.iter().map(|&r| f32::from(u8::from(r))).collect();
-                let keep = Tensor::<3>::from_data(
-                    TensorData::new(keep, [input.rows, input.len, 1]),
-                    &self.device(),
-                );
-                layers = layers.into_iter().map(|l| l * keep.clone()).collect();
-                return Ok((x * keep, layers));
-            }
+        if let Some(keep) = self.padding_zeroes(input) {
+            layers = layers.into_iter().map(|l| l * keep.clone()).collect();
+            return Ok((x * keep, layers));
         }
         Ok((x, layers))
     }
@@ -385,17 +378,25 @@ impl DnaLm {
             x = block.forward(x, &ctx);
         }
         let x = self.finish(x);
-        if self.config.zero_padding {
-            if let Some(real) = &input.mask.padding {
-                let keep: Vec<f32> = real.iter().map(|&r| f32::from(u8::from(r))).collect();
-                let keep = Tensor::<3>::from_data(
-                    TensorData::new(keep, [input.rows, input.len, 1]),
-                    &self.device(),
-                );
-                return Ok(x * keep);
-            }
-        }
-        Ok(x)
+        Ok(match self.padding_zeroes(input) {
+            Some(keep) => x * keep,
+            None => x,
+        })
+    }
+
+    /// `[rows, len, 1]`: 0 at padded tokens, when the layout zeroes their states (ESM's
+    /// `zero_padding`) and the input has padding.
+    fn padding_zeroes(&self, input: &ModelInput) -> Option<Tensor<3>> {
+        let real = input
+            .mask
+            .padding
+            .as_ref()
+            .filter(|_| self.config.zero_padding)?;
+        let keep: Vec<f32> = real.iter().map(|&r| f32::from(u8::from(r))).collect();
+        Some(Tensor::<3>::from_data(
+            TensorData::new(keep, [input.rows, input.len, 1]),
+            &self.device(),
+        ))
     }
 
     /// Two-stream forward of permutation LM: the content stream attends with `content`, the
