@@ -10,6 +10,8 @@
 //! - [`IndexedFasta`]: `.fai` random access to `chr:start-end` regions through `noodles`;
 //! - [`interval`]: BED3..BED12 and GFF3 (through `noodles`) into [`Interval`]s, and an overlap index;
 //! - [`task`]: labelled task tables (CSV/TSV/FASTA + `task.json`, split files or a split column);
+//! - [`suite`]: the standard suites as distributed (GUE, NT downstream tasks, Genomic Benchmarks,
+//!   BEND);
 //! - [`window`]: fixed-stride tiling, random windows, leak-free genome splits;
 //! - [`sampler`]: rarity-balanced sampling of windows by annotation class;
 //! - [`stats`]: the summaries printed by `dnalm inspect`.
@@ -34,6 +36,7 @@ pub mod motif;
 mod position;
 pub mod sampler;
 pub mod stats;
+pub mod suite;
 pub mod task;
 pub mod task_writer;
 pub mod vcf;

@@ -229,6 +229,9 @@ pub struct Task {
     pub dir: PathBuf,
     /// Every example, in file order (train, valid, test files in that order).
     pub examples: Vec<LabelledSequence>,
+    /// How the task was read, where that is not the plain dnalm layout (a suite format, a
+    /// validation split carved from train, classes inferred from the labels), for reports.
+    pub notes: Vec<String>,
 }
 
 const TABLE_EXTENSIONS: [&str; 10] = [
@@ -303,26 +306,12 @@ impl Task {
                 }
             }
         }
-        // Ids are unique across the split tables too (a row in two splits is a leak).
-        let mut seen = std::collections::HashMap::new();
-        for e in &examples {
-            if let Some(first) = seen.insert(e.id.as_str(), e.split) {
-                return Err(SeqError::Format {
-                    path: dir,
-                    at: Location::File,
-                    message: format!(
-                        "id '{}' appears in the {} and the {} split (ids must be unique)",
-                        e.id,
-                        first.map_or("unsplit", Split::as_str),
-                        e.split.map_or("unsplit", Split::as_str)
-                    ),
-                });
-            }
-        }
+        check_unique_ids(&dir, &examples)?;
         Ok(Task {
             spec,
             dir,
             examples,
+            notes: Vec::new(),
         })
     }
 
@@ -330,6 +319,26 @@ impl Task {
     pub fn split(&self, split: Split) -> impl Iterator<Item = &LabelledSequence> {
         self.examples.iter().filter(move |e| e.split == Some(split))
     }
+}
+
+/// Ids are unique across the split tables too (a row in two splits is a leak).
+pub(crate) fn check_unique_ids(dir: &Path, examples: &[LabelledSequence]) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for e in examples {
+        if let Some(first) = seen.insert(e.id.as_str(), e.split) {
+            return Err(SeqError::Format {
+                path: dir.to_path_buf(),
+                at: Location::File,
+                message: format!(
+                    "id '{}' appears in the {} and the {} split (ids must be unique)",
+                    e.id,
+                    first.map_or("unsplit", Split::as_str),
+                    e.split.map_or("unsplit", Split::as_str)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn find_table(dir: &Path, stem: &str) -> Option<PathBuf> {
@@ -458,7 +467,8 @@ fn read_delimited(
     for (i, name) in headers.iter().enumerate() {
         let earlier = headers.iter().take(i).any(|h| h.eq_ignore_ascii_case(name));
         if earlier
-            && ["sequence", "label", "id", "split"].contains(&name.to_ascii_lowercase().as_str())
+            && ["sequence", "label", "id", "name", "split"]
+                .contains(&name.to_ascii_lowercase().as_str())
         {
             return Err(SeqError::at_line(
                 path,
@@ -483,7 +493,8 @@ fn read_delimited(
             format!("missing column 'label' (found: {})", found()),
         )
     })?;
-    let id_col = col("id");
+    // `name` is the id column of the Nucleotide Transformer downstream tables.
+    let id_col = col("id").or_else(|| col("name"));
     let split_col = col("split");
     let mut out = Vec::new();
     let mut seen_ids: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
