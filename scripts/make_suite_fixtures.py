@@ -97,18 +97,22 @@ def main():
     chrom = lines[0][1:].split()[0]
     genome = "".join(lines[1:]).upper()
     gc_all = (genome.count("G") + genome.count("C")) / len(genome)
-    windows = []
-    for start in range(0, 200 * 80, 200):
+    windows = {0: [], 1: []}
+    for start in range(0, len(genome) - 200, 200):
         w = genome[start : start + 200]
-        label = int((w.count("G") + w.count("C")) / len(w) > gc_all)
-        windows.append((start, start + 200, label))
-    rng.shuffle(windows)
+        windows[int((w.count("G") + w.count("C")) / len(w) > gc_all)].append((start, start + 200))
+    rows_out = []
+    for label in (0, 1):
+        picked = rng.sample(windows[label], 40)
+        for i, (s, e) in enumerate(picked):
+            split = "train" if i < 28 else "valid" if i < 34 else "test"
+            rows_out.append((s, e, split, label))
+    rng.shuffle(rows_out)
     d = os.path.join(OUT, "bend")
     os.makedirs(os.path.join(d, "gc_windows"), exist_ok=True)
     with open(os.path.join(d, "gc_windows", "gc_windows.bed"), "w") as f:
         f.write("chromosome\tstart\tend\tstrand\tsplit\tlabel\n")
-        for i, (s, e, l) in enumerate(windows):
-            split = "train" if i < 56 else "valid" if i < 68 else "test"
+        for i, (s, e, split, l) in enumerate(rows_out):
             strand = "-" if i % 3 == 0 else "+"
             f.write(f"{chrom}\t{s}\t{e}\t{strand}\t{split}\t{l}\n")
     refused = os.path.join(OUT, "bend_refused")

@@ -25,6 +25,7 @@ use dnalm_eval::{
 };
 use dnalm_model::heads::Pooling;
 use dnalm_seq::{
+    suite::{self, TaskSource},
     task::{read_table, Split, Task},
     FastxReader,
 };
@@ -74,9 +75,14 @@ pub struct EmbedArgs {
     /// Model directory (`DIR`, or `random:DIR` for random weights of the same shape).
     #[arg(short, long)]
     model: String,
-    /// A task directory: writes OUTPUT/{train,valid,test}.npy (+ .tsv).
+    /// A task (a dnalm task directory, or `FORMAT:DIR` of a standard suite: `gue`, `nt`,
+    /// `genomic-benchmarks`, `bend`): writes OUTPUT/{train,valid,test}.npy (+ .tsv).
     #[arg(long, conflicts_with = "input")]
-    task: Option<PathBuf>,
+    task: Option<String>,
+    /// The reference genome FASTA a BEND task's coordinates refer to.
+    #[arg(long)]
+    genome: Option<PathBuf>,
+
     /// Sequences: FASTA/FASTQ (optionally gzipped) or a table with a `sequence` column.
     #[arg(short, long)]
     input: Option<PathBuf>,
@@ -103,8 +109,8 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let embedder = Embedder::new(&encoder, args.flags.options(args.granularity))?;
     let t0 = Instant::now();
     let mut total = 0usize;
-    if let Some(task_dir) = &args.task {
-        let task = Task::load(task_dir)?;
+    if let Some(task_spec) = &args.task {
+        let task = load_task(task_spec, args.genome.as_deref())?;
         check_tokenizer(&task, &encoder)?;
         if !matches!(args.format.as_str(), "npy" | "safetensors") {
             bail!("--format must be npy or safetensors, not '{}'", args.format);
@@ -230,9 +236,14 @@ impl ProbeFlags {
 /// Arguments of `dnalm probe`.
 #[derive(Args)]
 pub struct ProbeArgs {
-    /// Task directory.
+    /// A task: a dnalm task directory, or `FORMAT:DIR` for a task of a standard suite in its own
+    /// layout (`gue`, `nt`, `genomic-benchmarks`, `bend`).
     #[arg(short, long)]
-    task: PathBuf,
+    task: String,
+    /// The reference genome FASTA a BEND task's coordinates refer to.
+    #[arg(long)]
+    genome: Option<PathBuf>,
+
     /// Model directory (`DIR` or `random:DIR`); embeddings are computed in memory.
     #[arg(short, long, conflicts_with = "embeddings")]
     model: Option<String>,
@@ -252,7 +263,7 @@ pub struct ProbeArgs {
 }
 
 pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
-    let task = Task::load(&args.task)?;
+    let task = load_task(&args.task, args.genome.as_deref())?;
     let features = match (&args.model, &args.embeddings) {
         (Some(m), _) => {
             let spec = ModelSpec::parse(m);
@@ -421,9 +432,13 @@ pub struct FinetuneArgs {
     /// Model directory (`DIR` or `random:DIR` to train from scratch).
     #[arg(short, long)]
     model: String,
-    /// Task directory.
+    /// A task: a dnalm task directory, or `FORMAT:DIR` for a task of a standard suite in its own
+    /// layout (`gue`, `nt`, `genomic-benchmarks`, `bend`).
     #[arg(short, long)]
-    task: PathBuf,
+    task: String,
+    /// The reference genome FASTA a BEND task's coordinates refer to.
+    #[arg(long)]
+    genome: Option<PathBuf>,
     /// Where to write the fine-tuned checkpoint (the first seed's).
     #[arg(short, long)]
     output: PathBuf,
@@ -441,7 +456,7 @@ pub struct FinetuneArgs {
 }
 
 pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
-    let task = Task::load(&args.task)?;
+    let task = load_task(&args.task, args.genome.as_deref())?;
     let spec = ModelSpec::parse(&args.model);
     let options = args.finetune.options(args.pooling, args.seeds, args.seed);
     let t0 = Instant::now();
@@ -460,12 +475,18 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
 /// Arguments of `dnalm bench`.
 #[derive(Args)]
 pub struct BenchArgs {
-    /// A suite: a directory whose subdirectories are tasks (repeatable).
+    /// A suite: a directory of dnalm tasks, or `FORMAT:DIR` for a standard suite as it is
+    /// distributed (`gue`, `nt`, `genomic-benchmarks`, `bend`; repeatable).
     #[arg(long)]
-    suite: Vec<PathBuf>,
-    /// A task directory (repeatable).
+    suite: Vec<String>,
+    /// A task: a dnalm task directory, or `FORMAT:DIR` for a task of a standard suite in its own
+    /// layout (`gue`, `nt`, `genomic-benchmarks`, `bend`; repeatable).
     #[arg(short, long)]
-    task: Vec<PathBuf>,
+    task: Vec<String>,
+    /// The reference genome FASTA a BEND task's coordinates refer to.
+    #[arg(long)]
+    genome: Option<PathBuf>,
+
     /// A model: `[NAME=]DIR` or `[NAME=]random:DIR` (repeatable).
     #[arg(short, long)]
     model: Vec<String>,
@@ -510,33 +531,31 @@ pub struct BenchArgs {
     finetune_flags: FinetuneFlags,
 }
 
-/// Task directories named directly or found under suites (sorted).
-fn collect_tasks(suites: &[PathBuf], tasks: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = tasks.to_vec();
+/// A task named `[FORMAT:]DIR` (see [`TaskSource::parse`]).
+fn load_task(spec: &str, genome: Option<&Path>) -> anyhow::Result<Task> {
+    Ok(TaskSource::parse(spec, genome).load()?)
+}
+
+/// Tasks named directly or found under suites (each suite's sorted), all `[FORMAT:]DIR`.
+fn collect_tasks(
+    suites: &[String],
+    tasks: &[String],
+    genome: Option<&Path>,
+) -> anyhow::Result<Vec<TaskSource>> {
+    let mut out: Vec<TaskSource> = tasks.iter().map(|t| TaskSource::parse(t, genome)).collect();
     for suite in suites {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(suite)
-            .with_context(|| format!("reading suite {}", suite.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("task.json").is_file())
-            .collect();
-        found.sort();
-        if found.is_empty() {
-            bail!(
-                "{}: no task directories (with task.json) in this suite",
-                suite.display()
-            );
-        }
-        out.extend(found);
+        let (format, dir) = TaskSource::split_spec(suite);
+        out.extend(suite::discover(format, &dir, genome)?);
     }
     if out.is_empty() {
-        bail!("give at least one --task DIR or --suite DIR");
+        bail!("give at least one --task [FORMAT:]DIR or --suite [FORMAT:]DIR");
     }
     Ok(out)
 }
 
 fn bench_config(
     args_models: &[String],
-    tasks: Vec<PathBuf>,
+    tasks: Vec<TaskSource>,
     flags: &EmbedFlags,
     probe: &ProbeFlags,
 ) -> BenchConfig {
@@ -550,7 +569,7 @@ fn bench_config(
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let tasks = collect_tasks(&args.suite, &args.task)?;
+    let tasks = collect_tasks(&args.suite, &args.task, args.genome.as_deref())?;
     let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
     config.probes = args.probes.clone();
     config.per_layer = args.per_layer;
@@ -607,12 +626,18 @@ pub struct RelevanceArgs {
     /// A model: `[NAME=]DIR` or `[NAME=]random:DIR` (repeatable).
     #[arg(short, long, required = true)]
     model: Vec<String>,
-    /// A task directory (repeatable).
+    /// A task: a dnalm task directory, or `FORMAT:DIR` for a task of a standard suite in its own
+    /// layout (`gue`, `nt`, `genomic-benchmarks`, `bend`; repeatable).
     #[arg(short, long)]
-    task: Vec<PathBuf>,
-    /// A suite directory of tasks (repeatable).
+    task: Vec<String>,
+    /// A suite: a directory of dnalm tasks, or `FORMAT:DIR` for a standard suite as it is
+    /// distributed (repeatable).
     #[arg(long)]
-    suite: Vec<PathBuf>,
+    suite: Vec<String>,
+    /// The reference genome FASTA a BEND task's coordinates refer to.
+    #[arg(long)]
+    genome: Option<PathBuf>,
+
     /// Output directory: relevance.csv, report.md, results.json, plots/.
     #[arg(short, long)]
     output: PathBuf,
@@ -628,7 +653,7 @@ pub struct RelevanceArgs {
 }
 
 pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
-    let tasks = collect_tasks(&args.suite, &args.task)?;
+    let tasks = collect_tasks(&args.suite, &args.task, args.genome.as_deref())?;
     let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
     config.probes = Vec::new();
     config.baselines = Vec::new();

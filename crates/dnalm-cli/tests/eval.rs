@@ -385,3 +385,80 @@ fn embed_removes_stale_splits_and_probes_say_how_they_chose() {
     ]);
     assert!(out.contains("no valid split"), "{out}");
 }
+
+/// Issue 18: `dnalm bench --suite FORMAT:DIR` reads GUE, the NT downstream tasks, Genomic
+/// Benchmarks and BEND as distributed (the fixtures of dnalm-seq), says how it read each, and
+/// shows the published numbers where a task has them.
+#[test]
+fn bench_reads_the_standard_suites_as_distributed() {
+    let f = fixture();
+    let suites = root().join("crates/dnalm-seq/tests/suites");
+    let genome = f.root.join("lambda.fa");
+    std::fs::copy(root().join("data/lambda_phage.fa"), &genome).unwrap();
+    let out = f.root.join("bench_suites");
+    let suite = |format: &str, dir: &str| format!("{format}:{}", suites.join(dir).display());
+    let report = ok(&[
+        "bench",
+        "--suite",
+        &suite("gue", "gue/GUE"),
+        "--suite",
+        &suite("nt", "nt"),
+        "--suite",
+        &suite("genomic-benchmarks", "genomic_benchmarks"),
+        "--task",
+        &suite("bend", "bend/gc_windows"),
+        "--genome",
+        genome.to_str().unwrap(),
+        "-m",
+        &format!("tiny={}", f.model.display()),
+        "-o",
+        out.to_str().unwrap(),
+        "--probes",
+        "linear",
+        "--baselines",
+        "kmer",
+        "--folds",
+        "2",
+    ]);
+    for needle in [
+        "## prom/prom_300_all",
+        "## tf/0",
+        "## promoter_all",
+        "## enhancers",
+        "## demo_coding",
+        "## gc_windows",
+        "Read as a **gue** task: GUE layout: dev.csv is the validation split",
+        "Read as a **nt** task: the suite has no validation split: 6 train rows (10%",
+        "Read as a **genomic-benchmarks** task",
+        "Read as a **bend** task: BEND layout: sequences cut from",
+        // The published anchors of GUE's prom_300_all, beside this run's best AUROC.
+        "| DNABERT-2 (published) | 0.943 |",
+        "(this run)** |",
+    ] {
+        assert!(report.contains(needle), "missing '{needle}' in\n{report}");
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let tasks = results["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 6);
+    // Tasks named with --task first, then each suite's in order.
+    assert_eq!(tasks[0]["format"], "bend");
+    assert_eq!(tasks[0]["rows"], serde_json::json!([56, 12, 12]));
+    assert_eq!(tasks[1]["format"], "gue");
+    assert_eq!(tasks[1]["rows"], serde_json::json!([48, 16, 16]));
+
+    // A suite in the wrong layout, and a BEND task without its genome: one line each.
+    let err = fails(&["bench", "--suite", &suite("gue", "nt"), "-o", "x"]);
+    assert!(
+        err.contains("no gue tasks here (each task is <task>/{train,dev,test}.csv"),
+        "{err}"
+    );
+    let err = fails(&[
+        "probe",
+        "-t",
+        &suite("bend", "bend/gc_windows"),
+        "-m",
+        f.model.to_str().unwrap(),
+    ]);
+    assert!(err.contains("--genome"), "{err}");
+}

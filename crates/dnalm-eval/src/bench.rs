@@ -11,7 +11,10 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use dnalm_model::Checkpoint;
-use dnalm_seq::task::Task;
+use dnalm_seq::{
+    suite::{SuiteFormat, TaskSource},
+    task::Task,
+};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +37,8 @@ use crate::{
 pub struct BenchConfig {
     /// Models to evaluate.
     pub models: Vec<ModelSpec>,
-    /// Task directories.
-    pub tasks: Vec<PathBuf>,
+    /// Tasks: dnalm task directories or tasks of a standard suite in its own layout.
+    pub tasks: Vec<TaskSource>,
     /// Embedding extraction.
     pub embed: EmbedOptions,
     /// Probes on frozen embeddings.
@@ -197,6 +200,12 @@ pub struct TaskResult {
     pub task: String,
     /// Its directory.
     pub dir: PathBuf,
+    /// The layout it was read from (a standard suite's tasks carry its published anchors).
+    #[serde(default = "dnalm_layout")]
+    pub format: SuiteFormat,
+    /// How it was read (suite layout, carved validation split, inferred classes).
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Headline metric (`mcc` or `pearson`).
     pub headline: String,
     /// Rows per split.
@@ -266,10 +275,15 @@ impl<F: FnMut(&str)> Progress for F {
 /// ```no_run
 /// use dnalm_eval::bench::{run_bench, BenchConfig};
 /// use dnalm_eval::features::embed::ModelSpec;
+/// use dnalm_seq::suite::TaskSource;
 ///
 /// let config = BenchConfig {
 ///     models: vec![ModelSpec::parse("runs/mlm/checkpoint-001000")],
-///     tasks: vec!["data/tasks/promoters".into()],
+///     // A dnalm task directory and a GUE task in GUE's own layout.
+///     tasks: vec![
+///         TaskSource::parse("data/tasks/pub_coding", None),
+///         TaskSource::parse("gue:GUE/prom/prom_300_all", None),
+///     ],
 ///     ..BenchConfig::default()
 /// };
 /// let results = run_bench(&config, &mut |message: &str| eprintln!("{message}"))?;
@@ -283,10 +297,13 @@ pub fn run_bench(
     let tasks: Vec<Task> = config
         .tasks
         .iter()
-        .map(Task::load)
+        .map(TaskSource::load)
         .collect::<Result<_, _>>()?;
-    let mut results: Vec<TaskResult> =
-        tasks.iter().map(TaskResult::of).collect::<Result<_, _>>()?;
+    let mut results: Vec<TaskResult> = tasks
+        .iter()
+        .zip(&config.tasks)
+        .map(|(task, source)| TaskResult::of(task, source.format))
+        .collect::<Result<_, _>>()?;
     if !config.baselines.is_empty() {
         for (task, result) in tasks.iter().zip(&mut results) {
             result.entries.extend(baselines(config, task, progress)?);
@@ -345,16 +362,22 @@ pub fn run_bench(
     })
 }
 
+fn dnalm_layout() -> SuiteFormat {
+    SuiteFormat::Dnalm
+}
+
 /// Resamples of the test rows behind every paired comparison.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;
 
 impl TaskResult {
     /// A task's result with no entries yet.
-    fn of(task: &Task) -> Result<TaskResult, EvalError> {
+    fn of(task: &Task, format: SuiteFormat) -> Result<TaskResult, EvalError> {
         let [_, _, test] = split_rows(task)?;
         Ok(TaskResult {
             task: task.spec.name.clone(),
             dir: task.dir.clone(),
+            format,
+            notes: task.notes.clone(),
             headline: match task.spec.kind {
                 dnalm_seq::task::TaskKind::Regression => "pearson".into(),
                 _ => "mcc".into(),

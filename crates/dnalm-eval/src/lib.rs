@@ -10,6 +10,7 @@
 //! Every number is a held-out test metric ([`metrics`]) with its spread over refits or seeds;
 //! no test row informs any choice (hyperparameters are picked on the validation split).
 
+pub mod anchors;
 pub mod bench;
 pub mod features;
 pub mod finetune;

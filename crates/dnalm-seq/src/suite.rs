@@ -361,6 +361,7 @@ fn classification_task(
                 num_classes,
                 label_names,
             },
+            tokenizer: None,
         },
         dir: dir.to_path_buf(),
         examples,

@@ -55,6 +55,8 @@ pub struct TaskSpec {
     pub description: Option<String>,
     /// Classification or regression.
     pub kind: TaskKind,
+    /// The tokenizer the task's sequences are meant for (`"tokenizer": "kmer:6"`), when it says.
+    pub tokenizer: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +70,8 @@ struct TaskJson {
     regression: Option<bool>,
     #[serde(default)]
     label_names: Option<Vec<String>>,
+    #[serde(default)]
+    tokenizer: Option<String>,
 }
 
 impl TaskSpec {
@@ -119,6 +123,7 @@ impl TaskSpec {
             name: raw.name,
             description: raw.description,
             kind,
+            tokenizer: raw.tokenizer,
         })
     }
 

@@ -18,6 +18,7 @@ use dnalm_eval::{
     metrics::{Summary, TestPredictions},
     ProbeOptions,
 };
+use dnalm_seq::suite::TaskSource;
 use dnalm_tokenize::Tokenizer;
 use dnalm_train::{
     trainer::{latest_checkpoint, read_metrics, Observer, StepRecord},
@@ -141,7 +142,7 @@ fn baselines(
     progress.message("baselines: k-mer spectrum and one-hot CNN");
     // The CNN gets the bench's default seeds (a one-seed CNN is too noisy to compare with).
     let config = BenchConfig {
-        tasks: tasks.to_vec(),
+        tasks: tasks.iter().cloned().map(TaskSource::from).collect(),
         probe: probe_options(spec),
         ..BenchConfig::default()
     };
@@ -408,7 +409,7 @@ impl CellRun<'_> {
         }
         let config = BenchConfig {
             models,
-            tasks: self.tasks.to_vec(),
+            tasks: self.tasks.iter().cloned().map(TaskSource::from).collect(),
             // Checked when the study was loaded.
             probes: spec.probes().unwrap_or_default(),
             probe: probe_options(spec),

@@ -387,9 +387,11 @@ mod tests {
                     num_classes: 2,
                     label_names: None,
                 },
+                tokenizer: None,
             },
             dir: std::path::PathBuf::from("."),
             examples,
+            notes: Vec::new(),
         };
         let options = FitOptions {
             epochs: 20,

@@ -71,15 +71,10 @@ pub fn split_rows(task: &Task) -> Result<[Vec<&LabelledSequence>; 3], EvalError>
 /// Fails if `task.json` names a tokenizer (`"tokenizer": "kmer:6"`, any
 /// [`TokenizerSpec`](dnalm_tokenize::TokenizerSpec)) that differs from the encoder's.
 pub fn check_tokenizer(task: &Task, encoder: &Checkpoint) -> Result<(), EvalError> {
-    let path = task.dir.join("task.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| EvalError::io(&path, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| EvalError::Format {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    let Some(expected) = json.get("tokenizer").and_then(|v| v.as_str()) else {
+    let Some(expected) = task.spec.tokenizer.as_deref() else {
         return Ok(());
     };
+    let path = task.dir.join("task.json");
     let bad = |message: String| EvalError::Format {
         path: path.clone(),
         message,

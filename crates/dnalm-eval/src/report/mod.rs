@@ -5,6 +5,8 @@ pub mod plot;
 
 use std::{fmt::Write as _, io::Write as _, path::Path};
 
+use dnalm_seq::suite::SuiteFormat;
+
 use crate::{
     bench::{BenchResults, TaskResult},
     relevance::Affinity,
@@ -80,6 +82,14 @@ fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), 
         "## {}\n\n{} train / {} valid / {} test rows. Headline metric: **{}**.\n",
         task.task, task.rows[0], task.rows[1], task.rows[2], task.headline
     );
+    if task.format != SuiteFormat::Dnalm || !task.notes.is_empty() {
+        let _ = writeln!(
+            md,
+            "Read as a **{}** task: {}.\n",
+            task.format,
+            task.notes.join("; ")
+        );
+    }
     let metric_names: Vec<String> = {
         let mut names: Vec<String> = task
             .entries
@@ -115,6 +125,7 @@ fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), 
         );
     }
     comparisons_table(md, task);
+    anchors_table(md, task);
     let bar_data: Vec<Bar> = task
         .entries
         .iter()
@@ -136,6 +147,30 @@ fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), 
     )?;
     let _ = writeln!(md, "\n![{}](plots/{png})\n", task.task);
     Ok(())
+}
+
+/// The published numbers for a standard suite's task, beside this run's best of that metric.
+fn anchors_table(md: &mut String, task: &TaskResult) {
+    let anchors = crate::anchors::for_task(task.format, &task.task);
+    let Some(first) = anchors.first() else {
+        return;
+    };
+    let ours = task
+        .entries
+        .iter()
+        .filter_map(|e| e.metrics.get(&first.metric).map(|s| (e, s)))
+        .max_by(|a, b| a.1.mean.total_cmp(&b.1.mean));
+    let _ = writeln!(
+        md,
+        "\nPublished on this task ({}: {}, {}):\n\n| model | {} |\n|---|---|",
+        first.protocol, first.source, first.source_table, first.metric
+    );
+    for a in &anchors {
+        let _ = writeln!(md, "| {} (published) | {:.3} |", a.model, a.value);
+    }
+    if let Some((e, s)) = ours {
+        let _ = writeln!(md, "| **{} {} (this run)** | {} |", e.subject, e.method, s);
+    }
 }
 
 /// The per-layer probing curves: a table per task (models × layers) and a line plot.
