@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Every test of dnalm, on a fresh machine too: formatting, lints, Rust unit/integration/doc tests,
+# the Python package (built into .venv with maturin, tested with pytest against the CLI),
 # then the Python parity checks (installing `tokenizers` and scikit-learn into .venv first):
 # Hugging Face tokenizers, and the k-mer spectrum baseline against scikit-learn on every bundled
 # task (within 0.02 MCC).
@@ -9,6 +10,10 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 bash scripts/setup-python.sh
+# The `dnalm` Python package, built from this checkout into .venv (a dev build: it reuses what
+# `cargo test` just built), then its tests, which compare it with the CLI.
+(cd python && ../.venv/bin/maturin develop --locked -q)
+.venv/bin/python -m pytest -q python/tests
 .venv/bin/python scripts/hf_parity.py --check crates/dnalm-tokenize/tests/golden
 # One fit per task is enough for parity (the headline is the full-data fit; refits only give its sd).
 cargo run --locked -q -p dnalm-cli -- bench --suite data/tasks --baselines kmer --folds 1 \

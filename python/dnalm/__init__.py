@@ -1,0 +1,84 @@
+"""dnalm from Python: the dnalm Rust crates with numpy in and out.
+
+    import dnalm
+    model = dnalm.Model.load("runs/mlm/checkpoint-001000")
+    x = model.embed(["ACGTACGT", "TTGACA"])           # (2, width) float32
+    task = dnalm.Task.load("gue:GUE/prom/prom_300_all")
+    train = task.split("train")                         # ids, sequences, labels
+    print(dnalm.logme(model.embed(train["sequences"]), train["labels"]))
+
+Every call computes in Rust with the GIL released; long calls take ``progress=True`` and stop
+on Ctrl-C. Errors are ``FileNotFoundError`` (a missing file), ``ValueError`` (bad input) or
+``dnalm.Error``, with the CLI's one-line messages.
+"""
+
+from collections.abc import Sequence as _Sequence
+
+import numpy as _np
+
+from . import _dnalm
+from ._dnalm import Error, FastaReader, Model, Task, Tokenizer, __version__
+
+__all__ = [
+    "Error",
+    "FastaReader",
+    "Model",
+    "Task",
+    "Tokenizer",
+    "h_score",
+    "logme",
+    "probe",
+    "read_fasta",
+    "__version__",
+]
+
+
+def _features(x, name):
+    if not isinstance(x, _np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-d array (rows x dims), got {x.ndim}-d")
+    return _np.ascontiguousarray(x, dtype=_np.float32)
+
+
+def _labels(y, name):
+    if not isinstance(y, (_np.ndarray, _Sequence)) or isinstance(y, (str, bytes)):
+        raise TypeError(f"{name}: expected a numpy array or a list of labels, got {type(y).__name__}")
+    y = _np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-d array, got {y.ndim}-d")
+    if _np.issubdtype(y.dtype, _np.integer) or y.dtype == bool:
+        return _np.ascontiguousarray(y, dtype=_np.int64)
+    if _np.issubdtype(y.dtype, _np.floating):
+        return _np.ascontiguousarray(y, dtype=_np.float64)
+    raise TypeError(f"{name}: labels must be integers (classes) or floats (values), not {y.dtype}")
+
+
+def read_fasta(path):
+    """Iterates ``(name, sequence)`` over a FASTA/FASTQ file (plain, gzip or bgzip), bases
+    normalised by dnalm's alphabet policy."""
+    return _dnalm.read_fasta(str(path))
+
+
+def logme(features, labels, num_classes=None):
+    """LogME evidence per sample (You et al. 2021) of ``features`` (rows x dims) for ``labels``
+    (integer classes or float values), as ``dnalm relevance`` computes it."""
+    return _dnalm.logme(_features(features, "features"), _labels(labels, "labels"), num_classes)
+
+
+def h_score(features, labels, num_classes=None):
+    """H-score (Bao et al. 2019) of ``features`` for integer class ``labels``."""
+    return _dnalm.h_score(_features(features, "features"), _labels(labels, "labels"), num_classes)
+
+
+def probe(train, valid, test, kind="linear", folds=5, seed=0, num_classes=None):
+    """Fits a probe (``linear``, ``knn`` or ``mlp``) on frozen features under dnalm's protocol:
+    each split is ``(features, labels)``; the hyperparameter is chosen on ``valid``, the headline
+    fit uses all training rows and ``folds`` refits give its sd. Returns ``{"chosen": str,
+    "metrics": {name: (mean, sd)}}`` on ``test``."""
+    splits = []
+    for name, split in (("train", train), ("valid", valid), ("test", test)):
+        if not isinstance(split, tuple) or len(split) != 2:
+            raise TypeError(f"{name}: expected a (features, labels) tuple")
+        splits.append((_features(split[0], f"{name}[0]"), _labels(split[1], f"{name}[1]")))
+    return _dnalm.probe(*splits, kind=kind, folds=folds, seed=seed, num_classes=num_classes)

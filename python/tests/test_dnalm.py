@@ -1,0 +1,173 @@
+"""dnalm from Python, against the CLI on the same inputs (scripts/test.sh builds the extension
+with `maturin develop` and the CLI with `cargo test` before running these)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dnalm
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITES = ROOT / "crates/dnalm-seq/tests/suites"
+GUE_TASK = SUITES / "gue/GUE/tf/0"
+
+
+def cli(*args):
+    """Runs the dnalm binary the test command built; returns stdout."""
+    binary = os.environ.get("DNALM_BIN", str(ROOT / "target/debug/dnalm"))
+    done = subprocess.run([binary, *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """A 2-step pretrained 2-block encoder (the CLI tests' tiny model)."""
+    run = tmp_path_factory.mktemp("run")
+    settings = [
+        f'data.fasta="{ROOT / "data/lambda_phage.fa"}"',
+        "data.context=64",
+        "data.split_block=2000",
+        "data.valid_fraction=0.1",
+        "model.n_layers=2",
+        "model.d_model=16",
+        "model.n_heads=2",
+        "model.d_ffn=32",
+        "train.batch_size=4",
+        "train.eval_batches=1",
+        "train.eval_every=2",
+        "train.save_every=2",
+        "train.steps=2",
+    ]
+    args = ["pretrain", "-c", ROOT / "configs/mlm.toml", "-o", run / "mlm"]
+    for s in settings:
+        args += ["--set", s]
+    cli(*args)
+    return run / "mlm/checkpoint-000002"
+
+
+@pytest.fixture(scope="session")
+def model(checkpoint):
+    return dnalm.Model.load(str(checkpoint))
+
+
+def test_tokenizer_ids_equal_the_clis(tmp_path):
+    out = tmp_path / "ids.jsonl"
+    cli("tokenize", GUE_TASK / "train.csv", "-t", "kmer:6", "--out", out)
+    expected = [json.loads(line)["ids"] for line in out.read_text().splitlines()]
+    task = dnalm.Task.load(f"gue:{GUE_TASK}")
+    tok = dnalm.Tokenizer.load("kmer:6")
+    got = tok.encode(task.split("train")["sequences"])
+    assert [e["ids"].tolist() for e in got] == expected
+    # Offsets are base spans; [CLS] and [SEP] have none.
+    first = got[0]
+    assert first["offsets"].shape == (len(first["ids"]), 2)
+    assert first["offsets"][1].tolist() == [0, 6]
+    assert first["special_tokens_mask"][0] == 1
+
+
+def test_saved_tokenizer_ids_equal_hugging_faces():
+    tokenizers = pytest.importorskip("tokenizers")
+    path = ROOT / "data/tokenizers/ecoli_bpe4096"
+    hf = tokenizers.Tokenizer.from_file(str(path / "tokenizer.json"))
+    ours = dnalm.Tokenizer.load(str(path))
+    seqs = dnalm.Task.load(f"gue:{GUE_TASK}").split("test")["sequences"]
+    got = [e["ids"].tolist() for e in ours.encode(seqs)]
+    assert got == [e.ids for e in hf.encode_batch(seqs)]
+
+
+def test_embeddings_equal_dnalm_embed(model, checkpoint, tmp_path):
+    cli("embed", "-m", checkpoint, "--task", f"gue:{GUE_TASK}", "-o", tmp_path)
+    task = dnalm.Task.load(f"gue:{GUE_TASK}")
+    for split in ["train", "valid", "test"]:
+        expected = np.load(tmp_path / f"{split}.npy")
+        got = model.embed(task.split(split)["sequences"])
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    # Per-token output: one array per sequence; several layers are concatenated.
+    per_token = model.embed(["ACGTACGTAC" * 3, "ACGT" * 20], per="token", layers=[0, -1])
+    assert [a.shape[1] for a in per_token] == [2 * model.width] * 2
+    assert per_token[1].shape[0] > per_token[0].shape[0]
+
+
+def test_probe_equals_dnalm_probe(model, checkpoint, tmp_path):
+    cli("embed", "-m", checkpoint, "--task", f"gue:{GUE_TASK}", "-o", tmp_path / "emb")
+    cli(
+        "probe", "-t", f"gue:{GUE_TASK}", "--embeddings", tmp_path / "emb",
+        "--probes", "linear", "--folds", "2", "-o", tmp_path / "probe.json",
+    )
+    report = json.loads((tmp_path / "probe.json").read_text())
+    expected = report[0] if isinstance(report, list) else report
+    task = dnalm.Task.load(f"gue:{GUE_TASK}")
+    splits = []
+    for name in ["train", "valid", "test"]:
+        s = task.split(name)
+        splits.append((np.load(tmp_path / "emb" / f"{name}.npy"), s["labels"]))
+    got = dnalm.probe(*splits, kind="linear", folds=2)
+    assert got["chosen"] == expected_field(expected, "chosen")
+    mcc = expected_field(expected, "summary")["mcc"]
+    assert got["metrics"]["mcc"][0] == pytest.approx(mcc["mean"], abs=1e-12)
+
+
+def expected_field(report, name):
+    """A field of the CLI's probe report (one report per probe kind)."""
+    if name in report:
+        return report[name]
+    return next(iter(report.values()))[name]
+
+
+def test_logme_equals_the_reference_algorithm():
+    spec = importlib.util.spec_from_file_location("ref", ROOT / "scripts/logme_reference.py")
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    labels = (x[:, 0] + 0.5 * rng.normal(size=200) > 0).astype(np.int64)
+    assert dnalm.logme(x, labels) == pytest.approx(ref.logme_fixed_point(x, labels, False), rel=1e-6)
+    values = x[:, 1].astype(np.float64) + 0.1 * rng.normal(size=200)
+    assert dnalm.logme(x, values) == pytest.approx(
+        ref.logme_fixed_point(x, values.reshape(-1, 1), True), rel=1e-6
+    )
+    assert np.isfinite(dnalm.h_score(x, labels))
+
+
+def test_tasks_fasta_and_scores():
+    task = dnalm.Task.load(f"nt:{SUITES / 'nt/promoter_all'}")
+    assert task.name == "promoter_all" and task.num_classes == 2
+    assert [len(task.split(s)["ids"]) for s in ["train", "valid", "test"]] == [58, 6, 16]
+    assert any("carved" in n for n in task.notes)
+    gb = dnalm.Task.load(f"genomic-benchmarks:{SUITES / 'genomic_benchmarks/demo_coding'}")
+    assert gb.label_names == ["negative", "positive"]
+    records = list(dnalm.read_fasta(ROOT / "data/lambda_phage.fa"))
+    assert len(records) == 1 and len(records[0][1]) == 48502
+
+
+def test_likelihoods(model):
+    scores = model.score_likelihood(["ACGTACGTACGTACGTACGT", "TTTTTTTTTTGGGGGGGGGG"])
+    assert scores.shape == (2,) and np.all(scores < 0) and np.all(np.isfinite(scores))
+
+
+def test_bad_inputs_raise_with_the_clis_messages(model, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        dnalm.Model.load(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="sequence 1: invalid base '-' at position 3"):
+        model.embed(["ACGT", "AC-T"])
+    with pytest.raises(ValueError, match="'median' is not mean, cls or max"):
+        model.embed(["ACGT"], pool="median")
+    with pytest.raises(ValueError, match="layer 7 does not exist"):
+        model.embed(["ACGT"], layers=[7])
+    with pytest.raises(ValueError, match=r"not a gue task: train.csv is missing \(expected <task>/{train,dev,test}.csv"):
+        dnalm.Task.load(f"gue:{SUITES / 'nt/promoter_all'}")
+    with pytest.raises(FileNotFoundError):
+        dnalm.read_fasta(tmp_path / "none.fa")
+    with pytest.raises(TypeError, match="features: expected a numpy array"):
+        dnalm.logme([[1.0, 2.0]], [0])
+    with pytest.raises(TypeError, match="train: expected a"):
+        dnalm.probe([1], None, None)
+    with pytest.raises(ValueError, match="split 'dev2' is not train, valid or test"):
+        dnalm.Task.load(f"gue:{GUE_TASK}").split("dev2")
