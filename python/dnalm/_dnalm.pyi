@@ -51,6 +51,10 @@ class Model:
     ) -> Union[npt.NDArray[np.float32], list[npt.NDArray[np.float32]]]:
         """``per="sequence"``: sequences x width; ``"token"``/``"base"``: one array per
         sequence."""
+    def logits(
+        self, sequences: Sequence[str], progress: bool = False
+    ) -> list[npt.NDArray[np.float32]]:
+        """LM logits per sequence: tokens (special tokens included) x vocabulary."""
     def score_likelihood(
         self, sequences: Sequence[str], batch_tokens: int = 16384, progress: bool = False
     ) -> npt.NDArray[np.float64]:

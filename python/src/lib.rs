@@ -49,6 +49,34 @@ create_exception!(
 /// Sequences per chunk between checks for Ctrl-C (and progress updates).
 const CHUNK: usize = 256;
 
+/// The extension's allocator, as the CLI's: mimalloc, keeping freed memory for reuse (the
+/// forward passes allocate and free the same activation buffers batch after batch). It serves
+/// this library's Rust allocations only; Python's objects keep Python's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The threads dnalm computes on from Python: a pool of its own whose workers flush subnormal
+/// floats to zero, as the CLI's process does (`dnalm_model::float_mode`). The caller's thread and
+/// any other library's threads keep their floating-point mode.
+fn pool() -> PyResult<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    if let Some(pool) = POOL.get() {
+        return Ok(pool);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("dnalm-{i}"))
+        .start_handler(|_| dnalm_model::float_mode::flush_subnormals())
+        .build()
+        .map_err(|e| Error::new_err(format!("starting dnalm's threads: {e}")))?;
+    Ok(POOL.get_or_init(|| pool))
+}
+
+/// Runs `work` with the GIL released, on dnalm's threads.
+fn compute<T: Send>(py: Python<'_>, work: impl FnOnce() -> T + Send) -> PyResult<T> {
+    let pool = pool()?;
+    Ok(py.detach(|| pool.install(work)))
+}
+
 /// The CLI's one-line message of an error and its sources, as the matching Python exception.
 fn to_py(e: &(dyn std::error::Error + 'static)) -> PyErr {
     let mut message = e.to_string();
@@ -136,7 +164,7 @@ fn chunked<T: Sync, R: Send>(
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(CHUNK) {
         py.check_signals()?;
-        out.extend(py.detach(|| work(chunk))?);
+        out.extend(compute(py, || work(chunk))??);
         if let Some(bar) = &bar {
             bar.inc(chunk.len() as u64);
         }
@@ -200,10 +228,10 @@ impl Tokenizer {
             truncation: max_length.is_some(),
             padding: Padding::None,
         };
-        let encodings = py.detach(|| {
+        let encodings = compute(py, || {
             let refs: Vec<&[u8]> = seqs.iter().map(Vec::as_slice).collect();
             encode_batch(&*self.inner, &refs, &options).map(|b| b.encodings)
-        });
+        })?;
         let encodings = encodings.map_err(err)?;
         encodings
             .into_iter()
@@ -261,7 +289,7 @@ impl Model {
                 spec.dir.display()
             )));
         }
-        let inner = py.detach(|| spec.load()).map_err(err)?;
+        let inner = compute(py, || spec.load())?.map_err(err)?;
         Ok(Model {
             inner: Box::new(inner),
         })
@@ -362,6 +390,35 @@ impl Model {
         Ok(Array1::from(scores).into_pyarray(py))
     }
 
+    /// The LM logits of each sequence (`tokens x vocab`, special tokens included; one window
+    /// per sequence).
+    #[pyo3(signature = (sequences, progress = false))]
+    fn logits<'py>(
+        &self,
+        py: Python<'py>,
+        sequences: Vec<String>,
+        progress: bool,
+    ) -> PyResult<Vec<Bound<'py, PyArray2<f32>>>> {
+        let scorer = Scorer::new(&self.inner, 16_384).map_err(err)?;
+        let seqs = normalise(&sequences)?;
+        let logits = chunked(py, &seqs, "logits", progress, |chunk| {
+            chunk
+                .iter()
+                .map(|s| scorer.logits(s).map_err(err))
+                .collect()
+        })?;
+        logits
+            .into_iter()
+            .map(|l| {
+                let (rows, cols) = l.dim();
+                let (data, _) = l.into_raw_vec_and_offset();
+                Array2::from_shape_vec((rows, cols), data)
+                    .map(|a| a.into_pyarray(py))
+                    .map_err(|e| Error::new_err(e.to_string()))
+            })
+            .collect()
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Model({}, {} layers, width {})",
@@ -386,7 +443,7 @@ impl Task {
     #[pyo3(signature = (spec, genome = None))]
     fn load(py: Python<'_>, spec: &str, genome: Option<PathBuf>) -> PyResult<Task> {
         let source = TaskSource::parse(spec, genome.as_deref());
-        let inner = py.detach(|| source.load()).map_err(err)?;
+        let inner = compute(py, || source.load())?.map_err(err)?;
         Ok(Task {
             inner: Box::new(inner),
         })
@@ -555,7 +612,7 @@ fn logme(
 ) -> PyResult<f64> {
     let x = self::features(&features)?;
     let y = targets(labels, num_classes)?;
-    py.detach(|| relevance::logme(x.view(), &y)).map_err(err)
+    compute(py, || relevance::logme(x.view(), &y))?.map_err(err)
 }
 
 /// H-score of `features` for class `labels` (Bao et al. 2019).
@@ -577,8 +634,7 @@ fn h_score(
             "the H-score needs class labels (an int64 array)",
         ));
     };
-    py.detach(|| relevance::h_score(x.view(), &labels, num_classes))
-        .map_err(err)
+    compute(py, || relevance::h_score(x.view(), &labels, num_classes))?.map_err(err)
 }
 
 /// A probe on frozen features under dnalm's protocol (hyperparameter on valid, headline fit on
@@ -635,6 +691,7 @@ fn probe<'py>(
 /// The extension module (`dnalm._dnalm`); `import dnalm` re-exports it.
 #[pymodule]
 fn _dnalm(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    dnalm_model::allocator::retain_freed_memory();
     m.add("Error", m.py().get_type::<Error>())?;
     m.add_class::<Tokenizer>()?;
     m.add_class::<Model>()?;

@@ -147,9 +147,15 @@ def test_tasks_fasta_and_scores():
     assert len(records) == 1 and len(records[0][1]) == 48502
 
 
-def test_likelihoods(model):
-    scores = model.score_likelihood(["ACGTACGTACGTACGTACGT", "TTTTTTTTTTGGGGGGGGGG"])
+def test_likelihoods_and_logits(model):
+    seqs = ["ACGTACGTACGTACGTACGT", "TTTTTTTTTTGGGGGGGGGG"]
+    scores = model.score_likelihood(seqs)
     assert scores.shape == (2,) and np.all(scores < 0) and np.all(np.isfinite(scores))
+    logits = model.logits(seqs)
+    tokens = model.tokenizer.encode(seqs)
+    assert [l.shape for l in logits] == [(len(t["ids"]), model.tokenizer.vocab_size) for t in tokens]
+    with pytest.raises(ValueError, match="do not fit the model's window"):
+        model.logits(["ACGT" * 100])
 
 
 def test_bad_inputs_raise_with_the_clis_messages(model, tmp_path):

@@ -2,9 +2,7 @@
 //!
 //! Each subcommand wires a library crate to files; the logic lives in the libraries.
 
-mod allocator;
 mod eval;
-mod float_mode;
 mod genome;
 mod inspect;
 mod label;
@@ -82,8 +80,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    allocator::retain_freed_memory();
-    float_mode::flush_subnormals();
+    dnalm_model::allocator::retain_freed_memory();
+    dnalm_model::float_mode::flush_subnormals();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -158,6 +158,48 @@ impl<'a> Scorer<'a> {
             .max(2)
     }
 
+    /// The LM logits of every token of `seq` in one window, special tokens included
+    /// (`tokens x vocab`): what the model predicts at each position, unmasked. A sequence longer
+    /// than one window is refused (logits of stitched windows would depend on the cut).
+    pub fn logits(&self, seq: &[u8]) -> Result<ndarray::Array2<f32>, EvalError> {
+        let toks = self.tokens(seq);
+        let (prefix, suffix) = self.template();
+        if toks.ids.len() > self.window() {
+            return Err(EvalError::BadOption {
+                option: "sequence",
+                message: format!(
+                    "{} tokens do not fit the model's window of {} (logits are per window; cut \
+                     the sequence)",
+                    toks.ids.len(),
+                    self.window()
+                ),
+            });
+        }
+        let row: Vec<u32> = prefix
+            .into_iter()
+            .chain(toks.ids.iter().copied())
+            .chain(suffix)
+            .collect();
+        let model = &self.encoder.model;
+        let pattern = if self.causal() {
+            AttentionPattern::Causal
+        } else {
+            AttentionPattern::Bidirectional
+        };
+        let input = ModelInput::from_rows(std::slice::from_ref(&row), pattern);
+        let hidden = model.forward(&input)?;
+        let [_, len, d] = hidden.dims();
+        let logits = model.lm_logits(hidden.reshape([len, d]));
+        let [_, vocab] = logits.dims();
+        let values = logits
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| crate::tensor_error("logits", e))?;
+        ndarray::Array2::from_shape_vec((len, vocab), values)
+            .map_err(|e| crate::tensor_error("logits", e))
+    }
+
     /// Log-softmax rows at `picks` (row, token index within the row *including* the prefix).
     fn log_probs(
         &self,
@@ -546,6 +588,37 @@ mod tests {
         // Per-base values of single-nucleotide tokens are the token scores.
         let pb = s.per_base(SEQ.len());
         assert!((pb.iter().sum::<f64>() - s.log_likelihood).abs() < 1e-6);
+    }
+
+    #[test]
+    fn logits_give_the_exact_likelihood_of_a_decoder_and_refuse_long_sequences() {
+        let dec = encoder(Architecture::Decoder, "nucleotide", 64);
+        let scorer = Scorer::new(&dec, 4096).unwrap();
+        let logits = scorer.logits(SEQ).unwrap();
+        // <bos> + bases + <eos>, every vocabulary entry.
+        assert_eq!(logits.dim(), (SEQ.len() + 2, dec.tokenizer.vocab().len()));
+        let (bos, _) = scorer.template();
+        let mut row: Vec<u32> = bos.into_iter().collect();
+        row.extend(scorer.tokens(SEQ).ids);
+        let from_logits: f64 = (0..SEQ.len())
+            .map(|i| {
+                let r = logits.row(i);
+                let max = r.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let lse = max + r.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+                f64::from(r[row[i + 1] as usize] - lse)
+            })
+            .sum();
+        let exact = scorer.sequence(SEQ).unwrap().log_likelihood;
+        assert!(
+            (from_logits - exact).abs() < 1e-3,
+            "{from_logits} vs {exact}"
+        );
+        let long = vec![b'A'; 100];
+        let err = scorer.logits(&long).unwrap_err().to_string();
+        assert!(
+            err.contains("100 tokens do not fit the model's window of 62"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -37,11 +37,13 @@
 //! # Ok::<(), dnalm_model::ModelError>(())
 //! ```
 
+pub mod allocator;
 pub mod attention;
 pub mod block;
 mod checkpoint;
 mod config;
 pub mod convert;
+pub mod float_mode;
 pub mod fused;
 pub mod heads;
 pub mod hf;

@@ -47,6 +47,17 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A copy of the bundled lambda genome (its `.fai` is written beside it on first use).
+fn lambda_genome(dir: &Path) -> PathBuf {
+    let genome = dir.join("lambda.fa");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/lambda_phage.fa"),
+        &genome,
+    )
+    .unwrap();
+    genome
+}
+
 fn error_of(source: &TaskSource) -> String {
     source.load().unwrap_err().to_string()
 }
@@ -157,12 +168,7 @@ fn genomic_benchmarks_classes_are_the_folder_names() {
 #[test]
 fn bend_cuts_sequences_from_the_genome_with_their_strand() {
     let tmp = tempfile::tempdir().unwrap();
-    let genome = tmp.path().join("lambda.fa");
-    fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/lambda_phage.fa"),
-        &genome,
-    )
-    .unwrap();
+    let genome = lambda_genome(tmp.path());
     let sources = discover(SuiteFormat::Bend, &fixtures().join("bend"), Some(&genome)).unwrap();
     let task = sources[0].load().unwrap();
     assert_eq!(task.spec.name, "gc_windows");
@@ -195,12 +201,7 @@ fn bend_cuts_sequences_from_the_genome_with_their_strand() {
 #[test]
 fn bend_tasks_dnalm_cannot_train_yet_are_named_and_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let genome = tmp.path().join("lambda.fa");
-    fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/lambda_phage.fa"),
-        &genome,
-    )
-    .unwrap();
+    let genome = lambda_genome(tmp.path());
     let refused = fixtures().join("bend_refused");
     for (task, needle) in [
         (

@@ -27,9 +27,7 @@ use rand::{Rng, SeedableRng};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The binary's allocator tuning (owned by the CLI; shared by path so the bench runs the same).
-#[path = "../../dnalm-cli/src/allocator.rs"]
-mod allocator;
+use dnalm_model::allocator;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

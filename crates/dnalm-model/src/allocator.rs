@@ -1,4 +1,6 @@
-//! Allocator tuning for the binaries that train and run models.
+//! Allocator tuning for the programs that train and run models (the `dnalm` binary, the benches,
+//! the Python extension); like [`float_mode`](crate::float_mode), theirs to call, never a
+//! library's.
 
 /// Tells mimalloc (the global allocator of `dnalm` and of the benches) to keep freed memory for
 /// reuse instead of returning it to the kernel. A training step allocates and frees the same
@@ -6,7 +8,8 @@
 /// touch, which a profile of the training bench put at 8% of a step (`clear_page_erms`). The
 /// cost is that the process keeps its peak footprint until it exits.
 ///
-/// Call it first thing in `main`; it does nothing unless mimalloc is the global allocator.
+/// Call it first thing in `main` (or a cdylib's initialiser); it does nothing unless mimalloc is
+/// the global allocator of the calling binary or library.
 pub fn retain_freed_memory() {
     // mimalloc's `mi_option_purge_delay` (v2 and v3 headers: option 15); -1 = never purge.
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
