@@ -60,6 +60,16 @@ class Model:
     ) -> npt.NDArray[np.float64]:
         """Log-likelihood of each sequence in nats (pseudo-likelihood for encoders)."""
 
+    def score_variants(
+        self,
+        vcf: Union[str, PathLike],
+        reference: Union[str, PathLike],
+        flank: int = 128,
+        batch_tokens: int = 16384,
+    ) -> list[dict]:
+        """One dict per ALT: chrom, pos (1-based), id, ref, alt, llr (nats, ALT vs REF; None
+        for a symbolic allele), method."""
+
 class Task:
     @staticmethod
     def load(spec: str, genome: Optional[Union[str, PathLike]] = None) -> "Task":

@@ -419,6 +419,42 @@ impl Model {
             .collect()
     }
 
+    /// Effects of the variants of a VCF against its reference genome, as `dnalm score variants`:
+    /// one dict per ALT (`chrom`, `pos` 1-based, `id`, `ref`, `alt`, `llr` = log-likelihood
+    /// ratio ALT vs REF in nats or None for a symbolic allele, `method`).
+    #[pyo3(signature = (vcf, reference, flank = 128, batch_tokens = 16_384))]
+    fn score_variants<'py>(
+        &self,
+        py: Python<'py>,
+        vcf: PathBuf,
+        reference: PathBuf,
+        flank: usize,
+        batch_tokens: usize,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let scorer = Scorer::new(&self.inner, batch_tokens).map_err(err)?;
+        let (records, effects) = compute(py, || {
+            let records = dnalm_seq::vcf::read_vcf(&vcf).map_err(err)?;
+            let genome = dnalm_seq::Genome::read(&reference).map_err(err)?;
+            let effects = scorer.variants(&records, &genome, flank).map_err(err)?;
+            Ok::<_, PyErr>((records, effects))
+        })??;
+        let mut rows = Vec::new();
+        for (r, e) in records.records.iter().zip(effects) {
+            for (alt, effect) in r.alts.iter().zip(e.alts) {
+                let d = PyDict::new(py);
+                d.set_item("chrom", &r.chrom)?;
+                d.set_item("pos", r.pos.get())?;
+                d.set_item("id", &r.id)?;
+                d.set_item("ref", String::from_utf8_lossy(&r.reference).into_owned())?;
+                d.set_item("alt", String::from_utf8_lossy(alt).into_owned())?;
+                d.set_item("llr", effect.map(|(llr, _)| llr))?;
+                d.set_item("method", effect.map(|(_, m)| m.as_str()))?;
+                rows.push(d);
+            }
+        }
+        Ok(rows)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Model({}, {} layers, width {})",

@@ -158,6 +158,30 @@ def test_likelihoods_and_logits(model):
         model.logits(["ACGT" * 100])
 
 
+def test_variant_scores_equal_dnalm_score_variants(model, checkpoint, tmp_path):
+    name, genome = next(dnalm.read_fasta(ROOT / "data/lambda_phage.fa"))
+    vcf = tmp_path / "v.vcf"
+    rows = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    for i, pos in enumerate([500, 1200, 30000]):
+        ref = genome[pos - 1]
+        alt = "A" if ref != "A" else "C"
+        rows.append(f"{name}\t{pos}\tv{i}\t{ref}\t{alt},<DEL>\t.\t.\t.")
+    vcf.write_text("\n".join(rows) + "\n")
+    cli("score", "variants", "-m", checkpoint, "--vcf", vcf, "--reference",
+        ROOT / "data/lambda_phage.fa", "--flank", 32, "-o", tmp_path / "out.vcf",
+        "--tsv", tmp_path / "out.tsv")
+    expected = [line.split("\t") for line in (tmp_path / "out.tsv").read_text().splitlines()[1:]]
+    got = model.score_variants(vcf, ROOT / "data/lambda_phage.fa", flank=32)
+    assert len(got) == 6
+    scored = [g for g in got if g["llr"] is not None]
+    assert [g["alt"] for g in got if g["llr"] is None] == ["<DEL>"] * 3
+    # The CLI's TSV lists the scored ALTs only.
+    assert [(g["id"], g["alt"]) for g in scored] == [(e[2], e[4]) for e in expected]
+    for g, e in zip(scored, expected):
+        assert g["llr"] == pytest.approx(float(e[5]), abs=1e-4)
+        assert g["method"] == e[6]
+
+
 def test_bad_inputs_raise_with_the_clis_messages(model, tmp_path):
     with pytest.raises(FileNotFoundError):
         dnalm.Model.load(str(tmp_path / "missing"))
