@@ -10,9 +10,12 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 bash scripts/setup-python.sh
-# The `dnalm` Python package, built from this checkout into .venv (a dev build: it reuses what
-# `cargo test` just built), then its tests, which compare it with the CLI.
-(cd python && ../.venv/bin/maturin develop --locked -q)
+# The `dnalm` Python package, installed from this checkout into .venv with pip (maturin's build
+# backend; a dev-profile build, so it reuses most of what `cargo test` just built), then its
+# tests, which compare it with the CLI.
+PATH="$PWD/.venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev --locked" \
+  .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation --force-reinstall \
+  --no-deps ./python
 .venv/bin/python -m pytest -q python/tests
 .venv/bin/python scripts/hf_parity.py --check crates/dnalm-tokenize/tests/golden
 # One fit per task is enough for parity (the headline is the full-data fit; refits only give its sd).
