@@ -182,6 +182,35 @@ def test_variant_scores_equal_dnalm_score_variants(model, checkpoint, tmp_path):
         assert g["method"] == e[6]
 
 
+def read_safetensors(path):
+    """The tensors of a safetensors file (numpy only: 8-byte header length, JSON, raw data)."""
+    raw = Path(path).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + a : 8 + n + b], dtype=np.float32).reshape(t["shape"])
+    return out
+
+
+@pytest.mark.parametrize("family", ["nt_v2", "dnabert2"])
+def test_hub_checkpoints_give_their_reference_codes_ids_and_logits(family):
+    """The golden fixtures of the hub families (tiny random weights, outputs of each family's
+    own code; see their README): Model.load reads the hub layout, and ids and logits match."""
+    golden = ROOT / "crates/dnalm-eval/tests/golden" / family
+    inputs = json.loads((golden / "inputs.json").read_text())
+    expected = read_safetensors(golden / "expected.safetensors")
+    model = dnalm.Model.load(str(golden / "checkpoint"))
+    seqs = [s["sequence"] for s in inputs["sequences"]]
+    encoded = model.tokenizer.encode(seqs)
+    for s, e, logits in zip(inputs["sequences"], encoded, model.logits(seqs)):
+        assert e["ids"].tolist() == s["input_ids"], s["name"]
+        np.testing.assert_allclose(logits, expected[f"{s['name']}.logits"], rtol=0, atol=1e-4)
+
+
 def test_bad_inputs_raise_with_the_clis_messages(model, tmp_path):
     with pytest.raises(FileNotFoundError):
         dnalm.Model.load(str(tmp_path / "missing"))
