@@ -462,3 +462,25 @@ fn bench_reads_the_standard_suites_as_distributed() {
     ]);
     assert!(err.contains("--genome"), "{err}");
 }
+
+/// Issue 20 (review): a layer-wise learning-rate decay outside (0, 1] is one clear line, before
+/// any training.
+#[test]
+fn finetune_refuses_a_layer_decay_out_of_range() {
+    let f = fixture();
+    for bad in ["1.5", "0", "-0.2"] {
+        let err = fails(&[
+            "finetune",
+            "-m",
+            f.model.to_str().unwrap(),
+            "-t",
+            f.task.to_str().unwrap(),
+            "-o",
+            f.root.join("never").to_str().unwrap(),
+            &format!("--layer-decay={bad}"),
+        ]);
+        assert!(err.contains("layer-decay"), "{err}");
+        assert!(err.contains(&format!("{bad} is not in (0, 1]")), "{err}");
+        assert!(!f.root.join("never").exists());
+    }
+}

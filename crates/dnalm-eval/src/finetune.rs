@@ -600,13 +600,10 @@ pub fn finetune(
                 w *= t;
                 b *= t;
             }
-            if let Targets::Values(v) = &y {
+            if let Some((mean, sd)) = crate::probes::fit::target_scale(&y, &train_idx) {
                 // The head predicts standardised targets (as `fit` scales them).
-                let vals: Vec<f64> = train_idx.iter().map(|&i| v[i]).collect();
-                let s = crate::metrics::Summary::of(&vals);
-                let sd = if s.sd > 0.0 { s.sd } else { 1.0 } as f32;
-                w /= sd;
-                b = (b - s.mean as f32) / sd;
+                w /= sd as f32;
+                b = (b - mean as f32) / sd as f32;
             }
             Some((w.iter().copied().collect::<Vec<f32>>(), b.to_vec()))
         }

@@ -197,14 +197,7 @@ pub fn fit_scaled<N: Module + Clone>(
             message: "no training rows".into(),
         });
     }
-    let target_scale = match targets {
-        Targets::Values(v) => {
-            let vals: Vec<f64> = train.iter().map(|&i| v[i]).collect();
-            let s = crate::metrics::Summary::of(&vals);
-            Some((s.mean, if s.sd > 0.0 { s.sd } else { 1.0 }))
-        }
-        Targets::Classes { .. } => None,
-    };
+    let target_scale = target_scale(targets, train);
     let batch_size = options.batch_size.max(1);
     let steps_per_epoch = train.len().div_ceil(batch_size);
     let planned = steps_per_epoch * options.epochs.max(1);
@@ -322,6 +315,20 @@ pub fn fit_scaled<N: Module + Clone>(
 
 /// A batch's outputs on the host as [`predict`] gives them: class probabilities, or
 /// de-standardised values.
+/// The mean and sd of the regression targets of `rows` (sd 1 when they are all equal), by which
+/// a network's outputs are standardised; `None` for classes. One owner: `fit` and the LP-FT head
+/// of fine-tuning must scale alike.
+pub(crate) fn target_scale(targets: &Targets, rows: &[usize]) -> Option<(f64, f64)> {
+    match targets {
+        Targets::Values(v) => {
+            let vals: Vec<f64> = rows.iter().map(|&i| v[i]).collect();
+            let s = crate::metrics::Summary::of(&vals);
+            Some((s.mean, if s.sd > 0.0 { s.sd } else { 1.0 }))
+        }
+        Targets::Classes { .. } => None,
+    }
+}
+
 fn host_outputs(y: Tensor<2>, target_scale: Option<(f64, f64)>) -> Result<Array2<f32>, EvalError> {
     let y = match target_scale {
         Some((mean, sd)) => {
