@@ -346,11 +346,6 @@ impl Model {
             let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
             embedder.embed(&refs).map_err(err)
         })?;
-        let to_numpy = |v: ndarray::Array2<f32>| {
-            let (rows, cols) = v.dim();
-            let (data, _) = v.into_raw_vec_and_offset();
-            Array2::from_shape_vec((rows, cols), data).map_err(|e| Error::new_err(e.to_string()))
-        };
         if granularity == Granularity::Sequence {
             let mut data = Vec::with_capacity(vectors.len() * width);
             for v in vectors {
@@ -409,13 +404,7 @@ impl Model {
         })?;
         logits
             .into_iter()
-            .map(|l| {
-                let (rows, cols) = l.dim();
-                let (data, _) = l.into_raw_vec_and_offset();
-                Array2::from_shape_vec((rows, cols), data)
-                    .map(|a| a.into_pyarray(py))
-                    .map_err(|e| Error::new_err(e.to_string()))
-            })
+            .map(|l| to_numpy(l).map(|a| a.into_pyarray(py)))
             .collect()
     }
 
@@ -600,6 +589,18 @@ fn read_fasta(path: PathBuf) -> PyResult<FastaReader> {
         reader: Box::new(FastxReader::from_path(&path).map_err(err)?),
         record: SequenceRecord::default(),
     })
+}
+
+/// The crates' array (ndarray 0.16) -> numpy's (the `numpy` crate's ndarray), in row-major
+/// order whatever the input's layout.
+fn to_numpy(v: ndarray::Array2<f32>) -> PyResult<Array2<f32>> {
+    let dim = v.dim();
+    let data = if v.is_standard_layout() {
+        v.into_raw_vec_and_offset().0
+    } else {
+        v.iter().copied().collect()
+    };
+    Array2::from_shape_vec(dim, data).map_err(|e| Error::new_err(e.to_string()))
 }
 
 /// numpy features (float32, `rows x dims`) -> the crates' array.

@@ -137,6 +137,15 @@ impl<'a> Scorer<'a> {
         self.encoder.model.config.architecture == Architecture::Decoder
     }
 
+    /// How the model attends: causally for decoders, both ways for encoders.
+    fn pattern(&self) -> AttentionPattern {
+        if self.causal() {
+            AttentionPattern::Causal
+        } else {
+            AttentionPattern::Bidirectional
+        }
+    }
+
     fn tokens(&self, seq: &[u8]) -> Tokens {
         let mut ids = Vec::new();
         let mut offsets = Vec::new();
@@ -181,12 +190,7 @@ impl<'a> Scorer<'a> {
             .chain(suffix)
             .collect();
         let model = &self.encoder.model;
-        let pattern = if self.causal() {
-            AttentionPattern::Causal
-        } else {
-            AttentionPattern::Bidirectional
-        };
-        let input = ModelInput::from_rows(std::slice::from_ref(&row), pattern);
+        let input = ModelInput::from_rows(std::slice::from_ref(&row), self.pattern());
         let hidden = model.forward(&input)?;
         let [_, len, d] = hidden.dims();
         let logits = model.lm_logits(hidden.reshape([len, d]));
@@ -207,12 +211,7 @@ impl<'a> Scorer<'a> {
         picks: &[(usize, usize)],
     ) -> Result<Vec<Vec<f32>>, EvalError> {
         let model = &self.encoder.model;
-        let pattern = if self.causal() {
-            AttentionPattern::Causal
-        } else {
-            AttentionPattern::Bidirectional
-        };
-        let input = ModelInput::from_rows(rows, pattern);
+        let input = ModelInput::from_rows(rows, self.pattern());
         let hidden = model.forward(&input)?;
         let [r, len, d] = hidden.dims();
         let index: Vec<i64> = picks
