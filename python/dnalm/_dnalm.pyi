@@ -30,9 +30,10 @@ class Tokenizer:
 
 class Model:
     @staticmethod
-    def load(path: str) -> "Model":
+    def load(path: str, device: str = "cpu") -> "Model":
         """A dnalm checkpoint or imported Hugging Face directory (``random:DIR``: random
-        weights of the same shape)."""
+        weights of the same shape), on ``device`` (``cpu``; ``vulkan[:N]`` in a build with
+        the ``vulkan`` feature)."""
     @property
     def n_layers(self) -> int: ...
     @property

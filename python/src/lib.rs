@@ -17,7 +17,7 @@ use dnalm_eval::{
     relevance,
     score::Scorer,
 };
-use dnalm_model::Checkpoint;
+use dnalm_model::{Checkpoint, DeviceName};
 use dnalm_seq::{
     alphabet,
     fastx::{FastxReader, SequenceRecord},
@@ -279,9 +279,17 @@ struct Model {
 
 #[pymethods]
 impl Model {
-    /// Loads a model directory (`random:DIR` for random weights of the same shape).
+    /// Loads a model directory (`random:DIR` for random weights of the same shape) onto
+    /// `device` (`cpu`; `vulkan[:N]` in a build with the `vulkan` feature).
     #[staticmethod]
-    fn load(py: Python<'_>, path: &str) -> PyResult<Model> {
+    #[pyo3(signature = (path, device = "cpu"))]
+    fn load(py: Python<'_>, path: &str, device: &str) -> PyResult<Model> {
+        let device: DeviceName = device
+            .parse()
+            .map_err(|e: dnalm_model::ModelError| PyValueError::new_err(e.to_string()))?;
+        let device = device
+            .open()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let spec = ModelSpec::parse(path);
         if !spec.dir.exists() {
             return Err(PyFileNotFoundError::new_err(format!(
@@ -289,7 +297,7 @@ impl Model {
                 spec.dir.display()
             )));
         }
-        let inner = compute(py, || spec.load())?.map_err(err)?;
+        let inner = compute(py, || spec.load(&device))?.map_err(err)?;
         Ok(Model {
             inner: Box::new(inner),
         })

@@ -214,6 +214,10 @@ def test_hub_checkpoints_give_their_reference_codes_ids_and_logits(family):
 def test_bad_inputs_raise_with_the_clis_messages(model, tmp_path):
     with pytest.raises(FileNotFoundError):
         dnalm.Model.load(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="device 'tpu': unknown device"):
+        dnalm.Model.load(str(tmp_path / "missing"), device="tpu")
+    with pytest.raises(ValueError, match="rebuild with --features vulkan"):
+        dnalm.Model.load(str(tmp_path / "missing"), device="vulkan")
     with pytest.raises(ValueError, match="sequence 1: invalid base '-' at position 3"):
         model.embed(["ACGT", "AC-T"])
     with pytest.raises(ValueError, match="'median' is not mean, cls or max"):

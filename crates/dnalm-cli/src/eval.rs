@@ -24,6 +24,8 @@ use dnalm_eval::{
     report::write_report,
 };
 use dnalm_model::heads::Pooling;
+
+use crate::DeviceFlag;
 use dnalm_seq::{
     suite::{self, TaskSource},
     task::{read_table, Split, Task},
@@ -97,6 +99,8 @@ pub struct EmbedArgs {
     format: String,
     #[command(flatten)]
     flags: EmbedFlags,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 const CHUNK: usize = 256;
@@ -104,7 +108,7 @@ const CHUNK: usize = 256;
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let spec = ModelSpec::parse(&args.model);
     let encoder = spec
-        .load()
+        .load(&args.device.open()?)
         .with_context(|| format!("loading model {}", args.model))?;
     let embedder = Embedder::new(&encoder, args.flags.options(args.granularity))?;
     let t0 = Instant::now();
@@ -260,6 +264,8 @@ pub struct ProbeArgs {
     probe: ProbeFlags,
     #[command(flatten)]
     flags: EmbedFlags,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
@@ -267,14 +273,17 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     let features = match (&args.model, &args.embeddings) {
         (Some(m), _) => {
             let spec = ModelSpec::parse(m);
-            let encoder = spec.load().with_context(|| format!("loading model {m}"))?;
+            let encoder = spec
+                .load(&args.device.open()?)
+                .with_context(|| format!("loading model {m}"))?;
             let embedder = Embedder::new(&encoder, args.flags.options(Granularity::Sequence))?;
             dnalm_eval::features::tasks::embed_task(&embedder, &task)?
         }
         (None, Some(dir)) => features_from_files(&task, dir)?,
         (None, None) => bail!("give --model DIR or --embeddings DIR"),
     };
-    let options = args.probe.options();
+    let mut options = args.probe.options();
+    options.mlp_fit.device = args.device.device;
     let mut out = serde_json::Map::new();
     println!("probe    chosen             test metrics (mean ± sd)");
     for kind in &args.probes {
@@ -453,12 +462,15 @@ pub struct FinetuneArgs {
     pooling: Pooling,
     #[command(flatten)]
     finetune: FinetuneFlags,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     let task = load_task(&args.task, args.genome.as_deref())?;
     let spec = ModelSpec::parse(&args.model);
-    let options = args.finetune.options(args.pooling, args.seeds, args.seed);
+    let mut options = args.finetune.options(args.pooling, args.seeds, args.seed);
+    options.fit.device = args.device.device;
     let t0 = Instant::now();
     let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;
     save_finetuned(&args.output, &net, &info, &tokenizer)?;
@@ -529,6 +541,8 @@ pub struct BenchArgs {
     flags: EmbedFlags,
     #[command(flatten)]
     finetune_flags: FinetuneFlags,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 /// A task named `[FORMAT:]DIR` (see [`TaskSource::parse`]).
@@ -592,7 +606,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             args.probe.seed,
         ));
     }
-    run_and_report(&config, &args.output)
+    run_and_report(&config.on_device(args.device.device), &args.output)
 }
 
 fn run_and_report(config: &BenchConfig, output: &Path) -> anyhow::Result<()> {
@@ -650,6 +664,8 @@ pub struct RelevanceArgs {
     flags: EmbedFlags,
     #[command(flatten)]
     finetune_flags: FinetuneFlags,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
@@ -664,7 +680,7 @@ pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
                 .options(args.flags.pooling, 1, args.probe.seed),
         );
     }
-    run_and_report(&config, &args.output)
+    run_and_report(&config.on_device(args.device.device), &args.output)
 }
 
 /// Arguments of `dnalm convert`.

@@ -50,11 +50,13 @@ pub struct LabelArgs {
     /// Output directory: predicted.bed, pairs.csv, task.json.
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    device: crate::DeviceFlag,
 }
 
 /// Runs `dnalm label`.
 pub fn run(args: LabelArgs) -> anyhow::Result<()> {
-    let (net, info, tokenizer) = load_finetuned(&args.model)
+    let (net, info, tokenizer) = load_finetuned(&args.model, &args.device.open()?)
         .with_context(|| format!("{}: not a fine-tuned classifier", args.model.display()))?;
     let window = match args.window.or(info.seq_len) {
         Some(w) => w,

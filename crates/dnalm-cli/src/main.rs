@@ -151,3 +151,24 @@ pub(crate) fn write_output(path: &std::path::Path, text: &str) -> anyhow::Result
     dnalm_seq::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
     Ok(())
 }
+
+/// `--device`, shared by every command that runs a model.
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct DeviceFlag {
+    /// Compute device: `cpu`, `vulkan[:N]` (build with `--features vulkan`) or `cuda[:N]`
+    /// (`--features cuda`). A device this build or machine lacks is one error before any work.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub(crate) device: dnalm_model::DeviceName,
+}
+
+impl DeviceFlag {
+    /// Acquires the device.
+    pub(crate) fn open(&self) -> anyhow::Result<dnalm_model::burn::tensor::Device> {
+        Ok(self.device.open()?)
+    }
+}
+
+fn parse_device(s: &str) -> Result<dnalm_model::DeviceName, String> {
+    s.parse()
+        .map_err(|e: dnalm_model::ModelError| e.to_string())
+}

@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use dnalm_model::burn::tensor::Device;
 use dnalm_tokenize::{Tokenizer, TokenizerKind};
 use dnalm_train::{
     trainer::{EvalRecord, Observer, StepRecord},
@@ -41,9 +40,8 @@ pub struct PretrainArgs {
     /// Training batches the Markov baseline counts (default: 200).
     #[arg(long, default_value_t = 200)]
     baseline_batches: u64,
-    /// Compute device: `cpu`, or `cuda` (build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: crate::DeviceFlag,
 }
 
 struct Progress {
@@ -87,22 +85,6 @@ impl Observer for Progress {
     }
 }
 
-fn device(name: &str) -> anyhow::Result<Device> {
-    match name {
-        "cpu" => Ok(dnalm_model::cpu()),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
-        other => anyhow::bail!(
-            "device '{other}' is not available in this build (cpu{})",
-            if cfg!(feature = "cuda") {
-                ", cuda"
-            } else {
-                "; rebuild with --features cuda for cuda"
-            }
-        ),
-    }
-}
-
 /// Refuses a model whose training state (f32 weights, gradients and AdamW's two moments: 16
 /// bytes a parameter) exceeds this machine's memory, in one line, before anything is allocated
 /// (a mistyped `--set model.d_model=1048576` used to abort the process). Linux only; elsewhere
@@ -140,7 +122,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let config = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
     let resolved = config.resolve()?;
     check_training_memory(&resolved.model)?;
-    let device = device(&args.device)?.autodiff();
+    let device = args.device.open()?.autodiff();
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = args
             .config

@@ -33,11 +33,13 @@ pub struct ModelFlags {
     /// Token budget of one forward batch (rows × tokens).
     #[arg(long, default_value_t = 16_384)]
     batch_tokens: usize,
+    #[command(flatten)]
+    device: crate::DeviceFlag,
 }
 
 impl ModelFlags {
     fn load(&self) -> anyhow::Result<Checkpoint> {
-        Ok(Checkpoint::load(&self.model, &dnalm_model::cpu())?)
+        Ok(Checkpoint::load(&self.model, &self.device.open()?)?)
     }
 }
 

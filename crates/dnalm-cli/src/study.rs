@@ -26,6 +26,8 @@ pub struct StudyArgs {
     /// without running anything.
     #[arg(long)]
     report_only: bool,
+    #[command(flatten)]
+    device: crate::DeviceFlag,
 }
 
 /// Runs `dnalm study`.
@@ -43,6 +45,8 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // An absent device is one line here, not after the baselines have run.
+    args.device.open()?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(args.report_only));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || {
@@ -53,7 +57,7 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
     });
     let t0 = Instant::now();
     let mut progress = |m: &str| eprintln!("[{:>7.1}s] {m}", t0.elapsed().as_secs_f64());
-    let study = run_study(&spec, &output, stop, &mut progress)?;
+    let study = run_study(&spec, &output, args.device.device, stop, &mut progress)?;
     for t in &study.analysis {
         let class = &t.class;
         eprintln!(

@@ -484,3 +484,80 @@ fn finetune_refuses_a_layer_decay_out_of_range() {
         assert!(!f.root.join("never").exists());
     }
 }
+
+/// Issue 21: a GPU this build lacks is one line naming the feature, before any work, on every
+/// command that runs a model; an unknown device name is refused by the argument parser.
+#[cfg(not(feature = "vulkan"))]
+#[test]
+fn every_model_command_refuses_a_device_this_build_lacks() {
+    let f = fixture();
+    let (model, task) = (f.model.to_str().unwrap(), f.task.to_str().unwrap());
+    let out = |name: &str| f.root.join(name).to_str().unwrap().to_string();
+    let fasta = root().join("data/lambda_phage.fa");
+    let fasta = fasta.to_str().unwrap();
+    let commands: Vec<Vec<String>> = vec![
+        vec![
+            "embed".into(),
+            "-m".into(),
+            model.into(),
+            "-i".into(),
+            fasta.into(),
+            "-o".into(),
+            out("e.npy"),
+        ],
+        vec![
+            "probe".into(),
+            "-m".into(),
+            model.into(),
+            "-t".into(),
+            task.into(),
+        ],
+        vec![
+            "finetune".into(),
+            "-m".into(),
+            model.into(),
+            "-t".into(),
+            task.into(),
+            "-o".into(),
+            out("ft"),
+        ],
+        vec![
+            "bench".into(),
+            "-m".into(),
+            model.into(),
+            "-t".into(),
+            task.into(),
+            "-o".into(),
+            out("b"),
+        ],
+        vec![
+            "label".into(),
+            "-m".into(),
+            model.into(),
+            fasta.into(),
+            "-o".into(),
+            out("l"),
+        ],
+        vec![
+            "score".into(),
+            "likelihood".into(),
+            "-m".into(),
+            model.into(),
+            "-i".into(),
+            fasta.into(),
+            "-o".into(),
+            out("s.tsv"),
+        ],
+    ];
+    for command in &commands {
+        let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+        args.extend(["--device", "vulkan:0"]);
+        let run = dnalm(&args);
+        assert_one_line_error(&run, &["device 'vulkan:0'", "--features vulkan"]);
+        let err = stderr(&dnalm(&[&args[..args.len() - 1], &["tpu"]].concat()));
+        assert!(err.contains("unknown device"), "{err}");
+    }
+    for name in ["e.npy", "ft", "b", "l", "s.tsv"] {
+        assert!(!f.root.join(name).exists(), "{name} was written");
+    }
+}

@@ -31,6 +31,7 @@ use crate::{
     relevance::{h_score_with, logme_with, task_affinity, Affinity, Gram},
     EvalError,
 };
+use dnalm_model::DeviceName;
 
 /// What to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +63,26 @@ pub struct BenchConfig {
     /// embeddings), with this budget, `seeds` times.
     #[serde(default)]
     pub token_probe: Option<FitOptions>,
+    /// Where models embed; [`BenchConfig::on_device`] also sends every fit there.
+    #[serde(default)]
+    pub device: DeviceName,
+}
+
+impl BenchConfig {
+    /// Runs everything on `device`: embedding, the MLP probe, the CNN baseline, the token probe
+    /// and fine-tuning.
+    pub fn on_device(mut self, device: DeviceName) -> Self {
+        self.device = device;
+        self.probe.mlp_fit.device = device;
+        self.cnn.device = device;
+        if let Some(fit) = &mut self.token_probe {
+            fit.device = device;
+        }
+        if let Some(finetune) = &mut self.finetune {
+            finetune.fit.device = device;
+        }
+        self
+    }
 }
 
 impl Default for BenchConfig {
@@ -84,12 +105,14 @@ impl Default for BenchConfig {
                 eval_every: None,
                 select: Selection::ValidLoss,
                 score_initial: false,
+                device: DeviceName::Cpu,
             },
             cnn_channels: 64,
             seeds: 3,
             finetune: None,
             per_layer: false,
             token_probe: None,
+            device: DeviceName::Cpu,
         }
     }
 }
@@ -294,6 +317,8 @@ pub fn run_bench(
     config: &BenchConfig,
     progress: &mut dyn Progress,
 ) -> Result<BenchResults, EvalError> {
+    // An absent device is an error before any task is read or baseline trained.
+    let device = config.device.open()?;
     let tasks: Vec<Task> = config
         .tasks
         .iter()
@@ -314,7 +339,7 @@ pub fn run_bench(
     let mut layer_curves = Vec::new();
     for spec in &config.models {
         progress.message(&format!("{}: loading {}", spec.name, spec.dir.display()));
-        let encoder = spec.load()?;
+        let encoder = spec.load(&device)?;
         let embedder = Embedder::new(&encoder, config.embed.clone())?;
         let mut per_task: Vec<(String, SplitFeatures)> = Vec::new();
         for (task, result) in tasks.iter().zip(&mut results) {

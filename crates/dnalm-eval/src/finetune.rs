@@ -220,6 +220,7 @@ pub const FINETUNE_BUDGET: FitOptions = FitOptions {
     eval_every: None,
     select: Selection::ValidMetric,
     score_initial: true,
+    device: dnalm_model::DeviceName::Cpu,
 };
 
 /// Steps between validations when the budget does not say: every epoch, at most 100 steps.
@@ -517,7 +518,8 @@ pub fn finetune(
     options: &FinetuneOptions,
 ) -> Result<(FinetuneReport, SequenceClassifier, HeadInfo, AnyTokenizer), EvalError> {
     let [train, valid, test] = split_rows(task)?;
-    let encoder = model.load()?;
+    // Loaded on the CPU: its weights are copied into the network that trains on the device.
+    let encoder = model.load(&dnalm_model::cpu())?;
     check_tokenizer(task, &encoder)?;
     let tokenizer = encoder.tokenizer.clone();
     let config = encoder.model.config.clone();
@@ -624,7 +626,7 @@ pub fn finetune(
             _ => net.forward(&pick(idx), pooling, span, seed),
         }
     };
-    let device = crate::train_device();
+    let device = crate::train_device(&options.fit.device.open()?);
     let weights = named_parameters(&encoder.model);
     let build = |seed: u64| -> Result<SequenceClassifier, EvalError> {
         let mut enc = load_parameters(DnaLm::new(&config, &device)?, &weights, &model.dir)?;
@@ -816,9 +818,10 @@ pub fn save_finetuned(
     Ok(())
 }
 
-/// Loads a fine-tuned checkpoint (inference device).
+/// Loads a fine-tuned checkpoint onto `device`.
 pub fn load_finetuned(
     dir: &Path,
+    device: &dnalm_model::burn::tensor::Device,
 ) -> Result<(SequenceClassifier, HeadInfo, AnyTokenizer), EvalError> {
     let head_json = dir.join("head.json");
     let text = std::fs::read_to_string(&head_json).map_err(|e| EvalError::io(&head_json, e))?;
@@ -826,12 +829,11 @@ pub fn load_finetuned(
         path: head_json.clone(),
         message: format!("not a dnalm head.json: {e}"),
     })?;
-    let device = dnalm_model::cpu();
     let Checkpoint {
         model: encoder,
         tokenizer,
         ..
-    } = Checkpoint::load(dir, &device)?;
+    } = Checkpoint::load(dir, device)?;
     let outputs = if info.regression {
         1
     } else {
@@ -839,9 +841,9 @@ pub fn load_finetuned(
     };
     let head_path = dir.join("head.safetensors");
     let shape = if info.linear_head {
-        SequenceHead::linear(encoder.config.d_model, outputs, &device)
+        SequenceHead::linear(encoder.config.d_model, outputs, device)
     } else {
-        SequenceHead::new(encoder.config.d_model, outputs, &device)
+        SequenceHead::new(encoder.config.d_model, outputs, device)
     };
     let head = load_parameters(shape, &read_safetensors(&head_path)?, &head_path)?;
     Ok((SequenceClassifier { encoder, head }, info, tokenizer))
@@ -979,7 +981,7 @@ mod tests {
     fn cached_frozen_blocks_give_the_outputs_of_the_full_forward() {
         let dir = tempfile::tempdir().unwrap();
         let (spec, _) = fixture(dir.path());
-        let checkpoint = spec.load().unwrap();
+        let checkpoint = spec.load(&dnalm_model::cpu()).unwrap();
         let device = checkpoint.model.device();
         let net = SequenceClassifier {
             head: SequenceHead::new(16, 2, &device),
@@ -1008,7 +1010,7 @@ mod tests {
         use crate::features::embed::{EmbedOptions, Embedder};
         let dir = tempfile::tempdir().unwrap();
         let (spec, task) = fixture(dir.path());
-        let checkpoint = spec.load().unwrap();
+        let checkpoint = spec.load(&dnalm_model::cpu()).unwrap();
         let seqs: Vec<&[u8]> = task
             .split(dnalm_seq::task::Split::Train)
             .take(5)

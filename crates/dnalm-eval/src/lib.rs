@@ -141,9 +141,9 @@ pub(crate) fn shape_error(routine: &'static str, e: ndarray::ShapeError) -> Eval
     }
 }
 
-/// The CPU device with autodiff, for everything dnalm-eval trains. Parameters are initialised
+/// `device` with autodiff, for everything dnalm-eval trains. Parameters are initialised
 /// deterministically by name from a seed ([`dnalm_model::io::reinitialize`]), never from the
-/// device's generator.
-pub fn train_device() -> Device {
-    dnalm_model::cpu().autodiff()
+/// device's generator, so a fit starts from the same weights on every device.
+pub fn train_device(device: &Device) -> Device {
+    device.clone().autodiff()
 }

@@ -17,7 +17,7 @@
 //! decoder as Llama, and dnalm loads DNABERT (BERT) and Nucleotide Transformer (ESM) checkpoints
 //! ([`hf`]).
 //!
-//! The CPU backend is burn's Flex; the `cuda` feature adds CubeCL CUDA. On Flex, every
+//! The CPU backend is burn's Flex; the `vulkan` and `cuda` features add GPUs ([`device`]). On Flex, every
 //! pre-LayerNorm encoder layer with padding-only attention runs as one fused operation with a
 //! hand-written backward pass ([`fused`]): the speed of training and inference on the CPU.
 //!
@@ -43,6 +43,7 @@ pub mod block;
 mod checkpoint;
 mod config;
 pub mod convert;
+pub mod device;
 pub mod float_mode;
 pub mod fused;
 pub mod heads;
@@ -52,6 +53,7 @@ mod model;
 pub mod tensors;
 
 pub use checkpoint::Checkpoint;
+pub use device::DeviceName;
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +137,14 @@ pub enum ModelError {
         highest: usize,
         /// Rows of the model's embedding.
         rows: usize,
+    },
+    /// A compute device is unknown, not in this build, or absent from this machine.
+    #[error("device '{name}': {message}")]
+    Device {
+        /// The name given.
+        name: String,
+        /// What is wrong.
+        message: String,
     },
     /// A tokenizer could not be read or written.
     #[error(transparent)]

@@ -20,7 +20,7 @@
 //! let spec = StudySpec::load("studies/context.toml".as_ref())?;
 //! let stop = Arc::new(AtomicBool::new(false));
 //! let mut progress = |message: &str| eprintln!("{message}");
-//! let study = run_study(&spec, "runs/study-context".as_ref(), stop, &mut progress)?;
+//! let study = run_study(&spec, "runs/study-context".as_ref(), dnalm_model::DeviceName::Cpu, stop, &mut progress)?;
 //! for task in &study.analysis {
 //!     println!("{}: {}", task.task, task.class);
 //! }

@@ -18,6 +18,7 @@ use dnalm_eval::{
     metrics::{Summary, TestPredictions},
     ProbeOptions,
 };
+use dnalm_model::DeviceName;
 use dnalm_seq::suite::TaskSource;
 use dnalm_tokenize::Tokenizer;
 use dnalm_train::{
@@ -35,10 +36,12 @@ use crate::{
 /// Runs (or resumes) a study into `out`, then analyses it and writes `study.json`, `study.md`
 /// and `plots/`. `stop` (e.g. set by Ctrl-C) ends it after the current pretraining step with
 /// a checkpoint; what finished is reported and the next run resumes. With `stop` already set,
-/// nothing new runs: the report covers the cells finished so far.
+/// nothing new runs: the report covers the cells finished so far. Pretraining, embedding and
+/// every fit run on `device`.
 pub fn run_study(
     spec: &StudySpec,
     out: &Path,
+    device: DeviceName,
     stop: Arc<AtomicBool>,
     progress: &mut dyn Progress,
 ) -> Result<StudyResults, StudyError> {
@@ -94,6 +97,7 @@ pub fn run_study(
                 seed,
                 dir: &dir,
                 tasks: &tasks,
+                device,
             };
             match run.run(stop.clone(), progress)? {
                 Some(r) => {
@@ -256,6 +260,7 @@ struct CellRun<'a> {
     seed: u64,
     dir: &'a Path,
     tasks: &'a [PathBuf],
+    device: DeviceName,
 }
 
 impl CellRun<'_> {
@@ -347,8 +352,12 @@ impl CellRun<'_> {
         let windows_per_step =
             (resolved.config.train.batch_size * resolved.config.train.accumulation) as u64;
         let context = resolved.config.data.context as u64;
-        let trainer =
-            Trainer::new(resolved, &run_dir, dnalm_eval::train_device()).map_err(in_cell)?;
+        let trainer = Trainer::new(
+            resolved,
+            &run_dir,
+            dnalm_eval::train_device(&self.device.open().map_err(|e| StudyError::Eval(e.into()))?),
+        )
+        .map_err(in_cell)?;
         let previous = read_metrics(&run_dir)
             .ok()
             .and_then(|(s, _)| s.last().map(|r| r.elapsed_s))
@@ -423,7 +432,8 @@ impl CellRun<'_> {
                 ..FinetuneOptions::default()
             }),
             ..BenchConfig::default()
-        };
+        }
+        .on_device(self.device);
         Ok(run_bench(&config, progress)?)
     }
 }

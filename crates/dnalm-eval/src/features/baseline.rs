@@ -294,7 +294,7 @@ pub fn cnn_baseline(
     for i in 0..seeds.max(1) as u64 {
         let mut o = options.clone();
         o.seed = options.seed.wrapping_add(i);
-        let device = crate::train_device();
+        let device = crate::train_device(&o.device.open()?);
         let net = dnalm_model::io::reinitialize_fan_in(
             OneHotCnn::new(channels, outputs, &device),
             o.seed,

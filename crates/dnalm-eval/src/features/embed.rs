@@ -19,7 +19,9 @@
 use std::path::PathBuf;
 
 use dnalm_model::{
-    burn::tensor::Tensor, heads::Pooling, Architecture, AttentionPattern, Checkpoint, ModelInput,
+    burn::tensor::{Device, Tensor},
+    heads::Pooling,
+    Architecture, AttentionPattern, Checkpoint, ModelInput,
 };
 use dnalm_seq::alphabet::reverse_complement;
 use dnalm_tokenize::Tokenizer;
@@ -544,15 +546,11 @@ impl ModelSpec {
         }
     }
 
-    /// Loads the encoder.
-    pub fn load(&self) -> Result<Checkpoint, EvalError> {
+    /// Loads the encoder onto `device`.
+    pub fn load(&self, device: &Device) -> Result<Checkpoint, EvalError> {
         match self.random {
-            Some(seed) => Ok(Checkpoint::random_like(
-                &self.dir,
-                seed,
-                &dnalm_model::cpu(),
-            )?),
-            None => Ok(Checkpoint::load(&self.dir, &dnalm_model::cpu())?),
+            Some(seed) => Ok(Checkpoint::random_like(&self.dir, seed, device)?),
+            None => Ok(Checkpoint::load(&self.dir, device)?),
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::{
     probes::{headline, score},
     EvalError,
 };
+use dnalm_model::DeviceName;
 
 /// Budget and optimiser settings of one fit.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -58,6 +59,9 @@ pub struct FitOptions {
     /// (a head initialised from a linear probe is never left for something worse on valid).
     #[serde(default)]
     pub score_initial: bool,
+    /// Where the network trains (`cpu` by default; a GPU with `--device`).
+    #[serde(default)]
+    pub device: DeviceName,
 }
 
 /// What picks the best point of a fit.
@@ -85,6 +89,7 @@ impl Default for FitOptions {
             eval_every: None,
             select: Selection::ValidLoss,
             score_initial: false,
+            device: dnalm_model::DeviceName::Cpu,
         }
     }
 }
@@ -411,7 +416,7 @@ mod tests {
     /// statistics: this fails if a snapshot stops being independent of later training.
     #[test]
     fn a_record_snapshot_keeps_batch_norm_statistics_that_a_clone_shares() {
-        let device = crate::train_device();
+        let device = crate::train_device(&dnalm_model::cpu());
         let norm: BatchNorm = BatchNormConfig::new(2).init(&device);
         let snapshot = norm.clone().into_record();
         let clone = norm.clone();

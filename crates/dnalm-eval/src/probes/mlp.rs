@@ -51,7 +51,7 @@ pub(crate) fn mlp_fit_predict(
     hidden: usize,
     options: &FitOptions,
 ) -> Result<Array2<f32>, EvalError> {
-    let device = crate::train_device();
+    let device = crate::train_device(&options.device.open()?);
     // Training and selection rows in one table; forward gathers rows by index.
     let all = ndarray::concatenate(Axis(0), &[train.x.view(), select.x.view()])
         .map_err(|e| crate::shape_error("MLP probe", e))?;

@@ -181,6 +181,7 @@ impl Default for ProbeOptions {
                 eval_every: None,
                 select: Selection::ValidLoss,
                 score_initial: false,
+                device: dnalm_model::DeviceName::Cpu,
             },
             max_iterations: 100,
         }

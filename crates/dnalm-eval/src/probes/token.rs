@@ -43,6 +43,7 @@ pub const TOKEN_PROBE_BUDGET: FitOptions = FitOptions {
     eval_every: None,
     select: Selection::ValidLoss,
     score_initial: false,
+    device: dnalm_model::DeviceName::Cpu,
 };
 /// Position bins of the max pooling, each an eighth of the sequence's own tokens.
 const BINS: usize = 8;
@@ -190,7 +191,7 @@ pub fn run_token_probe(
     for i in 0..seeds.max(1) as u64 {
         let mut o = options.clone();
         o.seed = options.seed.wrapping_add(i);
-        let device = crate::train_device();
+        let device = crate::train_device(&o.device.open()?);
         let net =
             dnalm_model::io::reinitialize_fan_in(TokenHead::new(width, outputs, &device), o.seed);
         let fitted = fit(net, &forward, &y, &train_rows, &valid_rows, &o)?;
@@ -258,6 +259,7 @@ mod tests {
             eval_every: None,
             select: Selection::ValidLoss,
             score_initial: false,
+            device: dnalm_model::DeviceName::Cpu,
         };
         let report = run_token_probe(&data, &options, 1).unwrap();
         assert!(report.summary["auroc"].mean > 0.95, "{:?}", report.summary);
