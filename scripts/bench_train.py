@@ -3,8 +3,11 @@
 The same encoder as dnalm's (ESM-2 layout: pre-LayerNorm, rotary, GELU, tied LM head), built as
 transformers' EsmForMaskedLM with the same shapes, fp32, the same thread count; a training step is
 forward + masked-LM loss on 15% of positions + backward + AdamW, inference is a forward pass.
-Prints one JSON line. Shapes come from the same BENCH_* environment variables.
+Prints one JSON line. Shapes come from the same BENCH_* environment variables; BENCH_DEVICE
+(`cpu` or `cuda`) and BENCH_DTYPE (`fp32` or `bf16`: autocast with fp32 master weights, as
+dnalm's `train.precision` would) pick where and how it runs (scripts/gpu_check.sh).
 """
+import contextlib
 import json
 import os
 import time
@@ -29,19 +32,33 @@ def main():
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, token_dropout=False,
         emb_layer_norm_before=False, pad_token_id=0, mask_token_id=4, tie_word_embeddings=True,
     )
-    model = EsmForMaskedLM(config)
-    ids = torch.randint(5, vocab, (batch, seq))
-    labels = torch.where(torch.rand(batch, seq) < 0.15, ids, torch.full_like(ids, -100))
+    device = os.environ.get("BENCH_DEVICE", "cpu")
+    dtype = os.environ.get("BENCH_DTYPE", "fp32")
+    model = EsmForMaskedLM(config).to(device)
+    ids = torch.randint(5, vocab, (batch, seq)).to(device)
+    labels = torch.where(torch.rand(batch, seq, device=device) < 0.15, ids, torch.full_like(ids, -100))
     attention = torch.ones_like(ids)
+
+    def autocast():
+        if dtype == "bf16":
+            return torch.autocast(device_type=device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
     times = []
     for step in range(steps + 1):
+        sync()
         t = time.perf_counter()
-        out = model(input_ids=ids, attention_mask=attention, labels=labels)
+        with autocast():
+            out = model(input_ids=ids, attention_mask=attention, labels=labels)
         out.loss.backward()
         optim.step()
         optim.zero_grad(set_to_none=True)
+        sync()
         if step > 0:
             times.append(time.perf_counter() - t)
     train = batch * seq / sorted(times)[len(times) // 2]
@@ -49,14 +66,17 @@ def main():
     times = []
     with torch.inference_mode():
         for step in range(steps + 1):
+            sync()
             t = time.perf_counter()
-            model.esm(input_ids=ids, attention_mask=attention)
+            with autocast():
+                model.esm(input_ids=ids, attention_mask=attention)
+            sync()
             if step > 0:
                 times.append(time.perf_counter() - t)
     infer = batch * seq / sorted(times)[len(times) // 2]
     print(json.dumps({
         "impl": f"pytorch {torch.__version__} + transformers (EsmForMaskedLM, {config._attn_implementation})",
-        "threads": threads, "layers": layers, "d_model": d, "seq": seq, "batch": batch,
+        "device": device, "dtype": dtype, "threads": threads, "layers": layers, "d_model": d, "seq": seq, "batch": batch,
         "train_tokens_per_s": round(train, 1), "infer_tokens_per_s": round(infer, 1),
     }))
 

@@ -4,13 +4,14 @@
 //!
 //! Shapes (override with env): BENCH_LAYERS=4 BENCH_D=256 BENCH_HEADS=4 BENCH_FFN=1024
 //! BENCH_SEQ=512 BENCH_BATCH=8 BENCH_VOCAB=12 BENCH_STEPS=5. fp32; masked-LM loss on 15% of
-//! positions; AdamW update included in a training step.
+//! positions; AdamW update included in a training step. BENCH_DEVICE (default `cpu`) picks the
+//! device: `vulkan` on a build with `--features dnalm-model/vulkan` (`scripts/gpu_check.sh`).
 
 use std::time::Instant;
 
 use dnalm_model::{
     burn::{module::Module, optim::GradientsParams},
-    cpu, Architecture, AttentionPattern, DnaLm, ModelConfig, ModelInput,
+    Architecture, AttentionPattern, DeviceName, DnaLm, ModelConfig, ModelInput,
 };
 use dnalm_train::{
     data::{Batch, BatchAttention},
@@ -77,7 +78,11 @@ fn main() {
     };
 
     // Training: forward, masked-LM loss, backward, AdamW.
-    let device = cpu().autodiff();
+    let device_name: DeviceName = std::env::var("BENCH_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .expect("BENCH_DEVICE is a device name");
+    let device = device_name.open().expect("the device opens").autodiff();
     let mut model = DnaLm::seeded(&cfg, &device, 0).expect("valid config");
     let mut optim = AdamW::new(OptimConfig::default());
     let mut times = Vec::new();
@@ -119,7 +124,7 @@ fn main() {
     }
     let infer = n as f64 / median(&mut times);
     println!(
-        "{{\"impl\":\"dnalm\",\"threads\":{},\"layers\":{layers},\"d_model\":{d},\"seq\":{seq},\"batch\":{batch},\"train_tokens_per_s\":{train:.1},\"infer_tokens_per_s\":{infer:.1}}}",
+        "{{\"impl\":\"dnalm\",\"device\":\"{device_name}\",\"threads\":{},\"layers\":{layers},\"d_model\":{d},\"seq\":{seq},\"batch\":{batch},\"train_tokens_per_s\":{train:.1},\"infer_tokens_per_s\":{infer:.1}}}",
         rayon::current_num_threads()
     );
 }
