@@ -283,7 +283,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give --model DIR or --embeddings DIR"),
     };
     let mut options = args.probe.options();
-    options.mlp_fit.device = args.device.device;
+    options.mlp_fit.device = args.device.name()?;
     let mut out = serde_json::Map::new();
     println!("probe    chosen             test metrics (mean ± sd)");
     for kind in &args.probes {
@@ -470,7 +470,7 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     let task = load_task(&args.task, args.genome.as_deref())?;
     let spec = ModelSpec::parse(&args.model);
     let mut options = args.finetune.options(args.pooling, args.seeds, args.seed);
-    options.fit.device = args.device.device;
+    options.fit.device = args.device.name()?;
     let t0 = Instant::now();
     let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;
     save_finetuned(&args.output, &net, &info, &tokenizer)?;
@@ -606,7 +606,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             args.probe.seed,
         ));
     }
-    run_and_report(&config.on_device(args.device.device), &args.output)
+    run_and_report(&config.on_device(args.device.name()?), &args.output)
 }
 
 fn run_and_report(config: &BenchConfig, output: &Path) -> anyhow::Result<()> {
@@ -680,7 +680,7 @@ pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
                 .options(args.flags.pooling, 1, args.probe.seed),
         );
     }
-    run_and_report(&config.on_device(args.device.device), &args.output)
+    run_and_report(&config.on_device(args.device.name()?), &args.output)
 }
 
 /// Arguments of `dnalm convert`.

@@ -153,22 +153,23 @@ pub(crate) fn write_output(path: &std::path::Path, text: &str) -> anyhow::Result
 }
 
 /// `--device`, shared by every command that runs a model.
-#[derive(clap::Args, Clone, Copy)]
+#[derive(clap::Args, Clone)]
 pub(crate) struct DeviceFlag {
     /// Compute device: `cpu`, `vulkan[:N]` (build with `--features vulkan`) or `cuda[:N]`
     /// (`--features cuda`). A device this build or machine lacks is one error before any work.
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    pub(crate) device: dnalm_model::DeviceName,
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 impl DeviceFlag {
+    /// The device named (parsed here rather than by clap, so a bad name is one line like every
+    /// other error).
+    pub(crate) fn name(&self) -> anyhow::Result<dnalm_model::DeviceName> {
+        Ok(self.device.parse()?)
+    }
+
     /// Acquires the device.
     pub(crate) fn open(&self) -> anyhow::Result<dnalm_model::burn::tensor::Device> {
-        Ok(self.device.open()?)
+        Ok(self.name()?.open()?)
     }
-}
-
-fn parse_device(s: &str) -> Result<dnalm_model::DeviceName, String> {
-    s.parse()
-        .map_err(|e: dnalm_model::ModelError| e.to_string())
 }

@@ -57,7 +57,7 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
     });
     let t0 = Instant::now();
     let mut progress = |m: &str| eprintln!("[{:>7.1}s] {m}", t0.elapsed().as_secs_f64());
-    let study = run_study(&spec, &output, args.device.device, stop, &mut progress)?;
+    let study = run_study(&spec, &output, args.device.name()?, stop, &mut progress)?;
     for t in &study.analysis {
         let class = &t.class;
         eprintln!(

@@ -131,7 +131,7 @@ fn config_errors_are_one_line_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let config = root().join("configs/mlm.toml");
     let cases: [(&[&str], &str); 5] = [
-        (&["--device", "tpu"], "device 'tpu' is not available"),
+        (&["--device", "tpu"], "device 'tpu': unknown device"),
         (&["--set", "objectives=[{type = \"electra\"}]"], "electra"),
         (
             &["--set", "tokenizer.spec=\"kmer:6:non-overlapping\""],
