@@ -58,9 +58,6 @@ impl DeviceName {
         // A GPU runtime is acquired once per process; later opens reuse it (acquiring an adapter
         // takes a driver round trip, and a runtime cannot be registered twice).
         static OPENED: Mutex<Vec<(DeviceName, Device)>> = Mutex::new(Vec::new());
-        if self.is_cpu() {
-            return Ok(crate::cpu());
-        }
         let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, device)) = opened.iter().find(|(name, _)| name == self) {
             return Ok(device.clone());
