@@ -14,6 +14,7 @@
 //!   BEND);
 //! - [`window`]: fixed-stride tiling, random windows, leak-free genome splits;
 //! - [`sampler`]: rarity-balanced sampling of windows by annotation class;
+//! - [`shard`]: the contiguous partition of a job's items behind `--shard I/N`;
 //! - [`stats`]: the summaries printed by `dnalm inspect`.
 //!
 //! ```no_run
@@ -35,6 +36,7 @@ pub mod interval;
 pub mod motif;
 mod position;
 pub mod sampler;
+pub mod shard;
 pub mod stats;
 pub mod suite;
 pub mod task;
@@ -55,6 +57,7 @@ pub use fastx::{FastxReader, SequenceRecord};
 pub use genome::Genome;
 pub use interval::{read_intervals, Interval, IntervalIndex, Strand};
 pub use position::Position;
+pub use shard::Shard;
 pub use task::{Label, LabelledSequence, Split, Task, TaskSpec};
 
 /// Opens a file for reading; a directory is refused as such (on Linux opening one succeeds, and

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{write_atomic, Result, SeqError, Split};
 
@@ -51,23 +51,32 @@ pub struct NewTask {
     pub source: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct SplitCounts {
     rows: usize,
     per_label: BTreeMap<String, usize>,
 }
 
-#[derive(Serialize)]
-struct TaskJson<'a> {
-    name: &'a str,
+#[derive(Serialize, Deserialize)]
+struct TaskJson {
+    name: String,
     num_classes: usize,
-    label_names: &'a [String],
+    label_names: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq_len: Option<usize>,
-    description: &'a str,
+    description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a str>,
-    counts: BTreeMap<&'static str, SplitCounts>,
+    source: Option<String>,
+    counts: BTreeMap<String, SplitCounts>,
+}
+
+impl TaskJson {
+    fn write(&self, dir: &Path) -> Result<()> {
+        let path: PathBuf = dir.join("task.json");
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| SeqError::invalid("task.json", e.to_string()))?;
+        write_text(&path, &(text + "\n"))
+    }
 }
 
 impl NewTask {
@@ -109,23 +118,102 @@ impl NewTask {
                     rows: of_split.len(),
                     per_label,
                 };
-                (split.as_str(), counts)
+                (split.as_str().to_string(), counts)
             })
             .collect();
-        let json = TaskJson {
-            name: &self.name,
+        TaskJson {
+            name: self.name.clone(),
             num_classes: self.label_names.len(),
-            label_names: &self.label_names,
+            label_names: self.label_names.clone(),
             seq_len: self.seq_len,
-            description: &self.description,
-            source: self.source.as_deref(),
+            description: self.description.clone(),
+            source: self.source.clone(),
             counts,
-        };
-        let path: PathBuf = dir.join("task.json");
-        let text = serde_json::to_string_pretty(&json)
-            .map_err(|e| SeqError::invalid("task.json", e.to_string()))?;
-        write_text(&path, &(text + "\n"))
+        }
+        .write(dir)
     }
+}
+
+/// Merges the task directories that the shards of one job wrote (`shards`, in shard order, each
+/// with `task.json` and the one table `table`, e.g. `dnalm label --shard I/N`) into `dir`: the
+/// tables concatenated under one header and `task.json` with the counts summed and the name
+/// `name`. The result is what the whole job writes. Fails, naming the shard, when the shards
+/// disagree on the classes, length or description (shards of different jobs).
+pub fn merge_shards(shards: &[PathBuf], table: &str, dir: &Path, name: &str) -> Result<()> {
+    let mut merged: Option<TaskJson> = None;
+    let mut header: Option<String> = None;
+    let mut body = String::new();
+    for shard in shards {
+        let json_path = shard.join("task.json");
+        let text = std::fs::read_to_string(&json_path).map_err(|e| SeqError::io(&json_path, e))?;
+        let json: TaskJson = serde_json::from_str(&text).map_err(|e| {
+            SeqError::invalid(
+                json_path.display().to_string(),
+                format!("not a task.json: {e}"),
+            )
+        })?;
+        match &mut merged {
+            None => merged = Some(json),
+            Some(m) => {
+                if (&m.label_names, m.seq_len, &m.description, &m.source)
+                    != (
+                        &json.label_names,
+                        json.seq_len,
+                        &json.description,
+                        &json.source,
+                    )
+                {
+                    return Err(SeqError::invalid(
+                        json_path.display().to_string(),
+                        format!(
+                            "its classes, length or description differ from {}'s: not a shard of the same job",
+                            shards[0].display()
+                        ),
+                    ));
+                }
+                for (split, counts) in json.counts {
+                    let into = m.counts.entry(split).or_insert(SplitCounts {
+                        rows: 0,
+                        per_label: BTreeMap::new(),
+                    });
+                    into.rows += counts.rows;
+                    for (label, n) in counts.per_label {
+                        *into.per_label.entry(label).or_insert(0) += n;
+                    }
+                }
+            }
+        }
+        let table_path = shard.join(table);
+        let text =
+            std::fs::read_to_string(&table_path).map_err(|e| SeqError::io(&table_path, e))?;
+        let (first, rows) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+        // A shard without rows writes a header without the score column: its header is not
+        // compared, and the first shard with rows names the columns.
+        if rows.is_empty() {
+            header.get_or_insert_with(|| first.to_string());
+            continue;
+        }
+        match &header {
+            Some(h) if !body.is_empty() && h != first => {
+                return Err(SeqError::invalid(
+                    table_path.display().to_string(),
+                    format!("its header '{first}' differs from the other shards' '{h}'"),
+                ))
+            }
+            _ => header = Some(first.to_string()),
+        }
+        body.push_str(rows);
+    }
+    let Some(mut merged) = merged else {
+        return Err(SeqError::invalid("merge", "no shards given"));
+    };
+    merged.name = name.to_string();
+    std::fs::create_dir_all(dir).map_err(|e| SeqError::io(dir, e))?;
+    let mut text = header.unwrap_or_default();
+    text.push('\n');
+    text.push_str(&body);
+    write_text(&dir.join(table), &text)?;
+    merged.write(dir)
 }
 
 fn table<'a>(rows: impl Iterator<Item = &'a TaskRow>, with_split: bool) -> String {
@@ -201,5 +289,58 @@ mod tests {
             .write(dir.path(), &bad, &TaskFiles::PerSplit)
             .unwrap_err();
         assert!(err.to_string().contains("ACGT-2"), "{err}");
+    }
+
+    #[test]
+    fn shards_merge_into_the_whole_task_byte_for_byte() {
+        let new = |name: &str| NewTask {
+            name: name.into(),
+            description: "d".into(),
+            label_names: vec!["no".into(), "yes".into()],
+            seq_len: Some(4),
+            source: Some("dnalm label".into()),
+        };
+        let mut rows: Vec<TaskRow> = ["ACGT", "AAAA", "CCCC", "GGGG", "TTTT"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| row(s, i % 2, Split::ALL[i % 3]))
+            .collect();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.score = Some(0.5 + i as f64 / 10.0);
+        }
+        let files = TaskFiles::One("pairs.csv".into());
+        let root = tempfile::tempdir().unwrap();
+        let whole = root.path().join("whole");
+        new("whole").write(&whole, &rows, &files).unwrap();
+        // Three shards, the middle one empty (its header lacks the score column).
+        let parts = [&rows[..2], &rows[2..2], &rows[2..]];
+        let shards: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("s{i}"))).collect();
+        for (dir, part) in shards.iter().zip(parts) {
+            new("shard").write(dir, part, &files).unwrap();
+        }
+        let merged = root.path().join("merged");
+        merge_shards(&shards, "pairs.csv", &merged, "whole").unwrap();
+        for f in ["pairs.csv", "task.json"] {
+            assert_eq!(
+                std::fs::read_to_string(merged.join(f)).unwrap(),
+                std::fs::read_to_string(whole.join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        // A shard of another job is refused, by name.
+        let other = root.path().join("other");
+        NewTask {
+            description: "another job".into(),
+            ..new("x")
+        }
+        .write(&other, &rows[..1], &files)
+        .unwrap();
+        let err = merge_shards(&[shards[0].clone(), other], "pairs.csv", &merged, "m")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("other/task.json") && err.contains("same job"),
+            "{err}"
+        );
     }
 }
