@@ -7,7 +7,7 @@ use dnalm_model::heads::Pooling;
 use dnalm_seq::{
     alphabet::reverse_complement,
     window::{split_genome, SplitConfig, SplitUnit},
-    Genome, Split,
+    Genome, Shard, Split,
 };
 use dnalm_tokenize::AnyTokenizer;
 use serde::Serialize;
@@ -30,6 +30,10 @@ pub struct LabelOptions {
     pub max_n_fraction: f64,
     /// Windows per forward batch.
     pub batch_rows: usize,
+    /// The part of the genome's windows to classify (`--shard I/N`): a contiguous range of whole
+    /// batches of windows in genome order, so the shards' calls concatenated are, bit for bit,
+    /// the whole genome's.
+    pub shard: Shard,
 }
 
 /// One classified window.
@@ -119,6 +123,12 @@ pub fn classify_genome(
             ),
         });
     }
+    // Shards split whole batches, so each window meets the same batch-mates (hence the same
+    // padding and arithmetic) as in the whole run, and the shards' calls are the whole run's.
+    let per_batch = options.batch_rows.max(1);
+    let batches = options.shard.range(jobs.len().div_ceil(per_batch));
+    let jobs = &jobs
+        [(batches.start * per_batch).min(jobs.len())..(batches.end * per_batch).min(jobs.len())];
     let max = net.encoder.config.max_positions;
     let mut calls = Vec::with_capacity(jobs.len());
     for (done, chunk) in jobs.chunks(options.batch_rows.max(1)).enumerate() {
@@ -203,6 +213,103 @@ pub fn merge_elements(calls: &[WindowCall], classes: &[usize], min_score: f64) -
     out
 }
 
+/// The BED of `elements` (BED6: record name, start, end, class name, score as probability ×
+/// 1000, strand), as `dnalm label` writes it.
+pub fn elements_bed(elements: &[Element], records: &[String], label_names: &[String]) -> String {
+    let mut bed = String::new();
+    for e in elements {
+        bed.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            records[e.record],
+            e.start,
+            e.end,
+            label_names[e.label],
+            (e.score * 1000.0).round() as u32,
+            e.strand
+        ));
+    }
+    bed
+}
+
+/// Merges the BED files (`predicted.bed`) that the shards of one `dnalm label` job wrote, given
+/// as `(name, text)` in shard order, into the BED of the whole job: an element that crosses a
+/// shard boundary was written in two pieces, one per shard, and is joined again with the rule
+/// of [`merge_elements`] (same record, strand and class, touching or overlapping; the score is
+/// the higher one). Records keep their order of first appearance, which is genome order.
+pub fn merge_bed_shards(shards: &[(std::path::PathBuf, String)]) -> Result<String, EvalError> {
+    struct Piece<'a> {
+        record: usize,
+        chrom: &'a str,
+        start: usize,
+        end: usize,
+        name: &'a str,
+        score: u32,
+        strand: &'a str,
+    }
+    let mut records: Vec<&str> = Vec::new();
+    let mut pieces: Vec<Piece> = Vec::new();
+    for (source, text) in shards {
+        for (i, line) in text.lines().enumerate() {
+            let bad = |message: String| EvalError::Format {
+                path: source.clone(),
+                message: format!("line {}: {message}", i + 1),
+            };
+            let cols: Vec<&str> = line.split('\t').collect();
+            let [chrom, start, end, name, score, strand] = cols[..] else {
+                return Err(bad(format!(
+                    "expected the 6 columns dnalm label writes, found {}",
+                    cols.len()
+                )));
+            };
+            let number = |what: &str, text: &str| {
+                text.parse::<usize>()
+                    .map_err(|_| bad(format!("{what} '{text}' is not a whole number")))
+            };
+            let record = match records.iter().position(|r| *r == chrom) {
+                Some(r) => r,
+                None => {
+                    records.push(chrom);
+                    records.len() - 1
+                }
+            };
+            pieces.push(Piece {
+                record,
+                chrom,
+                start: number("start", start)?,
+                end: number("end", end)?,
+                name,
+                score: number("score", score)? as u32,
+                strand,
+            });
+        }
+    }
+    pieces.sort_by_key(|p| (p.record, p.strand, p.name, p.start));
+    let mut out: Vec<Piece> = Vec::new();
+    for p in pieces {
+        match out.last_mut() {
+            Some(e)
+                if e.record == p.record
+                    && e.strand == p.strand
+                    && e.name == p.name
+                    && p.start <= e.end =>
+            {
+                e.end = e.end.max(p.end);
+                e.score = e.score.max(p.score);
+            }
+            _ => out.push(p),
+        }
+    }
+    out.sort_by_key(|e| (e.record, e.start, e.end, e.strand));
+    let mut text = String::new();
+    for e in out {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            e.chrom, e.start, e.end, e.name, e.score, e.strand
+        ));
+    }
+    Ok(text)
+}
+
 /// Assigns each window to a split by the genome block its bases lie in (blocks of `block`
 /// bases, shuffled with `seed`, 70/10/20 of the bases); windows that cross into another split's
 /// block get `None`, so no bases are shared between splits.
@@ -246,6 +353,51 @@ mod tests {
             label,
             score,
         }
+    }
+
+    #[test]
+    fn sharded_beds_merge_into_the_whole_genome_bed() {
+        // Two records, windows of 100 every 50 on both strands, classes from a fixed LCG so
+        // that runs of one class cross every possible shard boundary.
+        let mut state = 7u64;
+        let mut calls = Vec::new();
+        for (record, len) in [(0usize, 3000usize), (1, 1200)] {
+            for start in (0..=len - 100).step_by(50) {
+                for strand in ['+', '-'] {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let r = (state >> 33) % 10;
+                    calls.push(WindowCall {
+                        record,
+                        start,
+                        end: start + 100,
+                        strand,
+                        label: usize::from(r < 4) + 2 * usize::from(r == 9),
+                        score: 0.5 + (r as f64) / 20.0,
+                    });
+                }
+            }
+        }
+        let records = vec!["chrA".to_string(), "chrB".to_string()];
+        let labels = vec!["bg".to_string(), "gene".to_string(), "rep".to_string()];
+        let bed = |calls: &[WindowCall]| {
+            elements_bed(&merge_elements(calls, &[1, 2], 0.5), &records, &labels)
+        };
+        let whole = bed(&calls);
+        assert!(whole.lines().count() > 20, "{whole}");
+        for n in 1..=7 {
+            let shards: Vec<(std::path::PathBuf, String)> = (1..=n)
+                .map(|i| {
+                    let range = Shard::new(i, n).unwrap().range(calls.len());
+                    (format!("s{i}").into(), bed(&calls[range]))
+                })
+                .collect();
+            assert_eq!(merge_bed_shards(&shards).unwrap(), whole, "{n} shards");
+        }
+        let bad = [("s1.bed".into(), "chrA\t1\tx\tgene\t900\t+\n".to_string())];
+        let err = merge_bed_shards(&bad).unwrap_err().to_string();
+        assert!(err.contains("s1.bed: line 1: end 'x'"), "{err}");
     }
 
     #[test]

@@ -273,10 +273,87 @@ pub fn read_embeddings(path: &Path) -> Result<(Array2<f32>, Vec<IndexEntry>), Ev
     Ok((matrix, index))
 }
 
+/// Concatenates embedding files (with their indexes) that the shards of one job wrote, in shard
+/// order, into `out` (same format as the parts): the rows of every part in order, so the result
+/// is byte for byte what the whole job writes. One part is in memory at a time. Returns the
+/// shape.
+pub fn concat_embeddings(parts: &[PathBuf], out: &Path) -> Result<(usize, usize), EvalError> {
+    let mut writer: Option<EmbeddingWriter> = None;
+    for part in parts {
+        let (matrix, index) = read_embeddings(part)?;
+        let writer = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(EmbeddingWriter::create(out, matrix.ncols())?),
+        };
+        if matrix.ncols() != writer.width {
+            return Err(EvalError::Format {
+                path: part.clone(),
+                message: format!(
+                    "vectors of width {} where {} has {}: not a shard of the same job",
+                    matrix.ncols(),
+                    parts[0].display(),
+                    writer.width
+                ),
+            });
+        }
+        for e in &index {
+            let rows = matrix
+                .slice(ndarray::s![e.row_start..e.row_end, ..])
+                .to_owned();
+            writer.push(&e.id, &e.label, &rows)?;
+        }
+    }
+    match writer {
+        Some(w) => w.finish(),
+        None => Err(EvalError::BadOption {
+            option: "merge",
+            message: "no embedding files given".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn shard_files_concatenate_into_the_whole_file_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = [
+            ("a", array![[1.0f32, 2.0]]),
+            ("b", array![[3.0f32, 4.0], [5.0, 6.0]]),
+            ("c", array![[7.0f32, 8.0]]),
+        ];
+        for ext in ["npy", "safetensors"] {
+            let write = |name: &str, part: &[(&str, Array2<f32>)]| {
+                let path = dir.path().join(name).join(format!("e.{ext}"));
+                let mut w = EmbeddingWriter::create(&path, 2).unwrap();
+                for (id, v) in part {
+                    w.push(id, "1", v).unwrap();
+                }
+                w.finish().unwrap();
+                path
+            };
+            let whole = write("whole", &rows);
+            // The middle shard is empty.
+            let parts = vec![
+                write("s1", &rows[..1]),
+                write("s2", &rows[1..1]),
+                write("s3", &rows[1..]),
+            ];
+            let merged = dir.path().join("merged").join(format!("e.{ext}"));
+            assert_eq!(concat_embeddings(&parts, &merged).unwrap(), (4, 2));
+            for p in [merged.clone(), index_path(&merged)] {
+                let w = whole.parent().unwrap().join(p.file_name().unwrap());
+                assert_eq!(
+                    std::fs::read(&p).unwrap(),
+                    std::fs::read(&w).unwrap(),
+                    "{p:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn npy_and_safetensors_round_trip_with_their_index() {
