@@ -25,11 +25,14 @@ use dnalm_eval::{
 };
 use dnalm_model::heads::Pooling;
 
-use crate::DeviceFlag;
+use crate::{
+    shard::{self, OutputKind, ShardFlag},
+    DeviceFlag,
+};
 use dnalm_seq::{
     suite::{self, TaskSource},
     task::{read_table, Split, Task},
-    FastxReader,
+    FastxReader, Shard,
 };
 
 /// How to embed (shared by embed, probe, relevance, bench).
@@ -101,11 +104,24 @@ pub struct EmbedArgs {
     flags: EmbedFlags,
     #[command(flatten)]
     device: DeviceFlag,
+    /// Shards split the sequences (each split's rows with --task), balanced by bases.
+    #[command(flatten)]
+    shard: ShardFlag,
 }
 
+/// Sequences embedded per call; shards split whole chunks, so each sequence is batched with the
+/// same neighbours (same padding, same arithmetic) as in the whole run.
 const CHUNK: usize = 256;
 
+/// The sequences of `shard` among sequences of `lengths`: whole chunks, balanced by bases.
+fn shard_sequences(shard: Shard, lengths: &[u64]) -> std::ops::Range<usize> {
+    let per_chunk: Vec<u64> = lengths.chunks(CHUNK).map(|c| c.iter().sum()).collect();
+    let chunks = shard.range_weighted(&per_chunk);
+    (chunks.start * CHUNK).min(lengths.len())..(chunks.end * CHUNK).min(lengths.len())
+}
+
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
+    let shard = args.shard.get()?;
     let spec = ModelSpec::parse(&args.model);
     let encoder = spec
         .load(&args.device.open()?)
@@ -124,6 +140,8 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         let mut written = Vec::new();
         for split in Split::ALL {
             let rows: Vec<_> = task.split(split).collect();
+            let lengths: Vec<u64> = rows.iter().map(|r| r.sequence.len() as u64).collect();
+            let rows = &rows[shard_sequences(shard, &lengths)];
             if rows.is_empty() {
                 continue;
             }
@@ -160,6 +178,12 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        shard::record(
+            &args.output,
+            OutputKind::EmbeddingsDir,
+            shard,
+            &["-o", "--output"],
+        )?;
     } else if let Some(input) = &args.input {
         let mut writer = EmbeddingWriter::create(&args.output, embedder.width())?;
         let mut batch: Vec<(String, String, Vec<u8>)> = Vec::new();
@@ -176,16 +200,36 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         if dnalm_seq::task::table_format(input)
             .is_some_and(|f| !matches!(f, dnalm_seq::task::TableFormat::Fasta))
         {
-            for r in read_table(input, None, None)? {
+            let rows = read_table(input, None, None)?;
+            let lengths: Vec<u64> = rows.iter().map(|r| r.sequence.len() as u64).collect();
+            let mine = shard_sequences(shard, &lengths);
+            for r in rows.into_iter().skip(mine.start).take(mine.len()) {
                 batch.push((r.id.clone(), label_text(&r.label), r.sequence));
                 if batch.len() == CHUNK {
                     flush(&mut batch, &mut writer)?;
                 }
             }
         } else {
+            // A shard's sequences: a first pass reads the lengths, to balance shards by bases.
+            let mine = if shard.is_whole() {
+                0..usize::MAX
+            } else {
+                let mut reader = FastxReader::from_path(input)?;
+                let mut record = dnalm_seq::SequenceRecord::new("", Vec::new());
+                let mut lengths = Vec::new();
+                while reader.read_record(&mut record)? {
+                    lengths.push(record.len() as u64);
+                }
+                shard_sequences(shard, &lengths)
+            };
             let mut reader = FastxReader::from_path(input)?;
             let mut record = dnalm_seq::SequenceRecord::new("", Vec::new());
+            let mut index = 0;
             while reader.read_record(&mut record)? {
+                index += 1;
+                if !mine.contains(&(index - 1)) {
+                    continue;
+                }
                 batch.push((record.name.clone(), String::new(), record.sequence.clone()));
                 if batch.len() == CHUNK {
                     flush(&mut batch, &mut writer)?;
@@ -195,6 +239,12 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         flush(&mut batch, &mut writer)?;
         total = writer.len();
         let (n, d) = writer.finish()?;
+        shard::record(
+            &args.output,
+            OutputKind::Embeddings,
+            shard,
+            &["-o", "--output"],
+        )?;
         eprintln!("{}: {n} x {d}", args.output.display());
     } else {
         bail!("give --task DIR or --input FILE");

@@ -1,13 +1,16 @@
 //! `dnalm label`: a fine-tuned classifier across a genome → BED of predicted elements and a
 //! task directory of (sequence, predicted label, score) pairs.
 
-use std::{fmt::Write as _, path::PathBuf, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use dnalm_eval::{
     finetune::load_finetuned,
-    label::{classify_genome, merge_elements, window_splits, LabelOptions},
+    label::{classify_genome, elements_bed, merge_elements, window_splits, LabelOptions},
 };
 use dnalm_seq::{
     alphabet::reverse_complement,
@@ -15,7 +18,10 @@ use dnalm_seq::{
     Genome,
 };
 
-use crate::write_output;
+use crate::{
+    shard::{self, OutputKind, ShardFlag},
+    write_output,
+};
 
 /// Arguments of `dnalm label`.
 #[derive(Args)]
@@ -52,10 +58,21 @@ pub struct LabelArgs {
     output: PathBuf,
     #[command(flatten)]
     device: crate::DeviceFlag,
+    #[command(flatten)]
+    shard: ShardFlag,
+}
+
+/// The name of the task a labelling writes into `output`: the directory's name.
+pub(crate) fn task_name(output: &Path) -> String {
+    output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "labelled".into())
 }
 
 /// Runs `dnalm label`.
 pub fn run(args: LabelArgs) -> anyhow::Result<()> {
+    let shard = args.shard.get()?;
     let (net, info, tokenizer) = load_finetuned(&args.model, &args.device.open()?)
         .with_context(|| format!("{}: not a fine-tuned classifier", args.model.display()))?;
     let window = match args.window.or(info.seq_len) {
@@ -96,6 +113,7 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         both_strands: !args.forward_only,
         max_n_fraction: 0.1,
         batch_rows: args.batch,
+        shard,
     };
     let t0 = Instant::now();
     let calls = classify_genome(&net, &info, &tokenizer, &genome, &options, |done, total| {
@@ -108,19 +126,7 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
     })?;
     let names = genome.names();
     let elements = merge_elements(&calls, &classes, args.min_score);
-    let mut bed = String::new();
-    for e in &elements {
-        let _ = writeln!(
-            bed,
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            names[e.record],
-            e.start,
-            e.end,
-            info.label_names[e.label],
-            (e.score * 1000.0).round() as u32,
-            e.strand
-        );
-    }
+    let bed = elements_bed(&elements, &names, &info.label_names);
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     write_output(&args.output.join("predicted.bed"), &bed)?;
@@ -143,13 +149,8 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let name = args
-        .output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "labelled".into());
     let task = NewTask {
-        name,
+        name: task_name(&args.output),
         label_names: info.label_names.clone(),
         seq_len: Some(window),
         description: format!(
@@ -160,8 +161,14 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         source: None,
     };
     task.write(&args.output, &rows, &TaskFiles::One("pairs.csv".into()))?;
+    shard::record(&args.output, OutputKind::Label, shard, &["-o", "--output"])?;
+    let part = if shard.is_whole() {
+        String::new()
+    } else {
+        format!(" (shard {shard})")
+    };
     eprintln!(
-        "{} windows classified in {:.1} s; {} element(s) in {}/predicted.bed; {} pairs in pairs.csv",
+        "{} windows{part} classified in {:.1} s; {} element(s) in {}/predicted.bed; {} pairs in pairs.csv",
         calls.len(),
         t0.elapsed().as_secs_f64(),
         elements.len(),

@@ -8,6 +8,7 @@ mod inspect;
 mod label;
 mod pretrain;
 mod score;
+mod shard;
 mod study;
 mod tokenize;
 
@@ -77,6 +78,9 @@ enum Command {
     /// or dnalm) into a dnalm checkpoint that `transformers` loads (stock classes, or the hub
     /// family's own code for DNABERT-2 and NT-v2).
     Convert(eval::ConvertArgs),
+    /// Join the outputs of the shards of one `--shard I/N` job (embed, score, label) into the
+    /// output of the whole job.
+    Merge(shard::MergeArgs),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Study(args) => study::run(args),
         Command::Score(cmd) => score::run(cmd),
         Command::Label(args) => label::run(args),
+        Command::Merge(args) => shard::merge(args),
     }
 }
 
@@ -142,11 +147,16 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Writes `text` to `path` atomically (temp file + rename), or to stdout when `path` is `-`.
+/// Writes `text` to `path` atomically (temp file + rename), creating its directory, or to
+/// stdout when `path` is `-`.
 pub(crate) fn write_output(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     if path.as_os_str() == "-" {
         std::io::stdout().write_all(text.as_bytes())?;
         return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     }
     dnalm_seq::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
     Ok(())

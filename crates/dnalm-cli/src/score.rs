@@ -8,7 +8,10 @@ use dnalm_eval::{report::plot::mutagenesis_map, score::Scorer};
 use dnalm_model::Checkpoint;
 use dnalm_seq::{FastxReader, Genome, SequenceRecord};
 
-use crate::write_output;
+use crate::{
+    shard::{self, OutputKind, ShardFlag},
+    write_output,
+};
 
 /// `dnalm score` subcommands.
 #[derive(Subcommand)]
@@ -57,6 +60,9 @@ pub struct LikelihoodArgs {
     /// Also write per-base log-likelihoods (TSV: id, position, base, log_likelihood).
     #[arg(long)]
     per_base: Option<PathBuf>,
+    /// Shards split the records, balanced by bases.
+    #[command(flatten)]
+    shard: ShardFlag,
 }
 
 /// Arguments of `dnalm score variants`.
@@ -79,6 +85,9 @@ pub struct VariantArgs {
     /// Also write a TSV (chrom, pos, id, ref, alt, llr, method).
     #[arg(long)]
     tsv: Option<PathBuf>,
+    /// Shards split the VCF records.
+    #[command(flatten)]
+    shard: ShardFlag,
 }
 
 /// Arguments of `dnalm score ism`.
@@ -113,9 +122,26 @@ pub fn run(cmd: ScoreCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Output flags of `score likelihood`/`score variants` (dropped from a shard's job).
+const SCORE_OUTPUTS: [&str; 4] = ["-o", "--output", "--tsv", "--per-base"];
+
 fn likelihood(args: LikelihoodArgs) -> anyhow::Result<()> {
+    let shard = args.shard.get()?;
+    shard::needs_file(&args.output, shard, "-o")?;
     let encoder = args.model.load()?;
     let scorer = Scorer::new(&encoder, args.model.batch_tokens)?;
+    // A shard's records: a first pass reads the lengths, to balance shards by bases.
+    let mine = if shard.is_whole() {
+        0..usize::MAX
+    } else {
+        let mut reader = FastxReader::from_path(&args.input)?;
+        let mut record = SequenceRecord::default();
+        let mut lengths = Vec::new();
+        while reader.read_record(&mut record)? {
+            lengths.push(record.len() as u64);
+        }
+        shard.range_weighted(&lengths)
+    };
     let mut reader = FastxReader::from_path(&args.input)?;
     let mut record = SequenceRecord::default();
     let mut table = String::from("id\tlength\ttokens\tlog_likelihood\tper_base\tkind\n");
@@ -123,9 +149,13 @@ fn likelihood(args: LikelihoodArgs) -> anyhow::Result<()> {
         .per_base
         .as_ref()
         .map(|_| String::from("id\tposition\tbase\tlog_likelihood\n"));
-    let mut n = 0;
+    let (mut n, mut scored) = (0, 0);
     while reader.read_record(&mut record)? {
         n += 1;
+        if !mine.contains(&(n - 1)) {
+            continue;
+        }
+        scored += 1;
         let s = scorer
             .sequence(&record.sequence)
             .with_context(|| format!("{}: record {n} ('{}')", args.input.display(), record.name))?;
@@ -155,17 +185,33 @@ fn likelihood(args: LikelihoodArgs) -> anyhow::Result<()> {
         bail!("{}: no sequences", args.input.display());
     }
     write_output(&args.output, &table)?;
+    shard::record(&args.output, OutputKind::Table, shard, &SCORE_OUTPUTS)?;
     if let (Some(path), Some(text)) = (&args.per_base, bases) {
         write_output(path, &text)?;
+        shard::record(path, OutputKind::Table, shard, &SCORE_OUTPUTS)?;
     }
-    eprintln!("scored {n} sequence(s) with {}", args.model.model.display());
+    eprintln!(
+        "scored {scored} sequence(s){} with {}",
+        if shard.is_whole() {
+            String::new()
+        } else {
+            format!(" of {n} (shard {shard})")
+        },
+        args.model.model.display()
+    );
     Ok(())
 }
 
 fn variants(args: VariantArgs) -> anyhow::Result<()> {
+    let shard = args.shard.get()?;
+    shard::needs_file(&args.output, shard, "-o")?;
     let encoder = args.model.load()?;
     let scorer = Scorer::new(&encoder, args.model.batch_tokens)?;
-    let vcf = dnalm_seq::vcf::read_vcf(&args.vcf)?;
+    let mut vcf = dnalm_seq::vcf::read_vcf(&args.vcf)?;
+    let all = vcf.records.len();
+    if !shard.is_whole() {
+        vcf.records = vcf.records[shard.range(all)].to_vec();
+    }
     let genome = Genome::read(&args.reference)?;
     let effects = scorer
         .variants(&vcf, &genome, args.flank)
@@ -213,12 +259,19 @@ fn variants(args: VariantArgs) -> anyhow::Result<()> {
         &info,
     );
     write_output(&args.output, &text)?;
+    shard::record(&args.output, OutputKind::Vcf, shard, &SCORE_OUTPUTS)?;
     if let Some(p) = &args.tsv {
         write_output(p, &tsv)?;
+        shard::record(p, OutputKind::Table, shard, &SCORE_OUTPUTS)?;
     }
     eprintln!(
-        "scored {scored} allele(s) of {} record(s); {skipped} symbolic allele(s) left as '.'",
-        vcf.records.len()
+        "scored {scored} allele(s) of {} record(s){}; {skipped} symbolic allele(s) left as '.'",
+        vcf.records.len(),
+        if shard.is_whole() {
+            String::new()
+        } else {
+            format!(" (shard {shard} of {all})")
+        }
     );
     Ok(())
 }

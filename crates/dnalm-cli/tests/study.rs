@@ -693,3 +693,252 @@ fn a_wall_clock_budget_stops_each_cell_at_its_deadline() {
     assert!((1.0..30.0).contains(&seconds), "{seconds}");
     assert!(r["scores"][0]["linear"]["mean"].is_number(), "{r}");
 }
+
+/// Runs `command` whole into `dir/whole` and as `n` shards into `dir/sI` (`{out}` in the
+/// command is that directory), merges each of the shards' `outputs` (listed last shard first:
+/// `merge` orders them by their manifests) into `dir/merged`, and asserts that every file in
+/// `compare` equals the whole run's, byte for byte.
+fn assert_shards_merge(dir: &Path, n: usize, outputs: &[&str], compare: &[&str], command: &[&str]) {
+    let run = |out: &Path, shard: Option<String>| {
+        let mut args: Vec<String> = command
+            .iter()
+            .map(|a| a.replace("{out}", out.to_str().unwrap()))
+            .collect();
+        if let Some(s) = shard {
+            args.extend(["--shard".to_string(), s]);
+        }
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    run(&dir.join("whole"), None);
+    for i in 1..=n {
+        run(&dir.join(format!("s{i}")), Some(format!("{i}/{n}")));
+    }
+    let merged = dir.join("merged");
+    std::fs::create_dir_all(&merged).unwrap();
+    for o in outputs {
+        let mut args = vec!["merge".to_string()];
+        for i in (1..=n).rev() {
+            args.push(dir.join(format!("s{i}")).join(o).to_str().unwrap().into());
+        }
+        args.extend(["-o".into(), merged.join(o).to_str().unwrap().into()]);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    for f in compare {
+        let (w, m) = (dir.join("whole").join(f), merged.join(f));
+        assert_eq!(
+            std::fs::read(&m).unwrap_or_else(|e| panic!("{}: {e}", m.display())),
+            std::fs::read(&w).unwrap(),
+            "{f}: {n} merged shards differ from the whole run"
+        );
+    }
+}
+
+#[test]
+fn sharded_runs_merge_into_the_whole_run_byte_for_byte() {
+    let f = fixture();
+    let dir = f.root.join("sharding");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Seven records of lambda, of unequal lengths.
+    let g = lambda();
+    let fasta = dir.join("pieces.fa");
+    let mut text = String::new();
+    let mut at = 0;
+    for (i, len) in [3000usize, 500, 8000, 120, 2500, 6000, 900]
+        .into_iter()
+        .enumerate()
+    {
+        text.push_str(&format!(
+            ">piece{i}\n{}\n",
+            String::from_utf8_lossy(&g[at..at + len])
+        ));
+        at += len;
+    }
+    std::fs::write(&fasta, text).unwrap();
+    let (encoder, decoder) = (f.encoder.to_str().unwrap(), f.decoder.to_str().unwrap());
+    let fasta = fasta.to_str().unwrap();
+    assert_shards_merge(
+        &dir.join("likelihood"),
+        3,
+        &["ll.tsv", "bases.tsv"],
+        &["ll.tsv", "bases.tsv"],
+        &[
+            "score",
+            "likelihood",
+            "-m",
+            decoder,
+            "-i",
+            fasta,
+            "-o",
+            "{out}/ll.tsv",
+            "--per-base",
+            "{out}/bases.tsv",
+        ],
+    );
+    assert_shards_merge(
+        &dir.join("embed"),
+        2,
+        &["e.npy"],
+        &["e.npy", "e.tsv"],
+        &[
+            "embed",
+            "-m",
+            encoder,
+            "-i",
+            fasta,
+            "-o",
+            "{out}/e.npy",
+            "--per",
+            "token",
+        ],
+    );
+    // A VCF of 12 SNVs on lambda.
+    let chrom = lambda_name();
+    let mut vcf =
+        String::from("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n");
+    for k in 0..12 {
+        let pos = 1000 + 3500 * k;
+        let r = g[pos - 1] as char;
+        let alt = if r == 'A' { 'G' } else { 'A' };
+        vcf.push_str(&format!("{chrom}\t{pos}\tv{k}\t{r}\t{alt}\t.\tPASS\t.\n"));
+    }
+    let vcf_path = dir.join("v.vcf");
+    std::fs::write(&vcf_path, vcf).unwrap();
+    assert_shards_merge(
+        &dir.join("variants"),
+        4,
+        &["v.vcf", "v.tsv"],
+        &["v.vcf", "v.tsv"],
+        &[
+            "score",
+            "variants",
+            "-m",
+            encoder,
+            "--vcf",
+            vcf_path.to_str().unwrap(),
+            "--reference",
+            root().join("data/lambda_phage.fa").to_str().unwrap(),
+            "--flank",
+            "32",
+            "-o",
+            "{out}/v.vcf",
+            "--tsv",
+            "{out}/v.tsv",
+        ],
+    );
+    // Labelling: elements that cross a shard boundary are joined again.
+    let gc = dir.join("gc");
+    slice_task("pub_gc_species2", &gc, [100, 20, 20]);
+    let ft = dir.join("ft");
+    ok(&[
+        "finetune",
+        "-m",
+        encoder,
+        "-t",
+        gc.to_str().unwrap(),
+        "-o",
+        ft.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--lr",
+        "3e-3",
+    ]);
+    assert_shards_merge(
+        &dir.join("label"),
+        3,
+        &["labels"],
+        &[
+            "labels/predicted.bed",
+            "labels/pairs.csv",
+            "labels/task.json",
+        ],
+        &[
+            "label",
+            "-m",
+            ft.to_str().unwrap(),
+            root().join("data/lambda_phage.fa").to_str().unwrap(),
+            "--stride",
+            "200",
+            "--min-score",
+            "0",
+            "--element",
+            "0",
+            "--element",
+            "1",
+            "--batch",
+            "16",
+            "-o",
+            "{out}/labels",
+        ],
+    );
+}
+
+#[test]
+fn merge_refuses_a_missing_repeated_or_foreign_shard_and_bad_shard_names() {
+    let f = fixture();
+    let dir = f.root.join("bad_shards");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fasta = dir.join("three.fa");
+    let g = lambda();
+    let records: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                ">r{i}\n{}\n",
+                String::from_utf8_lossy(&g[i * 200..i * 200 + 150])
+            )
+        })
+        .collect();
+    std::fs::write(&fasta, records.concat()).unwrap();
+    let score = |out: &str, shard: &str, flank_model: &Path| {
+        let out = dir.join(out);
+        let run = dnalm(&[
+            "score",
+            "likelihood",
+            "-m",
+            flank_model.to_str().unwrap(),
+            "-i",
+            fasta.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--shard",
+            shard,
+        ]);
+        (run, out.to_str().unwrap().to_string())
+    };
+    for bad in ["0/2", "3/2", "two"] {
+        let (run, out) = score("never.tsv", bad, &f.decoder);
+        assert_one_line_error(&run, &[&format!("shard '{bad}'"), "I/N"]);
+        assert!(!Path::new(&out).exists());
+    }
+    let stdout = dnalm(&[
+        "score",
+        "likelihood",
+        "-m",
+        f.decoder.to_str().unwrap(),
+        "-i",
+        fasta.to_str().unwrap(),
+        "--shard",
+        "1/2",
+    ]);
+    assert_one_line_error(&stdout, &["--shard 1/2", "-o FILE"]);
+    let (run, a) = score("a.tsv", "1/3", &f.decoder);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (_, b) = score("b.tsv", "3/3", &f.decoder);
+    let (_, c) = score("c.tsv", "3/3", &f.decoder);
+    let (_, other) = score("other.tsv", "2/3", &f.encoder);
+    let merged = dir.join("m.tsv");
+    let merge = |parts: &[&str]| {
+        let mut args = vec!["merge"];
+        args.extend(parts);
+        args.extend(["-o", merged.to_str().unwrap()]);
+        dnalm(&args)
+    };
+    assert_one_line_error(&merge(&[&a, &b]), &["shard(s) 2/3", "missing"]);
+    assert_one_line_error(&merge(&[&a, &b, &c]), &["b.tsv", "c.tsv", "both shard 3/3"]);
+    assert_one_line_error(&merge(&[&a, &other, &b]), &["other.tsv", "another job"]);
+    let plain = root().join("data/lambda_phage.fa");
+    assert_one_line_error(
+        &merge(&[plain.to_str().unwrap()]),
+        &["no manifest", "--shard"],
+    );
+    assert!(!merged.exists());
+}
