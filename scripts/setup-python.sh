@@ -15,7 +15,9 @@ if [ ! -x .venv/bin/python ]; then
     fi
   fi
 fi
-if ! .venv/bin/python -c "import tokenizers" 2>/dev/null ||
-   ! .venv/bin/pip freeze 2>/dev/null | grep -qxF -f <(grep -v '^#' scripts/requirements.txt); then
+# Every pinned requirement that `pip freeze` does not list exactly is (re)installed.
+missing=$(grep -v -e '^#' -e '^$' scripts/requirements.txt |
+  grep -vxF -f <(.venv/bin/pip freeze 2>/dev/null) || true)
+if [ -n "$missing" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
 fi

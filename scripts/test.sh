@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of dnalm, on a fresh machine too: formatting, lints, Rust unit/integration/doc tests,
 # the Python package (built into .venv with maturin, tested with pytest against the CLI),
+# the Snakemake workflow that shards genome labelling (2 shards merged = the unsharded run),
 # then the Python parity checks (installing `tokenizers` and scikit-learn into .venv first):
 # Hugging Face tokenizers, and the k-mer spectrum baseline against scikit-learn on every bundled
 # task (within 0.02 MCC).
@@ -20,6 +21,8 @@ PATH="$PWD/.venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev --locked" \
   --no-deps ./python
 .venv/bin/python -m pytest -q python/tests
 .venv/bin/python scripts/hf_parity.py --check crates/dnalm-tokenize/tests/golden
+# The sharded labelling workflow (Snakemake, 2 shards, bundled lambda genome) = one whole run.
+bash scripts/workflow_check.sh
 # One fit per task is enough for parity (the headline is the full-data fit; refits only give its sd).
 cargo run --locked -q -p dnalm-cli -- bench --suite data/tasks --baselines kmer --folds 1 \
   --output target/baseline-parity >/dev/null
