@@ -178,6 +178,11 @@ impl DeviceFlag {
         Ok(self.device.parse()?)
     }
 
+    /// Whether the flag was left at its default (`cpu`).
+    pub(crate) fn is_default(&self) -> bool {
+        self.device == "cpu"
+    }
+
     /// Acquires the device.
     pub(crate) fn open(&self) -> anyhow::Result<dnalm_model::burn::tensor::Device> {
         Ok(self.name()?.open()?)

@@ -42,6 +42,12 @@ pub struct PretrainArgs {
     baseline_batches: u64,
     #[command(flatten)]
     device: crate::DeviceFlag,
+    /// Data-parallel training on these devices, comma-separated (e.g. `cuda:0,cuda:1`; the same
+    /// as `--set train.devices=[...]`): a model replica on each, every step's micro-batches
+    /// shared between them, gradients summed with burn's all-reduce. `train.accumulation` must
+    /// be a multiple of their number.
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    devices: Vec<String>,
 }
 
 struct Progress {
@@ -119,10 +125,31 @@ fn check_training_memory(model: &dnalm_model::ModelConfig) -> anyhow::Result<()>
 
 /// Runs `dnalm pretrain`.
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
-    let config = RunConfig::load(&args.config)?.with_overrides(&args.overrides)?;
+    let mut overrides = args.overrides.clone();
+    if !args.devices.is_empty() {
+        let names: Vec<String> = args.devices.iter().map(|d| format!("{d:?}")).collect();
+        overrides.push(format!("train.devices=[{}]", names.join(",")));
+    }
+    let config = RunConfig::load(&args.config)?.with_overrides(&overrides)?;
     let resolved = config.resolve()?;
     check_training_memory(&resolved.model)?;
-    let device = args.device.open()?.autodiff();
+    let devices = if resolved.config.train.devices.is_empty() {
+        vec![args.device.open()?.autodiff()]
+    } else {
+        if !args.device.is_default() {
+            anyhow::bail!(
+                "--device and train.devices both name devices; give one (train.devices = {:?})",
+                resolved.config.train.devices
+            );
+        }
+        resolved
+            .config
+            .train
+            .devices
+            .iter()
+            .map(|name| Ok(name.parse::<dnalm_model::DeviceName>()?.open()?.autodiff()))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = args
             .config
@@ -134,7 +161,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     // The dry run makes every check the real run makes before its first step: the data is
     // read and split and both pipelines are built (one validation path); nothing is written.
     let config_text = resolved.config.to_toml();
-    let trainer = Trainer::new(resolved, &output, device)
+    let trainer = Trainer::on_devices(resolved, &output, devices)
         .with_context(|| format!("preparing {}", args.config.display()))?;
     let run = trainer.run_config();
     let tokens = run.tokenizer.window_tokens(run.config.data.context);
@@ -151,6 +178,16 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         tokens,
         run.config.data.context
     );
+    if !run.config.train.devices.is_empty() {
+        eprintln!(
+            "data parallel on {} devices ({}): {} micro-batches of {} windows per step, {} per device",
+            run.config.train.devices.len(),
+            run.config.train.devices.join(", "),
+            run.config.train.accumulation,
+            run.config.train.batch_size,
+            run.config.train.accumulation / run.config.train.devices.len()
+        );
+    }
     if args.dry_run {
         print!("{config_text}");
         return Ok(());

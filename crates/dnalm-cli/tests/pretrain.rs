@@ -127,11 +127,59 @@ fn interrupt_saves_a_checkpoint(signal: &str) {
 }
 
 #[test]
+fn data_parallel_peers_train_from_the_cli_and_resume_on_one_device() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let run = out_dir.path().join("run");
+    let fasta = root().join("data/lambda_phage.fa");
+    let config = root().join("configs/mlm.toml");
+    let mut args: Vec<String> = vec![
+        "pretrain".into(),
+        "-c".into(),
+        config.display().to_string(),
+        "-o".into(),
+        run.display().to_string(),
+        "--set".into(),
+        "train.steps=3".into(),
+        "--set".into(),
+        "train.accumulation=2".into(),
+    ];
+    args.extend(tiny(&fasta.display().to_string()));
+    let mut first: Vec<&str> = args.iter().map(String::as_str).collect();
+    first.extend(["--devices", "cpu,cpu", "--stop-at", "2"]);
+    let out = dnalm(&first);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("data parallel on 2 devices (cpu, cpu): 2 micro-batches of 4 windows per step, 1 per device"),
+        "{}",
+        stderr(&out)
+    );
+    let toml = std::fs::read_to_string(run.join("run.toml")).unwrap();
+    assert!(
+        toml.contains("devices = [\n    \"cpu\",\n    \"cpu\",\n]"),
+        "{toml}"
+    );
+    let mut resume: Vec<&str> = args.iter().map(String::as_str).collect();
+    resume.push("--resume");
+    let out = dnalm(&resume);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["start_step"].as_u64(), summary["step"].as_u64()),
+        (Some(2), Some(3))
+    );
+}
+
+#[test]
 fn config_errors_are_one_line_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let config = root().join("configs/mlm.toml");
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--device", "tpu"], "device 'tpu': unknown device"),
+        (&["--devices", "cpu,cpu"], "multiple of 2"),
+        (
+            &["--devices", "cpu,tpu", "--set", "train.accumulation=2"],
+            "train.devices: device 'tpu': unknown device",
+        ),
         (&["--set", "objectives=[{type = \"electra\"}]"], "electra"),
         (
             &["--set", "tokenizer.spec=\"kmer:6:non-overlapping\""],

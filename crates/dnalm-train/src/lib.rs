@@ -41,6 +41,7 @@ pub mod data;
 pub mod loss;
 pub mod objectives;
 pub mod optim;
+pub mod parallel;
 pub mod run_config;
 pub mod trainer;
 

@@ -170,6 +170,24 @@ impl AdamW {
         out
     }
 
+    /// This optimiser with its state on `device` (a data-parallel replica's).
+    pub fn to_device(&self, device: &dnalm_model::burn::tensor::Device) -> AdamW {
+        AdamW {
+            config: self.config.clone(),
+            state: self
+                .state
+                .iter()
+                .map(|(k, (m, v))| {
+                    (
+                        k.clone(),
+                        (m.clone().to_device(device), v.clone().to_device(device)),
+                    )
+                })
+                .collect(),
+            steps: self.steps,
+        }
+    }
+
     /// Restores state written by [`AdamW::state_tensors`], on `device`.
     pub fn load_state(
         &mut self,

@@ -22,11 +22,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use dnalm_model::{
-    burn::{
-        module::Module,
-        optim::{GradientsAccumulator, GradientsParams},
-        tensor::Device,
-    },
+    burn::{module::Module, optim::GradientsParams, tensor::Device},
     tensors::{read_safetensors, write_safetensors},
     DnaLm, ModelError,
 };
@@ -43,6 +39,7 @@ use crate::{
     data::{BatchConfig, BatchPipeline, WindowSource},
     loss::batch_loss,
     optim::AdamW,
+    parallel::{all_reduce_gradients, deal, peer_step, Micro, MicroResult, PeerOutput},
     run_config::{ResolvedRun, RunConfig, SamplerKind},
     TargetKind,
 };
@@ -73,6 +70,20 @@ pub enum TrainError {
         /// What was kept.
         kept: String,
     },
+    /// A data-parallel peer failed; the others stopped with it.
+    #[error(
+        "data-parallel peer {peer} ({device}) failed: {message}; every peer stopped and {kept}"
+    )]
+    Peer {
+        /// The peer's position in `train.devices`.
+        peer: usize,
+        /// Its device.
+        device: String,
+        /// What it said.
+        message: String,
+        /// What was kept.
+        kept: String,
+    },
     /// The run directory cannot be used.
     #[error("{}: {message}", path.display())]
     RunDir {
@@ -89,6 +100,15 @@ pub enum TrainError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+/// The message of a panic payload.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "it panicked".into())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -226,7 +246,10 @@ struct Start {
 pub struct Trainer {
     run: ResolvedRun,
     dir: PathBuf,
+    /// The first device: validation, checkpoints.
     device: Device,
+    /// Every device of a data-parallel run (just `device` otherwise).
+    devices: Vec<Device>,
     train: Arc<BatchPipeline>,
     valid: BatchPipeline,
 }
@@ -235,7 +258,46 @@ impl Trainer {
     /// Reads the genome (and annotations), splits it, and builds the train and validation
     /// pipelines. Nothing is written yet.
     pub fn new(run: ResolvedRun, dir: &Path, device: Device) -> Result<Self, TrainError> {
+        Trainer::on_devices(run, dir, vec![device])
+    }
+
+    /// [`Trainer::new`] for data-parallel training on `devices` (autodiff devices, opened from
+    /// `train.devices` when the config names them; the same device may appear more than once):
+    /// a model replica on each, every step's micro-batches shared between them, gradients summed
+    /// with burn's `all_reduce` (see [`crate::parallel`]).
+    pub fn on_devices(
+        run: ResolvedRun,
+        dir: &Path,
+        devices: Vec<Device>,
+    ) -> Result<Self, TrainError> {
         let cfg = &run.config;
+        let Some(device) = devices.first().cloned() else {
+            return Err(crate::run_config::ConfigError::Invalid {
+                key: "train.devices".into(),
+                message: "no device given".into(),
+            }
+            .into());
+        };
+        let named = cfg.train.devices.len();
+        if named > 0 && named != devices.len() {
+            return Err(crate::run_config::ConfigError::Invalid {
+                key: "train.devices".into(),
+                message: format!("names {named} devices but {} were opened", devices.len()),
+            }
+            .into());
+        }
+        if !cfg.train.accumulation.is_multiple_of(devices.len()) {
+            return Err(crate::run_config::ConfigError::Invalid {
+                key: "train.accumulation".into(),
+                message: format!(
+                    "{} micro-batches per step cannot be shared evenly by {} devices; make it a multiple of {}",
+                    cfg.train.accumulation,
+                    devices.len(),
+                    devices.len()
+                ),
+            }
+            .into());
+        }
         let d = &cfg.data;
         let genome = Arc::new(Genome::read(&d.fasta)?);
         let split = split_genome(
@@ -336,6 +398,7 @@ impl Trainer {
             run,
             dir: dir.to_path_buf(),
             device,
+            devices,
             train,
             valid,
         })
@@ -383,48 +446,111 @@ impl Trainer {
         let mut step = start;
         let stop_at = options.stop_at.unwrap_or(u64::MAX).min(total);
         let mut interrupted = false;
+        let peers = self.devices.len();
+        let mut replicas: Vec<(DnaLm, AdamW)> = self.devices[1..]
+            .iter()
+            .map(|d| (model.clone().fork(d), optim.to_device(&d.clone().inner())))
+            .collect();
         while step < total {
             let t0 = Instant::now();
             let lr = cfg.optim.lr_at(step, total);
-            let mut grads = GradientsAccumulator::<DnaLm>::new();
-            let mut any_grads = false;
-            let (mut loss_sum, mut targets, mut correct, mut tokens) =
-                (0.0, 0usize, 0usize, 0usize);
-            let mut micro_batches = 0usize;
+            let mut micros = Vec::with_capacity(accumulation as usize);
+            let mut tokens = 0usize;
             for micro in 0..accumulation {
                 let Some(batch) = batches.next() else {
                     break;
                 };
                 tokens += batch.padding_mask.iter().filter(|&&r| r).count();
-                let dropout_seed = cfg.seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
-                    ^ (step * accumulation + micro).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                let Some(out) = batch_loss(&model, &batch, Some(dropout_seed))? else {
-                    continue;
-                };
-                let value = out.loss.clone().into_scalar::<f32>() as f64;
-                if !value.is_finite() {
+                micros.push(Micro {
+                    index: micro as usize,
+                    dropout_seed: cfg.seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+                        ^ (step * accumulation + micro).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    batch,
+                });
+            }
+            let shares = deal(&micros, peers);
+            let outputs: Vec<PeerOutput> = if peers == 1 {
+                vec![peer_step(&model, &shares[0], accumulation as usize)?]
+            } else {
+                let models: Vec<&DnaLm> = std::iter::once(&model)
+                    .chain(replicas.iter().map(|(m, _)| m))
+                    .collect();
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = models
+                        .iter()
+                        .zip(&shares)
+                        .map(|(m, share)| {
+                            scope.spawn(move || peer_step(m, share, accumulation as usize))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .enumerate()
+                        .map(|(p, h)| match h.join() {
+                            Ok(result) => result.map_err(TrainError::from),
+                            Err(panic) => Err(TrainError::Peer {
+                                peer: p,
+                                device: format!("{:?}", self.devices[p]),
+                                message: panic_text(&panic),
+                                kept: match latest_checkpoint(&self.dir) {
+                                    Some(c) => {
+                                        format!("the last checkpoint, {}, is intact", c.display())
+                                    }
+                                    None => "no checkpoint had been written yet".into(),
+                                },
+                            }),
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })?
+            };
+            // The step's results in micro-batch order, whichever peer ran them.
+            let mut results: Vec<&MicroResult> =
+                outputs.iter().flat_map(|o| o.micros.iter()).collect();
+            results.sort_by_key(|r| r.index);
+            let (mut loss_sum, mut targets, mut correct) = (0.0, 0usize, 0usize);
+            for r in &results {
+                if !r.loss.is_finite() {
                     return Err(TrainError::NonFinite {
                         step: step + 1,
-                        value,
+                        value: r.loss,
                         kept: match latest_checkpoint(&self.dir) {
                             Some(c) => format!("the last good checkpoint is {}", c.display()),
                             None => "no checkpoint had been written yet".into(),
                         },
                     });
                 }
-                loss_sum += value;
-                micro_batches += 1;
-                targets += out.targets;
-                correct += out.correct;
-                let g = (out.loss / accumulation as f64).backward();
-                grads.accumulate(&model, GradientsParams::from_grads(g, &model));
-                any_grads = true;
+                loss_sum += r.loss;
+                targets += r.targets;
+                correct += r.correct;
             }
+            let micro_batches = results.len();
             let mut grad_norm = 0.0;
-            if any_grads {
-                let (updated, norm) = optim.step(model, grads.grads(), lr);
-                model = updated;
-                grad_norm = norm;
+            let mut grads: Vec<Option<GradientsParams>> =
+                outputs.into_iter().map(|o| o.grads).collect();
+            if peers == 1 {
+                if let Some(g) = grads.pop().flatten() {
+                    let (updated, norm) = optim.step(model, g, lr);
+                    model = updated;
+                    grad_norm = norm;
+                }
+            } else if grads.iter().any(Option::is_some) {
+                let mut grads: Vec<GradientsParams> =
+                    grads.into_iter().map(Option::unwrap_or_default).collect();
+                all_reduce_gradients(&model, &mut grads, &self.devices);
+                let mut grads = grads.into_iter();
+                if let Some(g) = grads.next() {
+                    let (updated, norm) = optim.step(model, g, lr);
+                    model = updated;
+                    grad_norm = norm;
+                }
+                replicas = replicas
+                    .into_iter()
+                    .zip(grads)
+                    .map(|((replica, mut replica_optim), g)| {
+                        let (updated, _) = replica_optim.step(replica, g, lr);
+                        (updated, replica_optim)
+                    })
+                    .collect();
             }
             step += 1;
             tokens_seen += tokens as u64;

@@ -262,9 +262,17 @@ pub struct TrainConfig {
     /// Windows per micro-batch.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
-    /// Micro-batches per optimiser step (gradient accumulation).
+    /// Micro-batches per optimiser step (gradient accumulation), over all devices together: the
+    /// optimiser sees `batch_size × accumulation` windows per step however many devices share
+    /// them.
     #[serde(default = "default_one")]
     pub accumulation: usize,
+    /// Data parallelism: devices (`cpu`, `vulkan:0`, `cuda:1`, …) that share each step's
+    /// micro-batches, a model replica on each; gradients are summed across them with burn's
+    /// `all_reduce`. Empty: the one `--device`. `accumulation` must be a multiple of their
+    /// number. An execution detail: results do not depend on it, so it may change on resume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// Validate every this many steps (and at the end).
     #[serde(default = "default_eval_every")]
     pub eval_every: u64,
@@ -458,7 +466,7 @@ impl RunConfig {
             .iter()
             .chain(b.iter())
             .map(|(k, _)| k.clone())
-            .filter(|k| k != "train.steps")
+            .filter(|k| k != "train.steps" && k != "train.devices")
             .collect();
         keys.sort();
         keys.dedup();

@@ -153,6 +153,22 @@ impl RunConfig {
                 "steps, batch_size and accumulation must be positive",
             ));
         }
+        for name in &t.devices {
+            if let Err(e) = name.parse::<dnalm_model::DeviceName>() {
+                return Err(invalid("train.devices", e.to_string()));
+            }
+        }
+        if !t.devices.is_empty() && !t.accumulation.is_multiple_of(t.devices.len()) {
+            return Err(invalid(
+                "train.accumulation",
+                format!(
+                    "{} micro-batches per step cannot be shared evenly by the {} devices of train.devices; make it a multiple of {}",
+                    t.accumulation,
+                    t.devices.len(),
+                    t.devices.len()
+                ),
+            ));
+        }
         if t.eval_every == 0 || t.save_every == 0 || t.keep_last == 0 {
             return Err(invalid(
                 "train",
