@@ -593,6 +593,10 @@ pub struct BenchArgs {
     finetune_flags: FinetuneFlags,
     #[command(flatten)]
     device: DeviceFlag,
+    /// Shards split the task list (in order; whole tasks). `dnalm merge` joins the shards'
+    /// output directories (without the task × task affinity, which needs every task at once).
+    #[command(flatten)]
+    shard: ShardFlag,
 }
 
 /// A task named `[FORMAT:]DIR` (see [`TaskSource::parse`]).
@@ -633,7 +637,13 @@ fn bench_config(
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let tasks = collect_tasks(&args.suite, &args.task, args.genome.as_deref())?;
+    let shard = args.shard.get()?;
+    let mut tasks = collect_tasks(&args.suite, &args.task, args.genome.as_deref())?;
+    if !shard.is_whole() {
+        let all = tasks.len();
+        tasks = tasks.drain(shard.range(all)).collect();
+        eprintln!("shard {shard}: {} of the {all} tasks", tasks.len());
+    }
     let mut config = bench_config(&args.model, tasks, &args.flags, &args.probe);
     config.probes = args.probes.clone();
     config.per_layer = args.per_layer;
@@ -656,7 +666,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             args.probe.seed,
         ));
     }
-    run_and_report(&config.on_device(args.device.name()?), &args.output)
+    run_and_report(&config.on_device(args.device.name()?), &args.output)?;
+    shard::record(&args.output, OutputKind::Bench, shard, &["-o", "--output"])
 }
 
 fn run_and_report(config: &BenchConfig, output: &Path) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //!
 //! Each subcommand wires a library crate to files; the logic lives in the libraries.
 
+mod corpus;
 mod eval;
 mod genome;
 mod inspect;
@@ -51,6 +52,9 @@ enum Command {
     /// Build a task directory from a genome and motifs (e.g. a long-range task).
     #[command(subcommand)]
     MakeTask(genome::MakeTaskCommand),
+    /// Multi-genome pretraining corpora: `dnalm corpus pack` (2-bit, memory-mapped).
+    #[command(subcommand)]
+    Corpus(corpus::CorpusCommand),
     /// Pretrain a model from a run config (TOML): data, tokenizer, model, objectives, optimiser.
     Pretrain(pretrain::PretrainArgs),
     /// Embeddings from a model: pooled, per token or per base, any layer(s), to .npy/.safetensors.
@@ -78,8 +82,8 @@ enum Command {
     /// or dnalm) into a dnalm checkpoint that `transformers` loads (stock classes, or the hub
     /// family's own code for DNABERT-2 and NT-v2).
     Convert(eval::ConvertArgs),
-    /// Join the outputs of the shards of one `--shard I/N` job (embed, score, label) into the
-    /// output of the whole job.
+    /// Join the outputs of the shards of one `--shard I/N` job (embed, score, label, bench) into
+    /// the output of the whole job.
     Merge(shard::MergeArgs),
 }
 
@@ -108,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Windows(args) => genome::windows(args),
         Command::Sample(args) => genome::sample(args),
         Command::MakeTask(cmd) => genome::make_task(cmd),
+        Command::Corpus(cmd) => corpus::run(cmd),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Embed(args) => eval::embed(args),
         Command::Probe(args) => eval::probe(args),

@@ -50,6 +50,8 @@ pub(crate) enum OutputKind {
     /// A directory of `dnalm label`: BED elements cut at a shard boundary joined again, the
     /// pairs concatenated, task.json counts summed.
     Label,
+    /// A directory of `dnalm bench`: the per-task results joined and the report rewritten.
+    Bench,
 }
 
 /// What a sharded run writes beside an output.
@@ -66,7 +68,9 @@ pub(crate) struct ShardManifest {
 /// Where the manifest of `output` lives.
 fn manifest_path(output: &Path, kind: OutputKind) -> PathBuf {
     match kind {
-        OutputKind::EmbeddingsDir | OutputKind::Label => output.join("shard.json"),
+        OutputKind::EmbeddingsDir | OutputKind::Label | OutputKind::Bench => {
+            output.join("shard.json")
+        }
         _ => {
             let mut name = output.as_os_str().to_owned();
             name.push(".shard.json");
@@ -216,6 +220,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<()> {
         }
         OutputKind::EmbeddingsDir => merge_embedding_dirs(&paths, &args.output)?,
         OutputKind::Label => merge_label_dirs(&paths, &args.output)?,
+        OutputKind::Bench => merge_bench_dirs(&paths, &args.output)?,
     }
     eprintln!(
         "merged {count} shard(s) into {} ({})",
@@ -275,6 +280,22 @@ fn merge_embedding_dirs(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> 
             }
         }
     }
+    Ok(())
+}
+
+fn merge_bench_dirs(paths: &[PathBuf], output: &Path) -> anyhow::Result<()> {
+    let parts = paths
+        .iter()
+        .map(|p| {
+            let file = p.join("results.json");
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            serde_json::from_str::<dnalm_eval::bench::BenchResults>(&text)
+                .with_context(|| format!("{}: not the results of dnalm bench", file.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let merged = dnalm_eval::bench::BenchResults::merge_shards(parts)?;
+    dnalm_eval::report::write_report(output, &merged)?;
     Ok(())
 }
 

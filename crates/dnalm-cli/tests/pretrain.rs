@@ -256,3 +256,89 @@ fn dry_run_refuses_what_the_real_run_refuses() {
         );
     }
 }
+
+#[test]
+fn corpora_pack_from_manifests_and_pretrain_from_packs_or_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lambda = root().join("data/lambda_phage.fa");
+    let ecoli = root().join("data/ecoli_MG1655.fa.gz");
+    let manifest = d.join("corpus.tsv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "# genome\tweight\tsplit\n{}\t3\n{}\t1\tvalid\n",
+            lambda.display(),
+            ecoli.display()
+        ),
+    )
+    .unwrap();
+    let pack = d.join("corpus.dnapack");
+    let out = dnalm(&[
+        "corpus",
+        "pack",
+        manifest.to_str().unwrap(),
+        "-o",
+        pack.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("packed 2 genome(s), 2 records, 0.005 Gb"),
+        "{}",
+        stderr(&out)
+    );
+    // Bad manifests and outputs: one line each, nothing written.
+    let bad = d.join("bad.tsv");
+    std::fs::write(&bad, format!("{}\t-2\n", lambda.display())).unwrap();
+    let never = d.join("never.dnapack");
+    for (args, needles) in [
+        (
+            vec![bad.to_str().unwrap(), "-o", never.to_str().unwrap()],
+            vec!["bad.tsv:line 1", "weight '-2' must be a positive number"],
+        ),
+        (
+            vec![lambda.to_str().unwrap(), "-o", "x.bin"],
+            vec!["x.bin", "ends in .dnapack"],
+        ),
+    ] {
+        let mut full = vec!["corpus", "pack"];
+        full.extend(args);
+        assert_one_line_error(&dnalm(&full), &needles);
+    }
+    assert!(!never.exists());
+    // Pretraining from the pack, and from a list (packed into the run directory).
+    let config = root().join("configs/mlm.toml");
+    for (name, fasta) in [
+        ("from_pack", format!("{:?}", pack.display().to_string())),
+        (
+            "from_list",
+            format!(
+                "[{:?}, {:?}]",
+                lambda.display().to_string(),
+                ecoli.display().to_string()
+            ),
+        ),
+    ] {
+        let run = d.join(name);
+        let mut args: Vec<String> = vec![
+            "pretrain".into(),
+            "-c".into(),
+            config.display().to_string(),
+            "-o".into(),
+            run.display().to_string(),
+            "--set".into(),
+            "train.steps=2".into(),
+        ];
+        args.extend(tiny(&lambda.display().to_string()));
+        args.extend([
+            "--set".into(),
+            format!("data.fasta={fasta}"),
+            "--set".into(),
+            "data.genome_weights=\"uniform\"".into(),
+        ]);
+        let out = dnalm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert!(run.join("checkpoint-000002/model.safetensors").exists());
+        assert_eq!(run.join("corpus.dnapack").exists(), name == "from_list");
+    }
+}

@@ -942,3 +942,114 @@ fn merge_refuses_a_missing_repeated_or_foreign_shard_and_bad_shard_names() {
     );
     assert!(!merged.exists());
 }
+
+#[test]
+fn a_sharded_bench_merges_into_the_whole_suites_report() {
+    let f = fixture();
+    let dir = f.root.join("bench_shards");
+    let suite = dir.join("suite");
+    for (name, rows) in [
+        ("pub_coding", [60, 20, 30]),
+        ("pub_gc_species2", [60, 20, 30]),
+        ("pub_coding", [80, 20, 20]),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (n, r))| ((n, i), r))
+    {
+        slice_task(name.0, &suite.join(format!("t{}_{}", name.1, name.0)), rows);
+    }
+    let suite = suite.to_str().unwrap().to_string();
+    assert_shards_merge(
+        &dir,
+        2,
+        &["b"],
+        &[],
+        &[
+            "bench",
+            "--suite",
+            &suite,
+            "--baselines",
+            "kmer",
+            "--folds",
+            "1",
+            "-o",
+            "{out}/b",
+        ],
+    );
+    // The same results as the whole run: every number but the wall-clock seconds, to 1e-9 (two
+    // runs of the same bench differ in the last bits of a metric: parallel sums).
+    fn same(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+        use serde_json::Value;
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys = |m: &serde_json::Map<String, Value>| {
+                    m.keys()
+                        .filter(|k| *k != "seconds")
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(keys(x), keys(y), "{at}");
+                for k in keys(x) {
+                    same(&x[&k], &y[&k], &format!("{at}.{k}"));
+                }
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                assert_eq!(x.len(), y.len(), "{at}");
+                for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                    same(p, q, &format!("{at}[{i}]"));
+                }
+            }
+            (Value::Number(x), Value::Number(y)) => {
+                let (p, q) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!((p - q).abs() <= 1e-9 * p.abs().max(1.0), "{at}: {p} vs {q}");
+            }
+            _ => assert_eq!(a, b, "{at}"),
+        }
+    }
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p.join("b/results.json")).unwrap()).unwrap()
+    };
+    let (whole, merged) = (read(dir.join("whole")), read(dir.join("merged")));
+    assert_eq!(merged["tasks"].as_array().unwrap().len(), 3);
+    same(&whole, &merged, "results");
+    // With a model, the merged report says why it has no task affinity.
+    let encoder = f.encoder.to_str().unwrap();
+    let with_model = dir.join("with_model");
+    for i in 1..=2 {
+        ok(&[
+            "bench",
+            "--suite",
+            &suite,
+            "-m",
+            encoder,
+            "--no-baselines",
+            "--probes",
+            "linear",
+            "--folds",
+            "1",
+            "--shard",
+            &format!("{i}/2"),
+            "-o",
+            with_model.join(format!("s{i}")).to_str().unwrap(),
+        ]);
+    }
+    let merged = with_model.join("merged");
+    ok(&[
+        "merge",
+        with_model.join("s1").to_str().unwrap(),
+        with_model.join("s2").to_str().unwrap(),
+        "-o",
+        merged.to_str().unwrap(),
+    ]);
+    let md = std::fs::read_to_string(merged.join("report.md")).unwrap();
+    assert!(
+        md.contains("Merged from 2 shards") && md.contains("affinity"),
+        "{md}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["tasks"].as_array().unwrap().len(), 3);
+    assert_eq!(results["relevance"].as_array().unwrap().len(), 3);
+}

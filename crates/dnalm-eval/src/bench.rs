@@ -260,6 +260,46 @@ pub struct BenchResults {
     /// Per-layer probing curves (with `per_layer`).
     #[serde(default)]
     pub layer_curves: Vec<LayerCurve>,
+    /// What the reader should know about how these results were made (e.g. merged from shards).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl BenchResults {
+    /// Joins the results of the shards of one bench (`dnalm bench --shard I/N`, each a
+    /// contiguous part of the task list; given in shard order) into the results of the whole
+    /// task list: per-task results, relevance and layer curves concatenated, the
+    /// relevance-vs-fine-tuning correlation recomputed over every (model, task) pair. The task ×
+    /// task affinity needs every task's features in one process, so a merge that would need
+    /// pairs across shards leaves it out and says so in `notes`.
+    pub fn merge_shards(parts: Vec<BenchResults>) -> Result<BenchResults, EvalError> {
+        let mut parts = parts.into_iter();
+        let Some(mut merged) = parts.next() else {
+            return Err(EvalError::BadOption {
+                option: "merge",
+                message: "no bench results given".into(),
+            });
+        };
+        let shards = 1 + parts.len();
+        let mut affinities = vec![std::mem::take(&mut merged.affinity)];
+        for part in parts {
+            merged.config.tasks.extend(part.config.tasks);
+            merged.tasks.extend(part.tasks);
+            merged.relevance.extend(part.relevance);
+            merged.layer_curves.extend(part.layer_curves);
+            affinities.push(part.affinity);
+        }
+        merged.relevance_vs_finetune = correlate(&merged.relevance);
+        let with_tasks = merged.tasks.len();
+        if !merged.config.models.is_empty() && with_tasks > 1 {
+            merged.notes.push(format!(
+                "Merged from {shards} shards (`dnalm bench --shard`, `dnalm merge`): the task × task affinity needs every task's features in one process and is left out; run `dnalm bench` without --shard for it."
+            ));
+        } else {
+            merged.affinity = affinities.into_iter().flatten().collect();
+        }
+        Ok(merged)
+    }
 }
 
 /// A model's probing curve on one task: the linear probe's headline on each layer's pooled
@@ -384,6 +424,7 @@ pub fn run_bench(
         relevance_vs_finetune,
         affinity,
         layer_curves,
+        notes: Vec::new(),
     })
 }
 
@@ -775,6 +816,7 @@ mod tests {
             relevance_vs_finetune: BTreeMap::new(),
             affinity: Vec::new(),
             layer_curves: Vec::new(),
+            notes: Vec::new(),
         };
         assert_eq!(results.finetune_below_probe().len(), 1);
         let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@
 //!   `U` -> `T`, anything else an error with file, record, position and character);
 //! - [`FastxReader`]: streaming FASTA/FASTQ (plain, gzip, bgzip) through `needletail`;
 //! - [`Genome`]: a whole FASTA in memory, for window sampling;
+//! - [`corpus`]: many genomes (files, directories, manifests) packed 2-bit and memory-mapped;
 //! - [`IndexedFasta`]: `.fai` random access to `chr:start-end` regions through `noodles`;
 //! - [`interval`]: BED3..BED12 and GFF3 (through `noodles`) into [`Interval`]s, and an overlap index;
 //! - [`task`]: labelled task tables (CSV/TSV/FASTA + `task.json`, split files or a split column);
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod alphabet;
+pub mod corpus;
 mod error;
 pub mod fai;
 pub mod fastx;
@@ -51,6 +53,7 @@ use std::{
 };
 
 pub use alphabet::SoftMask;
+pub use corpus::{PackedCorpus, SequenceStore};
 pub use error::{Location, Result, SeqError};
 pub use fai::{GenomicRegion, IndexedFasta};
 pub use fastx::{FastxReader, SequenceRecord};

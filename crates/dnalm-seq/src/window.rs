@@ -106,6 +106,8 @@ impl WindowSpec {
 pub struct RandomWindows {
     segments: Vec<Segment>,
     cumulative: Vec<u64>,
+    /// With [`RandomWindows::weighted`]: cumulative segment weights.
+    weighted: Option<Vec<f64>>,
     length: usize,
     rng: ChaCha8Rng,
 }
@@ -135,9 +137,39 @@ impl RandomWindows {
         Ok(RandomWindows {
             segments: usable,
             cumulative,
+            weighted: None,
             length,
             rng: ChaCha8Rng::seed_from_u64(seed),
         })
+    }
+
+    /// [`RandomWindows::new`] with each record's window starts weighted by `record_weight`
+    /// (e.g. a genome's share of a corpus divided by its number of starts, so that genomes are
+    /// drawn by weight and starts uniformly within each). A record of weight 0 is never drawn.
+    pub fn weighted(
+        segments: &[Segment],
+        length: usize,
+        seed: u64,
+        record_weight: &dyn Fn(usize) -> f64,
+    ) -> Result<Self> {
+        let mut windows = RandomWindows::new(segments, length, seed)?;
+        let mut total = 0.0;
+        let cumulative: Vec<f64> = windows
+            .segments
+            .iter()
+            .map(|s| {
+                total += (s.len() - length + 1) as f64 * record_weight(s.record).max(0.0);
+                total
+            })
+            .collect();
+        if !(total > 0.0 && total.is_finite()) {
+            return Err(SeqError::invalid(
+                "window weights",
+                "every window has weight 0 (or the weights are not finite)",
+            ));
+        }
+        windows.weighted = Some(cumulative);
+        Ok(windows)
     }
 }
 
@@ -149,6 +181,20 @@ impl RandomWindows {
     }
 
     fn draw_inner(&self, rng: &mut impl Rng) -> Segment {
+        if let Some(cumulative) = &self.weighted {
+            let total = cumulative.last().copied().unwrap_or(1.0);
+            let u = rng.random::<f64>() * total;
+            let i = cumulative
+                .partition_point(|&c| c <= u)
+                .min(self.segments.len() - 1);
+            let seg = self.segments[i];
+            let start = seg.start + rng.random_range(0..seg.len() - self.length + 1);
+            return Segment {
+                record: seg.record,
+                start,
+                end: start + self.length,
+            };
+        }
         // `new` guarantees at least one usable segment, so the total is positive.
         let total = self.cumulative.last().copied().unwrap_or(1);
         let k = rng.random_range(0..total);

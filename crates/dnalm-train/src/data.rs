@@ -17,7 +17,7 @@ use dnalm_seq::{
     alphabet::reverse_complement,
     sampler::{RarityBalancedSampler, BACKGROUND},
     window::{RandomWindows, Segment},
-    Genome,
+    SequenceStore,
 };
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 
@@ -105,7 +105,7 @@ pub struct Batch {
 
 /// Makes batches; see the [module docs](self).
 pub struct BatchPipeline {
-    genome: Arc<Genome>,
+    genome: Arc<SequenceStore>,
     /// Where annotations come from when windows are drawn uniformly (annotation masking).
     annotations: Option<RarityBalancedSampler>,
     tokenizer: Arc<AnyTokenizer>,
@@ -121,7 +121,7 @@ const BATCH_STREAM: u64 = (1 << 20) - 1;
 impl BatchPipeline {
     /// Assembles a pipeline. The objectives are checked against the tokenizer's vocabulary.
     pub fn new(
-        genome: Arc<Genome>,
+        genome: Arc<SequenceStore>,
         tokenizer: Arc<AnyTokenizer>,
         objectives: Vec<(crate::ObjectiveConfig, f64)>,
         source: WindowSource,
@@ -134,7 +134,7 @@ impl BatchPipeline {
     /// balanced source is its own index). Annotation masking needs one or the other; its
     /// `element_types` are resolved here against the index's class names.
     pub fn with_annotations(
-        genome: Arc<Genome>,
+        genome: Arc<SequenceStore>,
         tokenizer: Arc<AnyTokenizer>,
         mut objectives: Vec<(crate::ObjectiveConfig, f64)>,
         source: WindowSource,
@@ -232,9 +232,9 @@ impl BatchPipeline {
         let reverse = rng.random::<f64>() < self.config.reverse_complement;
         let forward = self.genome.bases(window.record, window.start, window.end);
         let bases = if reverse {
-            reverse_complement(forward)
+            reverse_complement(&forward)
         } else {
-            forward.to_vec()
+            forward.into_owned()
         };
         let annotations = self.annotations_in(window, reverse);
         let encoding = self.tokenizer.encode(&bases);
@@ -361,13 +361,15 @@ mod tests {
     use dnalm_seq::{
         sampler::{ClassKey, ClassWeights},
         window::{split_genome, SplitConfig, SplitUnit},
-        Interval, SequenceRecord, Strand,
+        Genome, Interval, SequenceRecord, Strand,
     };
     use dnalm_tokenize::{Template, TokenizerKind};
 
-    fn genome() -> Arc<Genome> {
+    fn genome() -> Arc<SequenceStore> {
         let seq = crate::objectives::testing::bases(50_000, 11);
-        Arc::new(Genome::from_records(vec![SequenceRecord::new("chr", seq)]))
+        Arc::new(SequenceStore::Genome(Genome::from_records(vec![
+            SequenceRecord::new("chr", seq),
+        ])))
     }
 
     fn tokenizer(kind: TokenizerKind) -> Arc<AnyTokenizer> {
@@ -460,7 +462,7 @@ mod tests {
                     && o.window.end <= s.end));
                 let fwd = g.bases(o.window.record, o.window.start, o.window.end);
                 let bases = if o.reverse {
-                    reverse_complement(fwd)
+                    reverse_complement(&fwd)
                 } else {
                     fwd.to_vec()
                 };

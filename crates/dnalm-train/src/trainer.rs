@@ -27,10 +27,11 @@ use dnalm_model::{
     DnaLm, ModelError,
 };
 use dnalm_seq::{
+    corpus,
     interval::{read_bed, read_gff3, Interval},
     sampler::{ClassWeights, RarityBalancedSampler},
     window::{split_genome, RandomWindows, SplitConfig, SplitUnit, WindowSpec},
-    Genome,
+    Genome, PackedCorpus, SequenceStore,
 };
 
 pub use crate::checkpoints::latest_checkpoint;
@@ -252,7 +253,62 @@ pub struct Trainer {
     devices: Vec<Device>,
     train: Arc<BatchPipeline>,
     valid: BatchPipeline,
+    /// What opening a multi-genome corpus did (packing, renamed records), for the run's notes.
+    corpus_notes: Vec<String>,
 }
+
+/// The sequences of `data.fasta`: one FASTA file read into memory (as always), or a corpus
+/// (several files, a directory, a manifest) packed once into `dir/corpus.dnapack` and
+/// memory-mapped, or a `.dnapack` made by `dnalm corpus pack`. Returns notes on what it did.
+fn open_store(inputs: &[PathBuf], dir: &Path) -> Result<(SequenceStore, Vec<String>), TrainError> {
+    if !corpus::is_corpus(inputs) {
+        return Ok((SequenceStore::Genome(Genome::read(&inputs[0])?), Vec::new()));
+    }
+    let mut notes = Vec::new();
+    let packed = match inputs {
+        [one] if corpus::is_pack(one) => PackedCorpus::open(one)?,
+        _ => {
+            if let Some(p) = inputs.iter().find(|p| corpus::is_pack(p)) {
+                return Err(crate::run_config::ConfigError::Invalid {
+                    key: "data.fasta".into(),
+                    message: format!(
+                        "{} is a corpus pack: give it alone (a pack already holds its genomes)",
+                        p.display()
+                    ),
+                }
+                .into());
+            }
+            let genomes = corpus::corpus_genomes(inputs)?;
+            let cache = dir.join(CORPUS_CACHE);
+            match PackedCorpus::open(&cache) {
+                Ok(p) if p.is_current(&genomes) => p,
+                _ => {
+                    let t0 = Instant::now();
+                    let summary = corpus::pack(&genomes, &cache, |_, _, _| {})?;
+                    notes.push(format!(
+                        "packed {} genomes ({} records, {:.2} Gb) into {} in {:.0} s (reused while the files are unchanged)",
+                        summary.genomes,
+                        summary.records,
+                        summary.bases as f64 / 1e9,
+                        cache.display(),
+                        t0.elapsed().as_secs_f64()
+                    ));
+                    PackedCorpus::open(&cache)?
+                }
+            }
+        }
+    };
+    if packed.renamed() > 0 {
+        notes.push(format!(
+            "{} record names are used by more than one genome; they are named genome:record (genome = file name without its FASTA suffixes)",
+            packed.renamed()
+        ));
+    }
+    Ok((SequenceStore::Packed(packed), notes))
+}
+
+/// The corpus cache in a run directory.
+pub const CORPUS_CACHE: &str = "corpus.dnapack";
 
 impl Trainer {
     /// Reads the genome (and annotations), splits it, and builds the train and validation
@@ -299,8 +355,9 @@ impl Trainer {
             .into());
         }
         let d = &cfg.data;
-        let genome = Arc::new(Genome::read(&d.fasta)?);
-        let split = split_genome(
+        let (store, corpus_notes) = open_store(&d.fasta.paths(), dir)?;
+        let genome = Arc::new(store);
+        let mut split = split_genome(
             &genome.lengths(),
             &SplitConfig {
                 unit: SplitUnit::Block(d.split_block),
@@ -312,6 +369,25 @@ impl Trainer {
                 seed: cfg.seed,
             },
         )?;
+        if let SequenceStore::Packed(corpus) = genome.as_ref() {
+            corpus::apply_split_overrides(&mut split, corpus);
+        }
+        let window_weights = match genome.as_ref() {
+            SequenceStore::Packed(corpus) => corpus::window_weights(
+                corpus,
+                &split.train,
+                d.context,
+                d.genome_weights == crate::run_config::GenomeWeights::Uniform,
+            ),
+            SequenceStore::Genome(_) => None,
+        };
+        if window_weights.is_some() && d.stride.is_some() {
+            return Err(crate::run_config::ConfigError::Invalid {
+                key: "data.stride".into(),
+                message: "genome weights (manifest weights or data.genome_weights = \"uniform\") need the random window sampler; remove data.stride".into(),
+            }
+            .into());
+        }
         let annotations: Option<Vec<Interval>> = match &d.annotations {
             None => None,
             Some(path) => {
@@ -357,9 +433,12 @@ impl Trainer {
                         .tile(&split.train)
                         .collect(),
                 ),
-                None => {
-                    WindowSource::Uniform(RandomWindows::new(&split.train, d.context, cfg.seed)?)
-                }
+                None => WindowSource::Uniform(match &window_weights {
+                    Some(w) => {
+                        RandomWindows::weighted(&split.train, d.context, cfg.seed, &|r| w[r])?
+                    }
+                    None => RandomWindows::new(&split.train, d.context, cfg.seed)?,
+                }),
             };
             (
                 source,
@@ -401,6 +480,7 @@ impl Trainer {
             devices,
             train,
             valid,
+            corpus_notes,
         })
     }
 
@@ -615,6 +695,7 @@ impl Trainer {
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let scan = CheckpointScan::of(&self.dir);
         let mut notes = scan.warnings();
+        notes.extend(self.corpus_notes.iter().cloned());
         let latest = scan.latest().map(Path::to_path_buf);
         let config_path = self.dir.join(CONFIG_FILE);
         let started = fs::symlink_metadata(self.dir.join(METRICS_FILE)).is_ok();

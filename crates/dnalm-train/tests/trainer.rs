@@ -219,7 +219,7 @@ fn annotation_masking_trains_on_gene_annotations() {
         "[[objectives]]\ntype = \"annotation\"\nelement_types = [\"CDS\"]\nelement_rate = 0.5\n",
         "",
     );
-    cfg.data.fasta = data("ecoli_MG1655.fa.gz");
+    cfg.data.fasta = data("ecoli_MG1655.fa.gz").into();
     cfg.data.annotations = Some(data("ecoli_MG1655.prodigal.gff3.gz"));
     cfg.data.split_block = 20_000;
     cfg.data.sampler = dnalm_train::run_config::SamplerKind::Balanced;
@@ -482,6 +482,79 @@ fn two_data_parallel_peers_train_like_one_device_and_resume_across_peer_counts()
     let err = unknown.resolve().unwrap_err().to_string();
     assert!(
         err.contains("train.devices") && err.contains("tpu"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_multi_genome_corpus_is_packed_once_and_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    // Lambda and a second "genome": lambda's second half, reverse-complemented, as a record
+    // whose name collides with lambda's (so it is renamed genome:record).
+    let lambda = std::fs::read_to_string(data("lambda_phage.fa")).unwrap();
+    let name = lambda.lines().next().unwrap()[1..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let bases: String = lambda.lines().skip(1).collect();
+    let other: String = bases[bases.len() / 2..]
+        .bytes()
+        .rev()
+        .map(|b| match b {
+            b'A' => 'T',
+            b'C' => 'G',
+            b'G' => 'C',
+            b'T' => 'A',
+            _ => 'N',
+        })
+        .collect();
+    let second = dir.path().join("other.fa");
+    std::fs::write(&second, format!(">{name}\n{other}\n")).unwrap();
+    let mut cfg = config(MLM, "");
+    cfg.data.fasta =
+        dnalm_train::run_config::FastaInput::Many(vec![data("lambda_phage.fa"), second.clone()]);
+    cfg.data.genome_weights = dnalm_train::run_config::GenomeWeights::Uniform;
+    cfg.train.steps = 4;
+    cfg.train.save_every = 2;
+    cfg.train.eval_every = 2;
+    let run = dir.path().join("run");
+    let first = train(
+        &cfg,
+        &run,
+        &RunOptions {
+            stop_at: Some(2),
+            ..Default::default()
+        },
+    );
+    let notes = first.notes.join(" | ");
+    assert!(notes.contains("packed 2 genomes (2 records"), "{notes}");
+    assert!(
+        notes.contains("2 record names are used by more than one genome"),
+        "{notes}"
+    );
+    assert!(run.join("corpus.dnapack").is_file());
+    let resumed = train(
+        &cfg,
+        &run,
+        &RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(resumed.step, 4);
+    assert!(
+        !resumed.notes.join(" ").contains("packed"),
+        "{:?}",
+        resumed.notes
+    );
+    assert!(losses(&run).iter().all(|l| l.is_finite()));
+    // Annotations are for one FASTA file.
+    let mut annotated = cfg.clone();
+    annotated.data.annotations = Some(data("ecoli_MG1655.prodigal.bed.gz"));
+    let err = annotated.resolve().unwrap_err().to_string();
+    assert!(
+        err.contains("data.annotations") && err.contains("corpus"),
         "{err}"
     );
 }

@@ -58,6 +58,9 @@ pub fn write_report(dir: &Path, results: &BenchResults) -> Result<std::path::Pat
         results.config.probe.folds,
         results.config.seeds
     );
+    for note in &results.notes {
+        let _ = writeln!(md, "Note: {note}\n");
+    }
     for task in &results.tasks {
         task_section(&mut md, &plots, task)?;
     }

@@ -85,8 +85,15 @@ fn one_line(text: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Genome FASTA (plain or gzip).
-    pub fasta: PathBuf,
+    /// Genome FASTA (plain, gzip or bgzip), or a multi-genome corpus: a list of FASTA files,
+    /// directories of them, TSV manifests (`path<TAB>weight<TAB>split`) or a `.dnapack` made by
+    /// `dnalm corpus pack`. A corpus is packed once into the run directory and memory-mapped.
+    pub fasta: FastaInput,
+    /// How a corpus's genomes share the windows when no manifest weights them: `length`
+    /// (proportional to their bases, i.e. every start equally likely) or `uniform` (each genome
+    /// equally often).
+    #[serde(default, skip_serializing_if = "GenomeWeights::is_length")]
+    pub genome_weights: GenomeWeights,
     /// BED or GFF3 annotations (rarity-balanced sampling, annotation-aware masking).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<PathBuf>,
@@ -117,6 +124,56 @@ pub struct DataConfig {
     /// Fraction held out for testing (never read by pretraining).
     #[serde(default = "default_valid")]
     pub test_fraction: f64,
+}
+
+/// `data.fasta`: one path, or a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FastaInput {
+    /// One FASTA file (or one directory, manifest or pack).
+    One(PathBuf),
+    /// Several.
+    Many(Vec<PathBuf>),
+}
+
+impl FastaInput {
+    /// The paths, in order.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            FastaInput::One(p) => vec![p.clone()],
+            FastaInput::Many(v) => v.clone(),
+        }
+    }
+
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            FastaInput::One(p) => vec![p],
+            FastaInput::Many(v) => v.iter_mut().collect(),
+        }
+    }
+}
+
+impl From<PathBuf> for FastaInput {
+    fn from(p: PathBuf) -> Self {
+        FastaInput::One(p)
+    }
+}
+
+/// How the genomes of a corpus are weighted (without manifest weights).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GenomeWeights {
+    /// By length: every window start in the corpus equally likely.
+    #[default]
+    Length,
+    /// Each genome equally often, whatever its length.
+    Uniform,
+}
+
+impl GenomeWeights {
+    fn is_length(&self) -> bool {
+        *self == GenomeWeights::Length
+    }
 }
 
 /// How training windows are drawn.
@@ -394,7 +451,9 @@ impl RunConfig {
                 *p = base.join(&*p);
             }
         };
-        fix(&mut self.data.fasta);
+        for p in self.data.fasta.paths_mut() {
+            fix(p);
+        }
         if let Some(a) = &mut self.data.annotations {
             fix(a);
         }

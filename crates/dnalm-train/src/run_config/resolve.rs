@@ -102,11 +102,27 @@ impl RunConfig {
     /// usable.
     fn check_data(&self) -> Result<(), ConfigError> {
         let d = &self.data;
-        if !d.fasta.exists() {
+        let inputs = d.fasta.paths();
+        if inputs.is_empty() {
+            return Err(invalid("data.fasta", "the list of FASTA files is empty"));
+        }
+        if let Some(missing) = inputs.iter().find(|p| !p.exists()) {
             return Err(invalid(
                 "data.fasta",
-                format!("{} does not exist", d.fasta.display()),
+                format!("{} does not exist", missing.display()),
             ));
+        }
+        if dnalm_seq::corpus::is_corpus(&inputs) {
+            if d.annotations.is_some() {
+                return Err(invalid(
+                    "data.annotations",
+                    "annotations are read for a single FASTA file, not a multi-genome corpus",
+                ));
+            }
+            if !dnalm_seq::corpus::is_pack(&inputs[0]) || inputs.len() > 1 {
+                dnalm_seq::corpus::corpus_genomes(&inputs)
+                    .map_err(|e| invalid("data.fasta", e.to_string()))?;
+            }
         }
         if let Some(a) = &d.annotations {
             if !a.exists() {
