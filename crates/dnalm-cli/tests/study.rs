@@ -791,6 +791,29 @@ fn sharded_runs_merge_into_the_whole_run_byte_for_byte() {
             "token",
         ],
     );
+    // A task's splits: 300 training rows are two chunks of 256, one per shard.
+    let task300 = dir.join("gc300");
+    slice_task("pub_gc_species2", &task300, [300, 20, 20]);
+    assert_shards_merge(
+        &dir.join("embed_task"),
+        2,
+        &["emb"],
+        &[
+            "emb/train.npy",
+            "emb/train.tsv",
+            "emb/valid.npy",
+            "emb/test.tsv",
+        ],
+        &[
+            "embed",
+            "-m",
+            encoder,
+            "--task",
+            task300.to_str().unwrap(),
+            "-o",
+            "{out}/emb",
+        ],
+    );
     // A VCF of 12 SNVs on lambda.
     let chrom = lambda_name();
     let mut vcf =
