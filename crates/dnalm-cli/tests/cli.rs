@@ -458,7 +458,8 @@ fn error_messages_say_each_thing_once_and_name_the_problem() {
                 "--set",
                 &fasta_set,
             ],
-            vec!["is a directory, not a file"],
+            // A directory is a multi-genome corpus (every FASTA file in it); this one has none.
+            vec!["data.fasta", "no FASTA files"],
         ),
         (
             vec!["fetch", &a_dir, "x:1-2"],
