@@ -16,7 +16,7 @@ use serde::Serialize;
 #[derive(Args)]
 pub struct InspectArgs {
     /// Files to summarise: FASTA/FASTQ (plain, .gz, bgzip; `-` for standard input), BED, GFF3,
-    /// task tables (.csv/.tsv) or task directories (with task.json).
+    /// task tables (.csv/.tsv), task directories (with task.json) or corpus packs (.dnapack).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Print JSON instead of a table.
@@ -41,10 +41,61 @@ enum Report {
         task: Option<TaskSpec>,
         stats: TaskStats,
     },
+    Corpus {
+        file: String,
+        records: usize,
+        bases: u64,
+        n_fraction: f64,
+        renamed_records: usize,
+        genomes: Vec<CorpusGenomeSummary>,
+    },
+}
+
+/// One genome of a corpus pack, as `inspect` reports it.
+#[derive(Serialize)]
+struct CorpusGenomeSummary {
+    name: String,
+    path: String,
+    records: usize,
+    bases: u64,
+    weight: Option<f64>,
+    split: Option<String>,
+}
+
+fn corpus_report(path: &Path, file: String) -> anyhow::Result<Report> {
+    let corpus = dnalm_seq::PackedCorpus::open(path)?;
+    let mut genomes: Vec<CorpusGenomeSummary> = corpus
+        .genomes()
+        .iter()
+        .map(|g| CorpusGenomeSummary {
+            name: g.name.clone(),
+            path: g.path.display().to_string(),
+            records: 0,
+            bases: 0,
+            weight: g.weight,
+            split: g.split.map(|s| s.as_str().to_string()),
+        })
+        .collect();
+    let mut n = 0u64;
+    for r in corpus.records() {
+        genomes[r.genome].records += 1;
+        genomes[r.genome].bases += r.length as u64;
+        n += r.n_bases() as u64;
+    }
+    let bases: u64 = genomes.iter().map(|g| g.bases).sum();
+    Ok(Report::Corpus {
+        file,
+        records: corpus.records().len(),
+        bases,
+        n_fraction: n as f64 / bases.max(1) as f64,
+        renamed_records: corpus.renamed(),
+        genomes,
+    })
 }
 
 /// What kind of file a path is, by name.
 enum FileKind {
+    Corpus,
     Sequences,
     Intervals,
     Table,
@@ -57,6 +108,9 @@ fn kind_of(path: &Path) -> anyhow::Result<FileKind> {
     }
     if path.is_dir() {
         return Ok(FileKind::TaskDir);
+    }
+    if dnalm_seq::corpus::is_pack(path) {
+        return Ok(FileKind::Corpus);
     }
     if IntervalFormat::from_path(path).is_some() {
         return Ok(FileKind::Intervals);
@@ -75,7 +129,7 @@ fn kind_of(path: &Path) -> anyhow::Result<FileKind> {
         return Ok(FileKind::Sequences);
     }
     bail!(
-        "{}: unknown file type (expected FASTA/FASTQ, BED, GFF3, .csv/.tsv task table or a task directory)",
+        "{}: unknown file type (expected FASTA/FASTQ, BED, GFF3, .csv/.tsv task table, a task directory or a .dnapack corpus)",
         path.display()
     )
 }
@@ -86,6 +140,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     for path in &args.files {
         let file = path.display().to_string();
         let report = match kind_of(path)? {
+            FileKind::Corpus => corpus_report(path, file)?,
             FileKind::Sequences => Report::Sequences {
                 stats: SequenceStats::from_path(path)?,
                 file,
@@ -159,6 +214,35 @@ fn pct(x: f64) -> String {
 
 fn print_report(report: &Report) {
     match report {
+        Report::Corpus {
+            file,
+            records,
+            bases,
+            n_fraction,
+            renamed_records,
+            genomes,
+        } => {
+            println!("{file}  (corpus pack: {} genomes)", genomes.len());
+            println!("  {:<22} {records}", "records");
+            println!("  {:<22} {bases}", "total length");
+            println!("  {:<22} {}", "N", pct(*n_fraction));
+            println!("  {:<22} {renamed_records}", "renamed genome:record");
+            println!(
+                "  {:<22} {:>8} {:>14} {:>8} {:>6}  file",
+                "genome", "records", "bases", "weight", "split"
+            );
+            for g in genomes {
+                println!(
+                    "  {:<22} {:>8} {:>14} {:>8} {:>6}  {}",
+                    g.name,
+                    g.records,
+                    g.bases,
+                    g.weight.map_or("-".into(), |w| format!("{w}")),
+                    g.split.as_deref().unwrap_or("-"),
+                    g.path
+                );
+            }
+        }
         Report::Sequences { file, stats } => {
             println!("{file}  ({})", if stats.fastq { "FASTQ" } else { "FASTA" });
             print_lengths("records", &stats.lengths);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_one_line_error, dnalm, root, stderr, tiny};
+use common::{assert_one_line_error, dnalm, ok, root, stderr, tiny};
 use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -287,6 +287,16 @@ fn corpora_pack_from_manifests_and_pretrain_from_packs_or_lists() {
         "{}",
         stderr(&out)
     );
+    // `inspect` reads a pack: genomes with their records, bases, weights and splits.
+    let text = ok(&["inspect", pack.to_str().unwrap()]);
+    assert!(text.contains("(corpus pack: 2 genomes)"), "{text}");
+    assert!(text.contains("total length           4688177"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", pack.to_str().unwrap()])).unwrap();
+    let genomes = json[0]["genomes"].as_array().unwrap();
+    assert_eq!(genomes[0]["name"], "lambda_phage");
+    assert_eq!(genomes[0]["weight"], 3.0);
+    assert_eq!(genomes[1]["split"], "valid");
     // Bad manifests and outputs: one line each, nothing written.
     let bad = d.join("bad.tsv");
     std::fs::write(&bad, format!("{}\t-2\n", lambda.display())).unwrap();

@@ -247,6 +247,13 @@ pub struct PackedRecord {
     n_runs: Vec<(usize, usize)>,
 }
 
+impl PackedRecord {
+    /// Its `N` bases.
+    pub fn n_bases(&self) -> usize {
+        self.n_runs.iter().map(|(s, e)| e - s).sum()
+    }
+}
+
 /// What a pack's header holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PackHeader {
