@@ -180,13 +180,30 @@ pub fn classify_genome(
 /// Merges overlapping (or touching) windows of the same record, strand and class into elements,
 /// keeping only classes in `classes` with probability ≥ `min_score`. Sorted by position.
 pub fn merge_elements(calls: &[WindowCall], classes: &[usize], min_score: f64) -> Vec<Element> {
-    let mut keep: Vec<&WindowCall> = calls
-        .iter()
-        .filter(|c| classes.contains(&c.label) && c.score >= min_score)
-        .collect();
-    keep.sort_by_key(|c| (c.record, c.strand, c.label, c.start));
+    join_elements(
+        calls
+            .iter()
+            .filter(|c| classes.contains(&c.label) && c.score >= min_score)
+            .map(|c| Element {
+                record: c.record,
+                start: c.start,
+                end: c.end,
+                strand: c.strand,
+                label: c.label,
+                score: c.score,
+                windows: 1,
+            })
+            .collect(),
+    )
+}
+
+/// The one rule that makes elements, for windows and for pieces of elements alike: items of the
+/// same record, strand and class that touch or overlap (in start order) are joined, keeping the
+/// higher score. Sorted by position.
+fn join_elements(mut items: Vec<Element>) -> Vec<Element> {
+    items.sort_by_key(|e| (e.record, e.strand, e.label, e.start));
     let mut out: Vec<Element> = Vec::new();
-    for c in keep {
+    for c in items {
         match out.last_mut() {
             Some(e)
                 if e.record == c.record
@@ -196,17 +213,9 @@ pub fn merge_elements(calls: &[WindowCall], classes: &[usize], min_score: f64) -
             {
                 e.end = e.end.max(c.end);
                 e.score = e.score.max(c.score);
-                e.windows += 1;
+                e.windows += c.windows;
             }
-            _ => out.push(Element {
-                record: c.record,
-                start: c.start,
-                end: c.end,
-                strand: c.strand,
-                label: c.label,
-                score: c.score,
-                windows: 1,
-            }),
+            _ => out.push(c),
         }
     }
     out.sort_by_key(|e| (e.record, e.start, e.end, e.strand));
@@ -237,17 +246,15 @@ pub fn elements_bed(elements: &[Element], records: &[String], label_names: &[Str
 /// of [`merge_elements`] (same record, strand and class, touching or overlapping; the score is
 /// the higher one). Records keep their order of first appearance, which is genome order.
 pub fn merge_bed_shards(shards: &[(std::path::PathBuf, String)]) -> Result<String, EvalError> {
-    struct Piece<'a> {
-        record: usize,
-        chrom: &'a str,
-        start: usize,
-        end: usize,
-        name: &'a str,
-        score: u32,
-        strand: &'a str,
+    // Names as indices, in order of first appearance (records: genome order).
+    fn index_of(names: &mut Vec<String>, name: &str) -> usize {
+        names.iter().position(|n| n == name).unwrap_or_else(|| {
+            names.push(name.to_string());
+            names.len() - 1
+        })
     }
-    let mut records: Vec<&str> = Vec::new();
-    let mut pieces: Vec<Piece> = Vec::new();
+    let (mut records, mut classes) = (Vec::new(), Vec::new());
+    let mut pieces = Vec::new();
     for (source, text) in shards {
         for (i, line) in text.lines().enumerate() {
             let bad = |message: String| EvalError::Format {
@@ -265,49 +272,24 @@ pub fn merge_bed_shards(shards: &[(std::path::PathBuf, String)]) -> Result<Strin
                 text.parse::<usize>()
                     .map_err(|_| bad(format!("{what} '{text}' is not a whole number")))
             };
-            let record = match records.iter().position(|r| *r == chrom) {
-                Some(r) => r,
-                None => {
-                    records.push(chrom);
-                    records.len() - 1
-                }
+            let strand = match strand {
+                "+" => '+',
+                "-" => '-',
+                other => return Err(bad(format!("strand '{other}' is not + or -"))),
             };
-            pieces.push(Piece {
-                record,
-                chrom,
+            pieces.push(Element {
+                record: index_of(&mut records, chrom),
                 start: number("start", start)?,
                 end: number("end", end)?,
-                name,
-                score: number("score", score)? as u32,
                 strand,
+                label: index_of(&mut classes, name),
+                // Back to the probability `elements_bed` rounds to thousandths, exactly.
+                score: number("score", score)? as f64 / 1000.0,
+                windows: 1,
             });
         }
     }
-    pieces.sort_by_key(|p| (p.record, p.strand, p.name, p.start));
-    let mut out: Vec<Piece> = Vec::new();
-    for p in pieces {
-        match out.last_mut() {
-            Some(e)
-                if e.record == p.record
-                    && e.strand == p.strand
-                    && e.name == p.name
-                    && p.start <= e.end =>
-            {
-                e.end = e.end.max(p.end);
-                e.score = e.score.max(p.score);
-            }
-            _ => out.push(p),
-        }
-    }
-    out.sort_by_key(|e| (e.record, e.start, e.end, e.strand));
-    let mut text = String::new();
-    for e in out {
-        text.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\n",
-            e.chrom, e.start, e.end, e.name, e.score, e.strand
-        ));
-    }
-    Ok(text)
+    Ok(elements_bed(&join_elements(pieces), &records, &classes))
 }
 
 /// Assigns each window to a split by the genome block its bases lie in (blocks of `block`
