@@ -305,29 +305,6 @@ pub fn pack(
     out: &Path,
     mut progress: impl FnMut(&str, &str, u64),
 ) -> Result<PackSummary, SeqError> {
-    // Names used by more than one genome are prefixed with the genome: a first pass over the
-    // names only (the FASTA parser streams; the sequence of a record is not kept).
-    let mut owners: HashMap<String, Vec<usize>> = HashMap::new();
-    for (g, genome) in genomes.iter().enumerate() {
-        let mut reader = FastxReader::from_path(&genome.path)?;
-        let mut record = SequenceRecord::default();
-        let mut names = std::collections::HashSet::new();
-        while reader.read_record(&mut record)? {
-            if !names.insert(record.name.clone()) {
-                return Err(SeqError::Format {
-                    path: genome.path.clone(),
-                    at: crate::Location::File,
-                    message: format!("two records are named '{}'", record.name),
-                });
-            }
-            owners.entry(record.name.clone()).or_default().push(g);
-        }
-        if names.is_empty() {
-            return Err(SeqError::EmptyFile {
-                path: genome.path.clone(),
-            });
-        }
-    }
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -335,25 +312,30 @@ pub fn pack(
     std::fs::create_dir_all(dir).map_err(|e| SeqError::io(dir, e))?;
     let mut tmp = crate::temp_file_in(dir).map_err(|e| SeqError::io(out, e))?;
     let io = |e: std::io::Error| SeqError::io(out, e);
-    let mut records = Vec::new();
-    let mut renamed = 0usize;
+    let mut records: Vec<PackedRecord> = Vec::new();
     let mut total = 0u64;
-    {
+    let (record_count, renamed) = {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         w.write_all(MAGIC).map_err(io)?;
         let mut offset = MAGIC.len() as u64;
         let mut packed = Vec::new();
+        // Genomes that use a record name, by name (for the renaming below).
+        let mut owners: HashMap<String, Vec<usize>> = HashMap::new();
         for (g, genome) in genomes.iter().enumerate() {
             let mut reader = FastxReader::from_path(&genome.path)?;
             let mut record = SequenceRecord::default();
+            let first = records.len();
             while reader.read_record(&mut record)? {
-                let shared = owners.get(&record.name).is_some_and(|o| o.len() > 1);
-                let name = if shared {
-                    renamed += 1;
-                    format!("{}:{}", genome.name, record.name)
-                } else {
-                    record.name.clone()
-                };
+                let owner = owners.entry(record.name.clone()).or_default();
+                if owner.last() == Some(&g) {
+                    return Err(SeqError::Format {
+                        path: genome.path.clone(),
+                        at: crate::Location::File,
+                        message: format!("two records are named '{}'", record.name),
+                    });
+                }
+                owner.push(g);
+                let name = record.name.clone();
                 let seq = &record.sequence;
                 packed.clear();
                 packed.extend(seq.chunks(4).map(|c| {
@@ -384,6 +366,20 @@ pub fn pack(
                 total += seq.len() as u64;
                 progress(&genome.name, &record.name, total);
             }
+            if records.len() == first {
+                return Err(SeqError::EmptyFile {
+                    path: genome.path.clone(),
+                });
+            }
+        }
+        // Names used by more than one genome are prefixed with the genome. Names live only in
+        // the header, written last, so one pass over the FASTA files is enough.
+        let mut renamed = 0usize;
+        for r in &mut records {
+            if owners.get(&r.name).is_some_and(|o| o.len() > 1) {
+                r.name = format!("{}:{}", genomes[r.genome].name, r.name);
+                renamed += 1;
+            }
         }
         let header = PackHeader {
             genomes: genomes.to_vec(),
@@ -399,13 +395,13 @@ pub fn pack(
             .map_err(io)?;
         w.write_all(MAGIC).map_err(io)?;
         w.flush().map_err(io)?;
-        records = header.records;
-    }
+        (header.records.len(), header.renamed)
+    };
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(out).map_err(|e| io(e.error))?;
     Ok(PackSummary {
         genomes: genomes.len(),
-        records: records.len(),
+        records: record_count,
         bases: total,
         renamed,
     })
@@ -680,6 +676,17 @@ mod tests {
         assert!(p.is_current(&genomes));
         std::fs::write(&b, ">chr1\nTTTTTTTTTT\n>x\nN\n").unwrap();
         assert!(!p.is_current(&corpus_genomes(&[a, b]).unwrap()));
+        // A genome with two records of one name, or none, is refused by name.
+        let twice = write(dir.path(), "twice.fa", ">r\nAC\n>q\nA\n>r\nG\n");
+        let empty = write(dir.path(), "empty.fa", "");
+        for (file, needle) in [(twice, "two records are named 'r'"), (empty, "empty.fa")] {
+            let genomes = corpus_genomes(&[file]).unwrap();
+            let err = pack(&genomes, &dir.path().join("x.dnapack"), |_, _, _| {})
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        assert!(!dir.path().join("x.dnapack").exists());
         let bad = write(dir.path(), "bad.dnapack", "DNAPACK1 but nothing else");
         let err = PackedCorpus::open(&bad).unwrap_err().to_string();
         assert!(
