@@ -14,8 +14,6 @@
 //! at every micro-batch's backward, where one collective per optimiser step is enough, and the
 //! mark would have to survive dnalm's own AdamW (`optim.rs`), which rebuilds every parameter.
 
-use std::collections::BTreeMap;
-
 use dnalm_model::{
     burn::{
         module::{Module, ModuleVisitor, Param},
@@ -136,9 +134,7 @@ pub(crate) fn all_reduce_gradients<M: Module>(
 
 /// The step's micro-batches dealt to `peers` round-robin (micro-batch `i` to peer `i % peers`).
 pub(crate) fn deal(micros: &[Micro], peers: usize) -> Vec<Vec<&Micro>> {
-    let mut shares: BTreeMap<usize, Vec<&Micro>> = (0..peers).map(|p| (p, Vec::new())).collect();
-    for m in micros {
-        shares.entry(m.index % peers).or_default().push(m);
-    }
-    shares.into_values().collect()
+    (0..peers)
+        .map(|p| micros.iter().skip(p).step_by(peers).collect())
+        .collect()
 }

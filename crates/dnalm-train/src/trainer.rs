@@ -342,18 +342,7 @@ impl Trainer {
             }
             .into());
         }
-        if !cfg.train.accumulation.is_multiple_of(devices.len()) {
-            return Err(crate::run_config::ConfigError::Invalid {
-                key: "train.accumulation".into(),
-                message: format!(
-                    "{} micro-batches per step cannot be shared evenly by {} devices; make it a multiple of {}",
-                    cfg.train.accumulation,
-                    devices.len(),
-                    devices.len()
-                ),
-            }
-            .into());
-        }
+        cfg.train.check_shared_by(devices.len())?;
         let d = &cfg.data;
         let (store, corpus_notes) = open_store(&d.fasta.paths(), dir)?;
         let genome = Arc::new(store);
@@ -605,18 +594,16 @@ impl Trainer {
             }
             let micro_batches = results.len();
             let mut grad_norm = 0.0;
-            let mut grads: Vec<Option<GradientsParams>> =
+            let grads: Vec<Option<GradientsParams>> =
                 outputs.into_iter().map(|o| o.grads).collect();
-            if peers == 1 {
-                if let Some(g) = grads.pop().flatten() {
-                    let (updated, norm) = optim.step(model, g, lr);
-                    model = updated;
-                    grad_norm = norm;
-                }
-            } else if grads.iter().any(Option::is_some) {
+            if grads.iter().any(Option::is_some) {
                 let mut grads: Vec<GradientsParams> =
                     grads.into_iter().map(Option::unwrap_or_default).collect();
-                all_reduce_gradients(&model, &mut grads, &self.devices);
+                if peers > 1 {
+                    all_reduce_gradients(&model, &mut grads, &self.devices);
+                }
+                // Every peer applies the same update; the first device's model is the one
+                // validated and saved.
                 let mut grads = grads.into_iter();
                 if let Some(g) = grads.next() {
                     let (updated, norm) = optim.step(model, g, lr);

@@ -347,6 +347,22 @@ pub struct TrainConfig {
     pub prefetch: usize,
 }
 
+impl TrainConfig {
+    /// Whether `devices` data-parallel peers can share each step's micro-batches evenly.
+    pub(crate) fn check_shared_by(&self, devices: usize) -> Result<(), ConfigError> {
+        if self.accumulation.is_multiple_of(devices.max(1)) {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            key: "train.accumulation".into(),
+            message: format!(
+                "{} micro-batches per step cannot be shared evenly by {devices} devices; make it a multiple of {devices}",
+                self.accumulation
+            ),
+        })
+    }
+}
+
 fn default_batch() -> usize {
     16
 }

@@ -174,16 +174,8 @@ impl RunConfig {
                 return Err(invalid("train.devices", e.to_string()));
             }
         }
-        if !t.devices.is_empty() && !t.accumulation.is_multiple_of(t.devices.len()) {
-            return Err(invalid(
-                "train.accumulation",
-                format!(
-                    "{} micro-batches per step cannot be shared evenly by the {} devices of train.devices; make it a multiple of {}",
-                    t.accumulation,
-                    t.devices.len(),
-                    t.devices.len()
-                ),
-            ));
+        if !t.devices.is_empty() {
+            t.check_shared_by(t.devices.len())?;
         }
         if t.eval_every == 0 || t.save_every == 0 || t.keep_last == 0 {
             return Err(invalid(
