@@ -26,6 +26,25 @@ fn every_shipped_config_resolves() {
     assert!(n >= 7, "{n} configs");
 }
 
+/// `dnalm pretrain` of `configs/mlm.toml` shrunk by [`tiny`] to seconds on lambda, into `run`,
+/// with further `--set KEY=VALUE`s (after the tiny ones, so they win).
+fn tiny_mlm_run(run: &std::path::Path, sets: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "pretrain".into(),
+        "-c".into(),
+        root().join("configs/mlm.toml").display().to_string(),
+        "-o".into(),
+        run.display().to_string(),
+    ];
+    args.extend(tiny(
+        &root().join("data/lambda_phage.fa").display().to_string(),
+    ));
+    for set in sets {
+        args.extend(["--set".to_string(), set.to_string()]);
+    }
+    args
+}
+
 #[test]
 fn a_tiny_run_trains_and_resumes_from_the_cli() {
     let out_dir = tempfile::tempdir().unwrap();
@@ -130,20 +149,7 @@ fn interrupt_saves_a_checkpoint(signal: &str) {
 fn data_parallel_peers_train_from_the_cli_and_resume_on_one_device() {
     let out_dir = tempfile::tempdir().unwrap();
     let run = out_dir.path().join("run");
-    let fasta = root().join("data/lambda_phage.fa");
-    let config = root().join("configs/mlm.toml");
-    let mut args: Vec<String> = vec![
-        "pretrain".into(),
-        "-c".into(),
-        config.display().to_string(),
-        "-o".into(),
-        run.display().to_string(),
-        "--set".into(),
-        "train.steps=3".into(),
-        "--set".into(),
-        "train.accumulation=2".into(),
-    ];
-    args.extend(tiny(&fasta.display().to_string()));
+    let args = tiny_mlm_run(&run, &["train.steps=3", "train.accumulation=2"]);
     let mut first: Vec<&str> = args.iter().map(String::as_str).collect();
     first.extend(["--devices", "cpu,cpu", "--stop-at", "2"]);
     let out = dnalm(&first);
@@ -317,7 +323,6 @@ fn corpora_pack_from_manifests_and_pretrain_from_packs_or_lists() {
     }
     assert!(!never.exists());
     // Pretraining from the pack, and from a list (packed into the run directory).
-    let config = root().join("configs/mlm.toml");
     for (name, fasta) in [
         ("from_pack", format!("{:?}", pack.display().to_string())),
         (
@@ -330,22 +335,11 @@ fn corpora_pack_from_manifests_and_pretrain_from_packs_or_lists() {
         ),
     ] {
         let run = d.join(name);
-        let mut args: Vec<String> = vec![
-            "pretrain".into(),
-            "-c".into(),
-            config.display().to_string(),
-            "-o".into(),
-            run.display().to_string(),
-            "--set".into(),
-            "train.steps=2".into(),
-        ];
-        args.extend(tiny(&lambda.display().to_string()));
-        args.extend([
-            "--set".into(),
-            format!("data.fasta={fasta}"),
-            "--set".into(),
-            "data.genome_weights=\"uniform\"".into(),
-        ]);
+        let fasta = format!("data.fasta={fasta}");
+        let args = tiny_mlm_run(
+            &run,
+            &["train.steps=2", &fasta, "data.genome_weights=\"uniform\""],
+        );
         let out = dnalm(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         assert!(run.join("checkpoint-000002/model.safetensors").exists());

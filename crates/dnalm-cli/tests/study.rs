@@ -64,6 +64,33 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// A tiny classifier fine-tuned (once per test run) on a GC-content task (E. coli vs S. aureus
+/// windows): even a tiny model learns it, and lambda's windows vary in GC, so `label` predicts
+/// both classes on lambda.
+fn gc_classifier() -> &'static Path {
+    static FT: OnceLock<PathBuf> = OnceLock::new();
+    FT.get_or_init(|| {
+        let f = fixture();
+        let gc = f.root.join("gc");
+        slice_task("pub_gc_species2", &gc, [200, 40, 40]);
+        let ft = f.root.join("ft");
+        ok(&[
+            "finetune",
+            "-m",
+            f.encoder.to_str().unwrap(),
+            "-t",
+            gc.to_str().unwrap(),
+            "-o",
+            ft.to_str().unwrap(),
+            "--epochs",
+            "4",
+            "--lr",
+            "3e-3",
+        ]);
+        ft
+    })
+}
+
 /// The first rows of each split of a bundled task, half of each class.
 fn slice_task(name: &str, task: &Path, rows: [usize; 3]) {
     std::fs::create_dir_all(task).unwrap();
@@ -296,24 +323,7 @@ fn mutagenesis_writes_a_matrix_and_a_heatmap() {
 #[test]
 fn labels_become_a_task_and_annotations_for_element_masking() {
     let f = fixture();
-    // A GC-content task (E. coli vs S. aureus windows): even a tiny model learns it, and
-    // lambda's windows vary in GC, so both classes get predicted.
-    let gc = f.root.join("gc");
-    slice_task("pub_gc_species2", &gc, [200, 40, 40]);
-    let ft = f.root.join("ft");
-    ok(&[
-        "finetune",
-        "-m",
-        f.encoder.to_str().unwrap(),
-        "-t",
-        gc.to_str().unwrap(),
-        "-o",
-        ft.to_str().unwrap(),
-        "--epochs",
-        "4",
-        "--lr",
-        "3e-3",
-    ]);
+    let ft = gc_classifier();
     let out = f.root.join("lambda_labels");
     let bad = dnalm(&[
         "label",
@@ -849,22 +859,7 @@ fn sharded_runs_merge_into_the_whole_run_byte_for_byte() {
         ],
     );
     // Labelling: elements that cross a shard boundary are joined again.
-    let gc = dir.join("gc");
-    slice_task("pub_gc_species2", &gc, [100, 20, 20]);
-    let ft = dir.join("ft");
-    ok(&[
-        "finetune",
-        "-m",
-        encoder,
-        "-t",
-        gc.to_str().unwrap(),
-        "-o",
-        ft.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--lr",
-        "3e-3",
-    ]);
+    let ft = gc_classifier();
     assert_shards_merge(
         &dir.join("label"),
         3,
@@ -958,6 +953,11 @@ fn merge_refuses_a_missing_repeated_or_foreign_shard_and_bad_shard_names() {
     assert_one_line_error(&merge(&[&a, &b]), &["shard(s) 2/3", "missing"]);
     assert_one_line_error(&merge(&[&a, &b, &c]), &["b.tsv", "c.tsv", "both shard 3/3"]);
     assert_one_line_error(&merge(&[&a, &other, &b]), &["other.tsv", "another job"]);
+    // A shard whose header was changed after the run is not joined under another's header.
+    let (_, d) = score("d.tsv", "2/3", &f.decoder);
+    let text = std::fs::read_to_string(&d).unwrap();
+    std::fs::write(&d, text.replacen("log_likelihood", "ll", 1)).unwrap();
+    assert_one_line_error(&merge(&[&a, &d, &b]), &["d.tsv", "header differs", "a.tsv"]);
     let plain = root().join("data/lambda_phage.fa");
     assert_one_line_error(
         &merge(&[plain.to_str().unwrap()]),
