@@ -252,7 +252,7 @@ fn variants(args: VariantArgs) -> anyhow::Result<()> {
         "Float",
         &format!(
             "dnalm log-likelihood ratio ALT vs REF ({} model {}; {} bp flanks; masked marginal for encoders, exact LL ratio for decoders)",
-            if encoder.model.config.architecture == dnalm_model::Architecture::Decoder { "causal" } else { "masked" },
+            if encoder.model.config.architecture.is_causal() { "causal" } else { "masked" },
             args.model.model.display(),
             args.flank
         ),

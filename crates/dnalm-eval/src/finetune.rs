@@ -15,7 +15,7 @@ use dnalm_model::{
     heads::{pool, Pooling, SequenceHead},
     io::load_parameters,
     tensors::{named_parameters, read_safetensors, write_safetensors},
-    Architecture, AttentionPattern, Checkpoint, DnaLm, ModelInput,
+    AttentionPattern, Checkpoint, DnaLm, ModelInput,
 };
 use dnalm_seq::task::{LabelledSequence, Task, TaskKind};
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
@@ -341,10 +341,7 @@ pub(crate) fn token_rows(tokenizer: &AnyTokenizer, max: usize, seqs: &[&[u8]]) -
 }
 
 fn attention_pattern(config: &dnalm_model::ModelConfig) -> AttentionPattern {
-    match config.architecture {
-        Architecture::Encoder => AttentionPattern::Bidirectional,
-        Architecture::Decoder => AttentionPattern::Causal,
-    }
+    config.architecture.attention_pattern()
 }
 
 /// `[rows, len]`: 1.0 at the tokens pooling takes in (real tokens inside `span`; a row with no

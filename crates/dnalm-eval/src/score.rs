@@ -17,7 +17,7 @@
 
 use dnalm_model::{
     burn::tensor::{activation::log_softmax, Int, Tensor, TensorData},
-    Architecture, AttentionPattern, ModelInput,
+    AttentionPattern, ModelInput,
 };
 use dnalm_seq::{
     vcf::{Vcf, VcfRecord},
@@ -120,7 +120,7 @@ impl<'a> Scorer<'a> {
     /// A scorer; `batch_tokens` bounds memory (rows × padded length per forward pass).
     pub fn new(encoder: &'a Checkpoint, batch_tokens: usize) -> Result<Self, EvalError> {
         let s = encoder.tokenizer.special_ids();
-        if encoder.model.config.architecture == Architecture::Encoder && s.mask.is_none() {
+        if !encoder.model.config.architecture.is_causal() && s.mask.is_none() {
             return Err(EvalError::Unsupported {
                 model: encoder.source.clone(),
                 message: "the tokenizer has no mask token, so a masked model cannot be scored"
@@ -134,7 +134,7 @@ impl<'a> Scorer<'a> {
     }
 
     fn causal(&self) -> bool {
-        self.encoder.model.config.architecture == Architecture::Decoder
+        self.encoder.model.config.architecture.is_causal()
     }
 
     /// How the model attends: causally for decoders, both ways for encoders.
@@ -539,6 +539,7 @@ impl<'a> Scorer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dnalm_model::Architecture;
     use dnalm_model::{DnaLm, ModelConfig};
     use dnalm_tokenize::{AnyTokenizer, TokenizerSpec};
 

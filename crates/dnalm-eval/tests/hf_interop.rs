@@ -19,7 +19,7 @@ use dnalm_model::{
     burn::tensor::Tensor,
     cpu,
     tensors::{named_parameters, HostTensor},
-    AttentionMask, AttentionPattern, DnaLm, ModelInput,
+    AttentionMask, DnaLm, ModelInput,
 };
 use dnalm_tokenize::{AnyTokenizer, Template, Tokenizer, TokenizerKind};
 use safetensors::{Dtype, SafeTensors};
@@ -91,10 +91,7 @@ fn sequences(dir: &std::path::Path) -> Vec<String> {
 
 /// The model's last hidden state and logits, `[rows * len, d]` and `[rows * len, vocab]`.
 fn run(model: &DnaLm, ids: &[i64], mask: &[i64], [rows, len]: [usize; 2]) -> (Vec<f32>, Vec<f32>) {
-    let pattern = match model.config.architecture {
-        dnalm_model::Architecture::Encoder => AttentionPattern::Bidirectional,
-        dnalm_model::Architecture::Decoder => AttentionPattern::Causal,
-    };
+    let pattern = model.config.architecture.attention_pattern();
     let input = ModelInput {
         rows,
         len,
@@ -259,9 +256,10 @@ fn write_export_fixtures() {
         ),
     ];
     for (name, architecture, position, kind) in cases {
-        let template = match architecture {
-            Architecture::Encoder => Template::Bert,
-            Architecture::Decoder => Template::Causal,
+        let template = if architecture.is_causal() {
+            Template::Causal
+        } else {
+            Template::Bert
         };
         let tokenizer = AnyTokenizer::new(kind, template).unwrap();
         let s = *tokenizer.special_ids();

@@ -1,7 +1,8 @@
-//! Golden tests against the hub families' own reference code (issue 15): DNABERT-2
-//! (`bert_layers.py`) and Nucleotide Transformer v2 (`modeling_esm.py`).
+//! Golden tests against the hub families' own reference code: DNABERT-2 (`bert_layers.py`) and
+//! Nucleotide Transformer v2 (`modeling_esm.py`) (issue 15), HyenaDNA (`modeling_hyena.py`,
+//! issue 16).
 //!
-//! `tests/golden/{dnabert2,nt_v2}` are copies of `shared/golden/<family>/`: tiny random-weight
+//! `tests/golden/{dnabert2,nt_v2,hyenadna}` are copies of `shared/golden/<family>/`: tiny random-weight
 //! checkpoints in each family's hub layout, with the token ids, last hidden states and logits the
 //! family's code produced (see each README for provenance). dnalm must load each checkpoint as it
 //! is and match: token ids exactly, hidden states and logits within 1e-4, alone and in a padded
@@ -119,12 +120,14 @@ fn check_batch(family: &str, model: &DnaLm, all_positions: bool) {
         .iter()
         .map(ids)
         .collect();
-    let real: Vec<Vec<bool>> = batch["attention_mask"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| ids(m).into_iter().map(|v| v == 1).collect())
-        .collect();
+    // HyenaDNA takes no attention mask: its left padding is processed like any token.
+    let real: Vec<Vec<bool>> = match batch["attention_mask"].as_array() {
+        Some(masks) => masks
+            .iter()
+            .map(|m| ids(m).into_iter().map(|v| v == 1).collect())
+            .collect(),
+        None => rows.iter().map(|r| vec![true; r.len()]).collect(),
+    };
     let (hidden, _) = run(model, &rows, &real);
     let want = &expected(family)["batch.last_hidden_state"];
     let d = model.config.d_model;
@@ -175,7 +178,23 @@ fn check_export(family: &str, model: &DnaLm, tokenizer: &AnyTokenizer) {
         "tie_word_embeddings",
         "emb_layer_norm_before",
         "token_dropout",
+        "d_model",
+        "n_layer",
+        "d_inner",
+        "max_seq_len",
+        "emb_dim",
+        "filter_order",
+        "num_inner_mlps",
+        "short_filter_order",
+        "hyena_order",
+        "train_freq",
     ] {
+        // HyenaDNA pads `vocab_size` (12) up to a multiple of 8 rows; dnalm keeps and writes
+        // the padded count (16), which the hub code reads as the same 16-row tables.
+        if family == "hyenadna" && key == "vocab_size" {
+            assert_eq!(ours[key], 16);
+            continue;
+        }
         if let Some(want) = hub.get(key) {
             assert_eq!(ours.get(key), Some(want), "{family}: config.json {key}");
         }
@@ -184,7 +203,7 @@ fn check_export(family: &str, model: &DnaLm, tokenizer: &AnyTokenizer) {
         ours["architectures"][0], hub["architectures"][0],
         "{family}"
     );
-    assert!(ours.get("model_type").is_none(), "{family}: {ours}");
+    assert_eq!(ours.get("model_type"), hub.get("model_type"), "{family}");
     let back = DnaLm::load(out.path(), &cpu()).unwrap();
     let back_tokenizer = AnyTokenizer::load(out.path()).unwrap();
     check_sequences(family, &back, &back_tokenizer);
@@ -235,6 +254,73 @@ fn nt_v2_matches_its_reference_code() {
     check_sequences("nt_v2", &model, &tokenizer);
     check_batch("nt_v2", &model, false);
     check_export("nt_v2", &model, &tokenizer);
+}
+
+#[test]
+fn hyenadna_matches_its_reference_code() {
+    let dir = fixture("hyenadna").join("checkpoint");
+    let (model, report) = DnaLm::load_with_report(&dir, &cpu()).unwrap();
+    assert!(report.fresh.is_empty(), "{report:?}");
+    let c = &model.config;
+    assert_eq!(c.architecture, dnalm_model::Architecture::Hyena);
+    assert_eq!(
+        (c.vocab_size, c.max_positions, c.tie_embeddings),
+        (16, 256, false)
+    );
+    assert_eq!(HfFamily::of(c), Ok(HfFamily::HyenaDna));
+    // No vocabulary file: the tokenizer is recognised by its class.
+    let tokenizer = AnyTokenizer::load(&dir).unwrap();
+    assert_eq!(tokenizer.template(), dnalm_tokenize::Template::Sep);
+    // Case-sensitive, as the hub code: a lower-case base is [UNK] (6).
+    assert_eq!(tokenizer.encode(b"aC").ids, vec![6, 8, 1]);
+    check_sequences("hyenadna", &model, &tokenizer);
+    check_batch("hyenadna", &model, true);
+    check_export("hyenadna", &model, &tokenizer);
+}
+
+/// HyenaDNA's buffers are fixed by the config; a checkpoint whose buffers differ is refused by
+/// name, and so is a config option dnalm does not run.
+#[test]
+fn hyenadna_refuses_what_it_does_not_run() {
+    let src = fixture("hyenadna").join("checkpoint");
+    let copy = |edit: &dyn Fn(&Path)| {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(&src).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+        }
+        edit(dir.path());
+        DnaLm::load(dir.path(), &cpu()).unwrap_err().to_string()
+    };
+    let set = |key: &'static str, value: Value| {
+        move |dir: &Path| {
+            let path = dir.join("config.json");
+            let mut config: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            config[key] = value.clone();
+            std::fs::write(&path, config.to_string()).unwrap();
+        }
+    };
+    let err = copy(&set("hyena_order", Value::from(3)));
+    assert!(
+        err.contains("hyena_order") && err.contains("order 2"),
+        "{err}"
+    );
+    let err = copy(&set("train_freq", Value::Bool(false)));
+    assert!(err.contains("train_freq"), "{err}");
+    let err = copy(&set("short_filter_order", Value::from(5)));
+    assert!(err.contains("short_filter"), "{err}");
+    let err = copy(&|dir: &Path| {
+        let path = dir.join("model.safetensors");
+        let mut tensors = read_safetensors(&path).unwrap();
+        let key = "hyena.backbone.layers.1.mixer.filter_fn.modulation.deltas";
+        tensors.get_mut(key).unwrap().values[3] += 0.5;
+        dnalm_model::tensors::write_safetensors(&path, &tensors, None).unwrap();
+    });
+    assert!(
+        err.contains("layers.1.mixer.filter_fn.modulation.deltas") && err.contains("fixed"),
+        "{err}"
+    );
 }
 
 #[test]

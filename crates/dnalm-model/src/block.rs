@@ -5,7 +5,9 @@
 //! biases (Llama). Which one is fixed by [`Architecture`], unless the config names another
 //! feed-forward network ([`crate::FeedForwardKind`]: NT-v2's bias-free SwiGLU encoder, DNABERT-2's
 //! GEGLU). With [`ModelConfig::post_norm`] the encoder block is BERT's instead:
-//! `norm(x + attn(x))` then `norm(x + ffn(x))`.
+//! `norm(x + attn(x))` then `norm(x + ffn(x))`. A Hyena block ([`Architecture::Hyena`]) is
+//! the pre-LayerNorm block with the Hyena operator ([`crate::hyena`]) in place of attention and
+//! HyenaDNA's tanh-GELU feed-forward network.
 
 use burn::{
     module::Module,
@@ -18,6 +20,7 @@ use burn::{
 
 use crate::{
     attention::{apply_rotary, chunked_attention, fused_attention, AttentionBias},
+    hyena::HyenaOperator,
     Architecture, FeedForwardKind, ModelConfig,
 };
 
@@ -34,7 +37,7 @@ impl Norm {
     /// The normalisation `cfg.architecture` calls for, over `cfg.d_model` features.
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         match cfg.architecture {
-            Architecture::Encoder => Norm::Layer(
+            Architecture::Encoder | Architecture::Hyena => Norm::Layer(
                 LayerNormConfig::new(cfg.d_model)
                     .with_epsilon(cfg.norm_eps)
                     .init(device),
@@ -65,6 +68,8 @@ pub enum FeedForward {
     SwiGlu(GatedFeedForward),
     /// `down(gelu(gate(x)) * up(x))` (DNABERT-2).
     GeGlu(GatedFeedForward),
+    /// `down(gelu_tanh(up(x)))`, with biases (HyenaDNA).
+    GeluTanh(GeluFeedForward),
 }
 
 /// The encoder's feed-forward network.
@@ -104,6 +109,10 @@ impl FeedForward {
             }),
             FeedForwardKind::SwiGlu => FeedForward::SwiGlu(gated()),
             FeedForwardKind::GeGlu => FeedForward::GeGlu(gated()),
+            FeedForwardKind::GeluTanh => FeedForward::GeluTanh(GeluFeedForward {
+                up: linear(d, f, bias_in, device),
+                down: linear(f, d, bias_out, device),
+            }),
         }
     }
 
@@ -116,8 +125,17 @@ impl FeedForward {
             FeedForward::GeGlu(f) => f
                 .down
                 .forward(gelu(f.gate.forward(x.clone())) * f.up.forward(x)),
+            FeedForward::GeluTanh(f) => f.down.forward(gelu_tanh(f.up.forward(x))),
         }
     }
+}
+
+/// GELU's tanh approximation, `x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (PyTorch's
+/// `gelu(approximate="tanh")`).
+pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let inner =
+        (x.clone() + x.clone().powi_scalar(3) * 0.044_715) * (2.0 / std::f64::consts::PI).sqrt();
+    x * (inner.tanh() + 1.0) * 0.5
 }
 
 /// A linear layer with the initialisation of BERT/ESM (normal, sd 0.02; zero bias).
@@ -131,20 +149,26 @@ pub(crate) fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> 
         .init(device)
 }
 
-/// One transformer block: multi-head self-attention and a feed-forward network, each behind a
-/// pre-normalisation and a residual connection.
+/// One block: a token mixer (multi-head self-attention, or the Hyena operator) and a
+/// feed-forward network, each behind a pre-normalisation and a residual connection.
+///
+/// An attention block has the four projections and no Hyena operator; a Hyena block the
+/// operator and no projections (the fields stay flat, so that parameter names are
+/// `blocks.0.query.weight`, `blocks.0.hyena.in_proj.weight`).
 #[derive(Module, Debug)]
 pub struct Block {
-    /// Normalisation before attention.
+    /// Normalisation before the token mixer.
     pub attn_norm: Norm,
-    /// Query projection.
-    pub query: Linear,
-    /// Key projection.
-    pub key: Linear,
-    /// Value projection.
-    pub value: Linear,
-    /// Attention output projection.
-    pub output: Linear,
+    /// Query projection (attention blocks).
+    pub query: Option<Linear>,
+    /// Key projection (attention blocks).
+    pub key: Option<Linear>,
+    /// Value projection (attention blocks).
+    pub value: Option<Linear>,
+    /// Attention output projection (attention blocks).
+    pub output: Option<Linear>,
+    /// The Hyena operator (Hyena blocks).
+    pub hyena: Option<HyenaOperator>,
     /// Normalisation before the feed-forward network.
     pub ffn_norm: Norm,
     /// Feed-forward network.
@@ -236,12 +260,15 @@ impl Block {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let d = cfg.d_model;
         let bias = cfg.architecture == Architecture::Encoder;
+        let attention = cfg.architecture != Architecture::Hyena;
+        let projection = || attention.then(|| linear(d, d, bias, device));
         Block {
             attn_norm: Norm::new(cfg, device),
-            query: linear(d, d, bias, device),
-            key: linear(d, d, bias, device),
-            value: linear(d, d, bias, device),
-            output: linear(d, d, bias, device),
+            query: projection(),
+            key: projection(),
+            value: projection(),
+            output: projection(),
+            hyena: (!attention).then(|| HyenaOperator::new(cfg, device)),
             ffn_norm: Norm::new(cfg, device),
             ffn: FeedForward::new(cfg, device),
             dropout: cfg.dropout,
@@ -267,11 +294,11 @@ impl Block {
     /// [`Block::forward`] as separate burn operations (the path every backend and layout has).
     pub(crate) fn forward_reference(&self, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
         if self.post_norm {
-            let attended = self.attend(x.clone(), x.clone(), ctx);
+            let attended = self.mix(x.clone(), x.clone(), ctx);
             return self.finish(x, attended, ctx);
         }
         let normed = self.attn_norm.forward(x.clone());
-        let attended = self.attend(normed.clone(), normed, ctx);
+        let attended = self.mix(normed.clone(), normed, ctx);
         self.finish(x, attended, ctx)
     }
 
@@ -291,23 +318,24 @@ impl Block {
         else {
             return None;
         };
+        let (query, key, value, output) = self.attention()?;
         let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
         Some(FusedParts {
             weights: [
-                self.query.weight.val(),
-                self.key.weight.val(),
-                self.value.weight.val(),
-                self.output.weight.val(),
+                query.weight.val(),
+                key.weight.val(),
+                value.weight.val(),
+                output.weight.val(),
                 ffn.up.weight.val(),
                 ffn.down.weight.val(),
             ],
             vectors: [
                 n1.gamma.val(),
                 n1.beta.as_ref()?.val(),
-                bias(&self.query)?,
-                bias(&self.key)?,
-                bias(&self.value)?,
-                bias(&self.output)?,
+                bias(query)?,
+                bias(key)?,
+                bias(value)?,
+                bias(output)?,
                 n2.gamma.val(),
                 n2.beta.as_ref()?.val(),
                 bias(&ffn.up)?,
@@ -379,9 +407,9 @@ impl Block {
         ctx: &BlockContext,
     ) -> Tensor<3> {
         let attended = if self.post_norm {
-            self.attend(g.clone(), h, ctx)
+            self.mix(g.clone(), h, ctx)
         } else {
-            self.attend(
+            self.mix(
                 self.attn_norm.forward(g.clone()),
                 self.attn_norm.forward(h),
                 ctx,
@@ -409,14 +437,40 @@ impl Block {
         }
     }
 
-    fn attend(&self, xq: Tensor<3>, xkv: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+    /// The four attention projections (query, key, value, output) of an attention block.
+    fn attention(&self) -> Option<(&Linear, &Linear, &Linear, &Linear)> {
+        Some((
+            self.query.as_ref()?,
+            self.key.as_ref()?,
+            self.value.as_ref()?,
+            self.output.as_ref()?,
+        ))
+    }
+
+    /// The token mixer: queries from `xq`, keys and values from `xkv` (the Hyena operator
+    /// mixes `xq` alone; it has no query stream).
+    fn mix(&self, xq: Tensor<3>, xkv: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        match (&self.hyena, self.attention()) {
+            (Some(hyena), _) => hyena.forward(xq),
+            (None, Some(projections)) => self.attend(projections, xq, xkv, ctx),
+            (None, None) => unreachable!("Block::new gives every block a token mixer"),
+        }
+    }
+
+    fn attend(
+        &self,
+        (query, key, value, output): (&Linear, &Linear, &Linear, &Linear),
+        xq: Tensor<3>,
+        xkv: Tensor<3>,
+        ctx: &BlockContext,
+    ) -> Tensor<3> {
         let [b, l, d] = xq.dims();
         let h = self.n_heads;
         let hd = d / h;
         let heads = |t: Tensor<3>| t.reshape([b, l, h, hd]).swap_dims(1, 2);
-        let mut q = heads(self.query.forward(xq));
-        let mut k = heads(self.key.forward(xkv.clone()));
-        let v = heads(self.value.forward(xkv));
+        let mut q = heads(query.forward(xq));
+        let mut k = heads(key.forward(xkv.clone()));
+        let v = heads(value.forward(xkv));
         if let Some((cos, sin)) = &ctx.rotary {
             q = apply_rotary(q, cos, sin);
             k = apply_rotary(k, cos, sin);
@@ -429,6 +483,6 @@ impl Block {
         } else {
             fused_attention(q, k, v, &ctx.bias)
         };
-        self.output.forward(out.swap_dims(1, 2).reshape([b, l, d]))
+        output.forward(out.swap_dims(1, 2).reshape([b, l, d]))
     }
 }

@@ -12,6 +12,28 @@ pub enum Architecture {
     Encoder,
     /// Causal decoder, Llama layout: pre-RMSNorm, SwiGLU feed-forward, no biases.
     Decoder,
+    /// Causal Hyena model, HyenaDNA layout: pre-LayerNorm blocks whose token mixer is the
+    /// Hyena operator (short convolution, implicit long filter applied by FFT, gating) instead of
+    /// attention, and a tanh-GELU feed-forward network ([`HyenaOptions`]).
+    Hyena,
+}
+
+impl Architecture {
+    /// Whether a position sees only itself and earlier positions (decoder, Hyena): such models
+    /// are trained by next-token prediction and score sequences left to right.
+    pub fn is_causal(self) -> bool {
+        !matches!(self, Architecture::Encoder)
+    }
+
+    /// What a position attends to in ordinary inputs: everything (encoder), or itself and
+    /// what comes before (decoder; Hyena ignores the pattern, being causal by construction).
+    pub fn attention_pattern(self) -> crate::AttentionPattern {
+        if self.is_causal() {
+            crate::AttentionPattern::Causal
+        } else {
+            crate::AttentionPattern::Bidirectional
+        }
+    }
 }
 
 /// How positions enter the model.
@@ -24,6 +46,9 @@ pub enum PositionEncoding {
     Learned,
     /// ALiBi: a per-head linear distance penalty added to the attention scores.
     Alibi,
+    /// None: the token mixer knows positions by itself (Hyena's filters are functions of the
+    /// distance). Only for [`Architecture::Hyena`].
+    None,
 }
 
 /// The position-wise feed-forward network of a block.
@@ -40,13 +65,70 @@ pub enum FeedForwardKind {
     /// Config: `"geglu"`.
     #[serde(rename = "geglu")]
     GeGlu,
+    /// `down(gelu_tanh(up(x)))`, GELU's tanh approximation, with biases (HyenaDNA's MLP; the
+    /// Hyena architecture's default). Config: `"gelu_tanh"`.
+    #[serde(rename = "gelu_tanh")]
+    GeluTanh,
 }
 
 impl FeedForwardKind {
     /// Whether the network gates one projection by another (SwiGLU, GEGLU).
     pub fn gated(self) -> bool {
-        !matches!(self, FeedForwardKind::Gelu)
+        matches!(self, FeedForwardKind::SwiGlu | FeedForwardKind::GeGlu)
     }
+}
+
+/// The Hyena operator's settings (HyenaDNA's config keys in brackets), for
+/// [`Architecture::Hyena`]. The operator is of order 2 (two gates), as every HyenaDNA checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HyenaOptions {
+    /// Width of the implicit filter network (`filter_order`).
+    #[serde(default = "default_filter_order")]
+    pub filter_order: usize,
+    /// Width of the positional features fed to the filter network: time, then cosines and
+    /// sines of `(emb_dim - 1) / 2` frequencies; odd, at least 3 (`emb_dim`).
+    #[serde(default = "default_emb_dim")]
+    pub emb_dim: usize,
+    /// Hidden layers of the filter network (`num_inner_mlps`).
+    #[serde(default = "default_inner_mlps")]
+    pub inner_layers: usize,
+    /// Initial frequency of the filter network's sine activations (`activation_freq`; trained
+    /// afterwards).
+    #[serde(default = "default_activation_freq")]
+    pub activation_freq: f64,
+    /// Width of the causal depthwise convolution on the projections (`short_filter_order`;
+    /// HyenaDNA pads it by 2, so only 3 is causal, and only 3 is accepted).
+    #[serde(default = "default_short_filter")]
+    pub short_filter: usize,
+}
+
+impl Default for HyenaOptions {
+    fn default() -> Self {
+        HyenaOptions {
+            filter_order: default_filter_order(),
+            emb_dim: default_emb_dim(),
+            inner_layers: default_inner_mlps(),
+            activation_freq: default_activation_freq(),
+            short_filter: default_short_filter(),
+        }
+    }
+}
+
+fn default_filter_order() -> usize {
+    64
+}
+fn default_emb_dim() -> usize {
+    5
+}
+fn default_inner_mlps() -> usize {
+    2
+}
+fn default_activation_freq() -> f64 {
+    10.0
+}
+fn default_short_filter() -> usize {
+    3
 }
 
 /// Everything that fixes a model's shape. Two models with equal configs have the same parameters
@@ -122,6 +204,10 @@ pub struct ModelConfig {
     /// attention (DNABERT-2). Real positions never depend on padding either way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub zero_padding: bool,
+    /// The Hyena operator's settings ([`Architecture::Hyena`] only; `None` there: the
+    /// defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hyena: Option<HyenaOptions>,
     /// Id of the padding token (Hugging Face configs record it; ESM's learned positions count
     /// from it).
     #[serde(default)]
@@ -188,7 +274,11 @@ impl ModelConfig {
             d_ffn: default_ffn(),
             dropout: 0.0,
             max_positions: default_max_positions(),
-            position: default_position(),
+            position: if architecture == Architecture::Hyena {
+                PositionEncoding::None
+            } else {
+                default_position()
+            },
             rope_theta: default_theta(),
             tie_embeddings: default_tie(),
             norm_eps: default_eps(),
@@ -200,6 +290,7 @@ impl ModelConfig {
             ffn_output_bias: None,
             token_type_embedding: false,
             zero_padding: false,
+            hyena: None,
             pad_token_id: None,
             mask_token_id: None,
             bos_token_id: None,
@@ -213,14 +304,20 @@ impl ModelConfig {
         self.feed_forward.unwrap_or(match self.architecture {
             Architecture::Encoder => FeedForwardKind::Gelu,
             Architecture::Decoder => FeedForwardKind::SwiGlu,
+            Architecture::Hyena => FeedForwardKind::GeluTanh,
         })
+    }
+
+    /// The Hyena operator's settings (the defaults when the config names none).
+    pub fn hyena_options(&self) -> HyenaOptions {
+        self.hyena.clone().unwrap_or_default()
     }
 
     /// Whether the feed-forward input and output projections carry biases.
     pub fn ffn_biases(&self) -> (bool, bool) {
         let kind = self.feed_forward();
         (
-            self.ffn_input_bias.unwrap_or(kind == FeedForwardKind::Gelu),
+            self.ffn_input_bias.unwrap_or(!kind.gated()),
             self.ffn_output_bias
                 .unwrap_or(kind != FeedForwardKind::SwiGlu),
         )
@@ -283,11 +380,55 @@ impl ModelConfig {
                 "norm_eps and rope_theta must be positive".into(),
             );
         }
-        if self.architecture == Architecture::Decoder && (self.post_norm || self.token_dropout) {
+        if self.architecture != Architecture::Encoder && (self.post_norm || self.token_dropout) {
             return bad(
                 "post_norm",
                 "post_norm and token_dropout are encoder options (BERT, ESM)".into(),
             );
+        }
+        if (self.architecture == Architecture::Hyena) != (self.position == PositionEncoding::None) {
+            return bad(
+                "position",
+                format!(
+                    "{:?} with architecture {:?}: Hyena takes no position encoding (\"none\"), \
+                     attention needs one",
+                    self.position, self.architecture
+                ),
+            );
+        }
+        if self.hyena.is_some() && self.architecture != Architecture::Hyena {
+            return bad(
+                "hyena",
+                "Hyena options need architecture = \"hyena\"".into(),
+            );
+        }
+        if self.architecture == Architecture::Hyena {
+            let h = self.hyena_options();
+            if h.emb_dim < 3 || h.emb_dim.is_multiple_of(2) {
+                return bad(
+                    "hyena.emb_dim",
+                    format!(
+                        "{} must be odd and at least 3 (time, cosine, sine)",
+                        h.emb_dim
+                    ),
+                );
+            }
+            if h.filter_order == 0 {
+                return bad("hyena.filter_order", "must be at least 1".into());
+            }
+            if h.short_filter != 3 {
+                return bad(
+                    "hyena.short_filter",
+                    format!(
+                        "{}: HyenaDNA pads its short convolution by 2, which is causal only for \
+                         width 3; dnalm runs width 3",
+                        h.short_filter
+                    ),
+                );
+            }
+            if !(h.activation_freq.is_finite()) {
+                return bad("hyena.activation_freq", "must be finite".into());
+            }
         }
         let parameters = self.parameter_count();
         if parameters > MAX_PARAMETERS {
@@ -334,6 +475,22 @@ impl ModelConfig {
         let (attn, norm) = match self.architecture {
             Architecture::Encoder => (4 * (d * d + d), 2 * d),
             Architecture::Decoder => (4 * d * d, d),
+            Architecture::Hyena => {
+                let h = self.hyena_options();
+                let (order, emb) = (wide(h.filter_order), wide(h.emb_dim));
+                let inner = wide(h.inner_layers);
+                // in_proj, short filter (weights and bias), out_proj; the filter network:
+                // positions, input layer, frequencies, inner layers, output layer, skip bias.
+                let mixer = 3 * d * d + 3 * d + 3 * d * wide(h.short_filter) + 3 * d + d * d + d;
+                let filter = wide(self.max_positions) * emb
+                    + emb * order
+                    + order
+                    + order
+                    + inner * (order * order + order)
+                    + order * d
+                    + d;
+                (mixer + filter, 2 * d)
+            }
         };
         let blocks = wide(self.n_layers) * (attn + ffn + 2 * norm);
         let embed = vocab * d;
@@ -344,7 +501,7 @@ impl ModelConfig {
         };
         let head = match self.architecture {
             Architecture::Encoder => d * d + d + 2 * d + vocab,
-            Architecture::Decoder => 0,
+            Architecture::Decoder | Architecture::Hyena => 0,
         } + if self.tie_embeddings { 0 } else { vocab * d };
         let token_type = if self.token_type_embedding { d } else { 0 };
         let final_norm = if self.post_norm { 0 } else { norm };

@@ -112,6 +112,11 @@ impl ModuleMapper for Reinitialize<'_> {
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
         let leaf = name.rsplit('.').next().unwrap_or("");
+        if matches!(leaf, "positions" | "freq") {
+            // Hyena's positional features and sine frequencies start where HyenaDNA starts
+            // them (computed by the constructor), not at random.
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
         let values: Vec<f32> = match leaf {
             "gamma" | "running_var" => vec![1.0; n],
             "beta" | "bias" | "running_mean" => vec![0.0; n],

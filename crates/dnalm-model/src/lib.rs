@@ -48,6 +48,7 @@ pub mod float_mode;
 pub mod fused;
 pub mod heads;
 pub mod hf;
+pub mod hyena;
 pub mod io;
 mod model;
 pub mod tensors;
@@ -58,7 +59,9 @@ pub use device::DeviceName;
 use std::path::{Path, PathBuf};
 
 pub use attention::{AttentionMask, AttentionPattern};
-pub use config::{Architecture, FeedForwardKind, ModelConfig, PositionEncoding, MAX_PARAMETERS};
+pub use config::{
+    Architecture, FeedForwardKind, HyenaOptions, ModelConfig, PositionEncoding, MAX_PARAMETERS,
+};
 pub use model::{DnaLm, LmHead, ModelInput};
 
 /// Re-export of burn, so that dependants use the same version.

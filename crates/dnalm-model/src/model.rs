@@ -413,6 +413,14 @@ impl DnaLm {
         query: Vec<bool>,
     ) -> Result<Tensor<3>, ModelError> {
         self.check(input)?;
+        if self.config.architecture == Architecture::Hyena {
+            return Err(ModelError::Config {
+                field: "architecture",
+                message: "permutation LM's two-stream attention needs attention blocks; \
+                          Hyena models train with next-token prediction"
+                    .into(),
+            });
+        }
         let with = |pattern| AttentionMask {
             padding: input.mask.padding.clone(),
             pattern,

@@ -158,7 +158,7 @@ fn gradients(cfg: &ModelConfig, device: Device, fused: bool) -> Vec<(String, Vec
         ] {
             out.push((
                 format!("blocks.{i}.{name}"),
-                values(linear.weight.grad(&grads).unwrap()),
+                values(linear.as_ref().unwrap().weight.grad(&grads).unwrap()),
             ));
         }
     }

@@ -394,11 +394,27 @@ impl AnyTokenizer {
                     )),
                 }
             }
-            None => Err(format_err(
-                &dir,
-                "no tokenizer here (expected tokenizer.json, vocab.txt or tokenizer_config.json)"
-                    .into(),
-            )),
+            None => match config
+                .as_ref()
+                .and_then(|c| c.get("tokenizer_class"))
+                .and_then(Value::as_str)
+            {
+                Some(HYENADNA_TOKENIZER_CLASS) => hyenadna_tokenizer(),
+                Some(class) => Err(format_err(
+                    &config_path,
+                    format!(
+                        "tokenizer_class \"{class}\" has no vocabulary file here (tokenizer.json \
+                         or vocab.txt) and is not a character tokenizer dnalm knows \
+                         ({HYENADNA_TOKENIZER_CLASS})"
+                    ),
+                )),
+                None => Err(format_err(
+                    &dir,
+                    "no tokenizer here (expected tokenizer.json, vocab.txt or \
+                     tokenizer_config.json)"
+                        .into(),
+                )),
+            },
         }
     }
 
@@ -439,6 +455,36 @@ impl Tokenizer for AnyTokenizer {
     fn decode(&self, ids: &[u32]) -> String {
         self.inner().decode(ids)
     }
+}
+
+/// The `tokenizer_class` of HyenaDNA's hub tokenizer (`tokenization_hyena.py`), which keeps its
+/// vocabulary in code, not in a file.
+pub const HYENADNA_TOKENIZER_CLASS: &str = "HyenaDNATokenizer";
+
+/// HyenaDNA's character tokenizer: `[CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK]`, then
+/// `A C G T N` (ids 7 to 11), case-sensitive (a lower-case base is `[UNK]`, as the hub code
+/// has it), `[SEP]` appended and no start token (the hub port, unlike the original repository's
+/// tokenizer, adds no `[CLS]`).
+pub fn hyenadna_tokenizer() -> Result<AnyTokenizer> {
+    let tokens = [
+        "[CLS]",
+        "[SEP]",
+        "[BOS]",
+        "[MASK]",
+        "[PAD]",
+        "[RESERVED]",
+        "[UNK]",
+        "A",
+        "C",
+        "G",
+        "T",
+        "N",
+    ];
+    let vocab = Vocab::new(tokens.iter().map(|t| t.to_string()).collect())?;
+    Ok(AnyTokenizer::Nucleotide(NucleotideTokenizer::with_vocab(
+        vocab,
+        Template::Sep,
+    )?))
 }
 
 fn infer_template(s: &SpecialTokenIds) -> Template {
@@ -539,7 +585,17 @@ pub(crate) fn template_processor(
                 .special_tokens(vec![(a, first)])
                 .build()
         }
-        _ => return Ok(None),
+        (None, Some(last)) => {
+            let b = name(last);
+            TemplateProcessing::builder()
+                .try_single(format!("$A {b}"))
+                .map_err(TokenizeError::hf)?
+                .try_pair(format!("$A {b} $B:1 {b}:1"))
+                .map_err(TokenizeError::hf)?
+                .special_tokens(vec![(b, last)])
+                .build()
+        }
+        (None, None) => return Ok(None),
     };
     let processor = builder.map_err(TokenizeError::hf)?;
     Ok(Some(PostProcessorWrapper::Template(processor)))

@@ -41,7 +41,9 @@ mod vocab;
 pub use batch::{encode_batch, BatchEncoding, BatchOptions, Padding};
 pub use bpe::{BpeTokenizer, BpeTrainOptions};
 pub use error::{Result, TokenizeError};
-pub use io::{AnyTokenizer, TokenizerKind, TokenizerSpec};
+pub use io::{
+    hyenadna_tokenizer, AnyTokenizer, TokenizerKind, TokenizerSpec, HYENADNA_TOKENIZER_CLASS,
+};
 pub use kmer::KmerTokenizer;
 pub use nucleotide::NucleotideTokenizer;
 pub use stats::{TokenCounter, TokenStats};
@@ -224,6 +226,7 @@ pub fn template_ids(template: Template, s: &SpecialTokenIds) -> (Option<u32>, Op
         Template::Bert => (s.cls, s.sep),
         Template::Causal => (s.bos, s.eos),
         Template::Cls => (s.cls, None),
+        Template::Sep => (None, s.sep),
         Template::None => (None, None),
     }
 }

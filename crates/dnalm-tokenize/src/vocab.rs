@@ -73,6 +73,8 @@ pub enum Template {
     /// `[CLS] tokens`, no end token (Nucleotide Transformer's `EsmTokenizer` with
     /// `eos_token: null`).
     Cls,
+    /// `tokens [SEP]`, no start token (HyenaDNA's character tokenizer).
+    Sep,
     /// No special tokens.
     None,
 }

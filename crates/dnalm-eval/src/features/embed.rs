@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use dnalm_model::{
     burn::tensor::{Device, Tensor},
     heads::Pooling,
-    Architecture, AttentionPattern, Checkpoint, ModelInput,
+    Checkpoint, ModelInput,
 };
 use dnalm_seq::alphabet::reverse_complement;
 use dnalm_tokenize::Tokenizer;
@@ -420,11 +420,7 @@ impl<'a> Embedder<'a> {
                 ids
             })
             .collect();
-        let pattern = match model.config.architecture {
-            Architecture::Encoder => AttentionPattern::Bidirectional,
-            Architecture::Decoder => AttentionPattern::Causal,
-        };
-        let input = ModelInput::from_rows(&rows, pattern);
+        let input = ModelInput::from_rows(&rows, model.config.architecture.attention_pattern());
         let keep_all = self.layers.iter().any(|&l| l < model.config.n_layers);
         let (last, layers) = model.forward_layers(&input, keep_all)?;
         let pick = |l: usize| -> Tensor<3> {

@@ -33,12 +33,16 @@ pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfi
             path,
             "model_type",
             format!(
-                "\"{t}\" is not supported (dnalm reads bert, esm, llama, DNABERT-2 and \
-                 Nucleotide Transformer v2)"
+                "\"{t}\" is not supported (dnalm reads bert, esm, llama, hyenadna, DNABERT-2 \
+                 and Nucleotide Transformer v2)"
             ),
         ),
     })?;
     let keys = Keys { value, path };
+    if family == HfFamily::HyenaDna {
+        let cfg = hyena(&keys)?;
+        return Ok((family, checked(cfg, path)?));
+    }
     let vocab_size = keys.whole("vocab_size")?;
     let mut cfg = ModelConfig::new(
         match family {
@@ -61,12 +65,17 @@ pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfi
         HfFamily::Esm | HfFamily::NtV2 => esm(&keys, family, &mut cfg, max_positions)?,
         HfFamily::DnaBert2 => dnabert2(&keys, &mut cfg, max_positions)?,
         HfFamily::Llama => llama(&keys, &mut cfg, max_positions)?,
+        HfFamily::HyenaDna => unreachable!("returned above"),
     }
+    Ok((family, checked(cfg, path)?))
+}
+
+fn checked(cfg: ModelConfig, path: &Path) -> Result<ModelConfig, ModelError> {
     cfg.validate().map_err(|e| match e {
         ModelError::Config { field, message } => config_err(path, field, message),
         other => other,
     })?;
-    Ok((family, cfg))
+    Ok(cfg)
 }
 
 /// The keys of one `config.json`, read with errors that name the file and the field.
@@ -108,6 +117,14 @@ impl Keys<'_> {
             .get(field)
             .and_then(Value::as_str)
             .map(str::to_string)
+    }
+
+    /// An optional whole number with its default.
+    fn whole_or(&self, field: &'static str, default: usize) -> Result<usize, ModelError> {
+        match self.value.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(_) => self.whole(field),
+        }
     }
 
     fn flag(&self, field: &str) -> Option<bool> {
@@ -257,6 +274,105 @@ fn dnabert2(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<
     Ok(())
 }
 
+/// HyenaDNA (`HyenaConfig` of the hub port; its defaults where a key is absent). The
+/// embedding and LM head have `vocab_size` rounded up to `pad_vocab_size_multiple` rows, which
+/// is dnalm's `vocab_size`.
+fn hyena(keys: &Keys) -> Result<ModelConfig, ModelError> {
+    let vocab = keys.whole_or("vocab_size", 12)?;
+    let multiple = keys.whole_or("pad_vocab_size_multiple", 8)?.max(1);
+    let mut cfg = ModelConfig::new(Architecture::Hyena, vocab.div_ceil(multiple) * multiple);
+    cfg.d_model = keys.whole_or("d_model", 256)?;
+    cfg.n_layers = keys.whole_or("n_layer", 12)?;
+    cfg.d_ffn = keys.whole_or("d_inner", 4 * cfg.d_model)?;
+    cfg.n_heads = 1;
+    cfg.max_positions = keys.whole_or("max_seq_len", 1024)?;
+    let order = keys.whole_or("hyena_order", 2)?;
+    if order != 2 {
+        return Err(keys.err(
+            "hyena_order",
+            format!("{order} is not supported (dnalm runs order 2, as HyenaDNA's checkpoints)"),
+        ));
+    }
+    if keys.flag("train_freq") == Some(false) {
+        return Err(keys.err(
+            "train_freq",
+            "false is not supported (dnalm trains the sine frequencies, as HyenaDNA's \
+             checkpoints do)"
+                .into(),
+        ));
+    }
+    // norm1 and norm2 use PyTorch's default epsilon; only ln_f reads the config's.
+    let eps = keys.float("layer_norm_epsilon", 1e-5);
+    if (eps - 1e-5).abs() > 1e-12 {
+        return Err(keys.err(
+            "layer_norm_epsilon",
+            format!(
+                "{eps}: the blocks' norms use 1e-5 whatever it says, and dnalm has one epsilon"
+            ),
+        ));
+    }
+    cfg.norm_eps = 1e-5;
+    cfg.hyena = Some(crate::HyenaOptions {
+        filter_order: keys.whole_or("filter_order", 64)?,
+        emb_dim: keys.whole_or("emb_dim", 3)?,
+        inner_layers: keys.whole_or("num_inner_mlps", 2)?,
+        activation_freq: keys.float("activation_freq", 1.0),
+        short_filter: keys.whole_or("short_filter_order", 3)?,
+    });
+    cfg.tie_embeddings = keys.flag("tie_word_embeddings").unwrap_or(true);
+    cfg.pad_token_id = keys.id("pad_token_id");
+    cfg.bos_token_id = keys.id("bos_token_id");
+    cfg.eos_token_id = keys.id("eos_token_id");
+    Ok(cfg)
+}
+
+/// HyenaDNA's `config.json` keys for a dnalm Hyena config.
+fn hyena_export(config: &ModelConfig) -> serde_json::Map<String, Value> {
+    let h = config.hyena_options();
+    let mut obj = serde_json::Map::new();
+    for (k, v) in [
+        ("model_type", json!("hyenadna")),
+        ("architectures", json!([HfFamily::HyenaDna.class()])),
+        (
+            "auto_map",
+            hub_auto_map(HfFamily::HyenaDna, super::HYENADNA_HUB_CODE),
+        ),
+        ("vocab_size", json!(config.vocab_size)),
+        ("pad_vocab_size_multiple", json!(8)),
+        ("d_model", json!(config.d_model)),
+        ("n_layer", json!(config.n_layers)),
+        ("d_inner", json!(config.d_ffn)),
+        ("max_seq_len", json!(config.max_positions)),
+        ("hyena_order", json!(2)),
+        ("filter_order", json!(h.filter_order)),
+        ("emb_dim", json!(h.emb_dim)),
+        ("num_inner_mlps", json!(h.inner_layers)),
+        ("activation_freq", json!(h.activation_freq)),
+        ("short_filter_order", json!(h.short_filter)),
+        ("train_freq", json!(true)),
+        ("use_bias", json!(true)),
+        ("layer_norm_epsilon", json!(config.norm_eps)),
+        ("embed_dropout", json!(config.dropout)),
+        ("hyena_dropout", json!(0.0)),
+        ("hyena_filter_dropout", json!(0.0)),
+        ("initializer_range", json!(0.02)),
+        ("tie_word_embeddings", json!(config.tie_embeddings)),
+        ("torch_dtype", json!("float32")),
+    ] {
+        obj.insert(k.to_string(), v);
+    }
+    for (key, id) in [
+        ("pad_token_id", config.pad_token_id),
+        ("bos_token_id", config.bos_token_id),
+        ("eos_token_id", config.eos_token_id),
+    ] {
+        if let Some(id) = id {
+            obj.insert(key.to_string(), json!(id));
+        }
+    }
+    obj
+}
+
 /// Llama: RMSNorm, rotary, SwiGLU, no biases.
 fn llama(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<(), ModelError> {
     keys.require("hidden_act", keys.string("hidden_act"), &["silu"], "silu")?;
@@ -327,6 +443,15 @@ fn llama(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<(),
 /// the config has no Hugging Face equivalent.
 pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
     let family = HfFamily::of(config)?;
+    if family == HfFamily::HyenaDna {
+        let mut obj = hyena_export(config);
+        let section = serde_json::to_value(config).map_err(|e| NoHfLayout {
+            field: "dnalm",
+            reason: e.to_string(),
+        })?;
+        obj.insert("dnalm".into(), section);
+        return Ok(Value::Object(obj));
+    }
     let mut obj = serde_json::Map::new();
     let mut set = |k: &str, v: Value| {
         obj.insert(k.to_string(), v);
@@ -403,6 +528,7 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
                 set("hidden_act", json!("gelu"));
             }
         }
+        HfFamily::HyenaDna => unreachable!("returned above"),
         HfFamily::Llama => {
             set("hidden_act", json!("silu"));
             set("max_position_embeddings", json!(config.max_positions));
@@ -450,6 +576,15 @@ fn hub_auto_map(family: HfFamily, repo: &str) -> Value {
             (
                 "AutoModelForSequenceClassification",
                 "modeling_esm.EsmForSequenceClassification",
+            ),
+        ],
+        HfFamily::HyenaDna => &[
+            ("AutoConfig", "configuration_hyena.HyenaConfig"),
+            ("AutoModel", "modeling_hyena.HyenaDNAModel"),
+            ("AutoModelForCausalLM", "modeling_hyena.HyenaDNAForCausalLM"),
+            (
+                "AutoModelForSequenceClassification",
+                "modeling_hyena.HyenaDNAForSequenceClassification",
             ),
         ],
         HfFamily::Bert | HfFamily::Esm | HfFamily::Llama => &[],

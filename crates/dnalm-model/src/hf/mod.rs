@@ -8,6 +8,7 @@
 //! | `llama` (dnalm decoders) | `LlamaForCausalLM` | decoder, rotary |
 //! | DNABERT-2 (MosaicBERT) | hub `bert_layers.BertForMaskedLM` | encoder, post-norm, ALiBi, GEGLU, token type 0, padded positions zero |
 //! | Nucleotide Transformer v2 | hub `modeling_esm.EsmForMaskedLM` | encoder, pre-norm, rotary, SwiGLU (biases as `add_bias_fnn`) |
+//! | `hyenadna` (HyenaDNA) | hub `modeling_hyena.HyenaDNAForCausalLM` | Hyena, tanh-GELU MLP, no positions |
 //!
 //! The two hub families' `config.json` has no `model_type` (their code is `trust_remote_code`);
 //! they are recognised by their own keys (`alibi_starting_size`, `add_bias_fnn`) or by the module
@@ -52,6 +53,9 @@ pub enum HfFamily {
     /// Nucleotide Transformer v2 (hub code `modeling_esm.py`): ESM with rotary positions and a
     /// gated SwiGLU feed-forward network.
     NtV2,
+    /// HyenaDNA (hub code `modeling_hyena.py` of the `LongSafari/hyenadna-*-hf` repositories):
+    /// causal Hyena operator blocks.
+    HyenaDna,
 }
 
 /// Why a dnalm config has no Hugging Face layout to export to.
@@ -75,6 +79,8 @@ fn no_layout(field: &'static str, reason: impl Into<String>) -> NoHfLayout {
 pub const DNABERT2_HUB_CODE: &str = "zhihan1996/DNABERT-2-117M";
 /// The hub repository whose code the exported Nucleotide Transformer v2 `auto_map` points at.
 pub const NT_V2_HUB_CODE: &str = "InstaDeepAI/nucleotide-transformer-v2-50m-multi-species";
+/// The hub repository whose code the exported HyenaDNA `auto_map` points at.
+pub const HYENADNA_HUB_CODE: &str = "LongSafari/hyenadna-tiny-1k-seqlen-hf";
 
 impl HfFamily {
     /// The family of a `model_type`, if dnalm reads it.
@@ -83,6 +89,7 @@ impl HfFamily {
             "bert" => Some(HfFamily::Bert),
             "esm" => Some(HfFamily::Esm),
             "llama" => Some(HfFamily::Llama),
+            "hyenadna" => Some(HfFamily::HyenaDna),
             _ => None,
         }
     }
@@ -120,6 +127,7 @@ impl HfFamily {
             HfFamily::Bert => Some("bert"),
             HfFamily::Esm => Some("esm"),
             HfFamily::Llama => Some("llama"),
+            HfFamily::HyenaDna => Some("hyenadna"),
             HfFamily::DnaBert2 | HfFamily::NtV2 => None,
         }
     }
@@ -132,6 +140,7 @@ impl HfFamily {
             HfFamily::Llama => "Llama",
             HfFamily::DnaBert2 => "DNABERT-2",
             HfFamily::NtV2 => "Nucleotide Transformer v2",
+            HfFamily::HyenaDna => "HyenaDNA",
         }
     }
 
@@ -141,6 +150,7 @@ impl HfFamily {
             HfFamily::Bert | HfFamily::DnaBert2 => "bert.",
             HfFamily::Esm | HfFamily::NtV2 => "esm.",
             HfFamily::Llama => "model.",
+            HfFamily::HyenaDna => "hyena.",
         }
     }
 
@@ -151,6 +161,7 @@ impl HfFamily {
             HfFamily::Bert | HfFamily::DnaBert2 => "BertForMaskedLM",
             HfFamily::Esm | HfFamily::NtV2 => "EsmForMaskedLM",
             HfFamily::Llama => "LlamaForCausalLM",
+            HfFamily::HyenaDna => "HyenaDNAForCausalLM",
         }
     }
 
@@ -160,6 +171,7 @@ impl HfFamily {
         match self {
             HfFamily::DnaBert2 => Some(DNABERT2_HUB_CODE),
             HfFamily::NtV2 => Some(NT_V2_HUB_CODE),
+            HfFamily::HyenaDna => Some(HYENADNA_HUB_CODE),
             HfFamily::Bert | HfFamily::Esm | HfFamily::Llama => None,
         }
     }
@@ -172,7 +184,7 @@ impl HfFamily {
 
     /// The family a dnalm config exports to, or why it has none.
     pub fn of(config: &ModelConfig) -> Result<Self, NoHfLayout> {
-        use FeedForwardKind::{GeGlu, Gelu, SwiGlu};
+        use FeedForwardKind::{GeGlu, Gelu, GeluTanh, SwiGlu};
         use PositionEncoding::{Alibi, Learned, Rotary};
         let ffn = config.feed_forward();
         let family = match (config.architecture, config.position, config.post_norm, ffn) {
@@ -181,6 +193,13 @@ impl HfFamily {
             (Architecture::Encoder, Rotary | Learned, false, Gelu) => HfFamily::Esm,
             (Architecture::Encoder, Rotary, false, SwiGlu) => HfFamily::NtV2,
             (Architecture::Decoder, Rotary, _, SwiGlu) => HfFamily::Llama,
+            (Architecture::Hyena, _, _, GeluTanh) => HfFamily::HyenaDna,
+            (Architecture::Hyena, _, _, f) => {
+                return Err(no_layout(
+                    "feed_forward",
+                    format!("HyenaDNA's MLP is a tanh-GELU one; this model has {f:?}"),
+                ))
+            }
             (Architecture::Encoder, p, true, f) => {
                 return Err(no_layout(
                     "position",
@@ -212,7 +231,7 @@ impl HfFamily {
         };
         let biases = config.ffn_biases();
         let expected = match family {
-            HfFamily::Bert | HfFamily::Esm => Some((true, true)),
+            HfFamily::Bert | HfFamily::Esm | HfFamily::HyenaDna => Some((true, true)),
             HfFamily::Llama => Some((false, false)),
             HfFamily::DnaBert2 => Some((false, true)),
             HfFamily::NtV2 => (biases.0 != biases.1).then_some((biases.1, biases.1)),

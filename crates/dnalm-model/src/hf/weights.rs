@@ -27,6 +27,13 @@ enum Change {
     },
     /// Row 0 of a table (BERT's token-type embeddings, for DNABERT-2's token-type vector).
     FirstRow,
+    /// The same values with one more axis in the checkpoint: `[1, ..]` in front
+    /// (`HyenaDNA`'s positional features and sine frequencies), or `[c, 1, k]` for dnalm's
+    /// `[c, k]` (a depthwise convolution's weight).
+    Unsqueeze {
+        /// Where the axis of length 1 goes.
+        axis: usize,
+    },
 }
 
 /// The `transformers` name of dnalm parameter `name` (with the prefix of the base model: `esm.`,
@@ -44,7 +51,85 @@ fn hf_name(
             encoder_name(family, config, &parts, prefix)
         }
         HfFamily::Llama => llama_name(&parts, prefix),
+        HfFamily::HyenaDna => hyena_name(config, &parts, prefix),
     }
+}
+
+/// HyenaDNA's names (`modeling_hyena.py`).
+fn hyena_name(config: &ModelConfig, parts: &[&str], prefix: &str) -> Option<(String, Change)> {
+    let p = format!("{prefix}backbone");
+    let norm_of = |hf: String, leaf: &str| Some((format!("{hf}.{}", norm(leaf)), Change::Same));
+    match parts {
+        ["embed", "weight"] => Some((
+            format!("{p}.embeddings.word_embeddings.weight"),
+            Change::Same,
+        )),
+        ["blocks", i, rest @ ..] => {
+            let l = format!("{p}.layers.{i}");
+            let f = format!("{l}.mixer.filter_fn");
+            let inner = config.hyena_options().inner_layers;
+            match rest {
+                ["attn_norm", "Layer", leaf] => norm_of(format!("{l}.norm1"), leaf),
+                ["ffn_norm", "Layer", leaf] => norm_of(format!("{l}.norm2"), leaf),
+                ["ffn", "GeluTanh", "up", leaf] => linear(format!("{l}.mlp.fc1"), leaf),
+                ["ffn", "GeluTanh", "down", leaf] => linear(format!("{l}.mlp.fc2"), leaf),
+                ["hyena", proj @ ("in_proj" | "out_proj"), leaf] => {
+                    linear(format!("{l}.mixer.{proj}"), leaf)
+                }
+                ["hyena", "short_filter"] => Some((
+                    format!("{l}.mixer.short_filter.weight"),
+                    Change::Unsqueeze { axis: 1 },
+                )),
+                ["hyena", "short_filter_bias"] => {
+                    Some((format!("{l}.mixer.short_filter.bias"), Change::Same))
+                }
+                ["hyena", "filter", "positions"] => {
+                    Some((format!("{f}.pos_emb.z"), Change::Unsqueeze { axis: 0 }))
+                }
+                ["hyena", "filter", "freq"] => Some((
+                    format!("{f}.implicit_filter.1.freq"),
+                    Change::Unsqueeze { axis: 0 },
+                )),
+                ["hyena", "filter", "bias"] => Some((format!("{f}.bias"), Change::Same)),
+                ["hyena", "filter", "input", leaf] => {
+                    linear(format!("{f}.implicit_filter.0"), leaf)
+                }
+                ["hyena", "filter", "inner", j, leaf] => {
+                    let j: usize = j.parse().ok()?;
+                    linear(format!("{f}.implicit_filter.{}", 2 + 2 * j), leaf)
+                }
+                ["hyena", "filter", "output", leaf] => {
+                    linear(format!("{f}.implicit_filter.{}", 2 + 2 * inner), leaf)
+                }
+                _ => None,
+            }
+        }
+        ["final_norm", "Layer", leaf] => norm_of(format!("{p}.ln_f"), leaf),
+        ["lm_head", "decoder", "weight"] => Some(("lm_head.weight".into(), Change::Transpose)),
+        _ => None,
+    }
+}
+
+/// HyenaDNA's fixed buffers of layer `l` (`hyena.backbone.layers.{l}.mixer.filter_fn.`):
+/// normalised time `pos_emb.t` `[1, max_len, 1]` and decay rates `modulation.deltas`
+/// `[1, 1, d]`, which dnalm computes from the config.
+fn hyena_buffers(config: &ModelConfig, prefix: &str, l: usize) -> [(String, HostTensor); 2] {
+    let (t, deltas) = crate::hyena::window_buffers(config.max_positions, config.d_model);
+    let f = format!("{prefix}backbone.layers.{l}.mixer.filter_fn");
+    let host = |values: Vec<f64>, shape: Vec<usize>| HostTensor {
+        shape,
+        values: values.into_iter().map(|v| v as f32).collect(),
+    };
+    [
+        (
+            format!("{f}.pos_emb.t"),
+            host(t, vec![1, config.max_positions, 1]),
+        ),
+        (
+            format!("{f}.modulation.deltas"),
+            host(deltas, vec![1, 1, config.d_model]),
+        ),
+    ]
 }
 
 /// BERT's names, DNABERT-2's own where MosaicBERT renamed or packed them, else ESM's.
@@ -288,6 +373,13 @@ fn packed_shape(shape: &[usize], total: usize) -> Vec<usize> {
     }
 }
 
+/// `shape` with an axis of length 1 inserted at `axis`.
+fn unsqueezed(shape: &[usize], axis: usize) -> Vec<usize> {
+    let mut out = shape.to_vec();
+    out.insert(axis.min(out.len()), 1);
+    out
+}
+
 fn transpose(t: &HostTensor) -> HostTensor {
     let [rows, cols] = [t.shape[0], t.shape[1]];
     let mut values = vec![0.0; t.values.len()];
@@ -311,6 +403,12 @@ fn ignorable(family: HfFamily, config: &ModelConfig, name: &str) -> bool {
         HfFamily::NtV2 => name.ends_with("embeddings.position_embeddings.weight"),
         HfFamily::DnaBert2 | HfFamily::Bert => {
             config.tie_embeddings && name == "cls.predictions.decoder.weight"
+        }
+        // The sine frequencies are one tensor under several names (safetensors keeps one), and
+        // a tied LM head repeats the embeddings.
+        HfFamily::HyenaDna => {
+            (name.contains(".implicit_filter.") && name.ends_with(".freq"))
+                || (config.tie_embeddings && name == "lm_head.weight")
         }
         _ => false,
     };
@@ -389,6 +487,7 @@ pub fn import_weights(
             Change::Packed { total, .. } => packed_shape(shape, total),
             // Any number of token types; dnalm keeps type 0, the one every token adds.
             Change::FirstRow => vec![tensor.shape[0].max(1), shape[0]],
+            Change::Unsqueeze { axis } => unsqueezed(shape, axis),
         };
         if tensor.shape != expected {
             problems.push(format!(
@@ -409,6 +508,10 @@ pub fn import_weights(
                 shape: shape.clone(),
                 values: tensor.values[..shape[0]].to_vec(),
             },
+            Change::Unsqueeze { .. } => HostTensor {
+                shape: shape.clone(),
+                values: tensor.values.clone(),
+            },
         };
         if family == HfFamily::Bert && name == "positions.weight" {
             // BERT adds token-type embedding 0 to every token: fold it into the positions.
@@ -428,6 +531,26 @@ pub fn import_weights(
             }
         }
         out.insert(name.clone(), value);
+    }
+    if family == HfFamily::HyenaDna {
+        for l in 0..config.n_layers {
+            for (key, want) in hyena_buffers(config, prefix, l) {
+                let Some(got) = hf.get(&key) else { continue };
+                used.insert(key.clone());
+                let close = got.shape == want.shape
+                    && got
+                        .values
+                        .iter()
+                        .zip(&want.values)
+                        .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0));
+                if !close {
+                    problems.push(format!(
+                        "tensor {key} differs from HyenaDNA's fixed values (dnalm computes them \
+                         from the config and runs only those)"
+                    ));
+                }
+            }
+        }
     }
     for key in hf.keys().filter(|k| !used.contains(*k)) {
         if ignorable(family, config, key) {
@@ -484,6 +607,10 @@ pub fn export_weights(
                     values,
                 }
             }
+            Change::Unsqueeze { axis } => HostTensor {
+                shape: unsqueezed(&tensor.shape, axis),
+                values: tensor.values.clone(),
+            },
             Change::PositionRows { offset } => {
                 let width = tensor.shape[1];
                 let mut values = vec![0.0; offset * width];
@@ -558,6 +685,11 @@ pub fn export_weights(
                     format!("{prefix}rotary_embeddings.inv_freq"),
                     inv_freq(config),
                 );
+            }
+        }
+        HfFamily::HyenaDna => {
+            for l in 0..config.n_layers {
+                hf.extend(hyena_buffers(config, prefix, l));
             }
         }
         HfFamily::Bert | HfFamily::DnaBert2 | HfFamily::Llama => {}

@@ -208,19 +208,21 @@ impl RunConfig {
                 .map_err(|e: toml::de::Error| invalid("model.architecture", e.to_string()))?,
         };
         for w in &self.objectives {
-            let needs_decoder = matches!(w.objective, ObjectiveConfig::NextToken(_));
+            let needs_causal = matches!(w.objective, ObjectiveConfig::NextToken(_));
             let name = crate::Objective::name(&w.objective);
-            match (needs_decoder, architecture) {
-                (true, Architecture::Encoder) => {
+            match (needs_causal, architecture.is_causal()) {
+                (true, false) => {
                     return Err(invalid(
                         "objectives",
-                        format!("{name} needs model.architecture = \"decoder\""),
+                        format!(
+                            "{name} needs a causal model.architecture (\"decoder\" or \"hyena\")"
+                        ),
                     ))
                 }
-                (false, Architecture::Decoder) => {
+                (false, true) => {
                     return Err(invalid(
                         "objectives",
-                        format!("{name} needs model.architecture = \"encoder\" (a causal decoder trains with next_token)"),
+                        format!("{name} needs model.architecture = \"encoder\" (a causal model, decoder or hyena, trains with next_token)"),
                     ))
                 }
                 _ => {}
@@ -244,7 +246,7 @@ impl RunConfig {
             .map_err(|e| invalid("tokenizer.spec", e.to_string()))?;
         let template = match architecture {
             Architecture::Encoder => Template::Bert,
-            Architecture::Decoder => Template::Causal,
+            Architecture::Decoder | Architecture::Hyena => Template::Causal,
         };
         let tokenizer = spec
             .build(template)
@@ -335,6 +337,12 @@ impl RunConfig {
             "architecture".into(),
             toml::Value::try_from(architecture).map_err(|e| invalid("model", e.to_string()))?,
         );
+        if architecture == Architecture::Hyena {
+            // Hyena's filters carry positions; no encoding to choose.
+            table
+                .entry("position")
+                .or_insert_with(|| toml::Value::String("none".into()));
+        }
         let model: ModelConfig = toml::Value::Table(table.clone())
             .try_into()
             .map_err(|e: toml::de::Error| invalid("model", e.to_string().trim().to_string()))?;
