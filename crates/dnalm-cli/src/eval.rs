@@ -748,7 +748,8 @@ pub fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
 #[derive(Args)]
 pub struct ConvertArgs {
     /// Model directory to read: a dnalm checkpoint or a Hugging Face one (DNABERT `bert`,
-    /// Nucleotide Transformer v1 / ESM-2 `esm`, `llama`, DNABERT-2, Nucleotide Transformer v2)
+    /// Nucleotide Transformer v1 / ESM-2 `esm`, `llama`, DNABERT-2, Nucleotide Transformer v2,
+    /// HyenaDNA `hyenadna`)
     /// with `config.json`, `model.safetensors` and its tokenizer files.
     input: PathBuf,
     /// Directory to write (must not exist): a dnalm checkpoint in the layout `transformers`
@@ -772,13 +773,13 @@ pub fn convert(args: ConvertArgs) -> anyhow::Result<()> {
         .with_context(|| format!("converting {}", args.input.display()))?;
     let c = &report.config;
     println!(
-        "read {}: {:?} ({}), {} layers, d = {}, {} heads, {} positions, vocab {}",
+        "read {}: {:?} ({}), {} layers, d = {}, {}, {} positions, vocab {}",
         args.input.display(),
         c.architecture,
         layout(c),
         c.n_layers,
         c.d_model,
-        c.n_heads,
+        c.mixer_summary(),
         c.max_positions,
         c.vocab_size
     );

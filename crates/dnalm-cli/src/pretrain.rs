@@ -166,11 +166,11 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let run = trainer.run_config();
     let tokens = run.tokenizer.window_tokens(run.config.data.context);
     eprintln!(
-        "model: {:?}, {} layers, d = {}, {} heads, {:.2} M parameters; tokenizer {} ({} tokens), {}{} tokens per {}-base window",
+        "model: {:?}, {} layers, d = {}, {}, {:.2} M parameters; tokenizer {} ({} tokens), {}{} tokens per {}-base window",
         run.model.architecture,
         run.model.n_layers,
         run.model.d_model,
-        run.model.n_heads,
+        run.model.mixer_summary(),
         run.model.parameter_count() as f64 / 1e6,
         run.config.tokenizer.spec,
         run.model.vocab_size,

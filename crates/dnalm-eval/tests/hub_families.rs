@@ -350,12 +350,13 @@ fn nt_v2_tokenizer_restarts_the_frame_after_n() {
 
 #[test]
 fn hub_checkpoints_embed_through_the_cli_path() {
-    for family in ["dnabert2", "nt_v2"] {
+    for family in ["dnabert2", "nt_v2", "hyenadna"] {
         let dir = fixture(family).join("checkpoint");
         let encoder = dnalm_model::Checkpoint::load(&dir, &dnalm_model::cpu()).unwrap();
         let embedder =
             dnalm_eval::features::embed::Embedder::new(&encoder, Default::default()).unwrap();
-        // Longer than the shrunk NT-v2 context (64 tokens): windows are stitched.
+        // Longer than the shrunk NT-v2 context (64 tokens) and HyenaDNA's (256): windows are
+        // stitched.
         let long: Vec<u8> = b"GCAGCGCAACACCCTTAGGCATTACGNA".repeat(20);
         let vectors = embedder.embed(&[b"GCAGCGCAACACCCTTA", &long]).unwrap();
         for v in &vectors {

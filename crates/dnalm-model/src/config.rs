@@ -330,6 +330,18 @@ impl ModelConfig {
         self.position == PositionEncoding::Alibi
     }
 
+    /// The token mixer in words, for run summaries: `4 heads`, or
+    /// `Hyena operator (filter network width 64)`.
+    pub fn mixer_summary(&self) -> String {
+        match self.architecture {
+            Architecture::Hyena => format!(
+                "Hyena operator (filter network width {})",
+                self.hyena_options().filter_order
+            ),
+            _ => format!("{} heads", self.n_heads),
+        }
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_heads.max(1)

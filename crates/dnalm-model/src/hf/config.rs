@@ -338,7 +338,15 @@ fn hyena_export(config: &ModelConfig) -> serde_json::Map<String, Value> {
             hub_auto_map(HfFamily::HyenaDna, super::HYENADNA_HUB_CODE),
         ),
         ("vocab_size", json!(config.vocab_size)),
-        ("pad_vocab_size_multiple", json!(8)),
+        // The hub code pads the tables to this multiple; dnalm's already have their rows.
+        (
+            "pad_vocab_size_multiple",
+            json!(if config.vocab_size.is_multiple_of(8) {
+                8
+            } else {
+                1
+            }),
+        ),
         ("d_model", json!(config.d_model)),
         ("n_layer", json!(config.n_layers)),
         ("d_inner", json!(config.d_ffn)),
