@@ -131,11 +131,14 @@ impl FeedForward {
 }
 
 /// GELU's tanh approximation, `x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (PyTorch's
-/// `gelu(approximate="tanh")`).
+/// `gelu(approximate="tanh")`), computed as `x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))`, the
+/// same function: burn's sigmoid is vectorised on the CPU where its tanh calls libm per
+/// element (tanh and its gradient took 20% of a Hyena training step; perf, the throughput
+/// bench at 4,096 tokens).
 pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let inner =
-        (x.clone() + x.clone().powi_scalar(3) * 0.044_715) * (2.0 / std::f64::consts::PI).sqrt();
-    x * (inner.tanh() + 1.0) * 0.5
+    let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044_715)
+        * (2.0 * (2.0 / std::f64::consts::PI).sqrt());
+    x * burn::tensor::activation::sigmoid(inner)
 }
 
 /// A linear layer with the initialisation of BERT/ESM (normal, sd 0.02; zero bias).

@@ -6,6 +6,9 @@
 //! BENCH_SEQ=512 BENCH_BATCH=8 BENCH_VOCAB=12 BENCH_STEPS=5. fp32; masked-LM loss on 15% of
 //! positions; AdamW update included in a training step. BENCH_DEVICE (default `cpu`) picks the
 //! device: `vulkan` on a build with `--features dnalm-model/vulkan` (`scripts/gpu_check.sh`).
+//! BENCH_ARCH=hyena measures a Hyena model of the same width, depth and feed-forward network
+//! instead (`scripts/bench_long_context.sh`: Hyena against the encoder at long contexts); the
+//! loss is on the same positions, so the two differ only in the token mixer.
 
 use std::time::Instant;
 
@@ -51,7 +54,12 @@ fn main() {
         env("BENCH_VOCAB", 12),
         env("BENCH_STEPS", 5),
     );
-    let mut cfg = ModelConfig::new(Architecture::Encoder, vocab);
+    let architecture = match std::env::var("BENCH_ARCH").as_deref() {
+        Ok("hyena") => Architecture::Hyena,
+        Ok("encoder") | Err(_) => Architecture::Encoder,
+        Ok(other) => panic!("BENCH_ARCH={other}: expected encoder or hyena"),
+    };
+    let mut cfg = ModelConfig::new(architecture, vocab);
     cfg.n_layers = layers;
     cfg.d_model = d;
     cfg.n_heads = heads;
@@ -124,7 +132,8 @@ fn main() {
     }
     let infer = n as f64 / median(&mut times);
     println!(
-        "{{\"impl\":\"dnalm\",\"device\":\"{device_name}\",\"threads\":{},\"layers\":{layers},\"d_model\":{d},\"seq\":{seq},\"batch\":{batch},\"train_tokens_per_s\":{train:.1},\"infer_tokens_per_s\":{infer:.1}}}",
+        "{{\"impl\":\"dnalm\",\"arch\":\"{architecture:?}\",\"parameters\":{},\"device\":\"{device_name}\",\"threads\":{},\"layers\":{layers},\"d_model\":{d},\"seq\":{seq},\"batch\":{batch},\"train_tokens_per_s\":{train:.1},\"infer_tokens_per_s\":{infer:.1}}}",
+        cfg.parameter_count(),
         rayon::current_num_threads()
     );
 }
