@@ -28,7 +28,13 @@ measure() { # label, command...: one JSON line with the peak RSS added
   local label=$1; shift
   local mem; mem=$(mktemp)
   local line
-  line=$(/usr/bin/time -f '%M' -o "$mem" "$@" 2>/dev/null | grep '^{' | tail -1)
+  # A run that fails (killed for memory, say) is recorded as such and the others go on.
+  line=$(/usr/bin/time -f '%M' -o "$mem" "$@" 2>/dev/null | grep '^{' | tail -1) || true
+  if [ -z "$line" ]; then
+    echo "{\"side\": \"$label\", \"seq\": $BENCH_SEQ, \"failed\": \"$(tail -1 "$mem" 2>/dev/null | tr -d '"')\"}" | tee -a "$runs"
+    rm -f "$mem"
+    return
+  fi
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["side"]=sys.argv[2]; r["peak_rss_mib"]=round(int(open(sys.argv[3]).read().split()[-1])/1024); print(json.dumps(r))' "$line" "$label" "$mem" | tee -a "$runs"
   rm -f "$mem"
 }
@@ -46,6 +52,10 @@ python3 - "$runs" <<'PY'
 import json, statistics, sys
 from collections import defaultdict
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for r in rows:
+    if "failed" in r:
+        print(f"{r['side']} at {r['seq']:,} tokens failed: {r['failed']}")
+rows = [r for r in rows if "failed" not in r]
 by = defaultdict(list)
 for r in rows:
     by[(r["seq"], r["side"])].append(r)
