@@ -310,6 +310,8 @@ fn hyenadna_refuses_what_it_does_not_run() {
     assert!(err.contains("train_freq"), "{err}");
     let err = copy(&set("short_filter_order", Value::from(5)));
     assert!(err.contains("short_filter"), "{err}");
+    let err = copy(&set("layer_norm_epsilon", Value::from(1e-6)));
+    assert!(err.contains("layer_norm_epsilon"), "{err}");
     let err = copy(&|dir: &Path| {
         let path = dir.join("model.safetensors");
         let mut tensors = read_safetensors(&path).unwrap();

@@ -621,4 +621,37 @@ mod tests {
         let unknown = serde_json::from_str::<ModelConfig>(r#"{"vocab_size": 12, "layers": 2}"#);
         assert!(unknown.unwrap_err().to_string().contains("unknown field"));
     }
+
+    /// Hyena takes no position encoding and attention needs one; Hyena options need the Hyena
+    /// architecture; the filter's positional features are odd-sized.
+    #[test]
+    fn hyena_settings_are_checked() {
+        let hyena = ModelConfig::new(Architecture::Hyena, 12);
+        assert_eq!(hyena.position, PositionEncoding::None);
+        hyena.validate().unwrap();
+        let err = |cfg: ModelConfig| cfg.validate().unwrap_err().to_string();
+        let rotary = ModelConfig {
+            position: PositionEncoding::Rotary,
+            ..hyena.clone()
+        };
+        assert!(err(rotary).contains("position"));
+        let none = ModelConfig {
+            position: PositionEncoding::None,
+            ..ModelConfig::new(Architecture::Decoder, 12)
+        };
+        assert!(err(none).contains("position"));
+        let misplaced = ModelConfig {
+            hyena: Some(HyenaOptions::default()),
+            ..ModelConfig::new(Architecture::Encoder, 12)
+        };
+        assert!(err(misplaced).contains("hyena"));
+        let even = ModelConfig {
+            hyena: Some(HyenaOptions {
+                emb_dim: 4,
+                ..HyenaOptions::default()
+            }),
+            ..hyena
+        };
+        assert!(err(even).contains("hyena.emb_dim"));
+    }
 }

@@ -109,9 +109,14 @@ impl ModuleMapper for Update<'_> {
     }
 }
 
-/// Weight decay applies to matrices only: not to biases, norm scales or embeddings.
+/// Weight decay applies to matrices only: not to biases, norm scales or embeddings, nor to the
+/// Hyena operator's implicit filter network (HyenaDNA trains its filter, positional features and
+/// frequencies without weight decay).
 fn decays(name: &str, dims: usize) -> bool {
-    dims >= 2 && !name.contains("embed") && !name.contains("positions")
+    dims >= 2
+        && !name.contains("embed")
+        && !name.contains("positions")
+        && !name.contains(".hyena.filter.")
 }
 
 impl AdamW {
@@ -307,5 +312,8 @@ mod tests {
         }
         assert!(decays("blocks.0.query.weight", 2));
         assert!(!decays("embed.weight", 2) && !decays("blocks.0.query.bias", 1));
+        assert!(decays("blocks.0.hyena.in_proj.weight", 2));
+        assert!(!decays("blocks.0.hyena.filter.inner.0.weight", 2));
+        assert!(!decays("blocks.0.hyena.filter.positions", 2));
     }
 }
