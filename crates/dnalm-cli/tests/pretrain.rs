@@ -29,10 +29,15 @@ fn every_shipped_config_resolves() {
 /// `dnalm pretrain` of `configs/mlm.toml` shrunk by [`tiny`] to seconds on lambda, into `run`,
 /// with further `--set KEY=VALUE`s (after the tiny ones, so they win).
 fn tiny_mlm_run(run: &std::path::Path, sets: &[&str]) -> Vec<String> {
+    tiny_run("configs/mlm.toml", run, sets)
+}
+
+/// [`tiny_mlm_run`] of another shipped config (`configs/NAME.toml`, relative to the root).
+fn tiny_run(config: &str, run: &std::path::Path, sets: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "pretrain".into(),
         "-c".into(),
-        root().join("configs/mlm.toml").display().to_string(),
+        root().join(config).display().to_string(),
         "-o".into(),
         run.display().to_string(),
     ];
@@ -355,25 +360,18 @@ fn corpora_pack_from_manifests_and_pretrain_from_packs_or_lists() {
 fn a_hyena_model_pretrains_and_serves_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let fasta = root().join("data/lambda_phage.fa").display().to_string();
-    let mut args: Vec<String> = vec![
-        "pretrain".into(),
-        "-c".into(),
-        root().join("configs/hyena.toml").display().to_string(),
-        "-o".into(),
-        run.display().to_string(),
-    ];
-    args.extend(tiny(&fasta));
-    for set in [
-        "model.hyena.filter_order=8",
-        "train.steps=30",
-        "train.eval_every=30",
-        "train.save_every=30",
-        "optim.warmup_steps=2",
-        "optim.lr=3e-3",
-    ] {
-        args.extend(["--set".to_string(), set.to_string()]);
-    }
+    let args = tiny_run(
+        "configs/hyena.toml",
+        &run,
+        &[
+            "model.hyena.filter_order=8",
+            "train.steps=30",
+            "train.eval_every=30",
+            "train.save_every=30",
+            "optim.warmup_steps=2",
+            "optim.lr=3e-3",
+        ],
+    );
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = dnalm(&argv);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -91,8 +91,12 @@ pub struct HyenaFilter {
     pub output: Linear,
     /// Per-channel weight of the skip term `v * bias` added to the convolution `[d_model]`.
     pub bias: Param<Tensor<1>>,
-    /// Decay window `[max_len, d_model]` (a constant, not a parameter).
-    pub window: Tensor<2>,
+    /// Normalised time of each position `[max_len, 1]` (a constant, not a parameter).
+    pub time: Tensor<2>,
+    /// Decay rate of each channel, `|delta|`, `[1, d_model]` (a constant). The window
+    /// `exp(-time * decay) + shift` is built for the positions a call uses, as HyenaDNA does:
+    /// kept whole it would be `max_len x d_model` per layer (1 GB for a 1 M-base model).
+    pub decay: Tensor<2>,
 }
 
 impl HyenaFilter {
@@ -107,7 +111,11 @@ impl HyenaFilter {
         for layer in &self.inner {
             h = sine(layer.forward(h));
         }
-        self.output.forward(h) * self.window.clone().narrow(0, 0, len)
+        let window = (self.time.clone().narrow(0, 0, len) * self.decay.clone())
+            .neg()
+            .exp()
+            + WINDOW_SHIFT;
+        self.output.forward(h) * window
     }
 }
 
@@ -141,14 +149,9 @@ impl HyenaOperator {
         } = cfg.hyena_options();
         let max_len = cfg.max_positions;
         let (t, deltas) = window_buffers(max_len, d);
-        let window: Vec<f32> = t
-            .iter()
-            .flat_map(|t| {
-                deltas
-                    .iter()
-                    .map(move |delta| ((-t * delta.abs()).exp() + WINDOW_SHIFT) as f32)
-            })
-            .collect();
+        let column = |values: Vec<f32>, shape: [usize; 2]| {
+            Tensor::from_data(TensorData::new(values, shape), device)
+        };
         HyenaOperator {
             in_proj: linear(d, 3 * d, true, device),
             short_filter: Param::from_tensor(Tensor::zeros([3 * d, short_filter], device)),
@@ -169,7 +172,8 @@ impl HyenaOperator {
                     .collect(),
                 output: linear(filter_order, d, false, device),
                 bias: Param::from_tensor(Tensor::zeros([d], device)),
-                window: Tensor::from_data(TensorData::new(window, [max_len, d]), device),
+                time: column(t.iter().map(|&t| t as f32).collect(), [max_len, 1]),
+                decay: column(deltas.iter().map(|d| d.abs() as f32).collect(), [1, d]),
             },
             out_proj: linear(d, d, true, device),
         }
@@ -276,6 +280,18 @@ mod tests {
             assert!(diff(p) < 1e-6, "position {p} sees token {j}: {}", diff(p));
         }
         assert!(diff(j) > 1e-4);
+    }
+
+    /// Permutation LM's two-stream attention has no Hyena counterpart: one error, no panic.
+    #[test]
+    fn two_stream_attention_is_refused() {
+        let model = DnaLm::seeded(&tiny(), &crate::cpu(), 5).unwrap();
+        let input = ModelInput::from_rows(&[vec![5, 6, 7]], AttentionPattern::Causal);
+        let err = model
+            .forward_two_stream(&input, vec![true; 9], vec![true; 9])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Hyena"), "{err}");
     }
 
     /// Every parameter, the filter network's included, receives a gradient through the FFT

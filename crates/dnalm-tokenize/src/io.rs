@@ -459,13 +459,13 @@ impl Tokenizer for AnyTokenizer {
 
 /// The `tokenizer_class` of HyenaDNA's hub tokenizer (`tokenization_hyena.py`), which keeps its
 /// vocabulary in code, not in a file.
-pub const HYENADNA_TOKENIZER_CLASS: &str = "HyenaDNATokenizer";
+const HYENADNA_TOKENIZER_CLASS: &str = "HyenaDNATokenizer";
 
 /// HyenaDNA's character tokenizer: `[CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK]`, then
 /// `A C G T N` (ids 7 to 11), case-sensitive (a lower-case base is `[UNK]`, as the hub code
 /// has it), `[SEP]` appended and no start token (the hub port, unlike the original repository's
 /// tokenizer, adds no `[CLS]`).
-pub fn hyenadna_tokenizer() -> Result<AnyTokenizer> {
+fn hyenadna_tokenizer() -> Result<AnyTokenizer> {
     let tokens = [
         "[CLS]",
         "[SEP]",
@@ -737,6 +737,29 @@ mod tests {
             assert_eq!(ids[0], 3, "{with_eos} {model_type}: {ids:?}");
             assert_eq!(*ids.last().unwrap() == 12, with_eos, "{ids:?}");
         }
+    }
+
+    /// A directory with only HyenaDNA's `tokenizer_config.json` gets its character tokenizer;
+    /// saved, its `tokenizer.json` gives the same ids in `tokenizers` (`tokens [SEP]`). Another
+    /// class without a vocabulary file is one error naming it.
+    #[test]
+    fn hyenadna_tokenizer_from_its_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tokenizer_config.json");
+        fs::write(&config, r#"{"tokenizer_class": "HyenaDNATokenizer"}"#).unwrap();
+        let tok = AnyTokenizer::load(dir.path()).unwrap();
+        assert_eq!(tok.encode(b"ACGTNa").ids, vec![7, 8, 9, 10, 11, 6, 1]);
+        let out = tempfile::tempdir().unwrap();
+        tok.save(out.path()).unwrap();
+        let hf = tokenizers::Tokenizer::from_file(out.path().join("tokenizer.json")).unwrap();
+        let ids = hf.encode("ACGT", true).unwrap().get_ids().to_vec();
+        assert_eq!(ids, vec![7, 8, 9, 10, 1]);
+        fs::write(&config, r#"{"tokenizer_class": "MysteryTokenizer"}"#).unwrap();
+        let err = AnyTokenizer::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("MysteryTokenizer") && err.contains("HyenaDNATokenizer"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -41,9 +41,7 @@ mod vocab;
 pub use batch::{encode_batch, BatchEncoding, BatchOptions, Padding};
 pub use bpe::{BpeTokenizer, BpeTrainOptions};
 pub use error::{Result, TokenizeError};
-pub use io::{
-    hyenadna_tokenizer, AnyTokenizer, TokenizerKind, TokenizerSpec, HYENADNA_TOKENIZER_CLASS,
-};
+pub use io::{AnyTokenizer, TokenizerKind, TokenizerSpec};
 pub use kmer::KmerTokenizer;
 pub use nucleotide::NucleotideTokenizer;
 pub use stats::{TokenCounter, TokenStats};

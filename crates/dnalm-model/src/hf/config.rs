@@ -452,13 +452,7 @@ fn llama(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<(),
 pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
     let family = HfFamily::of(config)?;
     if family == HfFamily::HyenaDna {
-        let mut obj = hyena_export(config);
-        let section = serde_json::to_value(config).map_err(|e| NoHfLayout {
-            field: "dnalm",
-            reason: e.to_string(),
-        })?;
-        obj.insert("dnalm".into(), section);
-        return Ok(Value::Object(obj));
+        return with_dnalm_section(hyena_export(config), config);
     }
     let mut obj = serde_json::Map::new();
     let mut set = |k: &str, v: Value| {
@@ -553,11 +547,19 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
             set("attention_dropout", json!(0.0));
         }
     }
+    with_dnalm_section(obj, config)
+}
+
+/// `obj` with the full dnalm config under `"dnalm"` (what dnalm reads back), as a JSON value.
+fn with_dnalm_section(
+    mut obj: serde_json::Map<String, Value>,
+    config: &ModelConfig,
+) -> Result<Value, NoHfLayout> {
     let section = serde_json::to_value(config).map_err(|e| NoHfLayout {
         field: "dnalm",
         reason: e.to_string(),
     })?;
-    set("dnalm", section);
+    obj.insert("dnalm".into(), section);
     Ok(Value::Object(obj))
 }
 

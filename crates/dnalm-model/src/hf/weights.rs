@@ -110,6 +110,35 @@ fn hyena_name(config: &ModelConfig, parts: &[&str], prefix: &str) -> Option<(Str
     }
 }
 
+/// Checks HyenaDNA's fixed buffers present in `hf` against dnalm's values (marking them used);
+/// a buffer that differs is a problem naming it.
+fn check_hyena_buffers(
+    config: &ModelConfig,
+    prefix: &str,
+    hf: &BTreeMap<String, HostTensor>,
+    used: &mut BTreeSet<String>,
+    problems: &mut Vec<String>,
+) {
+    for l in 0..config.n_layers {
+        for (key, want) in hyena_buffers(config, prefix, l) {
+            let Some(got) = hf.get(&key) else { continue };
+            used.insert(key.clone());
+            let close = got.shape == want.shape
+                && got
+                    .values
+                    .iter()
+                    .zip(&want.values)
+                    .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0));
+            if !close {
+                problems.push(format!(
+                    "tensor {key} differs from HyenaDNA's fixed values (dnalm computes them from \
+                     the config and runs only those)"
+                ));
+            }
+        }
+    }
+}
+
 /// HyenaDNA's fixed buffers of layer `l` (`hyena.backbone.layers.{l}.mixer.filter_fn.`):
 /// normalised time `pos_emb.t` `[1, max_len, 1]` and decay rates `modulation.deltas`
 /// `[1, 1, d]`, which dnalm computes from the config.
@@ -533,24 +562,7 @@ pub fn import_weights(
         out.insert(name.clone(), value);
     }
     if family == HfFamily::HyenaDna {
-        for l in 0..config.n_layers {
-            for (key, want) in hyena_buffers(config, prefix, l) {
-                let Some(got) = hf.get(&key) else { continue };
-                used.insert(key.clone());
-                let close = got.shape == want.shape
-                    && got
-                        .values
-                        .iter()
-                        .zip(&want.values)
-                        .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0));
-                if !close {
-                    problems.push(format!(
-                        "tensor {key} differs from HyenaDNA's fixed values (dnalm computes them \
-                         from the config and runs only those)"
-                    ));
-                }
-            }
-        }
+        check_hyena_buffers(config, prefix, hf, &mut used, &mut problems);
     }
     for key in hf.keys().filter(|k| !used.contains(*k)) {
         if ignorable(family, config, key) {
