@@ -1,8 +1,8 @@
 //! Golden tests against the hub families' own reference code: DNABERT-2 (`bert_layers.py`) and
-//! Nucleotide Transformer v2 (`modeling_esm.py`) (issue 15), HyenaDNA (`modeling_hyena.py`,
-//! issue 16).
+//! Nucleotide Transformer v2 (`modeling_esm.py`) (issue 15), HyenaDNA (`modeling_hyena.py`) and
+//! Caduceus-PS (`modeling_caduceus.py`, `modeling_rcps.py`) (issue 16).
 //!
-//! `tests/golden/{dnabert2,nt_v2,hyenadna}` are copies of `shared/golden/<family>/`: tiny random-weight
+//! `tests/golden/{dnabert2,nt_v2,hyenadna,caduceus}` are copies of `shared/golden/<family>/`: tiny random-weight
 //! checkpoints in each family's hub layout, with the token ids, last hidden states and logits the
 //! family's code produced (see each README for provenance). dnalm must load each checkpoint as it
 //! is and match: token ids exactly, hidden states and logits within 1e-4, alone and in a padded
@@ -66,7 +66,7 @@ fn run(model: &DnaLm, rows: &[Vec<u32>], real: &[Vec<bool>]) -> (HostTensor, Hos
         dropout_seed: None,
     };
     let hidden = model.forward(&input).unwrap();
-    let flat = hidden.reshape([rows.len() * len, model.config.d_model]);
+    let flat = hidden.reshape([rows.len() * len, model.config.hidden_size()]);
     let logits = model.lm_logits(flat.clone());
     (HostTensor::of(&flat), HostTensor::of(&logits))
 }
@@ -130,7 +130,7 @@ fn check_batch(family: &str, model: &DnaLm, all_positions: bool) {
     };
     let (hidden, _) = run(model, &rows, &real);
     let want = &expected(family)["batch.last_hidden_state"];
-    let d = model.config.d_model;
+    let d = model.config.hidden_size();
     let mut worst = 0f32;
     for (p, &is_real) in real.concat().iter().enumerate() {
         if is_real || all_positions {
@@ -148,10 +148,13 @@ fn check_export(family: &str, model: &DnaLm, tokenizer: &AnyTokenizer) {
     let out = tempfile::tempdir().unwrap();
     model.save(out.path()).unwrap();
     tokenizer.save(out.path()).unwrap();
+    // Caduceus' complement maps are buffers its code builds from `config.json`; dnalm checks
+    // them on import and does not write them.
     let shapes = |dir: &Path| -> BTreeMap<String, Vec<usize>> {
         read_safetensors(&dir.join("model.safetensors"))
             .unwrap()
             .into_iter()
+            .filter(|(k, _)| !k.ends_with("complement_map"))
             .map(|(k, v)| (k, v.shape))
             .collect()
     };
@@ -188,6 +191,14 @@ fn check_export(family: &str, model: &DnaLm, tokenizer: &AnyTokenizer) {
         "short_filter_order",
         "hyena_order",
         "train_freq",
+        "rcps",
+        "fused_add_norm",
+        "rms_norm",
+        "bidirectional",
+        "bidirectional_strategy",
+        "bidirectional_weight_tie",
+        "complement_map",
+        "norm_epsilon",
     ] {
         // HyenaDNA pads `vocab_size` (12) up to a multiple of 8 rows; dnalm keeps and writes
         // the padded count (16), which the hub code reads as the same 16-row tables.
@@ -326,6 +337,95 @@ fn hyenadna_refuses_what_it_does_not_run() {
 }
 
 #[test]
+fn caduceus_matches_its_reference_code() {
+    let dir = fixture("caduceus").join("checkpoint");
+    let (model, report) = DnaLm::load_with_report(&dir, &cpu()).unwrap();
+    assert!(report.fresh.is_empty(), "{report:?}");
+    let c = &model.config;
+    assert_eq!(c.architecture, dnalm_model::Architecture::Caduceus);
+    let options = c.caduceus_options();
+    assert!(options.rc_equivariant && options.swap_halves && options.bidirectional);
+    assert_eq!((c.vocab_size, c.hidden_size()), (16, 64));
+    assert_eq!(HfFamily::of(c), Ok(HfFamily::Caduceus));
+    let tokenizer = AnyTokenizer::load(&dir).unwrap();
+    assert_eq!(tokenizer.template(), dnalm_tokenize::Template::Sep);
+    check_sequences("caduceus", &model, &tokenizer);
+    // No attention mask: the left padding is processed like any token, as in the reference.
+    check_batch("caduceus", &model, true);
+    check_export("caduceus", &model, &tokenizer);
+}
+
+/// The reference's un-fused path (`fused_add_norm: false`, norms wrapped as `.submodule.`)
+/// does not swap the stream's halves: a different function, which dnalm runs too; the fused
+/// one is what the checkpoints were trained with. And options dnalm does not run are refused
+/// by name.
+#[test]
+fn caduceus_reads_both_add_norm_paths_and_refuses_what_it_does_not_run() {
+    let src = fixture("caduceus").join("checkpoint");
+    let copy = |edit: &dyn Fn(&Path)| {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(&src).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+        }
+        edit(dir.path());
+        dir
+    };
+    let set = |key: &'static str, value: Value| {
+        move |dir: &Path| {
+            let path = dir.join("config.json");
+            let mut config: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            config[key] = value.clone();
+            std::fs::write(&path, config.to_string()).unwrap();
+        }
+    };
+    let unfused = copy(&|dir: &Path| {
+        set("fused_add_norm", Value::Bool(false))(dir);
+        let path = dir.join("model.safetensors");
+        let tensors: BTreeMap<String, HostTensor> = read_safetensors(&path)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| {
+                let k = k
+                    .replace(".norm.weight", ".norm.submodule.weight")
+                    .replace(".norm_f.weight", ".norm_f.submodule.weight");
+                (k, v)
+            })
+            .collect();
+        dnalm_model::tensors::write_safetensors(&path, &tensors, None).unwrap();
+    });
+    let fused = DnaLm::load(&src, &cpu()).unwrap();
+    let model = DnaLm::load(unfused.path(), &cpu()).unwrap();
+    assert!(!model.config.caduceus_options().swap_halves);
+    let row = ids(&inputs("caduceus")["sequences"][1]["input_ids"]);
+    let (a, _) = run(&fused, std::slice::from_ref(&row), &[vec![true; row.len()]]);
+    let (b, _) = run(&model, std::slice::from_ref(&row), &[vec![true; row.len()]]);
+    assert!(
+        max_diff(&a.values, &b.values) > 1e-2,
+        "the two paths differ"
+    );
+    let refused = |edit: &dyn Fn(&Path)| {
+        let dir = copy(edit);
+        DnaLm::load(dir.path(), &cpu()).unwrap_err().to_string()
+    };
+    let err = refused(&set("rms_norm", Value::Bool(false)));
+    assert!(err.contains("rms_norm"), "{err}");
+    let err = refused(&set("bidirectional_strategy", Value::from("ew_multiply")));
+    assert!(err.contains("bidirectional_strategy"), "{err}");
+    let err = refused(&set("bidirectional_weight_tie", Value::Bool(false)));
+    assert!(err.contains("bidirectional_weight_tie"), "{err}");
+    let err = refused(&|dir: &Path| {
+        let path = dir.join("model.safetensors");
+        let mut tensors = read_safetensors(&path).unwrap();
+        let key = "lm_head.complement_map";
+        tensors.get_mut(key).unwrap().values[7] = 9.0;
+        dnalm_model::tensors::write_safetensors(&path, &tensors, None).unwrap();
+    });
+    assert!(err.contains("lm_head.complement_map"), "{err}");
+}
+
+#[test]
 fn nt_v2_tokenizer_restarts_the_frame_after_n() {
     // seq1 holds an N at base 12: EsmTokenizer's trie starts a new 6-mer frame right after it
     // (fixed framing would give single bases up to the next multiple of 6).
@@ -352,7 +452,7 @@ fn nt_v2_tokenizer_restarts_the_frame_after_n() {
 
 #[test]
 fn hub_checkpoints_embed_through_the_cli_path() {
-    for family in ["dnabert2", "nt_v2", "hyenadna"] {
+    for family in ["dnabert2", "nt_v2", "hyenadna", "caduceus"] {
         let dir = fixture(family).join("checkpoint");
         let encoder = dnalm_model::Checkpoint::load(&dir, &dnalm_model::cpu()).unwrap();
         let embedder =

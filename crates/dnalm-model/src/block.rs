@@ -7,7 +7,9 @@
 //! GEGLU). With [`ModelConfig::post_norm`] the encoder block is BERT's instead:
 //! `norm(x + attn(x))` then `norm(x + ffn(x))`. A Hyena block ([`Architecture::Hyena`]) is
 //! the pre-LayerNorm block with the Hyena operator ([`crate::hyena`]) in place of attention and
-//! HyenaDNA's tanh-GELU feed-forward network.
+//! HyenaDNA's tanh-GELU feed-forward network. A Caduceus block ([`Architecture::Caduceus`]) is
+//! `x + mix(rmsnorm(x))` with a BiMamba mixer ([`crate::caduceus`]) and no feed-forward
+//! network, on a stream of `2 d_model` channels when reverse-complement equivariant.
 
 use burn::{
     module::Module,
@@ -20,6 +22,7 @@ use burn::{
 
 use crate::{
     attention::{apply_rotary, chunked_attention, fused_attention, AttentionBias},
+    caduceus::{halves, swap_halves, BiMamba},
     hyena::HyenaOperator,
     Architecture, FeedForwardKind, ModelConfig,
 };
@@ -42,7 +45,7 @@ impl Norm {
                     .with_epsilon(cfg.norm_eps)
                     .init(device),
             ),
-            Architecture::Decoder => Norm::Rms(
+            Architecture::Decoder | Architecture::Caduceus => Norm::Rms(
                 RmsNormConfig::new(cfg.d_model)
                     .with_epsilon(cfg.norm_eps)
                     .init(device),
@@ -56,6 +59,14 @@ impl Norm {
             Norm::Layer(n) => n.forward(x),
             Norm::Rms(n) => n.forward(x),
         }
+    }
+
+    /// Normalises a reverse-complement-equivariant stream `[a, b]` (`2 d` channels):
+    /// `[norm(a), flip_C(norm(flip_C(b)))]`, i.e. the scale applies flipped to `b`.
+    pub fn forward_equivariant<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let (a, b) = halves(x);
+        let b = self.forward(b.flip([D - 1])).flip([D - 1]);
+        Tensor::cat(vec![self.forward(a), b], D - 1)
     }
 }
 
@@ -172,10 +183,12 @@ pub struct Block {
     pub output: Option<Linear>,
     /// The Hyena operator (Hyena blocks).
     pub hyena: Option<HyenaOperator>,
-    /// Normalisation before the feed-forward network.
-    pub ffn_norm: Norm,
-    /// Feed-forward network.
-    pub ffn: FeedForward,
+    /// The BiMamba mixer (Caduceus blocks).
+    pub mamba: Option<BiMamba>,
+    /// Normalisation before the feed-forward network (all but Caduceus blocks).
+    pub ffn_norm: Option<Norm>,
+    /// Feed-forward network (all but Caduceus blocks).
+    pub ffn: Option<FeedForward>,
     /// Dropout rate on the two residual branches (applied only when the input carries a
     /// dropout seed, i.e. in training).
     pub dropout: f64,
@@ -187,6 +200,11 @@ pub struct Block {
     pub post_norm: bool,
     /// The normalisations' epsilon (read by the fused layer; the norms hold their own copy).
     pub norm_eps: f64,
+    /// Caduceus-PS: the stream is reverse-complement equivariant, `2 d_model` wide.
+    pub rc_equivariant: bool,
+    /// Caduceus-PS with the reference's fused add-and-norm: the stream's halves are swapped
+    /// before the block ([`crate::CaduceusOptions::swap_halves`]).
+    pub swap_halves: bool,
 }
 
 /// A block's tensors in the order [`crate::fused::encoder_layer`] takes them.
@@ -199,6 +217,9 @@ pub(crate) struct FusedParts {
 #[derive(Debug, Clone)]
 pub(crate) struct BlockContext {
     pub bias: AttentionBias,
+    /// `[rows, len, 1]`: 1 at real positions, 0 at padding; set for Caduceus blocks when the
+    /// input has padding (their scans skip padded positions).
+    pub keep: Option<Tensor<3>>,
     pub rotary: Option<(Tensor<4>, Tensor<4>)>,
     /// Whether the fused encoder layer may be used ([`crate::DnaLm::with_fused_layers`]).
     pub fused: bool,
@@ -263,22 +284,29 @@ impl Block {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let d = cfg.d_model;
         let bias = cfg.architecture == Architecture::Encoder;
-        let attention = cfg.architecture != Architecture::Hyena;
+        let attention = cfg.architecture.attends();
         let projection = || attention.then(|| linear(d, d, bias, device));
+        let caduceus = cfg.architecture == Architecture::Caduceus;
+        let options = cfg.caduceus_options();
+        let ffn = cfg.has_feed_forward();
         Block {
             attn_norm: Norm::new(cfg, device),
             query: projection(),
             key: projection(),
             value: projection(),
             output: projection(),
-            hyena: (!attention).then(|| HyenaOperator::new(cfg, device)),
-            ffn_norm: Norm::new(cfg, device),
-            ffn: FeedForward::new(cfg, device),
+            hyena: (cfg.architecture == Architecture::Hyena)
+                .then(|| HyenaOperator::new(cfg, device)),
+            mamba: caduceus.then(|| BiMamba::new(cfg, device)),
+            ffn_norm: ffn.then(|| Norm::new(cfg, device)),
+            ffn: ffn.then(|| FeedForward::new(cfg, device)),
             dropout: cfg.dropout,
             n_heads: cfg.n_heads,
             chunk: cfg.attention_chunk,
             post_norm: cfg.post_norm,
             norm_eps: cfg.norm_eps,
+            rc_equivariant: caduceus && options.rc_equivariant,
+            swap_halves: caduceus && options.rc_equivariant && options.swap_halves,
         }
     }
 
@@ -288,10 +316,30 @@ impl Block {
     /// - `x`: `[rows, len, d_model]`
     /// - output: `[rows, len, d_model]`
     pub(crate) fn forward(&self, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        if let Some(mamba) = &self.mamba {
+            return self.forward_caduceus(mamba, x, ctx);
+        }
         if let Some(fused) = self.fused_parts(&x, ctx) {
             return self.forward_fused(x, ctx, fused);
         }
         self.forward_reference(x, ctx)
+    }
+
+    /// A Caduceus block: `x + mix(norm(x))`, after swapping the halves of an equivariant stream
+    /// when the layout does.
+    fn forward_caduceus(&self, mamba: &BiMamba, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        let x = if self.swap_halves { swap_halves(x) } else { x };
+        let keep = ctx.keep.as_ref();
+        let mixed = if self.rc_equivariant {
+            mamba.forward_equivariant(
+                self.attn_norm.forward_equivariant(x.clone()),
+                keep,
+                ctx.fused,
+            )
+        } else {
+            mamba.forward(self.attn_norm.forward(x.clone()), keep, ctx.fused)
+        };
+        x + self.drop(mixed, ctx)
     }
 
     /// [`Block::forward`] as separate burn operations (the path every backend and layout has).
@@ -316,7 +364,7 @@ impl Block {
         {
             return None;
         }
-        let (Norm::Layer(n1), Norm::Layer(n2), FeedForward::Gelu(ffn)) =
+        let (Norm::Layer(n1), Some(Norm::Layer(n2)), Some(FeedForward::Gelu(ffn))) =
             (&self.attn_norm, &self.ffn_norm, &self.ffn)
         else {
             return None;
@@ -423,13 +471,21 @@ impl Block {
 
     /// The residual additions and the feed-forward branch, around `attended`.
     fn finish(&self, x: Tensor<3>, attended: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
+        let (Some(ffn_norm), Some(ffn)) = (&self.ffn_norm, &self.ffn) else {
+            let x = x + self.drop(attended, ctx);
+            return if self.post_norm {
+                self.attn_norm.forward(x)
+            } else {
+                x
+            };
+        };
         if self.post_norm {
             let x = self.attn_norm.forward(x + self.drop(attended, ctx));
-            let ff = self.ffn.forward(x.clone());
-            return self.ffn_norm.forward(x + self.drop(ff, ctx));
+            let ff = ffn.forward(x.clone());
+            return ffn_norm.forward(x + self.drop(ff, ctx));
         }
         let x = x + self.drop(attended, ctx);
-        let ff = self.ffn.forward(self.ffn_norm.forward(x.clone()));
+        let ff = ffn.forward(ffn_norm.forward(x.clone()));
         x + self.drop(ff, ctx)
     }
 
@@ -453,10 +509,11 @@ impl Block {
     /// The token mixer: queries from `xq`, keys and values from `xkv` (the Hyena operator
     /// mixes `xq` alone; it has no query stream).
     fn mix(&self, xq: Tensor<3>, xkv: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
-        match (&self.hyena, self.attention()) {
-            (Some(hyena), _) => hyena.forward(xq),
-            (None, Some(projections)) => self.attend(projections, xq, xkv, ctx),
-            (None, None) => unreachable!("Block::new gives every block a token mixer"),
+        match (&self.hyena, &self.mamba, self.attention()) {
+            (Some(hyena), _, _) => hyena.forward(xq),
+            (None, Some(mamba), _) => mamba.forward(xq, ctx.keep.as_ref(), ctx.fused),
+            (None, None, Some(projections)) => self.attend(projections, xq, xkv, ctx),
+            (None, None, None) => unreachable!("Block::new gives every block a token mixer"),
         }
     }
 

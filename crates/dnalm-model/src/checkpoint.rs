@@ -100,7 +100,7 @@ impl Checkpoint {
 
     /// Width of one layer's vectors.
     pub fn width(&self) -> usize {
-        self.model.config.d_model
+        self.model.config.hidden_size()
     }
 
     /// Number of blocks; valid layer indices are `0..=n_layers`.

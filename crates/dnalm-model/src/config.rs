@@ -16,13 +16,23 @@ pub enum Architecture {
     /// Hyena operator (short convolution, implicit long filter applied by FFT, gating) instead of
     /// attention, and a tanh-GELU feed-forward network ([`HyenaOptions`]).
     Hyena,
+    /// Bidirectional Mamba model, Caduceus layout: pre-RMSNorm blocks whose token mixer is a
+    /// BiMamba (selective state-space scans in both directions), no feed-forward network, and
+    /// optionally reverse-complement equivariant (Caduceus-PS; [`CaduceusOptions`]).
+    Caduceus,
 }
 
 impl Architecture {
     /// Whether a position sees only itself and earlier positions (decoder, Hyena): such models
     /// are trained by next-token prediction and score sequences left to right.
     pub fn is_causal(self) -> bool {
-        !matches!(self, Architecture::Encoder)
+        matches!(self, Architecture::Decoder | Architecture::Hyena)
+    }
+
+    /// Whether the blocks mix tokens with attention (encoder, decoder) rather than a
+    /// convolution or state-space operator (Hyena, Caduceus).
+    pub fn attends(self) -> bool {
+        matches!(self, Architecture::Encoder | Architecture::Decoder)
     }
 
     /// What a position attends to in ordinary inputs: everything (encoder), or itself and
@@ -47,7 +57,8 @@ pub enum PositionEncoding {
     /// ALiBi: a per-head linear distance penalty added to the attention scores.
     Alibi,
     /// None: the token mixer knows positions by itself (Hyena's filters are functions of the
-    /// distance). Only for [`Architecture::Hyena`].
+    /// distance, Mamba's scans are sequential). Only for [`Architecture::Hyena`] and
+    /// [`Architecture::Caduceus`].
     None,
 }
 
@@ -131,6 +142,86 @@ fn default_short_filter() -> usize {
     3
 }
 
+/// The Caduceus settings (the hub config keys in brackets), for [`Architecture::Caduceus`].
+/// Blocks are RMS-normalised; the bidirectional strategy is `add` (every released Caduceus).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaduceusOptions {
+    /// State size per channel of the selective scan (`ssm_cfg.d_state`).
+    #[serde(default = "default_d_state")]
+    pub d_state: usize,
+    /// Width of the causal depthwise convolution before the scan (`ssm_cfg.d_conv`).
+    #[serde(default = "default_d_conv")]
+    pub d_conv: usize,
+    /// Inner width of a Mamba mixer, as a multiple of `d_model` (`ssm_cfg.expand`).
+    #[serde(default = "default_expand")]
+    pub expand: usize,
+    /// Rank of the step-size projection (`ssm_cfg.dt_rank`); `None`: `ceil(d_model / 16)`,
+    /// Mamba's `"auto"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dt_rank: Option<usize>,
+    /// A second scan runs over the reversed sequence and is added (`bidirectional`); its
+    /// input and output projections are the forward scan's (`bidirectional_weight_tie`).
+    #[serde(default = "default_true")]
+    pub bidirectional: bool,
+    /// Reverse-complement equivariance by parameter sharing (Caduceus-PS, `rcps`): the
+    /// residual stream is `2 d_model` wide, its second half the flipped stream of the reverse
+    /// complement, so that the output for the reverse complement of a sequence is the output
+    /// for the sequence, flipped in position and channel.
+    #[serde(default = "default_true")]
+    pub rc_equivariant: bool,
+    /// Caduceus-PS with the hub setting `fused_add_norm: true`: the reference code's fused
+    /// add-and-norm swaps the two halves of the residual stream before every block (not the
+    /// final norm). A different function from the un-fused path, and the one every released
+    /// PS checkpoint was trained with, so it is the default.
+    #[serde(default = "default_true")]
+    pub swap_halves: bool,
+    /// The token id of each token's complement (`complement_map`), one per vocabulary entry:
+    /// what reverse-complementing a sequence does to its ids. Needed when `rc_equivariant`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub complement_map: Vec<u32>,
+}
+
+impl Default for CaduceusOptions {
+    fn default() -> Self {
+        CaduceusOptions {
+            d_state: default_d_state(),
+            d_conv: default_d_conv(),
+            expand: default_expand(),
+            dt_rank: None,
+            bidirectional: true,
+            rc_equivariant: true,
+            swap_halves: true,
+            complement_map: Vec::new(),
+        }
+    }
+}
+
+impl CaduceusOptions {
+    /// The scan's inner width for a model of `d_model`.
+    pub fn inner_width(&self, d_model: usize) -> usize {
+        self.expand * d_model
+    }
+
+    /// The step-size rank for a model of `d_model`.
+    pub fn dt_rank(&self, d_model: usize) -> usize {
+        self.dt_rank.unwrap_or(d_model.div_ceil(16))
+    }
+}
+
+fn default_d_state() -> usize {
+    16
+}
+fn default_d_conv() -> usize {
+    4
+}
+fn default_expand() -> usize {
+    2
+}
+fn default_true() -> bool {
+    true
+}
+
 /// Everything that fixes a model's shape. Two models with equal configs have the same parameters
 /// (names and shapes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +299,9 @@ pub struct ModelConfig {
     /// defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hyena: Option<HyenaOptions>,
+    /// The Caduceus settings ([`Architecture::Caduceus`] only; `None` there: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caduceus: Option<CaduceusOptions>,
     /// Id of the padding token (Hugging Face configs record it; ESM's learned positions count
     /// from it).
     #[serde(default)]
@@ -274,7 +368,7 @@ impl ModelConfig {
             d_ffn: default_ffn(),
             dropout: 0.0,
             max_positions: default_max_positions(),
-            position: if architecture == Architecture::Hyena {
+            position: if !architecture.attends() {
                 PositionEncoding::None
             } else {
                 default_position()
@@ -291,6 +385,7 @@ impl ModelConfig {
             token_type_embedding: false,
             zero_padding: false,
             hyena: None,
+            caduceus: None,
             pad_token_id: None,
             mask_token_id: None,
             bos_token_id: None,
@@ -305,7 +400,30 @@ impl ModelConfig {
             Architecture::Encoder => FeedForwardKind::Gelu,
             Architecture::Decoder => FeedForwardKind::SwiGlu,
             Architecture::Hyena => FeedForwardKind::GeluTanh,
+            // Caduceus blocks have no feed-forward network; the kind is never built.
+            Architecture::Caduceus => FeedForwardKind::Gelu,
         })
+    }
+
+    /// Whether the blocks have a feed-forward network (all but Caduceus).
+    pub fn has_feed_forward(&self) -> bool {
+        self.architecture != Architecture::Caduceus
+    }
+
+    /// The Caduceus settings (the defaults when the config names none).
+    pub fn caduceus_options(&self) -> CaduceusOptions {
+        self.caduceus.clone().unwrap_or_default()
+    }
+
+    /// Width of the hidden states the model outputs: `d_model`, or `2 d_model` for a
+    /// reverse-complement-equivariant Caduceus (the stream of the sequence and the flipped
+    /// stream of its reverse complement, side by side).
+    pub fn hidden_size(&self) -> usize {
+        if self.architecture == Architecture::Caduceus && self.caduceus_options().rc_equivariant {
+            2 * self.d_model
+        } else {
+            self.d_model
+        }
     }
 
     /// The Hyena operator's settings (the defaults when the config names none).
@@ -325,9 +443,10 @@ impl ModelConfig {
 
     /// Whether the model accepts inputs longer than [`ModelConfig::max_positions`]: ALiBi has
     /// no position table, and extrapolates (as DNABERT-2's reference code does, rebuilding its
-    /// bias for any length). `max_positions` is then the trained length.
+    /// bias for any length), and neither has Caduceus (its scans run on any length).
+    /// `max_positions` is then the trained length.
     pub fn extrapolates(&self) -> bool {
-        self.position == PositionEncoding::Alibi
+        self.position == PositionEncoding::Alibi || self.architecture == Architecture::Caduceus
     }
 
     /// The token mixer in words, for run summaries: `4 heads`, or
@@ -338,6 +457,19 @@ impl ModelConfig {
                 "Hyena operator (filter network width {})",
                 self.hyena_options().filter_order
             ),
+            Architecture::Caduceus => {
+                let c = self.caduceus_options();
+                format!(
+                    "{}Mamba (state {}{})",
+                    if c.bidirectional { "Bi" } else { "" },
+                    c.d_state,
+                    if c.rc_equivariant {
+                        ", reverse-complement equivariant"
+                    } else {
+                        ""
+                    }
+                )
+            }
             _ => format!("{} heads", self.n_heads),
         }
     }
@@ -398,12 +530,12 @@ impl ModelConfig {
                 "post_norm and token_dropout are encoder options (BERT, ESM)".into(),
             );
         }
-        if (self.architecture == Architecture::Hyena) != (self.position == PositionEncoding::None) {
+        if self.architecture.attends() == (self.position == PositionEncoding::None) {
             return bad(
                 "position",
                 format!(
-                    "{:?} with architecture {:?}: Hyena takes no position encoding (\"none\"), \
-                     attention needs one",
+                    "{:?} with architecture {:?}: Hyena and Caduceus take no position encoding \
+                     (\"none\"), attention needs one",
                     self.position, self.architecture
                 ),
             );
@@ -413,6 +545,15 @@ impl ModelConfig {
                 "hyena",
                 "Hyena options need architecture = \"hyena\"".into(),
             );
+        }
+        if self.caduceus.is_some() && self.architecture != Architecture::Caduceus {
+            return bad(
+                "caduceus",
+                "Caduceus options need architecture = \"caduceus\"".into(),
+            );
+        }
+        if self.architecture == Architecture::Caduceus {
+            self.validate_caduceus()?;
         }
         if self.architecture == Architecture::Hyena {
             let h = self.hyena_options();
@@ -473,6 +614,53 @@ impl ModelConfig {
         Ok(())
     }
 
+    fn validate_caduceus(&self) -> Result<(), ModelError> {
+        let bad = |field: &'static str, message: String| Err(ModelError::Config { field, message });
+        let c = self.caduceus_options();
+        for (field, value) in [
+            ("caduceus.d_state", c.d_state),
+            ("caduceus.d_conv", c.d_conv),
+            ("caduceus.expand", c.expand),
+            ("caduceus.dt_rank", c.dt_rank(self.d_model)),
+        ] {
+            if value == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        if c.rc_equivariant {
+            if c.complement_map.len() != self.vocab_size {
+                return bad(
+                    "caduceus.complement_map",
+                    format!(
+                        "reverse-complement equivariance needs the complement of every token: \
+                         {} entries for a vocabulary of {}",
+                        c.complement_map.len(),
+                        self.vocab_size
+                    ),
+                );
+            }
+            for (id, &to) in c.complement_map.iter().enumerate() {
+                let back = c.complement_map.get(to as usize).copied();
+                if back != Some(id as u32) {
+                    return bad(
+                        "caduceus.complement_map",
+                        format!(
+                            "token {id} maps to {to}, which maps to {back:?}: the complement of \
+                             a complement must be the token itself"
+                        ),
+                    );
+                }
+            }
+        }
+        if self.feed_forward.is_some() {
+            return bad(
+                "feed_forward",
+                "Caduceus blocks have no feed-forward network".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Number of parameters the model (with its pretraining heads) will have; computed in 128
     /// bits, so absurd shapes give a huge count (at most `usize::MAX`) instead of overflowing.
     pub fn parameter_count(&self) -> usize {
@@ -503,8 +691,30 @@ impl ModelConfig {
                     + d;
                 (mixer + filter, 2 * d)
             }
+            Architecture::Caduceus => {
+                let c = self.caduceus_options();
+                let (inner, state, conv) = (
+                    wide(c.inner_width(self.d_model)),
+                    wide(c.d_state),
+                    wide(c.d_conv),
+                );
+                let rank = wide(c.dt_rank(self.d_model));
+                let directions = if c.bidirectional { 2 } else { 1 };
+                // Shared in/out projections; per direction the convolution, x_proj, dt_proj
+                // (with its bias), A_log and D. One RMSNorm scale per block.
+                let scan = inner * conv
+                    + inner
+                    + inner * (rank + 2 * state)
+                    + rank * inner
+                    + inner
+                    + inner * state
+                    + inner;
+                (2 * d * inner + inner * d + directions * scan, d)
+            }
         };
-        let blocks = wide(self.n_layers) * (attn + ffn + 2 * norm);
+        let ffn = if self.has_feed_forward() { ffn } else { 0 };
+        let norms = if self.has_feed_forward() { 2 } else { 1 };
+        let blocks = wide(self.n_layers) * (attn + ffn + norms * norm);
         let embed = vocab * d;
         let positions = if self.position == PositionEncoding::Learned {
             wide(self.max_positions) * d
@@ -513,14 +723,22 @@ impl ModelConfig {
         };
         let head = match self.architecture {
             Architecture::Encoder => d * d + d + 2 * d + vocab,
-            Architecture::Decoder | Architecture::Hyena => 0,
+            Architecture::Decoder | Architecture::Hyena | Architecture::Caduceus => 0,
         } + if self.tie_embeddings { 0 } else { vocab * d };
         let token_type = if self.token_type_embedding { d } else { 0 };
         let final_norm = if self.post_norm { 0 } else { norm };
         let embed_norm = if self.post_norm { norm } else { 0 };
-        // The deletion head (d + 1) and the permutation query vector (d).
-        let total =
-            embed + token_type + positions + embed_norm + blocks + final_norm + head + (d + 1) + d;
+        // The deletion head (hidden + 1) and the permutation query vector (d).
+        let hidden = wide(self.hidden_size());
+        let total = embed
+            + token_type
+            + positions
+            + embed_norm
+            + blocks
+            + final_norm
+            + head
+            + (hidden + 1)
+            + d;
         usize::try_from(total).unwrap_or(usize::MAX)
     }
 }

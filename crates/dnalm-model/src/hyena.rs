@@ -194,26 +194,35 @@ impl HyenaOperator {
         self.out_proj.forward(v * x0)
     }
 
-    /// The depthwise causal convolution: `out[i] = bias + sum_j w[j] u[i - 2 + j]`, zero
-    /// before the start.
-    ///
-    /// # Shapes
-    /// - `u`, output: `[rows, len, channels]`
+    /// The depthwise causal convolution of width 3 on the projections.
     fn short_convolution(&self, u: Tensor<3>) -> Tensor<3> {
-        let [rows, len, channels] = u.dims();
-        let [_, width] = self.short_filter.dims();
-        let weights = self.short_filter.val();
-        let padded = Tensor::cat(
-            vec![Tensor::zeros([rows, width - 1, channels], &u.device()), u],
-            1,
-        );
-        let mut out = self.short_filter_bias.val().unsqueeze::<3>();
-        for j in 0..width {
-            let tap = weights.clone().narrow(1, j, 1).reshape([1, 1, channels]);
-            out = out + padded.clone().narrow(1, j, len) * tap;
-        }
-        out
+        causal_depthwise_convolution(u, self.short_filter.val(), self.short_filter_bias.val())
     }
+}
+
+/// A depthwise causal convolution: `out[i] = bias + sum_j w[j] u[i - (width - 1) + j]`, zero
+/// before the start (Hyena's short filter; Mamba's `conv1d` with padding `width - 1`, cut to
+/// the input length).
+///
+/// # Shapes
+/// - `u`, output: `[rows, len, channels]`; `weights`: `[channels, width]`; `bias`: `[channels]`
+pub fn causal_depthwise_convolution(
+    u: Tensor<3>,
+    weights: Tensor<2>,
+    bias: Tensor<1>,
+) -> Tensor<3> {
+    let [rows, len, channels] = u.dims();
+    let [_, width] = weights.dims();
+    let padded = Tensor::cat(
+        vec![Tensor::zeros([rows, width - 1, channels], &u.device()), u],
+        1,
+    );
+    let mut out = bias.reshape([1, 1, channels]);
+    for j in 0..width {
+        let tap = weights.clone().narrow(1, j, 1).reshape([1, 1, channels]);
+        out = out + padded.clone().narrow(1, j, len) * tap;
+    }
+    out
 }
 
 /// `y[i] = sum_{s <= i} k[s] v[i - s]` per channel, by FFT.

@@ -112,9 +112,10 @@ impl ModuleMapper for Reinitialize<'_> {
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
         let leaf = name.rsplit('.').next().unwrap_or("");
-        if matches!(leaf, "positions" | "freq") {
-            // Hyena's positional features and sine frequencies start where HyenaDNA starts
-            // them (computed by the constructor), not at random.
+        if matches!(leaf, "positions" | "freq" | "dt_bias" | "a_log" | "d_skip") {
+            // Hyena's positional features and sine frequencies, and Mamba's step sizes, state
+            // matrix and skip weights, start where HyenaDNA and Mamba start them (computed by
+            // the constructor), not at random.
             return Param::from_mapped_value(id, tensor, mapper);
         }
         let values: Vec<f32> = match leaf {

@@ -40,6 +40,7 @@
 pub mod allocator;
 pub mod attention;
 pub mod block;
+pub mod caduceus;
 mod checkpoint;
 mod config;
 pub mod convert;
@@ -60,7 +61,8 @@ use std::path::{Path, PathBuf};
 
 pub use attention::{AttentionMask, AttentionPattern};
 pub use config::{
-    Architecture, FeedForwardKind, HyenaOptions, ModelConfig, PositionEncoding, MAX_PARAMETERS,
+    Architecture, CaduceusOptions, FeedForwardKind, HyenaOptions, ModelConfig, PositionEncoding,
+    MAX_PARAMETERS,
 };
 pub use model::{DnaLm, LmHead, ModelInput};
 

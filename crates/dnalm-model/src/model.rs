@@ -144,7 +144,7 @@ impl DnaLm {
                 .collect(),
             final_norm: (!config.post_norm).then(|| Norm::new(config, device)),
             lm_head,
-            deletion_head: linear(d, 1, true, device),
+            deletion_head: linear(config.hidden_size(), 1, true, device),
             query_stream: Param::from_tensor(Tensor::<1>::random(
                 [d],
                 burn::tensor::Distribution::Normal(0.0, 0.02),
@@ -227,12 +227,35 @@ impl DnaLm {
             seed,
             calls: std::cell::Cell::new(0),
         });
+        let keep = self.padding_keep(input, &mask.padding);
         BlockContext {
             bias,
+            keep,
             rotary,
             fused: self.fused_layers,
             dropout,
         }
+    }
+
+    /// `[rows, len, 1]`, 1 at real positions: what Caduceus' scans skip padding with (`None`
+    /// for other architectures and for inputs without padding).
+    fn padding_keep(&self, input: &ModelInput, padding: &Option<Vec<bool>>) -> Option<Tensor<3>> {
+        if self.config.architecture != Architecture::Caduceus {
+            return None;
+        }
+        let real = padding.as_ref().filter(|p| p.contains(&false))?;
+        let keep: Vec<f32> = real.iter().map(|&r| f32::from(u8::from(r))).collect();
+        Some(Tensor::from_data(
+            TensorData::new(keep, [input.rows, input.len, 1]),
+            &self.device(),
+        ))
+    }
+
+    /// The complement of each token id (reverse-complement-equivariant Caduceus only).
+    fn complement_map(&self) -> Option<Vec<u32>> {
+        let options = self.config.caduceus.as_ref()?;
+        (self.config.architecture == Architecture::Caduceus && options.rc_equivariant)
+            .then(|| options.complement_map.clone())
     }
 
     fn int_tensor(&self, values: &[u32], rows: usize, len: usize) -> Tensor<2, Int> {
@@ -243,6 +266,16 @@ impl DnaLm {
     fn embed(&self, input: &ModelInput) -> Tensor<3> {
         let ids = self.int_tensor(&input.input_ids, input.rows, input.len);
         let mut x = self.embed.forward(ids);
+        if let Some(map) = self.complement_map() {
+            // Caduceus-PS: the second half is the flipped embedding of the reverse complement,
+            // flipped back in position, i.e. the channel-flipped embedding of each complement.
+            let complements: Vec<u32> = input.input_ids.iter().map(|&i| map[i as usize]).collect();
+            let rc = self
+                .embed
+                .forward(self.int_tensor(&complements, input.rows, input.len))
+                .flip([2]);
+            x = Tensor::cat(vec![x, rc], 2);
+        }
         if self.config.token_dropout {
             x = x * self.token_dropout_scale(input);
         }
@@ -292,6 +325,7 @@ impl DnaLm {
 
     fn finish(&self, x: Tensor<3>) -> Tensor<3> {
         match &self.final_norm {
+            Some(norm) if self.complement_map().is_some() => norm.forward_equivariant(x),
             Some(norm) => norm.forward(x),
             None => x,
         }
@@ -307,7 +341,7 @@ impl DnaLm {
     /// Final hidden states (after the final norm).
     ///
     /// # Shapes
-    /// - output: `[rows, len, d_model]`
+    /// - output: `[rows, len, hidden]` (`hidden`: [`ModelConfig::hidden_size`])
     pub fn forward(&self, input: &ModelInput) -> Result<Tensor<3>, ModelError> {
         Ok(self.forward_layers(input, false)?.0)
     }
@@ -317,7 +351,7 @@ impl DnaLm {
     /// embedding norm of the BERT layout).
     ///
     /// # Shapes
-    /// - output: `[rows, len, d_model]` and `n_layers + 1` tensors of the same shape
+    /// - output: `[rows, len, hidden]` and `n_layers + 1` tensors of the same shape
     pub fn forward_layers(
         &self,
         input: &ModelInput,
@@ -348,7 +382,7 @@ impl DnaLm {
     /// norm): what fine-tuning with frozen lower blocks computes once per sequence and caches.
     ///
     /// # Shapes
-    /// - output: `[rows, len, d_model]`
+    /// - output: `[rows, len, hidden]`
     pub fn hidden_after(&self, input: &ModelInput, blocks: usize) -> Result<Tensor<3>, ModelError> {
         self.check(input)?;
         let ctx = self.context(input, &input.mask);
@@ -364,7 +398,7 @@ impl DnaLm {
     /// [`DnaLm::forward`] at real tokens.
     ///
     /// # Shapes
-    /// - `hidden`, output: `[rows, len, d_model]`
+    /// - `hidden`, output: `[rows, len, hidden]`
     pub fn forward_from(
         &self,
         input: &ModelInput,
@@ -413,12 +447,14 @@ impl DnaLm {
         query: Vec<bool>,
     ) -> Result<Tensor<3>, ModelError> {
         self.check(input)?;
-        if self.config.architecture == Architecture::Hyena {
+        if !self.config.architecture.attends() {
             return Err(ModelError::Config {
                 field: "architecture",
-                message: "permutation LM's two-stream attention needs attention blocks; \
-                          Hyena models train with next-token prediction"
-                    .into(),
+                message: format!(
+                    "permutation LM's two-stream attention needs attention blocks; {:?} models \
+                     train with next-token prediction (Hyena) or masked LM (Caduceus)",
+                    self.config.architecture
+                ),
             });
         }
         let with = |pattern| AttentionMask {
@@ -450,9 +486,22 @@ impl DnaLm {
     /// makes masked-LM training cheap with large k-mer vocabularies.
     ///
     /// # Shapes
-    /// - `hidden`: `[n, d_model]`
+    /// - `hidden`: `[n, hidden]`
     /// - output: `[n, vocab]`
     pub fn lm_logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        if let Some(map) = self.complement_map() {
+            // Caduceus-PS: `W a + W[comp] flip_C(b)`; the second term is the first's
+            // projection of `flip_C(b)` with the vocabulary permuted by the complement map.
+            let (a, b) = crate::caduceus::halves(hidden);
+            let ids: Vec<i64> = map.iter().map(|&m| i64::from(m)).collect();
+            let ids =
+                Tensor::<1, Int>::from_data(TensorData::new(ids, [map.len()]), &self.device());
+            return self.lm_projection(a) + self.lm_projection(b.flip([1])).select(1, ids);
+        }
+        self.lm_projection(hidden)
+    }
+
+    fn lm_projection(&self, hidden: Tensor<2>) -> Tensor<2> {
         let head = &self.lm_head;
         let mut x = hidden;
         if let (Some(dense), Some(norm)) = (&head.dense, &head.layer_norm) {
@@ -471,7 +520,7 @@ impl DnaLm {
     /// Token-deletion logits (one per row of `hidden`).
     ///
     /// # Shapes
-    /// - `hidden`: `[n, d_model]`
+    /// - `hidden`: `[n, hidden]`
     /// - output: `[n]`
     pub fn deletion_logits(&self, hidden: Tensor<2>) -> Tensor<1> {
         let [n, _] = hidden.dims();

@@ -178,7 +178,8 @@ pub fn write_safetensors(
     fs::set_permissions(path, mode).map_err(|e| ModelError::io(path, e))
 }
 
-/// Reads every tensor of a safetensors file as f32 (F32, F16 and BF16 are accepted).
+/// Reads every tensor of a safetensors file as f32 (F32, F16 and BF16 are accepted, and I64
+/// and I32, which checkpoints use for integer buffers such as token maps).
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, ModelError> {
     let bytes = fs::read(path).map_err(|e| ModelError::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Weights {
@@ -201,11 +202,20 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, Mod
                 .chunks_exact(2)
                 .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
                 .collect(),
+            // Integer buffers (Caduceus' `complement_map`): token ids, exact in f32.
+            Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            Dtype::I32 => data
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                .collect(),
             other => {
                 return Err(ModelError::Weights {
                     path: path.to_path_buf(),
                     message: format!(
-                        "tensor {name} has dtype {other:?}; only F32, F16 and BF16 are read"
+                        "tensor {name} has dtype {other:?}; only F32, F16, BF16 and integer buffers (I64, I32) are read"
                     ),
                 })
             }

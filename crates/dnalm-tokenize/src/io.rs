@@ -399,13 +399,15 @@ impl AnyTokenizer {
                 .and_then(|c| c.get("tokenizer_class"))
                 .and_then(Value::as_str)
             {
-                Some(HYENADNA_TOKENIZER_CLASS) => hyenadna_tokenizer(),
+                Some(class) if CHARACTER_TOKENIZER_CLASSES.contains(&class) => {
+                    character_tokenizer()
+                }
                 Some(class) => Err(format_err(
                     &config_path,
                     format!(
                         "tokenizer_class \"{class}\" has no vocabulary file here (tokenizer.json \
-                         or vocab.txt) and is not a character tokenizer dnalm knows \
-                         ({HYENADNA_TOKENIZER_CLASS})"
+                         or vocab.txt) and is not a character tokenizer dnalm knows ({})",
+                        CHARACTER_TOKENIZER_CLASSES.join(", ")
                     ),
                 )),
                 None => Err(format_err(
@@ -457,15 +459,16 @@ impl Tokenizer for AnyTokenizer {
     }
 }
 
-/// The `tokenizer_class` of HyenaDNA's hub tokenizer (`tokenization_hyena.py`), which keeps its
-/// vocabulary in code, not in a file.
-const HYENADNA_TOKENIZER_CLASS: &str = "HyenaDNATokenizer";
+/// The `tokenizer_class` of the hub character tokenizers that keep their vocabulary in code, not
+/// in a file: HyenaDNA's (`tokenization_hyena.py`) and Caduceus' (`tokenization_caduceus.py`).
+const CHARACTER_TOKENIZER_CLASSES: [&str; 2] = ["HyenaDNATokenizer", "CaduceusTokenizer"];
 
-/// HyenaDNA's character tokenizer: `[CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK]`, then
-/// `A C G T N` (ids 7 to 11), case-sensitive (a lower-case base is `[UNK]`, as the hub code
-/// has it), `[SEP]` appended and no start token (the hub port, unlike the original repository's
-/// tokenizer, adds no `[CLS]`).
-fn hyenadna_tokenizer() -> Result<AnyTokenizer> {
+/// The character tokenizer of HyenaDNA and Caduceus: `[CLS] [SEP] [BOS] [MASK] [PAD]
+/// [RESERVED] [UNK]`, then `A C G T N` (ids 7 to 11), `[SEP]` appended and no start token (the
+/// hub ports, unlike the original repositories' tokenizers, add no `[CLS]`). dnalm's sequence
+/// reading upper-cases bases, as Caduceus' tokenizer does; HyenaDNA's would map a lower-case
+/// base to `[UNK]`, and so does this tokenizer given raw lower case.
+fn character_tokenizer() -> Result<AnyTokenizer> {
     let tokens = [
         "[CLS]",
         "[SEP]",
@@ -739,11 +742,12 @@ mod tests {
         }
     }
 
-    /// A directory with only HyenaDNA's `tokenizer_config.json` gets its character tokenizer;
+    /// A directory with only HyenaDNA's (or Caduceus') `tokenizer_config.json` gets its character
+    /// tokenizer;
     /// saved, its `tokenizer.json` gives the same ids in `tokenizers` (`tokens [SEP]`). Another
     /// class without a vocabulary file is one error naming it.
     #[test]
-    fn hyenadna_tokenizer_from_its_class() {
+    fn character_tokenizers_from_their_class() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tokenizer_config.json");
         fs::write(&config, r#"{"tokenizer_class": "HyenaDNATokenizer"}"#).unwrap();
@@ -754,10 +758,13 @@ mod tests {
         let hf = tokenizers::Tokenizer::from_file(out.path().join("tokenizer.json")).unwrap();
         let ids = hf.encode("ACGT", true).unwrap().get_ids().to_vec();
         assert_eq!(ids, vec![7, 8, 9, 10, 1]);
+        fs::write(&config, r#"{"tokenizer_class": "CaduceusTokenizer"}"#).unwrap();
+        let caduceus = AnyTokenizer::load(dir.path()).unwrap();
+        assert_eq!(caduceus.encode(b"ACGTN").ids, vec![7, 8, 9, 10, 11, 1]);
         fs::write(&config, r#"{"tokenizer_class": "MysteryTokenizer"}"#).unwrap();
         let err = AnyTokenizer::load(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("MysteryTokenizer") && err.contains("HyenaDNATokenizer"),
+            err.contains("MysteryTokenizer") && err.contains("CaduceusTokenizer"),
             "{err}"
         );
     }

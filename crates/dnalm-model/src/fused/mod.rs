@@ -12,6 +12,7 @@
 
 pub mod kernels;
 mod rows;
+pub mod scan;
 
 use std::sync::Arc;
 
@@ -501,6 +502,7 @@ mod tests {
             });
             BlockContext {
                 bias: AttentionBias::new(&mask, rows, len, None, &device),
+                keep: None,
                 rotary,
                 fused: true,
                 dropout: case.dropout.then(|| DropoutStream {
@@ -588,6 +590,7 @@ mod tests {
         };
         let ctx = BlockContext {
             bias: AttentionBias::new(&mask, 2, 9, None, &device),
+            keep: None,
             rotary: None,
             fused: true,
             dropout: None,

@@ -50,6 +50,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(crate) use multiversion;
 
 /// `e^x` for f32, branch-free so that loops over slices vectorise (the libm call does not).
 /// Cephes' `expf` polynomial on `x - k ln 2`, scaled by `2^k` built in the exponent bits;
@@ -99,7 +100,7 @@ pub(crate) fn normal_cdf_pdf(x: f32) -> (f32, f32) {
 /// Sum of `f(a[i], b[i], c[i])` over three equally long slices, in [`LANES`] partial sums
 /// (slices rather than indices, so that the loop has no bounds checks and vectorises).
 #[inline(always)]
-fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+pub(crate) fn lane_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len()).min(c.len());
     let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
     let mut acc = [0.0f32; LANES];

@@ -33,14 +33,18 @@ pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfi
             path,
             "model_type",
             format!(
-                "\"{t}\" is not supported (dnalm reads bert, esm, llama, hyenadna, DNABERT-2 \
-                 and Nucleotide Transformer v2)"
+                "\"{t}\" is not supported (dnalm reads bert, esm, llama, hyenadna, caduceus, \
+                 DNABERT-2 and Nucleotide Transformer v2)"
             ),
         ),
     })?;
     let keys = Keys { value, path };
     if family == HfFamily::HyenaDna {
         let cfg = hyena(&keys)?;
+        return Ok((family, checked(cfg, path)?));
+    }
+    if family == HfFamily::Caduceus {
+        let cfg = caduceus(&keys)?;
         return Ok((family, checked(cfg, path)?));
     }
     let vocab_size = keys.whole("vocab_size")?;
@@ -65,7 +69,7 @@ pub fn import_config(value: &Value, path: &Path) -> Result<(HfFamily, ModelConfi
         HfFamily::Esm | HfFamily::NtV2 => esm(&keys, family, &mut cfg, max_positions)?,
         HfFamily::DnaBert2 => dnabert2(&keys, &mut cfg, max_positions)?,
         HfFamily::Llama => llama(&keys, &mut cfg, max_positions)?,
-        HfFamily::HyenaDna => unreachable!("returned above"),
+        HfFamily::HyenaDna | HfFamily::Caduceus => unreachable!("returned above"),
     }
     Ok((family, checked(cfg, path)?))
 }
@@ -381,6 +385,181 @@ fn hyena_export(config: &ModelConfig) -> serde_json::Map<String, Value> {
     obj
 }
 
+/// Longest input dnalm accepts for an imported Caduceus (the scans have no length limit; this
+/// is the released models' training length and their tokenizers' `model_max_length`).
+const CADUCEUS_MAX_POSITIONS: usize = 131_072;
+
+/// Caduceus (`CaduceusConfig` of the hub code; Mamba's defaults where an `ssm_cfg` key is
+/// absent). The vocabulary is rounded up to `pad_vocab_size_multiple` and the complement map
+/// extended by identity over the added rows, as the reference constructor does.
+fn caduceus(keys: &Keys) -> Result<ModelConfig, ModelError> {
+    let vocab = keys.whole("vocab_size")?;
+    let multiple = keys.whole_or("pad_vocab_size_multiple", 8)?.max(1);
+    let vocab = vocab.div_ceil(multiple) * multiple;
+    let mut cfg = ModelConfig::new(Architecture::Caduceus, vocab);
+    cfg.d_model = keys.whole("d_model")?;
+    cfg.n_layers = keys.whole("n_layer")?;
+    cfg.n_heads = 1;
+    cfg.max_positions = CADUCEUS_MAX_POSITIONS;
+    cfg.norm_eps = keys.float("norm_epsilon", 1e-5);
+    if keys.flag("rms_norm") == Some(false) {
+        return Err(keys.err(
+            "rms_norm",
+            "false (LayerNorm) is not supported: dnalm's Caduceus blocks use RMSNorm, as every \
+             released checkpoint"
+                .into(),
+        ));
+    }
+    keys.require(
+        "bidirectional_strategy",
+        keys.string("bidirectional_strategy"),
+        &["add"],
+        "add",
+    )?;
+    let bidirectional = keys.flag("bidirectional").unwrap_or(true);
+    if bidirectional && keys.flag("bidirectional_weight_tie") == Some(false) {
+        return Err(keys.err(
+            "bidirectional_weight_tie",
+            "false is not supported: dnalm's reverse scan shares the forward scan's input and \
+             output projections, as every released checkpoint"
+                .into(),
+        ));
+    }
+    let ssm = Keys {
+        value: keys.value.get("ssm_cfg").unwrap_or(&Value::Null),
+        path: keys.path,
+    };
+    if ssm.flag("bias") == Some(true) {
+        return Err(keys.err(
+            "ssm_cfg",
+            "bias = true is not supported (Mamba's in/out projections have no bias in dnalm)"
+                .into(),
+        ));
+    }
+    if ssm.flag("conv_bias") == Some(false) {
+        return Err(keys.err(
+            "ssm_cfg",
+            "conv_bias = false is not supported (dnalm's convolution has a bias)".into(),
+        ));
+    }
+    let dt_rank = match ssm.value.get("dt_rank") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "auto" => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            keys.err(
+                "ssm_cfg",
+                format!("dt_rank = {v} is neither \"auto\" nor a whole number"),
+            )
+        })? as usize),
+    };
+    let rc_equivariant = keys.flag("rcps").unwrap_or(false);
+    let complement_map = if rc_equivariant {
+        let map = keys
+            .value
+            .get("complement_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| keys.err("complement_map", "rcps needs a complement_map".into()))?;
+        let mut ids: Vec<u32> = (0..vocab as u32).collect();
+        for (from, to) in map {
+            let (Ok(from), Some(to)) = (from.parse::<usize>(), to.as_u64()) else {
+                return Err(keys.err(
+                    "complement_map",
+                    format!("entry {from:?}: {to} is not a token id pair"),
+                ));
+            };
+            if from >= vocab || to as usize >= vocab {
+                return Err(keys.err(
+                    "complement_map",
+                    format!("entry {from} -> {to} is outside the vocabulary of {vocab}"),
+                ));
+            }
+            ids[from] = to as u32;
+        }
+        ids
+    } else {
+        Vec::new()
+    };
+    cfg.caduceus = Some(crate::CaduceusOptions {
+        d_state: ssm.whole_or("d_state", 16)?,
+        d_conv: ssm.whole_or("d_conv", 4)?,
+        expand: ssm.whole_or("expand", 2)?,
+        dt_rank,
+        bidirectional,
+        rc_equivariant,
+        // The reference's fused add-and-norm swaps the halves; the un-fused path does not.
+        swap_halves: rc_equivariant && keys.flag("fused_add_norm").unwrap_or(false),
+        complement_map,
+    });
+    cfg.tie_embeddings = true;
+    Ok(cfg)
+}
+
+/// Caduceus' `config.json` keys for a dnalm Caduceus config.
+fn caduceus_export(config: &ModelConfig) -> serde_json::Map<String, Value> {
+    let c = config.caduceus_options();
+    let complement: serde_json::Map<String, Value> = c
+        .complement_map
+        .iter()
+        .enumerate()
+        .map(|(from, &to)| (from.to_string(), json!(to)))
+        .collect();
+    let mut obj = serde_json::Map::new();
+    for (k, v) in [
+        ("model_type", json!("caduceus")),
+        ("architectures", json!([HfFamily::Caduceus.class()])),
+        (
+            "auto_map",
+            hub_auto_map(HfFamily::Caduceus, super::CADUCEUS_HUB_CODE),
+        ),
+        ("vocab_size", json!(config.vocab_size)),
+        (
+            "pad_vocab_size_multiple",
+            json!(if config.vocab_size.is_multiple_of(8) {
+                8
+            } else {
+                1
+            }),
+        ),
+        ("d_model", json!(config.d_model)),
+        ("n_layer", json!(config.n_layers)),
+        (
+            "ssm_cfg",
+            json!({
+                "d_state": c.d_state,
+                "d_conv": c.d_conv,
+                "expand": c.expand,
+                "dt_rank": c.dt_rank.map_or(json!("auto"), |r| json!(r)),
+                "dt_min": 0.001,
+                "dt_max": 0.1,
+                "dt_init": "random",
+                "dt_scale": 1.0,
+                "dt_init_floor": 1e-4,
+                "conv_bias": true,
+                "bias": false,
+                "use_fast_path": true,
+            }),
+        ),
+        ("rms_norm", json!(true)),
+        ("norm_epsilon", json!(config.norm_eps)),
+        ("residual_in_fp32", json!(false)),
+        // Only the equivariant layout differs between the two paths (the halves swap).
+        ("fused_add_norm", json!(!c.rc_equivariant || c.swap_halves)),
+        ("bidirectional", json!(c.bidirectional)),
+        ("bidirectional_strategy", json!("add")),
+        ("bidirectional_weight_tie", json!(true)),
+        ("rcps", json!(c.rc_equivariant)),
+        ("complement_map", Value::Object(complement)),
+        (
+            "initializer_cfg",
+            json!({"initializer_range": 0.02, "rescale_prenorm_residual": true, "n_residuals_per_layer": 1}),
+        ),
+        ("torch_dtype", json!("float32")),
+    ] {
+        obj.insert(k.to_string(), v);
+    }
+    obj
+}
+
 /// Llama: RMSNorm, rotary, SwiGLU, no biases.
 fn llama(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<(), ModelError> {
     keys.require("hidden_act", keys.string("hidden_act"), &["silu"], "silu")?;
@@ -453,6 +632,9 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
     let family = HfFamily::of(config)?;
     if family == HfFamily::HyenaDna {
         return with_dnalm_section(hyena_export(config), config);
+    }
+    if family == HfFamily::Caduceus {
+        return with_dnalm_section(caduceus_export(config), config);
     }
     let mut obj = serde_json::Map::new();
     let mut set = |k: &str, v: Value| {
@@ -530,7 +712,7 @@ pub fn export_config(config: &ModelConfig) -> Result<Value, NoHfLayout> {
                 set("hidden_act", json!("gelu"));
             }
         }
-        HfFamily::HyenaDna => unreachable!("returned above"),
+        HfFamily::HyenaDna | HfFamily::Caduceus => unreachable!("returned above"),
         HfFamily::Llama => {
             set("hidden_act", json!("silu"));
             set("max_position_embeddings", json!(config.max_positions));
@@ -595,6 +777,18 @@ fn hub_auto_map(family: HfFamily, repo: &str) -> Value {
             (
                 "AutoModelForSequenceClassification",
                 "modeling_hyena.HyenaDNAForSequenceClassification",
+            ),
+        ],
+        HfFamily::Caduceus => &[
+            ("AutoConfig", "configuration_caduceus.CaduceusConfig"),
+            ("AutoModel", "modeling_caduceus.Caduceus"),
+            (
+                "AutoModelForMaskedLM",
+                "modeling_caduceus.CaduceusForMaskedLM",
+            ),
+            (
+                "AutoModelForSequenceClassification",
+                "modeling_caduceus.CaduceusForSequenceClassification",
             ),
         ],
         HfFamily::Bert | HfFamily::Esm | HfFamily::Llama => &[],

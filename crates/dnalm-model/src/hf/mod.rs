@@ -9,6 +9,7 @@
 //! | DNABERT-2 (MosaicBERT) | hub `bert_layers.BertForMaskedLM` | encoder, post-norm, ALiBi, GEGLU, token type 0, padded positions zero |
 //! | Nucleotide Transformer v2 | hub `modeling_esm.EsmForMaskedLM` | encoder, pre-norm, rotary, SwiGLU (biases as `add_bias_fnn`) |
 //! | `hyenadna` (HyenaDNA) | hub `modeling_hyena.HyenaDNAForCausalLM` | Hyena, tanh-GELU MLP, no positions |
+//! | `caduceus` (Caduceus-PS, -Ph) | hub `modeling_caduceus.CaduceusForMaskedLM` | Caduceus: BiMamba, RMSNorm, reverse-complement equivariant (PS) or not (Ph) |
 //!
 //! The two hub families' `config.json` has no `model_type` (their code is `trust_remote_code`);
 //! they are recognised by their own keys (`alibi_starting_size`, `add_bias_fnn`) or by the module
@@ -56,6 +57,9 @@ pub enum HfFamily {
     /// HyenaDNA (hub code `modeling_hyena.py` of the `LongSafari/hyenadna-*-hf` repositories):
     /// causal Hyena operator blocks.
     HyenaDna,
+    /// Caduceus (hub code `modeling_caduceus.py` of the `kuleshov-group/caduceus-*`
+    /// repositories): BiMamba blocks, reverse-complement equivariant (`rcps`) or not.
+    Caduceus,
 }
 
 /// Why a dnalm config has no Hugging Face layout to export to.
@@ -81,6 +85,9 @@ pub const DNABERT2_HUB_CODE: &str = "zhihan1996/DNABERT-2-117M";
 pub const NT_V2_HUB_CODE: &str = "InstaDeepAI/nucleotide-transformer-v2-50m-multi-species";
 /// The hub repository whose code the exported HyenaDNA `auto_map` points at.
 pub const HYENADNA_HUB_CODE: &str = "LongSafari/hyenadna-tiny-1k-seqlen-hf";
+/// The hub repository whose code the exported Caduceus `auto_map` points at (the PS and Ph
+/// repositories ship the same code).
+pub const CADUCEUS_HUB_CODE: &str = "kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16";
 
 impl HfFamily {
     /// The family of a `model_type`, if dnalm reads it.
@@ -90,6 +97,7 @@ impl HfFamily {
             "esm" => Some(HfFamily::Esm),
             "llama" => Some(HfFamily::Llama),
             "hyenadna" => Some(HfFamily::HyenaDna),
+            "caduceus" => Some(HfFamily::Caduceus),
             _ => None,
         }
     }
@@ -128,6 +136,7 @@ impl HfFamily {
             HfFamily::Esm => Some("esm"),
             HfFamily::Llama => Some("llama"),
             HfFamily::HyenaDna => Some("hyenadna"),
+            HfFamily::Caduceus => Some("caduceus"),
             HfFamily::DnaBert2 | HfFamily::NtV2 => None,
         }
     }
@@ -141,6 +150,7 @@ impl HfFamily {
             HfFamily::DnaBert2 => "DNABERT-2",
             HfFamily::NtV2 => "Nucleotide Transformer v2",
             HfFamily::HyenaDna => "HyenaDNA",
+            HfFamily::Caduceus => "Caduceus",
         }
     }
 
@@ -151,6 +161,7 @@ impl HfFamily {
             HfFamily::Esm | HfFamily::NtV2 => "esm.",
             HfFamily::Llama => "model.",
             HfFamily::HyenaDna => "hyena.",
+            HfFamily::Caduceus => "caduceus.",
         }
     }
 
@@ -162,6 +173,7 @@ impl HfFamily {
             HfFamily::Esm | HfFamily::NtV2 => "EsmForMaskedLM",
             HfFamily::Llama => "LlamaForCausalLM",
             HfFamily::HyenaDna => "HyenaDNAForCausalLM",
+            HfFamily::Caduceus => "CaduceusForMaskedLM",
         }
     }
 
@@ -172,14 +184,15 @@ impl HfFamily {
             HfFamily::DnaBert2 => Some(DNABERT2_HUB_CODE),
             HfFamily::NtV2 => Some(NT_V2_HUB_CODE),
             HfFamily::HyenaDna => Some(HYENADNA_HUB_CODE),
+            HfFamily::Caduceus => Some(CADUCEUS_HUB_CODE),
             HfFamily::Bert | HfFamily::Esm | HfFamily::Llama => None,
         }
     }
 
     /// Whether the LM decoder shares the word embeddings whatever the config says (DNABERT-2's
-    /// code ties them in its constructor).
+    /// and Caduceus' code tie them).
     fn always_tied(self) -> bool {
-        self == HfFamily::DnaBert2
+        matches!(self, HfFamily::DnaBert2 | HfFamily::Caduceus)
     }
 
     /// The family a dnalm config exports to, or why it has none.
@@ -194,6 +207,7 @@ impl HfFamily {
             (Architecture::Encoder, Rotary, false, SwiGlu) => HfFamily::NtV2,
             (Architecture::Decoder, Rotary, _, SwiGlu) => HfFamily::Llama,
             (Architecture::Hyena, _, _, GeluTanh) => HfFamily::HyenaDna,
+            (Architecture::Caduceus, _, _, _) => HfFamily::Caduceus,
             (Architecture::Hyena, _, _, f) => {
                 return Err(no_layout(
                     "feed_forward",
@@ -232,6 +246,8 @@ impl HfFamily {
         let biases = config.ffn_biases();
         let expected = match family {
             HfFamily::Bert | HfFamily::Esm | HfFamily::HyenaDna => Some((true, true)),
+            // No feed-forward network: nothing to compare.
+            HfFamily::Caduceus => None,
             HfFamily::Llama => Some((false, false)),
             HfFamily::DnaBert2 => Some((false, true)),
             HfFamily::NtV2 => (biases.0 != biases.1).then_some((biases.1, biases.1)),

@@ -52,6 +52,90 @@ fn hf_name(
         }
         HfFamily::Llama => llama_name(&parts, prefix),
         HfFamily::HyenaDna => hyena_name(config, &parts, prefix),
+        HfFamily::Caduceus => caduceus_name(config, &parts, prefix),
+    }
+}
+
+/// Caduceus' names (`modeling_caduceus.py`, `modeling_rcps.py`). The equivariant layout wraps
+/// the embedding (`.embedding.`), the mixers (`.submodule.`) and, on the un-fused path, the
+/// norms (`.submodule.`).
+fn caduceus_name(config: &ModelConfig, parts: &[&str], prefix: &str) -> Option<(String, Change)> {
+    let p = format!("{prefix}backbone");
+    let c = config.caduceus_options();
+    let wrapped = if c.rc_equivariant { ".submodule" } else { "" };
+    let norm_wrapped = if c.rc_equivariant && !c.swap_halves {
+        ".submodule"
+    } else {
+        ""
+    };
+    match parts {
+        ["embed", "weight"] => Some((
+            if c.rc_equivariant {
+                format!("{p}.embeddings.word_embeddings.embedding.weight")
+            } else {
+                format!("{p}.embeddings.word_embeddings.weight")
+            },
+            Change::Same,
+        )),
+        ["blocks", i, rest @ ..] => {
+            let l = format!("{p}.layers.{i}");
+            let m = format!("{l}.mixer{wrapped}");
+            let ssm = |direction: &str| match direction {
+                "forward_ssm" => Some(format!("{m}.mamba_fwd")),
+                "reverse_ssm" => Some(format!("{m}.mamba_rev")),
+                _ => None,
+            };
+            match rest {
+                ["attn_norm", "Rms", "gamma"] => {
+                    Some((format!("{l}.norm{norm_wrapped}.weight"), Change::Same))
+                }
+                ["mamba", proj @ ("in_proj" | "out_proj"), leaf] => {
+                    linear(format!("{m}.mamba_fwd.{proj}"), leaf)
+                }
+                ["mamba", direction, rest @ ..] => {
+                    let s = ssm(direction)?;
+                    match rest {
+                        ["conv_weight"] => {
+                            Some((format!("{s}.conv1d.weight"), Change::Unsqueeze { axis: 1 }))
+                        }
+                        ["conv_bias"] => Some((format!("{s}.conv1d.bias"), Change::Same)),
+                        [proj @ ("x_proj" | "dt_proj"), leaf] => {
+                            linear(format!("{s}.{proj}"), leaf)
+                        }
+                        ["dt_bias"] => Some((format!("{s}.dt_proj.bias"), Change::Same)),
+                        ["a_log"] => Some((format!("{s}.A_log"), Change::Same)),
+                        ["d_skip"] => Some((format!("{s}.D"), Change::Same)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        ["final_norm", "Rms", "gamma"] => {
+            Some((format!("{p}.norm_f{norm_wrapped}.weight"), Change::Same))
+        }
+        _ => None,
+    }
+}
+
+/// Checks Caduceus' `complement_map` buffers present in `hf` against the config's (marking
+/// them used); one that differs is a problem naming it.
+fn check_caduceus_buffers(
+    config: &ModelConfig,
+    hf: &BTreeMap<String, HostTensor>,
+    used: &mut BTreeSet<String>,
+    problems: &mut Vec<String>,
+) {
+    let map = config.caduceus_options().complement_map;
+    for (key, got) in hf.iter().filter(|(k, _)| k.ends_with("complement_map")) {
+        used.insert(key.clone());
+        let same = got.values.len() == map.len()
+            && got.values.iter().zip(&map).all(|(&g, &m)| g == m as f32);
+        if !same {
+            problems.push(format!(
+                "tensor {key} differs from the config's complement_map (dnalm runs the config's)"
+            ));
+        }
     }
 }
 
@@ -439,6 +523,14 @@ fn ignorable(family: HfFamily, config: &ModelConfig, name: &str) -> bool {
             (name.contains(".implicit_filter.") && name.ends_with(".freq"))
                 || (config.tie_embeddings && name == "lm_head.weight")
         }
+        // The reverse scan's projections are the forward scan's, and the LM head is the
+        // embedding: repeats that a converted `pytorch_model.bin` may store.
+        HfFamily::Caduceus => {
+            name.contains(".mamba_rev.in_proj.")
+                || name.contains(".mamba_rev.out_proj.")
+                || name == "lm_head.lm_head.weight"
+                || name == "lm_head.weight"
+        }
         _ => false,
     };
     unused
@@ -563,6 +655,9 @@ pub fn import_weights(
     }
     if family == HfFamily::HyenaDna {
         check_hyena_buffers(config, prefix, hf, &mut used, &mut problems);
+    }
+    if family == HfFamily::Caduceus {
+        check_caduceus_buffers(config, hf, &mut used, &mut problems);
     }
     for key in hf.keys().filter(|k| !used.contains(*k)) {
         if ignorable(family, config, key) {
@@ -704,7 +799,8 @@ pub fn export_weights(
                 hf.extend(hyena_buffers(config, prefix, l));
             }
         }
-        HfFamily::Bert | HfFamily::DnaBert2 | HfFamily::Llama => {}
+        // The complement maps are buffers the hub code builds from `config.json`; not written.
+        HfFamily::Bert | HfFamily::DnaBert2 | HfFamily::Llama | HfFamily::Caduceus => {}
     }
     Ok((hf, extra))
 }

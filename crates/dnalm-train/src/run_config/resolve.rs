@@ -222,10 +222,19 @@ impl RunConfig {
                 (false, true) => {
                     return Err(invalid(
                         "objectives",
-                        format!("{name} needs model.architecture = \"encoder\" (a causal model, decoder or hyena, trains with next_token)"),
+                        format!("{name} needs model.architecture = \"encoder\" or \"caduceus\" (a causal model, decoder or hyena, trains with next_token)"),
                     ))
                 }
                 _ => {}
+            }
+            if matches!(w.objective, ObjectiveConfig::Permutation(_)) && !architecture.attends() {
+                return Err(invalid(
+                    "objectives",
+                    format!(
+                        "{name} runs two-stream attention, which {architecture:?} blocks do not \
+                         have (use mlm)"
+                    ),
+                ));
             }
             if matches!(w.objective, ObjectiveConfig::Annotation(_)) && d.annotations.is_none() {
                 return Err(invalid(
@@ -247,6 +256,8 @@ impl RunConfig {
         let template = match architecture {
             Architecture::Encoder => Template::Bert,
             Architecture::Decoder | Architecture::Hyena => Template::Causal,
+            // Caduceus' own tokenizer appends [SEP] and adds no start token.
+            Architecture::Caduceus => Template::Sep,
         };
         let tokenizer = spec
             .build(template)
@@ -337,11 +348,14 @@ impl RunConfig {
             "architecture".into(),
             toml::Value::try_from(architecture).map_err(|e| invalid("model", e.to_string()))?,
         );
-        if architecture == Architecture::Hyena {
-            // Hyena's filters carry positions; no encoding to choose.
+        if !architecture.attends() {
+            // Hyena's filters and Mamba's scans carry positions; no encoding to choose.
             table
                 .entry("position")
                 .or_insert_with(|| toml::Value::String("none".into()));
+        }
+        if architecture == Architecture::Caduceus {
+            fill_complement_map(&mut table, tokenizer)?;
         }
         let model: ModelConfig = toml::Value::Table(table.clone())
             .try_into()
@@ -351,4 +365,52 @@ impl RunConfig {
             .map_err(|e| invalid("model", e.to_string()))?;
         Ok((table, model))
     }
+}
+
+/// A reverse-complement-equivariant Caduceus (the default) needs the complement of every token:
+/// filled in from a one-base-per-token vocabulary (A<->T, C<->G, every other token itself),
+/// refused for k-mer and BPE vocabularies, whose reverse complement is not a per-token map.
+fn fill_complement_map(
+    table: &mut toml::Table,
+    tokenizer: &AnyTokenizer,
+) -> Result<(), ConfigError> {
+    let options = table
+        .entry("caduceus")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(options) = options.as_table_mut() else {
+        return Err(invalid("model.caduceus", "must be a table"));
+    };
+    let equivariant = options
+        .get("rc_equivariant")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(true);
+    if !equivariant || options.contains_key("complement_map") {
+        return Ok(());
+    }
+    if tokenizer.kind() != TokenizerKind::Nucleotide {
+        return Err(invalid(
+            "model.caduceus.rc_equivariant",
+            format!(
+                "reverse-complement equivariance needs one token per base (tokenizer.spec = \
+                 \"nucleotide\"); the reverse complement of a {} sequence is not a per-token \
+                 map. Set model.caduceus.rc_equivariant = false (Caduceus-Ph) for this tokenizer",
+                tokenizer.kind()
+            ),
+        ));
+    }
+    let vocab = tokenizer.vocab();
+    let map: Vec<toml::Value> = (0..vocab.len() as u32)
+        .map(|id| {
+            let complement = match vocab.token(id) {
+                Some("A") => vocab.id("T"),
+                Some("T") => vocab.id("A"),
+                Some("C") => vocab.id("G"),
+                Some("G") => vocab.id("C"),
+                _ => None,
+            };
+            toml::Value::Integer(i64::from(complement.unwrap_or(id)))
+        })
+        .collect();
+    options.insert("complement_map".into(), toml::Value::Array(map));
+    Ok(())
 }
