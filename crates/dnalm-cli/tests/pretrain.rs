@@ -437,3 +437,102 @@ fn a_hyena_model_pretrains_and_serves_from_the_cli() {
     let out = dnalm(&masked);
     assert_one_line_error(&out, &["mlm", "encoder"]);
 }
+
+/// Caduceus-PS pretrains with masked LM from the CLI (the loss falls), writes the hub layout
+/// (`CaduceusForMaskedLM`, `rcps`), embeds at twice `d_model` and scores; k-mer tokens are
+/// refused for the equivariant model, and so is next-token prediction.
+#[test]
+fn a_caduceus_model_pretrains_and_serves_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = tiny_run(
+        "configs/caduceus.toml",
+        &run,
+        &[
+            "model.caduceus.d_state=4",
+            "train.steps=30",
+            "train.eval_every=30",
+            "train.save_every=30",
+            "optim.warmup_steps=2",
+            "optim.lr=5e-3",
+        ],
+    );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = dnalm(&argv);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("BiMamba"), "{}", stderr(&out));
+    let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["kind"] == "train")
+        .filter_map(|m| m["loss"].as_f64())
+        .collect();
+    let (first, last) = (
+        losses[..5].iter().sum::<f64>(),
+        losses[losses.len() - 5..].iter().sum::<f64>(),
+    );
+    assert!(last < first, "loss did not fall: {losses:?}");
+    let checkpoint = run.join("checkpoint-000030");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "caduceus");
+    assert_eq!(config["architectures"][0], "CaduceusForMaskedLM");
+    assert_eq!(config["rcps"], true);
+    // The nucleotide vocabulary's complements: A <-> T, C <-> G.
+    let map = &config["complement_map"];
+    let vocab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("tokenizer.json")).unwrap())
+            .unwrap();
+    let id = |t: &str| vocab["model"]["vocab"][t].as_u64().unwrap().to_string();
+    assert_eq!(map[id("A")].as_u64().unwrap().to_string(), id("T"));
+    assert_eq!(map[id("G")].as_u64().unwrap().to_string(), id("C"));
+    let model = checkpoint.display().to_string();
+    let seqs = dir.path().join("s.fa");
+    std::fs::write(&seqs, ">a\nACGTACGTTTGACCAGGT\n>b\nGGGCCCATATAT\n").unwrap();
+    let emb = dir.path().join("e.npy");
+    let out = ok(&[
+        "embed",
+        "-m",
+        &model,
+        "-i",
+        seqs.to_str().unwrap(),
+        "-o",
+        emb.to_str().unwrap(),
+    ]);
+    assert!(emb.exists(), "{out}");
+    let scores = dir.path().join("ll.tsv");
+    ok(&[
+        "score",
+        "likelihood",
+        "-m",
+        &model,
+        "-i",
+        seqs.to_str().unwrap(),
+        "-o",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&scores).unwrap().lines().count() >= 3);
+    let other = dir.path().join("run2").display().to_string();
+    let elsewhere = |extra: &[&'static str]| {
+        let mut v: Vec<String> = argv
+            .iter()
+            .map(|a| {
+                if *a == run.to_str().unwrap() {
+                    other.clone()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let kmers = elsewhere(&["--set", "tokenizer.spec=\"kmer:3\"", "--dry-run"]);
+    let out = dnalm(&kmers.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_one_line_error(&out, &["rc_equivariant", "one token per base"]);
+    let causal = elsewhere(&["--set", "objectives=[{type=\"next_token\"}]", "--dry-run"]);
+    let out = dnalm(&causal.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_one_line_error(&out, &["next_token", "causal"]);
+}

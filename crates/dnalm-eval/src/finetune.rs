@@ -382,7 +382,7 @@ impl SequenceClassifier {
     }
 
     /// [`SequenceClassifier::forward`] from cached states after the first `first` blocks: one
-    /// `len_i x d_model` slice per row (row-major), as [`DnaLm::hidden_after`] gave them.
+    /// `len_i x hidden` slice per row (row-major), as [`DnaLm::hidden_after`] gave them.
     pub fn forward_cached(
         &self,
         rows: &[Vec<u32>],
@@ -395,7 +395,7 @@ impl SequenceClassifier {
         let mut input = ModelInput::from_rows(rows, attention_pattern(&self.encoder.config));
         input.dropout_seed = dropout_seed;
         let device = self.encoder.device();
-        let d = self.encoder.config.d_model;
+        let d = self.encoder.config.hidden_size();
         let mut values = vec![0.0f32; input.rows * input.len * d];
         for (r, states) in cached.iter().enumerate() {
             let start = r * input.len * d;
@@ -412,9 +412,9 @@ impl SequenceClassifier {
 /// What one pass of the frozen model over every sequence gives: the pooled final states (for the
 /// linear probe) and, when lower blocks are frozen, their output per sequence.
 struct FrozenPass {
-    /// `rows x d_model` pooled final states (train, valid, test order of the row list given).
+    /// `rows x hidden` pooled final states (train, valid, test order of the row list given).
     pooled: Array2<f32>,
-    /// Per row: `len_i x d_model` states after the frozen blocks (empty when not cached).
+    /// Per row: `len_i x hidden` states after the frozen blocks (empty when not cached).
     cached: Vec<Vec<f32>>,
 }
 
@@ -427,7 +427,7 @@ fn frozen_pass(
     cut: usize,
     cache: bool,
 ) -> Result<FrozenPass, EvalError> {
-    let d = encoder.config.d_model;
+    let d = encoder.config.hidden_size();
     let device = encoder.device();
     let mut pooled = Vec::with_capacity(rows.len() * d);
     let mut cached = Vec::new();
@@ -547,7 +547,10 @@ pub fn finetune(
     let cut = options
         .train_last
         .map_or(0, |n| config.n_layers.saturating_sub(n));
-    let cache_bytes: usize = rows.iter().map(|r| r.len() * config.d_model * 4).sum();
+    let cache_bytes: usize = rows
+        .iter()
+        .map(|r| r.len() * config.hidden_size() * 4)
+        .sum();
     let cache = cut > 0 && cache_bytes <= FROZEN_CACHE_BYTES;
     let probe_head = options.head == HeadInit::LinearProbe;
     let frozen = if probe_head || cache {
@@ -643,10 +646,10 @@ pub fn finetune(
         }
         let head = match &probe_weights {
             Some((w, b)) => {
-                SequenceHead::linear_from(w.clone(), b.clone(), config.d_model, &device)?
+                SequenceHead::linear_from(w.clone(), b.clone(), config.hidden_size(), &device)?
             }
             None => dnalm_model::io::reinitialize(
-                SequenceHead::new(config.d_model, outputs, &device),
+                SequenceHead::new(config.hidden_size(), outputs, &device),
                 seed,
             ),
         };
@@ -838,9 +841,9 @@ pub fn load_finetuned(
     };
     let head_path = dir.join("head.safetensors");
     let shape = if info.linear_head {
-        SequenceHead::linear(encoder.config.d_model, outputs, device)
+        SequenceHead::linear(encoder.config.hidden_size(), outputs, device)
     } else {
-        SequenceHead::new(encoder.config.d_model, outputs, device)
+        SequenceHead::new(encoder.config.hidden_size(), outputs, device)
     };
     let head = load_parameters(shape, &read_safetensors(&head_path)?, &head_path)?;
     Ok((SequenceClassifier { encoder, head }, info, tokenizer))

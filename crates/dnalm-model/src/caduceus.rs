@@ -117,18 +117,75 @@ impl SelectiveSsm {
         }
     }
 
-    /// One direction's scan of `x`, gated by `z`; `keep` (`[rows, len, 1]`, 1 at real
-    /// positions) makes padded positions pass the state on unchanged.
+    /// One direction's scan of `x`, gated by `z`, left to right or (`reverse`) right to left;
+    /// `keep` (`[rows, len, 1]`, 1 at real positions) makes padded positions pass the state on
+    /// unchanged. On the CPU (unless `fused` is off) the convolution and the gated scan run as
+    /// the fused operations of [`crate::fused::scan`]; elsewhere as burn operations.
     ///
     /// # Shapes
     /// - `x`, `z`, output: `[rows, len, inner]`
-    fn forward(
+    pub fn forward(
         &self,
         x: Tensor<3>,
         z: Tensor<3>,
         keep: Option<&Tensor<3>>,
         fused: bool,
+        reverse: bool,
     ) -> Tensor<3> {
+        let fused =
+            fused && x.dtype() == burn::tensor::DType::F32 && crate::fused::supports(&x.device());
+        if !fused {
+            if !reverse {
+                return self.forward_reference(x, z, keep);
+            }
+            let keep = keep.map(|k| k.clone().flip([1]));
+            return self
+                .forward_reference(x.flip([1]), z.flip([1]), keep.as_ref())
+                .flip([1]);
+        }
+        let [rows, len, _] = x.dims();
+        let x = match keep {
+            Some(keep) => x * keep.clone(),
+            None => x,
+        };
+        let u =
+            crate::fused::scan::conv_silu(x, self.conv_weight.val(), self.conv_bias.val(), reverse);
+        let (dt, b, c) = self.project(u.clone());
+        let keep = match keep {
+            Some(keep) => keep.clone().reshape([rows, len]),
+            None => Tensor::ones([rows, len], &u.device()),
+        };
+        crate::fused::scan::selective_scan(
+            crate::fused::scan::ScanTensors {
+                u,
+                dt: self.dt_proj.forward(dt),
+                dt_bias: self.dt_bias.val(),
+                a_log: self.a_log.val(),
+                b,
+                c,
+                d: self.d_skip.val(),
+                z,
+                keep,
+            },
+            reverse,
+        )
+    }
+
+    /// The low-rank step size, `B` and `C` of each position of `u`.
+    fn project(&self, u: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        let [_, state] = self.a_log.dims();
+        let [rank, _] = self.dt_proj.weight.dims();
+        let projected = self.x_proj.forward(u);
+        (
+            projected.clone().narrow(2, 0, rank),
+            projected.clone().narrow(2, rank, state),
+            projected.narrow(2, rank + state, state),
+        )
+    }
+
+    /// [`SelectiveSsm::forward`] left to right as burn operations (GPU backends, and the
+    /// reference the fused path is tested against).
+    fn forward_reference(&self, x: Tensor<3>, z: Tensor<3>, keep: Option<&Tensor<3>>) -> Tensor<3> {
         let x = match keep {
             Some(keep) => x * keep.clone(),
             None => x,
@@ -139,19 +196,14 @@ impl SelectiveSsm {
             self.conv_bias.val(),
         ));
         let [_, _, inner] = x.dims();
-        let [_, state] = self.a_log.dims();
-        let [rank, _] = self.dt_proj.weight.dims();
-        let projected = self.x_proj.forward(x.clone());
-        let dt = projected.clone().narrow(2, 0, rank);
-        let b = projected.clone().narrow(2, rank, state);
-        let c = projected.narrow(2, rank + state, state);
+        let (dt, b, c) = self.project(x.clone());
         let mut delta =
             softplus(self.dt_proj.forward(dt) + self.dt_bias.val().reshape([1, 1, inner]));
         if let Some(keep) = keep {
             delta = delta * keep.clone();
         }
         let a = self.a_log.val().exp().neg();
-        let y = selective_scan(x, delta, a, b, c, self.d_skip.val(), fused);
+        let y = selective_scan_reference(x, delta, a, b, c, self.d_skip.val());
         y * silu(z)
     }
 }
@@ -179,11 +231,11 @@ impl BiMamba {
         let inner = wide / 2;
         let x = xz.clone().narrow(2, 0, inner);
         let z = xz.narrow(2, inner, inner);
-        let mut y = self.forward_ssm.forward(x.clone(), z.clone(), keep, fused);
+        let mut y = self
+            .forward_ssm
+            .forward(x.clone(), z.clone(), keep, fused, false);
         if let Some(reverse) = &self.reverse_ssm {
-            let keep = keep.map(|k| k.clone().flip([1]));
-            let back = reverse.forward(x.flip([1]), z.flip([1]), keep.as_ref(), fused);
-            y = y + back.flip([1]);
+            y = y + reverse.forward(x, z, keep, fused, true);
         }
         self.out_proj.forward(y)
     }
@@ -231,29 +283,13 @@ fn softplus(x: Tensor<3>) -> Tensor<3> {
 }
 
 /// Mamba's selective scan, `y_t = <h_t, C_t> + D u_t` with
-/// `h_t = exp(delta_t A) h_(t-1) + delta_t u_t B_t` per channel: the fused operation
-/// ([`crate::fused::scan`]) on the CPU unless `fused` is off, burn operations otherwise.
+/// `h_t = exp(delta_t A) h_(t-1) + delta_t u_t B_t` per channel, as burn operations, one
+/// position at a time (the path of GPU backends, and the reference the fused scan is tested
+/// against).
 ///
 /// # Shapes
 /// - `u`, `delta`, output: `[rows, len, inner]`; `a`: `[inner, state]`; `b`, `c`:
 ///   `[rows, len, state]`; `d`: `[inner]`
-pub fn selective_scan(
-    u: Tensor<3>,
-    delta: Tensor<3>,
-    a: Tensor<2>,
-    b: Tensor<3>,
-    c: Tensor<3>,
-    d: Tensor<1>,
-    fused: bool,
-) -> Tensor<3> {
-    if fused && u.dtype() == burn::tensor::DType::F32 && crate::fused::supports(&u.device()) {
-        return crate::fused::scan::selective_scan(u, delta, a, b, c, d);
-    }
-    selective_scan_reference(u, delta, a, b, c, d)
-}
-
-/// [`selective_scan`] as burn operations, one position at a time (the path of GPU backends
-/// and the reference the fused scan is tested against).
 pub fn selective_scan_reference(
     u: Tensor<3>,
     delta: Tensor<3>,
@@ -321,51 +357,66 @@ mod tests {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
-    /// The fused scan and the burn-operation scan agree, forward and backward.
+    /// One direction of a Mamba mixer, fused and as burn operations, agree on the output and
+    /// on the gradients of the input, the gate and every parameter, in both directions and
+    /// with padding.
     #[test]
-    fn the_fused_scan_matches_the_reference_with_gradients() {
+    fn the_fused_direction_matches_the_reference_with_gradients() {
         let device = crate::cpu().autodiff();
-        let (rows, len, inner, state) = (2, 40, 6, 3);
-        let make = |seed| random([rows, len, inner], seed, &device);
-        let u = make(1).require_grad();
-        let delta = (make(2) * 0.3 + 0.4).require_grad();
-        let a = (random([1, inner, state], 3, &device)
-            .reshape([inner, state])
-            .abs()
-            .neg()
-            - 0.1)
-            .require_grad();
-        let b = random([rows, len, state], 4, &device).require_grad();
-        let c = random([rows, len, state], 5, &device).require_grad();
-        let d = Tensor::<1>::ones([inner], &device).require_grad();
-        let weights = make(6);
-        let run = |fused: bool| {
-            let y = selective_scan(
-                u.clone(),
-                delta.clone(),
-                a.clone(),
-                b.clone(),
-                c.clone(),
-                d.clone(),
-                fused,
-            );
-            let grads = (y.clone() * weights.clone()).sum().backward();
-            let g3 = |t: &Tensor<3>| t.grad(&grads).unwrap();
-            (
-                y.inner(),
-                [g3(&u), g3(&delta), g3(&b), g3(&c)],
-                a.grad(&grads).unwrap(),
-                d.grad(&grads).unwrap(),
-            )
-        };
-        let (y1, g1, ga1, gd1) = run(true);
-        let (y2, g2, ga2, gd2) = run(false);
-        assert!(max_diff(y1, y2) < 1e-5);
-        for (x, y) in g1.into_iter().zip(g2) {
-            assert!(max_diff(x, y) < 1e-4);
+        let cfg = tiny(false);
+        let inner = cfg.caduceus_options().inner_width(cfg.d_model);
+        let (rows, len) = (2, 40);
+        let ssm = crate::io::reinitialize(SelectiveSsm::new(&cfg, &device), 9);
+        let x0 = random([rows, len, inner], 1, &device);
+        let z0 = random([rows, len, inner], 2, &device);
+        let weights = random([rows, len, inner], 3, &device);
+        let mut keep = vec![1.0f32; rows * len];
+        keep[len - 4..len].fill(0.0);
+        let keep = Tensor::<3>::from_data(TensorData::new(keep, [rows, len, 1]), &device);
+        for reverse in [false, true] {
+            let run = |fused: bool| {
+                let (x, z) = (x0.clone().require_grad(), z0.clone().require_grad());
+                let y = ssm.forward(x.clone(), z.clone(), Some(&keep), fused, reverse);
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                let mut g: Vec<Tensor<1>> = vec![
+                    x.grad(&grads).unwrap().flatten(0, 2),
+                    z.grad(&grads).unwrap().flatten(0, 2),
+                ];
+                let params = crate::tensors::named_parameters(&ssm);
+                g.extend(ssm.a_log.val().grad(&grads).map(|t| t.flatten(0, 1)));
+                g.extend(ssm.dt_bias.val().grad(&grads));
+                g.extend(ssm.d_skip.val().grad(&grads));
+                g.extend(ssm.conv_weight.val().grad(&grads).map(|t| t.flatten(0, 1)));
+                g.extend(ssm.conv_bias.val().grad(&grads));
+                g.extend(
+                    ssm.x_proj
+                        .weight
+                        .val()
+                        .grad(&grads)
+                        .map(|t| t.flatten(0, 1)),
+                );
+                g.extend(
+                    ssm.dt_proj
+                        .weight
+                        .val()
+                        .grad(&grads)
+                        .map(|t| t.flatten(0, 1)),
+                );
+                assert_eq!(g.len(), params.len() + 2, "every parameter has a gradient");
+                (y.inner(), g)
+            };
+            let (y1, g1) = run(true);
+            let (y2, g2) = run(false);
+            assert!(max_diff(y1, y2) < 1e-5, "reverse {reverse}");
+            for (i, (a, b)) in g1.into_iter().zip(g2).enumerate() {
+                let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-3);
+                let diff = max_diff(a, b) / scale;
+                assert!(
+                    diff < 1e-3,
+                    "reverse {reverse}: gradient {i} differs by {diff}"
+                );
+            }
         }
-        assert!(max_diff(ga1, ga2) < 1e-4);
-        assert!(max_diff(gd1, gd2) < 1e-4);
     }
 
     fn reverse_complement(ids: &[u32], map: &[u32]) -> Vec<u32> {

@@ -8,7 +8,10 @@
 //! device: `vulkan` on a build with `--features dnalm-model/vulkan` (`scripts/gpu_check.sh`).
 //! BENCH_ARCH=hyena measures a Hyena model of the same width, depth and feed-forward network
 //! instead (`scripts/bench_long_context.sh`: Hyena against the encoder at long contexts); the
-//! loss is on the same positions, so the two differ only in the token mixer.
+//! loss is on the same positions, so the two differ only in the token mixer. BENCH_ARCH=caduceus
+//! measures a Caduceus model (BiMamba blocks, no feed-forward network; reverse-complement
+//! equivariant unless BENCH_RC=0; BENCH_STATE=16 states per channel), as
+//! `scripts/bench_caduceus.py` measures the same model in PyTorch.
 
 use std::time::Instant;
 
@@ -56,8 +59,9 @@ fn main() {
     );
     let architecture = match std::env::var("BENCH_ARCH").as_deref() {
         Ok("hyena") => Architecture::Hyena,
+        Ok("caduceus") => Architecture::Caduceus,
         Ok("encoder") | Err(_) => Architecture::Encoder,
-        Ok(other) => panic!("BENCH_ARCH={other}: expected encoder or hyena"),
+        Ok(other) => panic!("BENCH_ARCH={other}: expected encoder, hyena or caduceus"),
     };
     let mut cfg = ModelConfig::new(architecture, vocab);
     cfg.n_layers = layers;
@@ -66,6 +70,28 @@ fn main() {
     cfg.d_ffn = ffn;
     cfg.max_positions = seq;
     cfg.attention_chunk = env("BENCH_CHUNK", seq);
+    if architecture == Architecture::Caduceus {
+        let rc = env("BENCH_RC", 1) == 1;
+        cfg.caduceus = Some(dnalm_model::CaduceusOptions {
+            d_state: env("BENCH_STATE", 16),
+            rc_equivariant: rc,
+            // Specials map to themselves; 7..=10 are A C G T (A<->T, C<->G).
+            complement_map: if rc {
+                (0..vocab as u32)
+                    .map(|i| match i {
+                        7 => 10,
+                        10 => 7,
+                        8 => 9,
+                        9 => 8,
+                        other => other,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        });
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let n = batch * seq;
     let ids: Vec<u32> = (0..n).map(|_| rng.random_range(5..vocab as u32)).collect();
