@@ -480,14 +480,21 @@ fn a_caduceus_model_pretrains_and_serves_from_the_cli() {
     assert_eq!(config["model_type"], "caduceus");
     assert_eq!(config["architectures"][0], "CaduceusForMaskedLM");
     assert_eq!(config["rcps"], true);
-    // The nucleotide vocabulary's complements: A <-> T, C <-> G.
-    let map = &config["complement_map"];
+    // The nucleotide vocabulary's complements: A <-> T, C <-> G (keys are token ids, written
+    // zero-padded so that the hub code reads them in order).
+    let map: std::collections::BTreeMap<u64, u64> = config["complement_map"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.as_u64().unwrap()))
+        .collect();
     let vocab: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(checkpoint.join("tokenizer.json")).unwrap())
             .unwrap();
-    let id = |t: &str| vocab["model"]["vocab"][t].as_u64().unwrap().to_string();
-    assert_eq!(map[id("A")].as_u64().unwrap().to_string(), id("T"));
-    assert_eq!(map[id("G")].as_u64().unwrap().to_string(), id("C"));
+    let id = |t: &str| vocab["model"]["vocab"][t].as_u64().unwrap();
+    assert_eq!(map[&id("A")], id("T"));
+    assert_eq!(map[&id("G")], id("C"));
+    assert_eq!(map.len() as u64, map.keys().max().unwrap() + 1);
     let model = checkpoint.display().to_string();
     let seqs = dir.path().join("s.fa");
     std::fs::write(&seqs, ">a\nACGTACGTTTGACCAGGT\n>b\nGGGCCCATATAT\n").unwrap();

@@ -197,7 +197,6 @@ fn check_export(family: &str, model: &DnaLm, tokenizer: &AnyTokenizer) {
         "bidirectional",
         "bidirectional_strategy",
         "bidirectional_weight_tie",
-        "complement_map",
         "norm_epsilon",
     ] {
         // HyenaDNA pads `vocab_size` (12) up to a multiple of 8 rows; dnalm keeps and writes
@@ -214,6 +213,25 @@ fn check_export(family: &str, model: &DnaLm, tokenizer: &AnyTokenizer) {
         ours["architectures"][0], hub["architectures"][0],
         "{family}"
     );
+    // Caduceus' code reads the complement map's values in file order, which must be the order
+    // of the token ids (the hub file's). serde_json keeps keys sorted as strings, so the export
+    // zero-pads them: its values in key order are the hub's in numeric key order.
+    if let (Some(ours), Some(hub)) = (
+        ours.get("complement_map").and_then(Value::as_object),
+        hub.get("complement_map").and_then(Value::as_object),
+    ) {
+        let mut by_id: Vec<(usize, Value)> = hub
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), v.clone()))
+            .collect();
+        by_id.sort_by_key(|(k, _)| *k);
+        let hub_values: Vec<Value> = by_id.into_iter().map(|(_, v)| v).collect();
+        let our_values: Vec<Value> = ours.values().cloned().collect();
+        assert_eq!(
+            our_values, hub_values,
+            "{family}: complement_map in file order"
+        );
+    }
     assert_eq!(ours.get("model_type"), hub.get("model_type"), "{family}");
     let back = DnaLm::load(out.path(), &cpu()).unwrap();
     let back_tokenizer = AnyTokenizer::load(out.path()).unwrap();

@@ -17,9 +17,13 @@
 //! decoder as Llama, and dnalm loads DNABERT (BERT) and Nucleotide Transformer (ESM) checkpoints
 //! ([`hf`]).
 //!
+//! Two architectures mix tokens without attention: Hyena ([`hyena`], HyenaDNA's operator) and
+//! Caduceus ([`caduceus`]: bidirectional Mamba, optionally reverse-complement equivariant).
+//!
 //! The CPU backend is burn's Flex; the `vulkan` and `cuda` features add GPUs ([`device`]). On Flex, every
 //! pre-LayerNorm encoder layer with padding-only attention runs as one fused operation with a
-//! hand-written backward pass ([`fused`]): the speed of training and inference on the CPU.
+//! hand-written backward pass ([`fused`]), and so do Mamba's convolution and selective scan
+//! ([`fused::scan`]): the speed of training and inference on the CPU.
 //!
 //! A trained model is opened with its tokenizer as a [`Checkpoint`]; a fresh one is built from a
 //! config:

@@ -497,11 +497,15 @@ fn caduceus(keys: &Keys) -> Result<ModelConfig, ModelError> {
 /// Caduceus' `config.json` keys for a dnalm Caduceus config.
 fn caduceus_export(config: &ModelConfig) -> serde_json::Map<String, Value> {
     let c = config.caduceus_options();
+    // The hub code reads the map's values in file order (`OrderedDict(map).values()`), and
+    // serde_json writes object keys sorted as strings ("10" before "2"): the keys are
+    // zero-padded to one width, so that sorted order is numeric order.
+    let width = c.complement_map.len().saturating_sub(1).to_string().len();
     let complement: serde_json::Map<String, Value> = c
         .complement_map
         .iter()
         .enumerate()
-        .map(|(from, &to)| (from.to_string(), json!(to)))
+        .map(|(from, &to)| (format!("{from:0width$}"), json!(to)))
         .collect();
     let mut obj = serde_json::Map::new();
     for (k, v) in [
