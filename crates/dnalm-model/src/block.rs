@@ -305,8 +305,8 @@ impl Block {
             chunk: cfg.attention_chunk,
             post_norm: cfg.post_norm,
             norm_eps: cfg.norm_eps,
-            rc_equivariant: caduceus && options.rc_equivariant,
-            swap_halves: caduceus && options.rc_equivariant && options.swap_halves,
+            rc_equivariant: cfg.rc_equivariant(),
+            swap_halves: cfg.rc_equivariant() && options.swap_halves,
         }
     }
 

@@ -415,11 +415,17 @@ impl ModelConfig {
         self.caduceus.clone().unwrap_or_default()
     }
 
+    /// Whether this is a reverse-complement-equivariant Caduceus (Caduceus-PS).
+    pub fn rc_equivariant(&self) -> bool {
+        self.architecture == Architecture::Caduceus
+            && self.caduceus.as_ref().is_none_or(|c| c.rc_equivariant)
+    }
+
     /// Width of the hidden states the model outputs: `d_model`, or `2 d_model` for a
     /// reverse-complement-equivariant Caduceus (the stream of the sequence and the flipped
     /// stream of its reverse complement, side by side).
     pub fn hidden_size(&self) -> usize {
-        if self.architecture == Architecture::Caduceus && self.caduceus_options().rc_equivariant {
+        if self.rc_equivariant() {
             2 * self.d_model
         } else {
             self.d_model
@@ -838,6 +844,58 @@ mod tests {
         assert!(err.contains("n_heads"), "{err}");
         let unknown = serde_json::from_str::<ModelConfig>(r#"{"vocab_size": 12, "layers": 2}"#);
         assert!(unknown.unwrap_err().to_string().contains("unknown field"));
+    }
+
+    /// Caduceus-PS needs a complement map that covers the vocabulary and is its own inverse;
+    /// Caduceus options need the Caduceus architecture, which has no feed-forward network and
+    /// no zero-sized scan.
+    #[test]
+    fn caduceus_settings_are_checked() {
+        let err = |cfg: ModelConfig| cfg.validate().unwrap_err().to_string();
+        let mut ps = ModelConfig::new(Architecture::Caduceus, 6);
+        assert_eq!(ps.position, PositionEncoding::None);
+        assert!(err(ps.clone()).contains("0 entries for a vocabulary of 6"));
+        let map = |m: Vec<u32>| {
+            Some(CaduceusOptions {
+                complement_map: m,
+                ..CaduceusOptions::default()
+            })
+        };
+        ps.caduceus = map(vec![0, 1, 5, 4, 3, 2]);
+        ps.validate().unwrap();
+        assert_eq!(ps.hidden_size(), 2 * ps.d_model);
+        let mut broken = ps.clone();
+        broken.caduceus = map(vec![0, 1, 5, 4, 3, 3]);
+        let e = err(broken);
+        assert!(
+            e.contains("caduceus.complement_map") && e.contains("token 2 maps to 5"),
+            "{e}"
+        );
+        let ph = ModelConfig {
+            caduceus: Some(CaduceusOptions {
+                rc_equivariant: false,
+                ..CaduceusOptions::default()
+            }),
+            ..ps.clone()
+        };
+        ph.validate().unwrap();
+        assert_eq!(ph.hidden_size(), ph.d_model);
+        let mut empty = ps.clone();
+        empty.caduceus = Some(CaduceusOptions {
+            d_state: 0,
+            ..ps.caduceus_options()
+        });
+        assert!(err(empty).contains("caduceus.d_state"));
+        let ffn = ModelConfig {
+            feed_forward: Some(FeedForwardKind::Gelu),
+            ..ps.clone()
+        };
+        assert!(err(ffn).contains("no feed-forward network"));
+        let misplaced = ModelConfig {
+            caduceus: ps.caduceus.clone(),
+            ..ModelConfig::new(Architecture::Encoder, 6)
+        };
+        assert!(err(misplaced).contains("architecture = \"caduceus\""));
     }
 
     /// Hyena takes no position encoding and attention needs one; Hyena options need the Hyena

@@ -252,10 +252,11 @@ impl DnaLm {
     }
 
     /// The complement of each token id (reverse-complement-equivariant Caduceus only).
-    fn complement_map(&self) -> Option<Vec<u32>> {
+    fn complement_map(&self) -> Option<&[u32]> {
         let options = self.config.caduceus.as_ref()?;
-        (self.config.architecture == Architecture::Caduceus && options.rc_equivariant)
-            .then(|| options.complement_map.clone())
+        self.config
+            .rc_equivariant()
+            .then_some(options.complement_map.as_slice())
     }
 
     fn int_tensor(&self, values: &[u32], rows: usize, len: usize) -> Tensor<2, Int> {
@@ -325,7 +326,7 @@ impl DnaLm {
 
     fn finish(&self, x: Tensor<3>) -> Tensor<3> {
         match &self.final_norm {
-            Some(norm) if self.complement_map().is_some() => norm.forward_equivariant(x),
+            Some(norm) if self.config.rc_equivariant() => norm.forward_equivariant(x),
             Some(norm) => norm.forward(x),
             None => x,
         }

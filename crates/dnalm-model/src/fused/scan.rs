@@ -41,7 +41,7 @@ use burn::{
             checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
             grads::Gradients,
             ops::{Backward, Ops, OpsKind},
-            Autodiff,
+            Autodiff, NodeId,
         },
         backend_extension,
         flex::FlexTensor,
@@ -963,6 +963,20 @@ impl MambaOps for Flex {
     }
 }
 
+/// Registers each tracked parent's gradient (host values, shaped as the matching input).
+fn register_gradients<const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    values: [Vec<f32>; N],
+    inputs: &[FlexTensor],
+) {
+    for ((id, grad), input) in parents.into_iter().zip(values).zip(inputs) {
+        if let Some(id) = id {
+            grads.register::<Flex>(id, flex_tensor(grad, input.shape().to_vec()));
+        }
+    }
+}
+
 /// The autodiff node of one convolution: three parents (input, weights, bias).
 #[derive(Debug)]
 struct ConvBackward;
@@ -982,16 +996,8 @@ impl Backward<Flex, 3> for ConvBackward {
         let [x, w, b] = &*state.inputs;
         let dims = conv_dims(x, w, state.reverse);
         let (gx, gw, gb) = conv_backward(dims, &host(x), &host(w), &host(b), &host(&grad_out));
-        for ((node, grad), input) in ops
-            .parents
-            .into_iter()
-            .zip([gx, gw, gb])
-            .zip(state.inputs.iter())
-        {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, flex_tensor(grad, input.shape().to_vec()));
-            }
-        }
+        let parents = ops.parents.map(|p| p.map(|node| node.id));
+        register_gradients(grads, parents, [gx, gw, gb], &*state.inputs);
     }
 }
 
@@ -1017,11 +1023,8 @@ impl Backward<Flex, 8> for ScanBackward {
         let dims = scan_dims(args, state.reverse);
         let g = with_host(args, |x| backward(dims, x, &state.kept, &host(&grad_out)));
         let values = [g.u, g.dt, g.dt_bias, g.a_log, g.b, g.c, g.d, g.z];
-        for ((node, grad), input) in ops.parents.into_iter().zip(values).zip(args.iter()) {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, flex_tensor(grad, input.shape().to_vec()));
-            }
-        }
+        let parents = ops.parents.map(|p| p.map(|node| node.id));
+        register_gradients(grads, parents, values, &args[..8]);
     }
 }
 

@@ -278,13 +278,29 @@ fn dnabert2(keys: &Keys, cfg: &mut ModelConfig, max_positions: usize) -> Result<
     Ok(())
 }
 
+/// `vocab` rounded up to `pad_vocab_size_multiple` (default 8), as the HyenaDNA and Caduceus
+/// hub code size their embedding and LM head.
+fn padded_vocab(keys: &Keys, vocab: usize) -> Result<usize, ModelError> {
+    let multiple = keys.whole_or("pad_vocab_size_multiple", 8)?.max(1);
+    Ok(vocab.div_ceil(multiple) * multiple)
+}
+
+/// The `pad_vocab_size_multiple` an export writes: the hub code pads the tables to this
+/// multiple, and dnalm's already have their rows (8 when that holds, else 1).
+fn pad_multiple_of(config: &ModelConfig) -> Value {
+    json!(if config.vocab_size.is_multiple_of(8) {
+        8
+    } else {
+        1
+    })
+}
+
 /// HyenaDNA (`HyenaConfig` of the hub port; its defaults where a key is absent). The
 /// embedding and LM head have `vocab_size` rounded up to `pad_vocab_size_multiple` rows, which
 /// is dnalm's `vocab_size`.
 fn hyena(keys: &Keys) -> Result<ModelConfig, ModelError> {
-    let vocab = keys.whole_or("vocab_size", 12)?;
-    let multiple = keys.whole_or("pad_vocab_size_multiple", 8)?.max(1);
-    let mut cfg = ModelConfig::new(Architecture::Hyena, vocab.div_ceil(multiple) * multiple);
+    let vocab = padded_vocab(keys, keys.whole_or("vocab_size", 12)?)?;
+    let mut cfg = ModelConfig::new(Architecture::Hyena, vocab);
     cfg.d_model = keys.whole_or("d_model", 256)?;
     cfg.n_layers = keys.whole_or("n_layer", 12)?;
     cfg.d_ffn = keys.whole_or("d_inner", 4 * cfg.d_model)?;
@@ -342,15 +358,7 @@ fn hyena_export(config: &ModelConfig) -> serde_json::Map<String, Value> {
             hub_auto_map(HfFamily::HyenaDna, super::HYENADNA_HUB_CODE),
         ),
         ("vocab_size", json!(config.vocab_size)),
-        // The hub code pads the tables to this multiple; dnalm's already have their rows.
-        (
-            "pad_vocab_size_multiple",
-            json!(if config.vocab_size.is_multiple_of(8) {
-                8
-            } else {
-                1
-            }),
-        ),
+        ("pad_vocab_size_multiple", pad_multiple_of(config)),
         ("d_model", json!(config.d_model)),
         ("n_layer", json!(config.n_layers)),
         ("d_inner", json!(config.d_ffn)),
@@ -393,9 +401,7 @@ const CADUCEUS_MAX_POSITIONS: usize = 131_072;
 /// absent). The vocabulary is rounded up to `pad_vocab_size_multiple` and the complement map
 /// extended by identity over the added rows, as the reference constructor does.
 fn caduceus(keys: &Keys) -> Result<ModelConfig, ModelError> {
-    let vocab = keys.whole("vocab_size")?;
-    let multiple = keys.whole_or("pad_vocab_size_multiple", 8)?.max(1);
-    let vocab = vocab.div_ceil(multiple) * multiple;
+    let vocab = padded_vocab(keys, keys.whole("vocab_size")?)?;
     let mut cfg = ModelConfig::new(Architecture::Caduceus, vocab);
     cfg.d_model = keys.whole("d_model")?;
     cfg.n_layers = keys.whole("n_layer")?;
@@ -516,14 +522,7 @@ fn caduceus_export(config: &ModelConfig) -> serde_json::Map<String, Value> {
             hub_auto_map(HfFamily::Caduceus, super::CADUCEUS_HUB_CODE),
         ),
         ("vocab_size", json!(config.vocab_size)),
-        (
-            "pad_vocab_size_multiple",
-            json!(if config.vocab_size.is_multiple_of(8) {
-                8
-            } else {
-                1
-            }),
-        ),
+        ("pad_vocab_size_multiple", pad_multiple_of(config)),
         ("d_model", json!(config.d_model)),
         ("n_layer", json!(config.n_layers)),
         (
