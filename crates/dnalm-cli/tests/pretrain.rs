@@ -50,6 +50,26 @@ fn tiny_run(config: &str, run: &std::path::Path, sets: &[&str]) -> Vec<String> {
     args
 }
 
+/// The first five training losses of `run` sum to more than the last five.
+fn assert_training_loss_fell(run: &std::path::Path) {
+    let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["kind"] == "train")
+        .filter_map(|m| m["loss"].as_f64())
+        .collect();
+    let (first, last) = (
+        losses[..5].iter().sum::<f64>(),
+        losses[losses.len() - 5..].iter().sum::<f64>(),
+    );
+    assert!(last < first, "loss did not fall: {losses:?}");
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
 fn a_tiny_run_trains_and_resumes_from_the_cli() {
     let out_dir = tempfile::tempdir().unwrap();
@@ -376,22 +396,9 @@ fn a_hyena_model_pretrains_and_serves_from_the_cli() {
     let out = dnalm(&argv);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("Hyena operator"), "{}", stderr(&out));
-    let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["kind"] == "train")
-        .filter_map(|m| m["loss"].as_f64())
-        .collect();
-    let (first, last) = (
-        losses[..5].iter().sum::<f64>(),
-        losses[losses.len() - 5..].iter().sum::<f64>(),
-    );
-    assert!(last < first, "loss did not fall: {losses:?}");
+    assert_training_loss_fell(&run);
     let checkpoint = run.join("checkpoint-000030");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("config.json")).unwrap())
-            .unwrap();
+    let config = read_json(&checkpoint.join("config.json"));
     assert_eq!(config["model_type"], "hyenadna");
     assert_eq!(config["architectures"][0], "HyenaDNAForCausalLM");
     let model = checkpoint.display().to_string();
@@ -461,22 +468,9 @@ fn a_caduceus_model_pretrains_and_serves_from_the_cli() {
     let out = dnalm(&argv);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("BiMamba"), "{}", stderr(&out));
-    let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["kind"] == "train")
-        .filter_map(|m| m["loss"].as_f64())
-        .collect();
-    let (first, last) = (
-        losses[..5].iter().sum::<f64>(),
-        losses[losses.len() - 5..].iter().sum::<f64>(),
-    );
-    assert!(last < first, "loss did not fall: {losses:?}");
+    assert_training_loss_fell(&run);
     let checkpoint = run.join("checkpoint-000030");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("config.json")).unwrap())
-            .unwrap();
+    let config = read_json(&checkpoint.join("config.json"));
     assert_eq!(config["model_type"], "caduceus");
     assert_eq!(config["architectures"][0], "CaduceusForMaskedLM");
     assert_eq!(config["rcps"], true);
@@ -488,9 +482,7 @@ fn a_caduceus_model_pretrains_and_serves_from_the_cli() {
         .iter()
         .map(|(k, v)| (k.parse().unwrap(), v.as_u64().unwrap()))
         .collect();
-    let vocab: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("tokenizer.json")).unwrap())
-            .unwrap();
+    let vocab = read_json(&checkpoint.join("tokenizer.json"));
     let id = |t: &str| vocab["model"]["vocab"][t].as_u64().unwrap();
     assert_eq!(map[&id("A")], id("T"));
     assert_eq!(map[&id("G")], id("C"));

@@ -238,6 +238,28 @@ fn check_export(family: &str, model: &DnaLm, tokenizer: &AnyTokenizer) {
     check_sequences(family, &back, &back_tokenizer);
 }
 
+/// A temporary copy of `family`'s fixture checkpoint, changed by `edit`.
+fn edited_copy(family: &str, edit: &dyn Fn(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(fixture(family).join("checkpoint")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+    }
+    edit(dir.path());
+    dir
+}
+
+/// An edit that sets `key` of `config.json` to `value`.
+fn set(key: &'static str, value: Value) -> impl Fn(&Path) {
+    move |dir: &Path| {
+        let path = dir.join("config.json");
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config[key] = value.clone();
+        std::fs::write(&path, config.to_string()).unwrap();
+    }
+}
+
 #[test]
 fn dnabert2_matches_its_reference_code() {
     let dir = fixture("dnabert2").join("checkpoint");
@@ -311,24 +333,9 @@ fn hyenadna_matches_its_reference_code() {
 /// name, and so is a config option dnalm does not run.
 #[test]
 fn hyenadna_refuses_what_it_does_not_run() {
-    let src = fixture("hyenadna").join("checkpoint");
     let copy = |edit: &dyn Fn(&Path)| {
-        let dir = tempfile::tempdir().unwrap();
-        for f in std::fs::read_dir(&src).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
-        }
-        edit(dir.path());
+        let dir = edited_copy("hyenadna", edit);
         DnaLm::load(dir.path(), &cpu()).unwrap_err().to_string()
-    };
-    let set = |key: &'static str, value: Value| {
-        move |dir: &Path| {
-            let path = dir.join("config.json");
-            let mut config: Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            config[key] = value.clone();
-            std::fs::write(&path, config.to_string()).unwrap();
-        }
     };
     let err = copy(&set("hyena_order", Value::from(3)));
     assert!(
@@ -380,24 +387,7 @@ fn caduceus_matches_its_reference_code() {
 #[test]
 fn caduceus_reads_both_add_norm_paths_and_refuses_what_it_does_not_run() {
     let src = fixture("caduceus").join("checkpoint");
-    let copy = |edit: &dyn Fn(&Path)| {
-        let dir = tempfile::tempdir().unwrap();
-        for f in std::fs::read_dir(&src).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
-        }
-        edit(dir.path());
-        dir
-    };
-    let set = |key: &'static str, value: Value| {
-        move |dir: &Path| {
-            let path = dir.join("config.json");
-            let mut config: Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            config[key] = value.clone();
-            std::fs::write(&path, config.to_string()).unwrap();
-        }
-    };
+    let copy = |edit: &dyn Fn(&Path)| edited_copy("caduceus", edit);
     let unfused = copy(&|dir: &Path| {
         set("fused_add_norm", Value::Bool(false))(dir);
         let path = dir.join("model.safetensors");
@@ -433,6 +423,18 @@ fn caduceus_reads_both_add_norm_paths_and_refuses_what_it_does_not_run() {
     assert!(err.contains("bidirectional_strategy"), "{err}");
     let err = refused(&set("bidirectional_weight_tie", Value::Bool(false)));
     assert!(err.contains("bidirectional_weight_tie"), "{err}");
+    let err = refused(&set("ssm_cfg", serde_json::json!({"bias": true})));
+    assert!(
+        err.contains("ssm_cfg") && err.contains("bias = true"),
+        "{err}"
+    );
+    let err = refused(&set("ssm_cfg", serde_json::json!({"conv_bias": false})));
+    assert!(
+        err.contains("ssm_cfg") && err.contains("conv_bias = false"),
+        "{err}"
+    );
+    let err = refused(&set("ssm_cfg", serde_json::json!({"dt_rank": "big"})));
+    assert!(err.contains("dt_rank"), "{err}");
     let err = refused(&|dir: &Path| {
         let path = dir.join("model.safetensors");
         let mut tensors = read_safetensors(&path).unwrap();
