@@ -56,6 +56,7 @@ pub mod hf;
 pub mod hyena;
 pub mod io;
 mod model;
+mod recompute;
 pub mod tensors;
 
 pub use checkpoint::Checkpoint;
@@ -69,6 +70,7 @@ pub use config::{
     MAX_PARAMETERS,
 };
 pub use model::{DnaLm, LmHead, ModelInput};
+pub use recompute::BlockRecompute;
 
 /// Re-export of burn, so that dependants use the same version.
 pub use burn;

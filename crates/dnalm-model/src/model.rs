@@ -183,7 +183,7 @@ impl DnaLm {
         self.embed.weight.val().device()
     }
 
-    fn check(&self, input: &ModelInput) -> Result<(), ModelError> {
+    pub(crate) fn check(&self, input: &ModelInput) -> Result<(), ModelError> {
         let n = input.rows * input.len;
         if input.input_ids.len() != n || input.position_ids.len() != n {
             return Err(ModelError::InputShape {
@@ -215,7 +215,7 @@ impl DnaLm {
         Ok(())
     }
 
-    fn context(&self, input: &ModelInput, mask: &AttentionMask) -> BlockContext {
+    pub(crate) fn context(&self, input: &ModelInput, mask: &AttentionMask) -> BlockContext {
         let device = self.device();
         let slopes = (self.config.position == PositionEncoding::Alibi)
             .then(|| alibi_slopes(self.config.n_heads));
@@ -264,7 +264,7 @@ impl DnaLm {
         Tensor::from_data(TensorData::new(data, [rows, len]), &self.device())
     }
 
-    fn embed(&self, input: &ModelInput) -> Tensor<3> {
+    pub(crate) fn embed(&self, input: &ModelInput) -> Tensor<3> {
         let ids = self.int_tensor(&input.input_ids, input.rows, input.len);
         let mut x = self.embed.forward(ids);
         if let Some(map) = self.complement_map() {
@@ -324,7 +324,7 @@ impl DnaLm {
         )
     }
 
-    fn finish(&self, x: Tensor<3>) -> Tensor<3> {
+    pub(crate) fn finish(&self, x: Tensor<3>) -> Tensor<3> {
         match &self.final_norm {
             Some(norm) if self.config.rc_equivariant() => norm.forward_equivariant(x),
             Some(norm) => norm.forward(x),
@@ -421,7 +421,7 @@ impl DnaLm {
 
     /// `[rows, len, 1]`: 0 at padded tokens, when the layout zeroes their states (ESM's
     /// `zero_padding`) and the input has padding.
-    fn padding_zeroes(&self, input: &ModelInput) -> Option<Tensor<3>> {
+    pub(crate) fn padding_zeroes(&self, input: &ModelInput) -> Option<Tensor<3>> {
         let real = input
             .mask
             .padding

@@ -11,7 +11,9 @@
 //! loss is on the same positions, so the two differ only in the token mixer. BENCH_ARCH=caduceus
 //! measures a Caduceus model (BiMamba blocks, no feed-forward network; reverse-complement
 //! equivariant unless BENCH_RC=0; BENCH_STATE=16 states per channel), as
-//! `scripts/bench_caduceus.py` measures the same model in PyTorch.
+//! `scripts/bench_caduceus.py` measures the same model in PyTorch. BENCH_RECOMPUTE=1 trains
+//! with activation checkpointing (`train.activation_checkpointing`: blocks recomputed in the
+//! backward pass), what 131 k-token contexts need to fit in memory.
 
 use std::time::Instant;
 
@@ -21,7 +23,7 @@ use dnalm_model::{
 };
 use dnalm_train::{
     data::{Batch, BatchAttention},
-    loss::batch_loss,
+    loss::{batch_loss, batch_loss_recomputing},
     optim::AdamW,
     run_config::OptimConfig,
     TargetKind,
@@ -92,6 +94,7 @@ fn main() {
             ..Default::default()
         });
     }
+    let recompute = env("BENCH_RECOMPUTE", 0) == 1;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let n = batch * seq;
     let ids: Vec<u32> = (0..n).map(|_| rng.random_range(5..vocab as u32)).collect();
@@ -122,10 +125,17 @@ fn main() {
     let mut times = Vec::new();
     for step in 0..steps + 1 {
         let t = Instant::now();
-        let out = batch_loss(&model, &b, None)
-            .expect("input fits")
-            .expect("targets");
-        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        let grads = if recompute {
+            let (out, kept) = batch_loss_recomputing(&model, &b, None)
+                .expect("input fits")
+                .expect("targets");
+            kept.backward(&model, out.loss.backward())
+        } else {
+            let out = batch_loss(&model, &b, None)
+                .expect("input fits")
+                .expect("targets");
+            GradientsParams::from_grads(out.loss.backward(), &model)
+        };
         let (m, _) = optim.step(model, grads, 1e-4);
         model = m;
         // Wait for the update to finish (Flex is eager; this is a no-op there).
@@ -158,7 +168,7 @@ fn main() {
     }
     let infer = n as f64 / median(&mut times);
     println!(
-        "{{\"impl\":\"dnalm\",\"arch\":\"{architecture:?}\",\"parameters\":{},\"device\":\"{device_name}\",\"threads\":{},\"layers\":{layers},\"d_model\":{d},\"seq\":{seq},\"batch\":{batch},\"train_tokens_per_s\":{train:.1},\"infer_tokens_per_s\":{infer:.1}}}",
+        "{{\"impl\":\"dnalm\",\"arch\":\"{architecture:?}\",\"parameters\":{},\"device\":\"{device_name}\",\"threads\":{},\"layers\":{layers},\"d_model\":{d},\"seq\":{seq},\"batch\":{batch},\"recompute\":{recompute},\"train_tokens_per_s\":{train:.1},\"infer_tokens_per_s\":{infer:.1}}}",
         cfg.parameter_count(),
         rayon::current_num_threads()
     );

@@ -7,7 +7,7 @@
 
 use dnalm_model::{
     burn::tensor::{activation::log_softmax, Int, Tensor, TensorData},
-    AttentionMask, AttentionPattern, DnaLm, ModelError, ModelInput,
+    AttentionMask, AttentionPattern, BlockRecompute, DnaLm, ModelError, ModelInput,
 };
 
 use crate::{data::Batch, data::BatchAttention, TargetKind};
@@ -62,13 +62,7 @@ pub fn batch_loss(
     batch: &Batch,
     dropout_seed: Option<u64>,
 ) -> Result<Option<BatchLoss>, ModelError> {
-    let positions: Vec<i64> = batch
-        .loss_mask
-        .iter()
-        .enumerate()
-        .filter(|(_, &m)| m)
-        .map(|(i, _)| i as i64)
-        .collect();
+    let positions = loss_positions(batch);
     if positions.is_empty() {
         return Ok(None);
     }
@@ -77,6 +71,48 @@ pub fn batch_loss(
         Some((content, query)) => model.forward_two_stream(&input, content, query)?,
         None => model.forward(&input)?,
     };
+    Ok(Some(loss_of(model, batch, hidden, positions)))
+}
+
+/// [`batch_loss`] with activation checkpointing ([`DnaLm::forward_recomputing`]): the blocks'
+/// intermediates are not kept; pass the loss's gradients to [`BlockRecompute::backward`] for
+/// the parameters' gradients. Permutation LM's two-stream batches are refused (the resolved
+/// config refuses the combination before a run starts).
+pub fn batch_loss_recomputing(
+    model: &DnaLm,
+    batch: &Batch,
+    dropout_seed: Option<u64>,
+) -> Result<Option<(BatchLoss, BlockRecompute)>, ModelError> {
+    let positions = loss_positions(batch);
+    if positions.is_empty() {
+        return Ok(None);
+    }
+    let (input, streams) = model_input(batch, dropout_seed);
+    if streams.is_some() {
+        return Err(ModelError::Config {
+            field: "train.activation_checkpointing",
+            message: "permutation LM's two-stream forward cannot recompute its blocks; \
+                      turn activation checkpointing off for it"
+                .into(),
+        });
+    }
+    let (hidden, kept) = model.forward_recomputing(&input)?;
+    Ok(Some((loss_of(model, batch, hidden, positions), kept)))
+}
+
+/// The flat indices (`row * len + position`) where the batch has a loss.
+fn loss_positions(batch: &Batch) -> Vec<i64> {
+    batch
+        .loss_mask
+        .iter()
+        .enumerate()
+        .filter(|(_, &m)| m)
+        .map(|(i, _)| i as i64)
+        .collect()
+}
+
+/// The loss of `batch` from the model's final hidden states at `positions` (not empty).
+fn loss_of(model: &DnaLm, batch: &Batch, hidden: Tensor<3>, positions: Vec<i64>) -> BatchLoss {
     let device = model.device();
     let [rows, len, d] = hidden.dims();
     let n = positions.len();
@@ -86,7 +122,7 @@ pub fn batch_loss(
         .iter()
         .map(|&p| batch.targets[p as usize] as i64)
         .collect();
-    Ok(Some(match batch.target_kind {
+    match batch.target_kind {
         TargetKind::Token => {
             let logits = model.lm_logits(selected);
             let predicted = logits.clone().argmax(1).into_data();
@@ -130,5 +166,5 @@ pub fn batch_loss(
                 correct,
             }
         }
-    }))
+    }
 }

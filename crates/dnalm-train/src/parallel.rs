@@ -23,7 +23,10 @@ use dnalm_model::{
     DnaLm, ModelError,
 };
 
-use crate::{data::Batch, loss::batch_loss};
+use crate::{
+    data::Batch,
+    loss::{batch_loss, batch_loss_recomputing},
+};
 
 /// One micro-batch of a step.
 pub(crate) struct Micro {
@@ -56,19 +59,30 @@ pub(crate) struct PeerOutput {
 }
 
 /// Forward and backward of `micros` on `model`, each loss divided by `accumulation` (the step's
-/// micro-batch count over all peers), gradients accumulated. Stops at a non-finite loss, which
-/// is the last result.
+/// micro-batch count over all peers), gradients accumulated; with `recompute`, each block is
+/// recomputed in the backward pass (activation checkpointing) instead of kept. Stops at a
+/// non-finite loss, which is the last result.
 pub(crate) fn peer_step(
     model: &DnaLm,
     micros: &[&Micro],
     accumulation: usize,
+    recompute: bool,
 ) -> Result<PeerOutput, ModelError> {
     let mut grads = GradientsAccumulator::<DnaLm>::new();
     let mut any = false;
     let mut results = Vec::with_capacity(micros.len());
     for micro in micros {
-        let Some(out) = batch_loss(model, &micro.batch, Some(micro.dropout_seed))? else {
-            continue;
+        let seed = Some(micro.dropout_seed);
+        let (out, kept) = if recompute {
+            match batch_loss_recomputing(model, &micro.batch, seed)? {
+                Some((out, kept)) => (out, Some(kept)),
+                None => continue,
+            }
+        } else {
+            match batch_loss(model, &micro.batch, seed)? {
+                Some(out) => (out, None),
+                None => continue,
+            }
         };
         let loss = out.loss.clone().into_scalar::<f32>() as f64;
         results.push(MicroResult {
@@ -81,7 +95,11 @@ pub(crate) fn peer_step(
             break;
         }
         let g = (out.loss / accumulation as f64).backward();
-        grads.accumulate(model, GradientsParams::from_grads(g, model));
+        let micro_grads = match kept {
+            Some(kept) => kept.backward(model, g),
+            None => GradientsParams::from_grads(g, model),
+        };
+        grads.accumulate(model, micro_grads);
         any = true;
     }
     Ok(PeerOutput {

@@ -516,6 +516,7 @@ impl Trainer {
         let stop_at = options.stop_at.unwrap_or(u64::MAX).min(total);
         let mut interrupted = false;
         let peers = self.devices.len();
+        let recompute = cfg.train.activation_checkpointing;
         let mut replicas: Vec<(DnaLm, AdamW)> = self.devices[1..]
             .iter()
             .map(|d| (model.clone().fork(d), optim.to_device(&d.clone().inner())))
@@ -539,7 +540,12 @@ impl Trainer {
             }
             let shares = deal(&micros, peers);
             let outputs: Vec<PeerOutput> = if peers == 1 {
-                vec![peer_step(&model, &shares[0], accumulation as usize)?]
+                vec![peer_step(
+                    &model,
+                    &shares[0],
+                    accumulation as usize,
+                    recompute,
+                )?]
             } else {
                 let models: Vec<&DnaLm> = std::iter::once(&model)
                     .chain(replicas.iter().map(|(m, _)| m))
@@ -549,7 +555,9 @@ impl Trainer {
                         .iter()
                         .zip(&shares)
                         .map(|(m, share)| {
-                            scope.spawn(move || peer_step(m, share, accumulation as usize))
+                            scope.spawn(move || {
+                                peer_step(m, share, accumulation as usize, recompute)
+                            })
                         })
                         .collect();
                     handles

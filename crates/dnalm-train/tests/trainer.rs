@@ -564,3 +564,35 @@ fn a_multi_genome_corpus_is_packed_once_and_trains() {
         "{err}"
     );
 }
+
+#[test]
+fn activation_checkpointing_trains_like_the_plain_step() {
+    // Dropout on (the recomputed blocks must draw the same masks) and 2 micro-batches per step.
+    let mut cfg = config(MLM, "dropout = 0.1");
+    cfg.train.steps = 5;
+    cfg.train.accumulation = 2;
+    cfg.train.eval_every = 5;
+    let plain = tempfile::tempdir().unwrap();
+    train(&cfg, plain.path(), &RunOptions::default());
+    cfg.train.activation_checkpointing = true;
+    let recomputed = tempfile::tempdir().unwrap();
+    train(&cfg, recomputed.path(), &RunOptions::default());
+    let (a, b) = (losses(plain.path()), losses(recomputed.path()));
+    assert_eq!(a.len(), 5);
+    assert!(a[0] != a[4], "the losses moved: {a:?}");
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            ((x - y) / x).abs() < 1e-5,
+            "step {}: plain {x}, recomputed {y}",
+            step + 1
+        );
+    }
+    // Permutation LM's two streams are not recomputed: refused before the run, by key.
+    let mut permutation = config("[[objectives]]\ntype = \"permutation\"\n", "");
+    permutation.train.activation_checkpointing = true;
+    let message = permutation.resolve().unwrap_err().to_string();
+    assert!(
+        message.contains("train.activation_checkpointing"),
+        "{message}"
+    );
+}

@@ -345,6 +345,14 @@ pub struct TrainConfig {
     /// Batches prepared ahead of the model, on a separate thread.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
+    /// Activation checkpointing: the forward pass keeps only each block's input and the
+    /// backward pass recomputes each block from it ([`dnalm_model::BlockRecompute`]), so a
+    /// step holds one block's intermediates instead of every block's, at about a third more
+    /// arithmetic. What makes 131 k-token contexts fit in memory (Hyena, Caduceus). An
+    /// execution detail: the gradients are the same, so it may change on resume. Not with
+    /// permutation LM (two streams).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub activation_checkpointing: bool,
 }
 
 impl TrainConfig {

@@ -227,6 +227,17 @@ impl RunConfig {
                 }
                 _ => {}
             }
+            if matches!(w.objective, ObjectiveConfig::Permutation(_))
+                && self.train.activation_checkpointing
+            {
+                return Err(invalid(
+                    "train.activation_checkpointing",
+                    format!(
+                        "{name} runs two streams through the blocks, which activation \
+                         checkpointing does not recompute; set it to false"
+                    ),
+                ));
+            }
             if matches!(w.objective, ObjectiveConfig::Permutation(_)) && !architecture.attends() {
                 return Err(invalid(
                     "objectives",
