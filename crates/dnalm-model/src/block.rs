@@ -510,7 +510,7 @@ impl Block {
     /// mixes `xq` alone; it has no query stream).
     fn mix(&self, xq: Tensor<3>, xkv: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
         match (&self.hyena, &self.mamba, self.attention()) {
-            (Some(hyena), _, _) => hyena.forward(xq),
+            (Some(hyena), _, _) => hyena.forward(xq, ctx.fused),
             (None, Some(mamba), _) => mamba.forward(xq, ctx.keep.as_ref(), ctx.fused),
             (None, None, Some(projections)) => self.attend(projections, xq, xkv, ctx),
             (None, None, None) => unreachable!("Block::new gives every block a token mixer"),

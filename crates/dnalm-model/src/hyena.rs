@@ -180,18 +180,27 @@ impl HyenaOperator {
     }
 
     /// Mixes the tokens of `x`; position `i` of the output depends on positions `0..=i` only.
+    /// On the CPU in f32 (unless `fused` is off) the long convolution and the gates run as the
+    /// fused operation of [`crate::fused::hyena`]; elsewhere as burn operations.
     ///
     /// # Shapes
     /// - `x`, output: `[rows, len, d_model]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, fused: bool) -> Tensor<3> {
         let [_, len, d] = x.dims();
+        let fused =
+            fused && x.dtype() == burn::tensor::DType::F32 && crate::fused::supports(&x.device());
         let u = self.short_convolution(self.in_proj.forward(x));
-        let x0 = u.clone().narrow(2, 0, d);
-        let x1 = u.clone().narrow(2, d, d);
-        let v = u.narrow(2, 2 * d, d) * x1;
-        let skip = v.clone() * self.filter.bias.val().unsqueeze::<3>();
-        let v = causal_fft_convolution(v, self.filter.taps(len)) + skip;
-        self.out_proj.forward(v * x0)
+        let taps = self.filter.taps(len);
+        let mixed = if fused {
+            crate::fused::hyena::mix(u, taps, self.filter.bias.val())
+        } else {
+            let x0 = u.clone().narrow(2, 0, d);
+            let x1 = u.clone().narrow(2, d, d);
+            let v = u.narrow(2, 2 * d, d) * x1;
+            let skip = v.clone() * self.filter.bias.val().unsqueeze::<3>();
+            (causal_fft_convolution(v, taps) + skip) * x0
+        };
+        self.out_proj.forward(mixed)
     }
 
     /// The depthwise causal convolution of width 3 on the projections.
@@ -316,6 +325,52 @@ mod tests {
         let names = crate::tensors::named_parameters(&model);
         assert!(names.contains_key("blocks.0.hyena.filter.positions"));
         assert_eq!(grads.len(), names.len() - 3, "{:?}", names.keys());
+    }
+
+    /// The fused operator and the burn operations agree on the hidden states and on every
+    /// parameter's gradient (the filter network's included).
+    #[test]
+    fn the_fused_operator_matches_the_reference_with_gradients() {
+        use burn::module::{Module, ModuleVisitor, Param};
+        struct Collect<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
+        impl ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(g) = self.0.get::<D>(param.id) {
+                    self.1.push(g.into_data().try_to_vec::<f32>().unwrap());
+                }
+            }
+        }
+        let device = crate::cpu().autodiff();
+        let mut cfg = tiny();
+        cfg.d_model = 20;
+        let rows = [
+            (0..23).map(|i| 5 + (i * 7) % 5).collect::<Vec<u32>>(),
+            (0..17).map(|i| 5 + (i * 3) % 5).collect(),
+        ];
+        let run = |fused: bool| {
+            let model = DnaLm::seeded(&cfg, &device, 6)
+                .unwrap()
+                .with_fused_layers(fused);
+            let input = ModelInput::from_rows(&rows, AttentionPattern::Causal);
+            let hidden = model.forward(&input).unwrap();
+            let weights = hidden.clone().detach().sin();
+            let grads = (hidden.clone() * weights).sum().backward();
+            let grads = burn::optim::GradientsParams::from_grads(grads, &model);
+            let mut collect = Collect(&grads, Vec::new());
+            model.visit(&mut collect);
+            (hidden.into_data().try_to_vec::<f32>().unwrap(), collect.1)
+        };
+        let ((h1, g1), (h2, g2)) = (run(true), run(false));
+        let worst = |a: &[f32], b: &[f32]| {
+            let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+        };
+        assert!(worst(&h1, &h2) < 1e-5, "hidden states: {}", worst(&h1, &h2));
+        assert_eq!(g1.len(), g2.len());
+        assert!(g1.len() > 20, "{} gradients", g1.len());
+        for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+            assert!(worst(a, b) < 1e-4, "parameter {i}: {}", worst(a, b));
+        }
     }
 
     /// The FFT convolution equals the direct sum, for lengths that are and are not powers of
