@@ -180,8 +180,8 @@ impl HyenaOperator {
     }
 
     /// Mixes the tokens of `x`; position `i` of the output depends on positions `0..=i` only.
-    /// On the CPU in f32 (unless `fused` is off) the long convolution and the gates run as the
-    /// fused operation of [`crate::fused::hyena`]; elsewhere as burn operations.
+    /// On the CPU in f32 (unless `fused` is off) the short and long convolutions and the gates
+    /// run as the fused operation of [`crate::fused::hyena`]; elsewhere as burn operations.
     ///
     /// # Shapes
     /// - `x`, output: `[rows, len, d_model]`
@@ -189,11 +189,18 @@ impl HyenaOperator {
         let [_, len, d] = x.dims();
         let fused =
             fused && x.dtype() == burn::tensor::DType::F32 && crate::fused::supports(&x.device());
-        let u = self.short_convolution(self.in_proj.forward(x));
+        let projected = self.in_proj.forward(x);
         let taps = self.filter.taps(len);
         let mixed = if fused {
-            crate::fused::hyena::mix(u, taps, self.filter.bias.val())
+            crate::fused::hyena::mix(
+                projected,
+                self.short_filter.val(),
+                self.short_filter_bias.val(),
+                taps,
+                self.filter.bias.val(),
+            )
         } else {
+            let u = self.short_convolution(projected);
             let x0 = u.clone().narrow(2, 0, d);
             let x1 = u.clone().narrow(2, d, d);
             let v = u.narrow(2, 2 * d, d) * x1;

@@ -1,8 +1,10 @@
-//! The Hyena operator's long convolution and gating ([`crate::hyena`]) as one operation with a
-//! hand-written backward pass, on burn Flex (CPU).
+//! The Hyena operator's short convolution, long convolution and gating ([`crate::hyena`]) as
+//! one operation with a hand-written backward pass, on burn Flex (CPU).
 //!
-//! From the short convolution's output `u = [x0 | x1 | v]` (`[rows, len, 3d]`), the filter taps
-//! `k` (`[len, d]`) and the skip weights `bias` (`[d]`), per row and channel:
+//! From `in_proj`'s output `p` (`[rows, len, 3d]`), the short filter (`[3d, width]` taps and a
+//! `[3d]` bias), the long filter taps `k` (`[len, d]`) and the skip weights `bias` (`[d]`):
+//! `[x0 | x1 | v]` is the causal depthwise convolution of `p` with the short filter, then, per
+//! row and channel,
 //!
 //! ```text
 //! w = x1 * v
@@ -19,13 +21,18 @@
 //! g_bias = sum_rows sum_i g_c[i] w[i];  g_x1 = g_w * v;  g_v = g_w * x1
 //! ```
 //!
-//! Why hand-written: as burn operations this is about fifteen operations per block (the two
-//! real FFTs and the inverse, the complex product as four real products, the gates and their
-//! transposes), each a fresh tensor that autodiff keeps, the half-spectra included (measured:
-//! a 4-block d = 256 Hyena model kept about 224 KB per token in training and ran at 0.48-0.75x
-//! the same model in PyTorch). Here the forward pass keeps only its inputs and the backward pass
-//! recomputes the spectra it needs. The FFTs are the `realfft` crate's (rustfft's planner, AVX
-//! kernels chosen at run time), on sizes rounded up to a power of two `>= 2 len` so that the
+//! and the short convolution's backward (depthwise, so within a channel) turns the gradients
+//! of `x0`, `x1`, `v` into those of `p` and of the short filter.
+//!
+//! Why hand-written: as burn operations this is about twenty-five operations per block (the
+//! short convolution's padding, shifted copies and products; the two real FFTs and the inverse;
+//! the complex product as four real products; the gates and the transposes), each a fresh
+//! tensor that autodiff keeps, the half-spectra included (measured: a 4-block d = 256 Hyena
+//! model kept about 224 KB per token in training and ran at 0.48-0.75x the same model in
+//! PyTorch). Here the forward pass keeps only its inputs and the backward pass recomputes the
+//! short convolution and the spectra it needs. The FFTs are the `realfft` crate's (rustfft's
+//! planner, AVX kernels chosen at run time), on sizes rounded up to a power of two `>= 2 len`
+//! so that the
 //! circular convolution is the linear one. Work is split into tasks of [`CHANNELS_PER_TASK`]
 //! channels (parallel with rayon); a task reads its channels' values one cache line per
 //! position, and its results are written channel-major and transposed once at the end.
@@ -64,8 +71,10 @@ pub struct MixDims {
     pub rows: usize,
     /// Positions per row.
     pub len: usize,
-    /// Channels `d` (the input `u` has `3d`).
+    /// Channels `d` (the input `p` has `3d`).
     pub channels: usize,
+    /// Taps of the short convolution.
+    pub width: usize,
 }
 
 impl MixDims {
@@ -172,14 +181,6 @@ fn filter_spectra(
         .collect()
 }
 
-/// `(x0, x1, v)` of channel `c` at position `i` of row `row`.
-#[inline]
-fn gates(u: &[f32], dims: MixDims, row: usize, i: usize, c: usize) -> (f32, f32, f32) {
-    let d = dims.channels;
-    let base = (row * dims.len + i) * 3 * d + c;
-    (u[base], u[base + d], u[base + 2 * d])
-}
-
 /// `out[p * width + ch] = planes[base[ch] + p]` for `positions` positions: channel-major planes
 /// (one per channel, located by `base`) into the row-major layout, in blocks of positions.
 fn to_row_major(planes: &[f32], base: &[usize], positions: usize) -> Vec<f32> {
@@ -200,28 +201,130 @@ fn to_row_major(planes: &[f32], base: &[usize], positions: usize) -> Vec<f32> {
     out
 }
 
-/// Where each of `width` channels' planes starts in a task-major buffer whose tasks hold
-/// `segments` groups of [`CHANNELS_PER_TASK`] channels (the channels `c`, `d + c`, `2d + c`…
-/// of the task's block, in that order), each plane `plane` long.
+/// Where each of `segments * channels` channels' planes starts in a task-major buffer whose
+/// tasks hold `segments` groups of [`CHANNELS_PER_TASK`] channels (the task's channels `c`,
+/// then `d + c`, then `2d + c`), each plane `plane` long.
 fn task_major_bases(channels: usize, segments: usize, plane: usize) -> Vec<usize> {
-    let per_task = |c: usize| c.min(CHANNELS_PER_TASK);
     (0..segments * channels)
         .map(|ch| {
             let (segment, c) = (ch / channels, ch % channels);
             let (task, lane) = (c / CHANNELS_PER_TASK, c % CHANNELS_PER_TASK);
             let task_start = task * CHANNELS_PER_TASK * segments * plane;
-            let lanes = per_task(channels - task * CHANNELS_PER_TASK);
+            let lanes = (channels - task * CHANNELS_PER_TASK).min(CHANNELS_PER_TASK);
             task_start + (segment * lanes + lane) * plane
         })
         .collect()
 }
 
-/// `x0 * (causal_conv(x1 * v, k) + bias * x1 * v)`, `[rows, len, d]` (module documentation).
-pub fn forward(dims: MixDims, u: &[f32], k: &[f32], bias: &[f32]) -> Vec<f32> {
+/// The host inputs of one call (layouts in the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct MixInputs<'a> {
+    /// `in_proj`'s output, `[rows, len, 3d]`.
+    pub p: &'a [f32],
+    /// Short filter taps `[3d, width]` (tap `j` reads `width - 1 - j` positions back).
+    pub short_w: &'a [f32],
+    /// Short filter bias `[3d]`.
+    pub short_b: &'a [f32],
+    /// Long filter taps `[len, d]`.
+    pub k: &'a [f32],
+    /// Skip weights `[d]`.
+    pub bias: &'a [f32],
+}
+
+/// One task's view of a row: for each of its channels (`lanes`) and each segment (`x0`, `x1`,
+/// `v`), the projection `p` and its short convolution `u`, each `len` long, at index
+/// `segment * lanes + lane`.
+struct RowSignals {
+    p: Vec<Vec<f32>>,
+    u: Vec<Vec<f32>>,
+}
+
+impl RowSignals {
+    fn new(lanes: usize, len: usize) -> Self {
+        RowSignals {
+            p: vec![vec![0.0; len]; 3 * lanes],
+            u: vec![vec![0.0; len]; 3 * lanes],
+        }
+    }
+
+    /// Gathers row `row` of the task's channels (from `c0`) and convolves them.
+    fn load(&mut self, dims: MixDims, x: &MixInputs<'_>, row: usize, c0: usize) {
+        let MixDims {
+            len, channels: d, ..
+        } = dims;
+        let lanes = self.p.len() / 3;
+        for i in 0..len {
+            let at = (row * len + i) * 3 * d;
+            for segment in 0..3 {
+                let from = &x.p[at + segment * d + c0..at + segment * d + c0 + lanes];
+                for (b, &value) in from.iter().enumerate() {
+                    self.p[segment * lanes + b][i] = value;
+                }
+            }
+        }
+        for (index, (p, u)) in self.p.iter().zip(self.u.iter_mut()).enumerate() {
+            let ch = (index / lanes) * d + c0 + index % lanes;
+            short_convolution(
+                dims.width,
+                p,
+                &x.short_w[ch * dims.width..],
+                x.short_b[ch],
+                u,
+            );
+        }
+    }
+}
+
+/// `u[i] = bias + sum_j w[j] p[i - (width - 1) + j]`, zero before the start.
+fn short_convolution(width: usize, p: &[f32], w: &[f32], bias: f32, u: &mut [f32]) {
+    for (i, out) in u.iter_mut().enumerate() {
+        let mut acc = bias;
+        for (j, &tap) in w[..width].iter().enumerate() {
+            if let Some(s) = (i + j).checked_sub(width - 1) {
+                acc += tap * p[s];
+            }
+        }
+        *out = acc;
+    }
+}
+
+/// The short convolution's backward for one channel: `g_p` from `g_u`, and the taps' and
+/// bias's gradients added to `g_w`, `g_b`.
+fn short_convolution_backward(
+    width: usize,
+    p: &[f32],
+    w: &[f32],
+    g_u: &[f32],
+    g_p: &mut [f32],
+    g_w: &mut [f32],
+    g_b: &mut f32,
+) {
+    let len = p.len();
+    for (i, out) in g_p.iter_mut().enumerate() {
+        let mut acc = 0.0;
+        for (j, &tap) in w[..width].iter().enumerate() {
+            let t = i + width - 1 - j;
+            if t < len {
+                acc += tap * g_u[t];
+            }
+        }
+        *out = acc;
+    }
+    for (j, gw) in g_w[..width].iter_mut().enumerate() {
+        let back = width - 1 - j;
+        *gw += g_u[back..].iter().zip(p).map(|(g, p)| g * p).sum::<f32>();
+    }
+    *g_b += g_u.iter().sum::<f32>();
+}
+
+/// `x0 * (causal_conv(x1 * v, k) + bias * x1 * v)` with `[x0 | x1 | v]` the short convolution
+/// of `p`, `[rows, len, d]` (module documentation).
+pub fn forward(dims: MixDims, x: &MixInputs<'_>) -> Vec<f32> {
     let MixDims {
         rows,
         len,
         channels: d,
+        ..
     } = dims;
     let plans = Plans::new(dims.fft_len());
     let plane = rows * len;
@@ -232,31 +335,32 @@ pub fn forward(dims: MixDims, u: &[f32], k: &[f32], bias: &[f32]) -> Vec<f32> {
         .enumerate()
         .for_each(|(task, out)| {
             let c0 = task * CHANNELS_PER_TASK;
-            let lanes_here = out.len() / plane;
+            let lanes = out.len() / plane;
             let mut scratch = plans.scratch();
-            let kf = filter_spectra(&plans, dims, k, c0..c0 + lanes_here, &mut scratch);
-            let mut lanes: Vec<Lane> = (0..lanes_here).map(|_| Lane::new(&plans)).collect();
+            let kf = filter_spectra(&plans, dims, x.k, c0..c0 + lanes, &mut scratch);
+            let mut lane = Lane::new(&plans);
+            let mut signals = RowSignals::new(lanes, len);
             for row in 0..rows {
-                for lane in &mut lanes {
-                    lane.signal[len..].fill(0.0);
-                }
-                for i in 0..len {
-                    for (b, lane) in lanes.iter_mut().enumerate() {
-                        let (_, x1, v) = gates(u, dims, row, i, c0 + b);
-                        lane.signal[i] = x1 * v;
+                signals.load(dims, x, row, c0);
+                for (b, kf) in kf.iter().enumerate() {
+                    let (x0, x1, v) = (
+                        &signals.u[b],
+                        &signals.u[lanes + b],
+                        &signals.u[2 * lanes + b],
+                    );
+                    for ((s, x1), v) in lane.signal.iter_mut().zip(x1).zip(v) {
+                        *s = x1 * v;
                     }
-                }
-                for (b, lane) in lanes.iter_mut().enumerate() {
+                    lane.signal[len..].fill(0.0);
                     plans.forward(&mut lane.signal, &mut lane.spectrum, &mut scratch);
-                    for (s, f) in lane.spectrum.iter_mut().zip(&kf[b]) {
+                    for (s, f) in lane.spectrum.iter_mut().zip(kf) {
                         *s = *s * *f * scale;
                     }
                     plans.inverse(&mut lane.spectrum, &mut lane.signal, &mut scratch);
-                    let c = c0 + b;
-                    let plane_out = &mut out[b * plane + row * len..b * plane + (row + 1) * len];
-                    for (i, y) in plane_out.iter_mut().enumerate() {
-                        let (x0, x1, v) = gates(u, dims, row, i, c);
-                        *y = x0 * (lane.signal[i] + bias[c] * x1 * v);
+                    let bias = x.bias[c0 + b];
+                    let y = &mut out[b * plane + row * len..b * plane + (row + 1) * len];
+                    for i in 0..len {
+                        y[i] = x0[i] * (lane.signal[i] + bias * x1[i] * v[i]);
                     }
                 }
             }
@@ -267,71 +371,90 @@ pub fn forward(dims: MixDims, u: &[f32], k: &[f32], bias: &[f32]) -> Vec<f32> {
 /// The gradients of [`forward`]'s inputs from the gradient `grad` of its output.
 pub struct MixGradients {
     /// `[rows, len, 3d]`.
-    pub u: Vec<f32>,
+    pub p: Vec<f32>,
+    /// `[3d, width]`.
+    pub short_w: Vec<f32>,
+    /// `[3d]`.
+    pub short_b: Vec<f32>,
     /// `[len, d]`.
     pub k: Vec<f32>,
     /// `[d]`.
     pub bias: Vec<f32>,
 }
 
-/// The backward pass of [`forward`] (module documentation): recomputes the spectra of `x1 * v`
-/// and of the filter, one task per block of channels, every row in turn.
-pub fn backward(dims: MixDims, u: &[f32], k: &[f32], bias: &[f32], grad: &[f32]) -> MixGradients {
+/// What one backward task found besides its `p` gradient planes, per channel of its block.
+struct TaskGradients {
+    /// `[3][lanes][width]`.
+    short_w: Vec<f32>,
+    /// `[3][lanes]`.
+    short_b: Vec<f32>,
+    /// `[lanes][len]`.
+    k: Vec<f32>,
+    /// `[lanes]`.
+    bias: Vec<f32>,
+}
+
+/// The backward pass of [`forward`] (module documentation): recomputes the short convolution
+/// and the spectra of `x1 * v` and of the filter, one task per block of channels, every row in
+/// turn.
+pub fn backward(dims: MixDims, x: &MixInputs<'_>, grad: &[f32]) -> MixGradients {
     let MixDims {
         rows,
         len,
         channels: d,
+        width,
     } = dims;
     let plans = Plans::new(dims.fft_len());
     let plane = rows * len;
     let scale = 1.0 / plans.n as f32;
-    // Per task: the three gradient planes of u (x0, x1, v) for each of its channels, then the
-    // filter gradient (one plane of `len` per channel) and the bias gradient, kept apart.
-    let mut u_planes = vec![0.0; 3 * d * plane];
-    let tasks: Vec<(Vec<f32>, Vec<f32>)> = u_planes
+    let mut p_planes = vec![0.0; 3 * d * plane];
+    let tasks: Vec<TaskGradients> = p_planes
         .par_chunks_mut(3 * CHANNELS_PER_TASK * plane)
         .enumerate()
         .map(|(task, out)| {
             let c0 = task * CHANNELS_PER_TASK;
-            let lanes_here = out.len() / (3 * plane);
+            let lanes = out.len() / (3 * plane);
             let mut scratch = plans.scratch();
-            let kf = filter_spectra(&plans, dims, k, c0..c0 + lanes_here, &mut scratch);
-            let mut w_lanes: Vec<Lane> = (0..lanes_here).map(|_| Lane::new(&plans)).collect();
-            let mut g_lanes: Vec<Lane> = (0..lanes_here).map(|_| Lane::new(&plans)).collect();
-            let mut k_grad_spectra =
-                vec![vec![Complex::<f32>::default(); plans.spectrum_len()]; lanes_here];
-            let mut bias_grad = vec![0.0f32; lanes_here];
+            let kf = filter_spectra(&plans, dims, x.k, c0..c0 + lanes, &mut scratch);
+            let (mut w, mut g) = (Lane::new(&plans), Lane::new(&plans));
+            let mut k_spectra = vec![vec![Complex::<f32>::default(); plans.spectrum_len()]; lanes];
+            let mut signals = RowSignals::new(lanes, len);
+            let mut g_u = vec![vec![0.0f32; len]; 3];
+            let mut found = TaskGradients {
+                short_w: vec![0.0; 3 * lanes * width],
+                short_b: vec![0.0; 3 * lanes],
+                k: vec![0.0; lanes * len],
+                bias: vec![0.0; lanes],
+            };
             for row in 0..rows {
-                for lane in w_lanes.iter_mut().chain(g_lanes.iter_mut()) {
-                    lane.signal[len..].fill(0.0);
-                }
-                for i in 0..len {
-                    let at = (row * len + i) * d + c0;
-                    for b in 0..lanes_here {
-                        let (x0, x1, v) = gates(u, dims, row, i, c0 + b);
-                        w_lanes[b].signal[i] = x1 * v;
-                        g_lanes[b].signal[i] = grad[at + b] * x0;
-                    }
-                }
-                for b in 0..lanes_here {
+                signals.load(dims, x, row, c0);
+                for b in 0..lanes {
                     let c = c0 + b;
-                    let (w, g) = (&mut w_lanes[b], &mut g_lanes[b]);
+                    let (x0, x1, v) = (
+                        &signals.u[b],
+                        &signals.u[lanes + b],
+                        &signals.u[2 * lanes + b],
+                    );
+                    let gy = |i: usize| grad[(row * len + i) * d + c];
+                    for i in 0..len {
+                        w.signal[i] = x1[i] * v[i];
+                        g.signal[i] = gy(i) * x0[i];
+                    }
+                    w.signal[len..].fill(0.0);
+                    g.signal[len..].fill(0.0);
                     // g_bias, before the FFTs overwrite the signals.
-                    bias_grad[b] += g.signal[..len]
+                    found.bias[b] += g.signal[..len]
                         .iter()
                         .zip(&w.signal[..len])
                         .map(|(g, w)| g * w)
                         .sum::<f32>();
                     plans.forward(&mut w.signal, &mut w.spectrum, &mut scratch);
                     plans.forward(&mut g.signal, &mut g.spectrum, &mut scratch);
-                    for ((acc, gs), ws) in k_grad_spectra[b]
-                        .iter_mut()
-                        .zip(&g.spectrum)
-                        .zip(&w.spectrum)
+                    for ((acc, gs), ws) in k_spectra[b].iter_mut().zip(&g.spectrum).zip(&w.spectrum)
                     {
                         *acc += *gs * ws.conj();
                     }
-                    // The convolution again (for g_x0), into w's signal buffer...
+                    // The convolution again (for g_x0), into w's signal...
                     for (s, f) in w.spectrum.iter_mut().zip(&kf[b]) {
                         *s = *s * *f * scale;
                     }
@@ -341,116 +464,162 @@ pub fn backward(dims: MixDims, u: &[f32], k: &[f32], bias: &[f32], grad: &[f32])
                         *s = *s * f.conj() * scale;
                     }
                     plans.inverse(&mut g.spectrum, &mut g.signal, &mut scratch);
-                    let span = |segment: usize| {
-                        let start = (segment * lanes_here + b) * plane + row * len;
-                        start..start + len
-                    };
+                    let bias = x.bias[c];
                     for i in 0..len {
-                        let (x0, x1, v) = gates(u, dims, row, i, c);
-                        let gy = grad[(row * len + i) * d + c];
-                        let wi = x1 * v;
-                        let gc = gy * x0;
-                        let g_w = g.signal[i] + bias[c] * gc;
-                        out[span(0).start + i] = gy * (w.signal[i] + bias[c] * wi);
-                        out[span(1).start + i] = g_w * v;
-                        out[span(2).start + i] = g_w * x1;
+                        let gc = gy(i) * x0[i];
+                        let g_w = g.signal[i] + bias * gc;
+                        g_u[0][i] = gy(i) * (w.signal[i] + bias * x1[i] * v[i]);
+                        g_u[1][i] = g_w * v[i];
+                        g_u[2][i] = g_w * x1[i];
+                    }
+                    for (segment, g_u) in g_u.iter().enumerate() {
+                        let index = segment * lanes + b;
+                        let ch = segment * d + c;
+                        let start = index * plane + row * len;
+                        short_convolution_backward(
+                            width,
+                            &signals.p[index],
+                            &x.short_w[ch * width..],
+                            g_u,
+                            &mut out[start..start + len],
+                            &mut found.short_w[index * width..(index + 1) * width],
+                            &mut found.short_b[index],
+                        );
                     }
                 }
             }
-            let mut k_grad = vec![0.0f32; lanes_here * len];
             let mut signal = vec![0.0f32; plans.n];
-            for (b, spectrum) in k_grad_spectra.iter_mut().enumerate() {
+            for (b, spectrum) in k_spectra.iter_mut().enumerate() {
                 for s in spectrum.iter_mut() {
                     *s *= scale;
                 }
                 plans.inverse(spectrum, &mut signal, &mut scratch);
-                k_grad[b * len..(b + 1) * len].copy_from_slice(&signal[..len]);
+                found.k[b * len..(b + 1) * len].copy_from_slice(&signal[..len]);
             }
-            (k_grad, bias_grad)
+            found
         })
         .collect();
-    let u_grad = to_row_major(&u_planes, &task_major_bases(d, 3, plane), plane);
+    let p = to_row_major(&p_planes, &task_major_bases(d, 3, plane), plane);
     let mut k_planes = Vec::with_capacity(d * len);
-    let mut bias_grad = Vec::with_capacity(d);
-    for (k, b) in tasks {
-        k_planes.extend(k);
-        bias_grad.extend(b);
+    let mut bias = Vec::with_capacity(d);
+    let mut short_w = vec![0.0; 3 * d * width];
+    let mut short_b = vec![0.0; 3 * d];
+    for (task, found) in tasks.into_iter().enumerate() {
+        let (c0, lanes) = (task * CHANNELS_PER_TASK, found.bias.len());
+        for segment in 0..3 {
+            for b in 0..lanes {
+                let (index, ch) = (segment * lanes + b, segment * d + c0 + b);
+                short_w[ch * width..(ch + 1) * width]
+                    .copy_from_slice(&found.short_w[index * width..(index + 1) * width]);
+                short_b[ch] = found.short_b[index];
+            }
+        }
+        k_planes.extend(found.k);
+        bias.extend(found.bias);
     }
-    let k_grad = to_row_major(&k_planes, &task_major_bases(d, 1, len), len);
+    let k = to_row_major(&k_planes, &task_major_bases(d, 1, len), len);
     MixGradients {
-        u: u_grad,
-        k: k_grad,
-        bias: bias_grad,
+        p,
+        short_w,
+        short_b,
+        k,
+        bias,
     }
 }
 
 /// The Hyena mix as a burn backend operation.
 #[backend_extension(Flex, Autodiff)]
 pub trait HyenaOps: Backend {
-    /// `x0 * (causal_conv(x1 * v, k) + bias * x1 * v)` (module documentation).
+    /// `x0 * (causal_conv(x1 * v, k) + bias * x1 * v)`, `[x0 | x1 | v]` the short
+    /// convolution of `p` (module documentation).
     fn fused_hyena_mix(
-        u: FloatTensor<Self>,
+        p: FloatTensor<Self>,
+        short_w: FloatTensor<Self>,
+        short_b: FloatTensor<Self>,
         k: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 }
 
-/// The long convolution and gates of the Hyena operator as one operation (differentiable when
-/// an input tracks gradients).
+/// The short convolution, long convolution and gates of the Hyena operator as one operation
+/// (differentiable when an input tracks gradients).
 ///
 /// # Shapes
-/// - `u`: `[rows, len, 3d]` (`x0`, `x1`, `v`); `k`: `[len, d]`; `bias`: `[d]`
+/// - `p`: `[rows, len, 3d]`; `short_w`: `[3d, width]`; `short_b`: `[3d]`; `k`: `[len, d]`;
+///   `bias`: `[d]`
 /// - output: `[rows, len, d]`
-pub(crate) fn mix(u: Tensor<3>, k: Tensor<2>, bias: Tensor<1>) -> Tensor<3> {
+pub(crate) fn mix(
+    p: Tensor<3>,
+    short_w: Tensor<2>,
+    short_b: Tensor<1>,
+    k: Tensor<2>,
+    bias: Tensor<1>,
+) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as HyenaOps>::fused_hyena_mix(
-        u.into_dispatch(),
+        p.into_dispatch(),
+        short_w.into_dispatch(),
+        short_b.into_dispatch(),
         k.into_dispatch(),
         bias.into_dispatch(),
     ))
 }
 
-fn mix_dims(u: &FlexTensor) -> MixDims {
-    let shape = u.shape().to_vec();
+/// The operation's inputs in [`HyenaOps::fused_hyena_mix`] order.
+type MixArgs = [FlexTensor; 5];
+
+fn mix_dims(args: &MixArgs) -> MixDims {
+    let (p, w) = (args[0].shape().to_vec(), args[1].shape().to_vec());
     MixDims {
-        rows: shape[0],
-        len: shape[1],
-        channels: shape[2] / 3,
+        rows: p[0],
+        len: p[1],
+        channels: p[2] / 3,
+        width: w[1],
     }
 }
 
-fn mix_run(inputs: &[FlexTensor; 3]) -> FlexTensor {
-    let [u, k, bias] = inputs;
-    let dims = mix_dims(u);
-    let y = forward(dims, &host(u), &host(k), &host(bias));
+fn with_host<R>(args: &MixArgs, f: impl FnOnce(&MixInputs<'_>) -> R) -> R {
+    let h: Vec<_> = args.iter().map(host).collect();
+    f(&MixInputs {
+        p: &h[0],
+        short_w: &h[1],
+        short_b: &h[2],
+        k: &h[3],
+        bias: &h[4],
+    })
+}
+
+fn mix_run(args: &MixArgs) -> FlexTensor {
+    let dims = mix_dims(args);
+    let y = with_host(args, |x| forward(dims, x));
     flex_tensor(y, vec![dims.rows, dims.len, dims.channels])
 }
 
 impl HyenaOps for Flex {
-    fn fused_hyena_mix(u: FlexTensor, k: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        mix_run(&[u, k, bias])
+    fn fused_hyena_mix(
+        p: FlexTensor,
+        short_w: FlexTensor,
+        short_b: FlexTensor,
+        k: FlexTensor,
+        bias: FlexTensor,
+    ) -> FlexTensor {
+        mix_run(&[p, short_w, short_b, k, bias])
     }
 }
 
-/// The autodiff node of one mix: three parents (`u`, `k`, `bias`).
+/// The autodiff node of one mix: five parents (`p`, short filter taps and bias, `k`, `bias`).
 #[derive(Debug)]
 struct MixBackward;
 
-impl Backward<Flex, 3> for MixBackward {
-    type State = Arc<[FlexTensor; 3]>;
+impl Backward<Flex, 5> for MixBackward {
+    type State = Arc<MixArgs>;
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let inputs = ops.state;
+    fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let args = ops.state;
         let grad_out = grads.consume::<Flex>(&ops.node);
-        let [u, k, bias] = &*inputs;
-        let g = backward(
-            mix_dims(u),
-            &host(u),
-            &host(k),
-            &host(bias),
-            &host(&grad_out),
-        );
+        let g = with_host(&args, |x| backward(mix_dims(&args), x, &host(&grad_out)));
         let parents = ops.parents.map(|p| p.map(|node| node.id));
-        for ((id, grad), input) in parents.into_iter().zip([g.u, g.k, g.bias]).zip(&*inputs) {
+        let values = [g.p, g.short_w, g.short_b, g.k, g.bias];
+        for ((id, grad), input) in parents.into_iter().zip(values).zip(args.iter()) {
             if let Some(id) = id {
                 grads.register::<Flex>(id, flex_tensor(grad, input.shape().to_vec()));
             }
@@ -460,18 +629,26 @@ impl Backward<Flex, 3> for MixBackward {
 
 impl<C: CheckpointStrategy> HyenaOps for Autodiff<Flex, C> {
     fn fused_hyena_mix(
-        u: FloatTensor<Self>,
+        p: FloatTensor<Self>,
+        short_w: FloatTensor<Self>,
+        short_b: FloatTensor<Self>,
         k: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let nodes = [u.node(), k.node(), bias.node()];
-        let inputs = [u, k, bias].map(|t| t.into_primitive());
+        let nodes = [
+            p.node(),
+            short_w.node(),
+            short_b.node(),
+            k.node(),
+            bias.node(),
+        ];
+        let args: MixArgs = [p, short_w, short_b, k, bias].map(|t| t.into_primitive());
         match MixBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let out = mix_run(&inputs);
-                prep.finish(Arc::new(inputs), out)
+                let out = mix_run(&args);
+                prep.finish(Arc::new(args), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(mix_run(&inputs)),
+            OpsKind::UnTracked(prep) => prep.finish(mix_run(&args)),
         }
     }
 }
@@ -487,36 +664,63 @@ mod tests {
     }
 
     /// The definition, position by position, in f64.
-    fn direct(dims: MixDims, u: &[f32], k: &[f32], bias: &[f32]) -> Vec<f64> {
+    fn direct(dims: MixDims, x: &MixInputs<'_>) -> Vec<f64> {
         let MixDims {
             rows,
             len,
             channels: d,
+            width,
         } = dims;
         let mut y = vec![0.0; rows * len * d];
+        // u[r][i][ch]: the short convolution.
+        let u = |r: usize, i: usize, ch: usize| -> f64 {
+            let mut acc = x.short_b[ch] as f64;
+            for j in 0..width {
+                if let Some(s) = (i + j).checked_sub(width - 1) {
+                    acc +=
+                        x.short_w[ch * width + j] as f64 * x.p[(r * len + s) * 3 * d + ch] as f64;
+                }
+            }
+            acc
+        };
         for r in 0..rows {
             for c in 0..d {
-                let w = |i: usize| {
-                    let (_, x1, v) = gates(u, dims, r, i, c);
-                    x1 as f64 * v as f64
-                };
+                let w: Vec<f64> = (0..len)
+                    .map(|i| u(r, i, d + c) * u(r, i, 2 * d + c))
+                    .collect();
                 for i in 0..len {
-                    let conv: f64 = (0..=i).map(|s| k[s * d + c] as f64 * w(i - s)).sum();
-                    let (x0, _, _) = gates(u, dims, r, i, c);
-                    y[(r * len + i) * d + c] = x0 as f64 * (conv + bias[c] as f64 * w(i));
+                    let conv: f64 = (0..=i).map(|s| x.k[s * d + c] as f64 * w[i - s]).sum();
+                    y[(r * len + i) * d + c] = u(r, i, c) * (conv + x.bias[c] as f64 * w[i]);
                 }
             }
         }
         y
     }
 
-    fn problem(dims: MixDims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    fn problem(dims: MixDims) -> [Vec<f32>; 5] {
         let MixDims {
             rows,
             len,
             channels: d,
+            width,
         } = dims;
-        (draw(rows * len * 3 * d, 1), draw(len * d, 2), draw(d, 3))
+        [
+            draw(rows * len * 3 * d, 1),
+            draw(3 * d * width, 2),
+            draw(3 * d, 3),
+            draw(len * d, 4),
+            draw(d, 5),
+        ]
+    }
+
+    fn inputs(p: &[Vec<f32>; 5]) -> MixInputs<'_> {
+        MixInputs {
+            p: &p[0],
+            short_w: &p[1],
+            short_b: &p[2],
+            k: &p[3],
+            bias: &p[4],
+        }
     }
 
     /// Channel counts that fill whole tasks and leave a partial one; lengths that are and are
@@ -526,30 +730,33 @@ mod tests {
             rows: 2,
             len: 9,
             channels: 5,
+            width: 3,
         },
         MixDims {
             rows: 1,
             len: 32,
             channels: 16,
+            width: 3,
         },
         MixDims {
             rows: 3,
             len: 20,
             channels: 37,
+            width: 2,
         },
     ];
 
     #[test]
     fn the_forward_pass_is_the_causal_sum() {
         for dims in SHAPES {
-            let (u, k, bias) = problem(dims);
-            let y = forward(dims, &u, &k, &bias);
-            let want = direct(dims, &u, &k, &bias);
+            let problem = problem(dims);
+            let y = forward(dims, &inputs(&problem));
+            let want = direct(dims, &inputs(&problem));
             let worst = y
                 .iter()
                 .zip(&want)
                 .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));
-            assert!(worst < 1e-5, "{dims:?}: {worst}");
+            assert!(worst < 1e-4, "{dims:?}: {worst}");
         }
     }
 
@@ -557,35 +764,30 @@ mod tests {
     #[test]
     fn the_backward_pass_matches_finite_differences() {
         for dims in SHAPES {
-            let (u, k, bias) = problem(dims);
-            let weights = draw(dims.rows * dims.len * dims.channels, 4);
-            let g = backward(dims, &u, &k, &bias, &weights);
-            let loss = |u: &[f32], k: &[f32], bias: &[f32]| -> f64 {
-                direct(dims, u, k, bias)
-                    .iter()
-                    .zip(&weights)
-                    .map(|(y, w)| y * *w as f64)
-                    .sum()
-            };
-            let check =
-                |name: &str, values: &[f32], analytic: &[f32], at: &dyn Fn(Vec<f32>) -> f64| {
-                    for i in (0..values.len()).step_by(values.len() / 23 + 1) {
-                        let h = 1e-2f32;
-                        let (mut up, mut down) = (values.to_vec(), values.to_vec());
-                        up[i] += h;
-                        down[i] -= h;
-                        let numeric = (at(up) - at(down)) / (2.0 * h as f64);
-                        let diff = (numeric - analytic[i] as f64).abs();
-                        assert!(
-                            diff < 1e-3 * numeric.abs().max(1.0),
-                            "{dims:?} {name}[{i}]: {numeric} vs {}",
-                            analytic[i]
-                        );
-                    }
-                };
-            check("u", &u, &g.u, &|x| loss(&x, &k, &bias));
-            check("k", &k, &g.k, &|x| loss(&u, &x, &bias));
-            check("bias", &bias, &g.bias, &|x| loss(&u, &k, &x));
+            let problem = problem(dims);
+            let weights = draw(dims.rows * dims.len * dims.channels, 6);
+            let g = backward(dims, &inputs(&problem), &weights);
+            let analytic = [g.p, g.short_w, g.short_b, g.k, g.bias];
+            for (which, analytic) in analytic.iter().enumerate() {
+                let values = &problem[which];
+                assert_eq!(values.len(), analytic.len());
+                for i in (0..values.len()).step_by(values.len() / 23 + 1) {
+                    let h = 1e-2f32;
+                    let at = |delta: f32| -> f64 {
+                        let mut changed = problem.clone();
+                        changed[which][i] += delta;
+                        let y = direct(dims, &inputs(&changed));
+                        y.iter().zip(&weights).map(|(y, w)| y * *w as f64).sum()
+                    };
+                    let numeric = (at(h) - at(-h)) / (2.0 * h as f64);
+                    let diff = (numeric - analytic[i] as f64).abs();
+                    assert!(
+                        diff < 2e-3 * numeric.abs().max(1.0),
+                        "{dims:?} input {which} [{i}]: {numeric} vs {}",
+                        analytic[i]
+                    );
+                }
+            }
         }
     }
 }
