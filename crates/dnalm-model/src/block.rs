@@ -127,7 +127,9 @@ impl FeedForward {
         }
     }
 
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// `fused`: GELU-tanh may run as the fused operation of [`crate::fused::gelu`] (on the CPU
+    /// in f32).
+    fn forward(&self, x: Tensor<3>, fused: bool) -> Tensor<3> {
         match self {
             FeedForward::Gelu(f) => f.down.forward(gelu(f.up.forward(x))),
             FeedForward::SwiGlu(f) => f
@@ -136,7 +138,17 @@ impl FeedForward {
             FeedForward::GeGlu(f) => f
                 .down
                 .forward(gelu(f.gate.forward(x.clone())) * f.up.forward(x)),
-            FeedForward::GeluTanh(f) => f.down.forward(gelu_tanh(f.up.forward(x))),
+            FeedForward::GeluTanh(f) => {
+                let hidden = f.up.forward(x);
+                let fused = fused
+                    && hidden.dtype() == burn::tensor::DType::F32
+                    && crate::fused::supports(&hidden.device());
+                f.down.forward(if fused {
+                    crate::fused::gelu::gelu_tanh(hidden)
+                } else {
+                    gelu_tanh(hidden)
+                })
+            }
         }
     }
 }
@@ -481,11 +493,11 @@ impl Block {
         };
         if self.post_norm {
             let x = self.attn_norm.forward(x + self.drop(attended, ctx));
-            let ff = ffn.forward(x.clone());
+            let ff = ffn.forward(x.clone(), ctx.fused);
             return ffn_norm.forward(x + self.drop(ff, ctx));
         }
         let x = x + self.drop(attended, ctx);
-        let ff = ffn.forward(ffn_norm.forward(x.clone()));
+        let ff = ffn.forward(ffn_norm.forward(x.clone()), ctx.fused);
         x + self.drop(ff, ctx)
     }
 

@@ -32,10 +32,10 @@
 //! PyTorch). Here the forward pass keeps only its inputs and the backward pass recomputes the
 //! short convolution and the spectra it needs. The FFTs are the `realfft` crate's (rustfft's
 //! planner, AVX kernels chosen at run time), on sizes rounded up to a power of two `>= 2 len`
-//! so that the
-//! circular convolution is the linear one. Work is split into tasks of [`CHANNELS_PER_TASK`]
-//! channels (parallel with rayon); a task reads its channels' values one cache line per
-//! position, and its results are written channel-major and transposed once at the end.
+//! so that the circular convolution is the linear one. Work is split into tasks of
+//! [`CHANNELS_PER_TASK`] channels (parallel with rayon); a task reads its channels' values one
+//! cache line per position, and its results are written channel-major and transposed once at
+//! the end.
 
 use std::sync::Arc;
 

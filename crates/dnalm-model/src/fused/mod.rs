@@ -10,6 +10,7 @@
 //! A model takes this path unless built with [`crate::DnaLm::with_fused_layers`]`(false)` (a
 //! per-model choice, not a process-wide switch, so both paths can run side by side).
 
+pub mod gelu;
 pub mod hyena;
 pub mod kernels;
 mod rows;
