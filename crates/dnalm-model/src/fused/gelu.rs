@@ -31,7 +31,7 @@ use super::rows::{fast_exp, multiversion};
 use super::{flex_tensor, host};
 
 /// `2 sqrt(2 / pi)`: `tanh(z) = 2 sigmoid(2z) - 1`, so `x/2 (1 + tanh(z)) = x sigmoid(2z)`.
-const TWO_SQRT_2_OVER_PI: f32 = 1.595_769_1;
+const TWO_SQRT_2_OVER_PI: f32 = 1.595_769_2;
 const CUBIC: f32 = 0.044_715;
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
