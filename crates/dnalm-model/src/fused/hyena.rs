@@ -249,16 +249,26 @@ impl RowSignals {
 
     /// Gathers row `row` of the task's channels (from `c0`) and convolves them.
     fn load(&mut self, dims: MixDims, x: &MixInputs<'_>, row: usize, c0: usize) {
+        const TILE: usize = 16;
         let MixDims {
             len, channels: d, ..
         } = dims;
         let lanes = self.p.len() / 3;
-        for i in 0..len {
-            let at = (row * len + i) * 3 * d;
+        // In tiles of 16 positions: one cache line read per position and channel block, one
+        // 16-value copy written per channel.
+        let mut tile = [[0f32; TILE]; CHANNELS_PER_TASK];
+        for i0 in (0..len).step_by(TILE) {
+            let n = TILE.min(len - i0);
             for segment in 0..3 {
-                let from = &x.p[at + segment * d + c0..at + segment * d + c0 + lanes];
-                for (b, &value) in from.iter().enumerate() {
-                    self.p[segment * lanes + b][i] = value;
+                for (t, column) in
+                    (0..n).map(|t| (t, (row * len + i0 + t) * 3 * d + segment * d + c0))
+                {
+                    for (b, &value) in x.p[column..column + lanes].iter().enumerate() {
+                        tile[b][t] = value;
+                    }
+                }
+                for (b, values) in tile.iter().take(lanes).enumerate() {
+                    self.p[segment * lanes + b][i0..i0 + n].copy_from_slice(&values[..n]);
                 }
             }
         }
@@ -277,14 +287,13 @@ impl RowSignals {
 
 /// `u[i] = bias + sum_j w[j] p[i - (width - 1) + j]`, zero before the start.
 fn short_convolution(width: usize, p: &[f32], w: &[f32], bias: f32, u: &mut [f32]) {
-    for (i, out) in u.iter_mut().enumerate() {
-        let mut acc = bias;
-        for (j, &tap) in w[..width].iter().enumerate() {
-            if let Some(s) = (i + j).checked_sub(width - 1) {
-                acc += tap * p[s];
-            }
+    u.fill(bias);
+    let len = p.len();
+    for (j, &tap) in w[..width].iter().enumerate() {
+        let back = (width - 1 - j).min(len);
+        for (out, &value) in u[back..].iter_mut().zip(&p[..len - back]) {
+            *out += tap * value;
         }
-        *out = acc;
     }
 }
 
@@ -300,18 +309,15 @@ fn short_convolution_backward(
     g_b: &mut f32,
 ) {
     let len = p.len();
-    for (i, out) in g_p.iter_mut().enumerate() {
-        let mut acc = 0.0;
-        for (j, &tap) in w[..width].iter().enumerate() {
-            let t = i + width - 1 - j;
-            if t < len {
-                acc += tap * g_u[t];
-            }
+    g_p.fill(0.0);
+    for (j, &tap) in w[..width].iter().enumerate() {
+        let back = (width - 1 - j).min(len);
+        for (out, &g) in g_p[..len - back].iter_mut().zip(&g_u[back..]) {
+            *out += tap * g;
         }
-        *out = acc;
     }
     for (j, gw) in g_w[..width].iter_mut().enumerate() {
-        let back = width - 1 - j;
+        let back = (width - 1 - j).min(len);
         *gw += g_u[back..].iter().zip(p).map(|(g, p)| g * p).sum::<f32>();
     }
     *g_b += g_u.iter().sum::<f32>();
