@@ -8,6 +8,10 @@
 #   ENCODER_MAX=8192            longest context the attention encoder is measured at
 #   TORCH_MAX=8192              longest context the PyTorch peer is measured at (its scan is a
 #                               Python loop over positions: minutes per step beyond)
+#   PLAIN_MAX=32768             longest context Caduceus trains at keeping every intermediate
+#                               (131 k tokens would need about 43 GiB)
+#   RECOMPUTE_FROM=32768        from this context on, Caduceus is also measured with activation
+#                               checkpointing (BENCH_RECOMPUTE=1: blocks recomputed)
 #   REPEATS=1                   rounds; the sides alternate inside a round, medians reported
 #   BENCH_STEPS=2               timed steps per run (after one warm-up step)
 #   CADUCEUS_LAYERS=6           Caduceus depth at d = 256 (6 layers: 2.9 M parameters, the
@@ -24,13 +28,20 @@ export BENCH_STEPS=${BENCH_STEPS:-2} BENCH_CHUNK=${BENCH_CHUNK:-1024} BENCH_RC=$
 lengths=${LENGTHS:-"1024 8192 32768"}
 encoder_max=${ENCODER_MAX:-8192}
 torch_max=${TORCH_MAX:-8192}
+plain_max=${PLAIN_MAX:-32768}
+recompute_from=${RECOMPUTE_FROM:-32768}
 repeats=${REPEATS:-1}
 layers=${CADUCEUS_LAYERS:-6}
 source scripts/bench_measure.sh
 for _ in $(seq "$repeats"); do
   for len in $lengths; do
     export BENCH_SEQ=$len
-    BENCH_ARCH=caduceus BENCH_LAYERS=$layers measure "dnalm caduceus" "$bench"
+    if [ "$len" -le "$plain_max" ]; then
+      BENCH_ARCH=caduceus BENCH_LAYERS=$layers measure "dnalm caduceus" "$bench"
+    fi
+    if [ "$len" -ge "$recompute_from" ]; then
+      BENCH_ARCH=caduceus BENCH_LAYERS=$layers BENCH_RECOMPUTE=1 measure "dnalm caduceus, recomputed" "$bench"
+    fi
     if [ "$len" -le "$torch_max" ]; then
       BENCH_LAYERS=$layers measure "pytorch caduceus" .venv-torch/bin/python scripts/bench_caduceus.py
     fi
@@ -50,9 +61,9 @@ rows = [r for r in rows if "failed" not in r]
 by = defaultdict(list)
 for r in rows:
     by[(r["side"], r["seq"])].append(r)
-print(f"{'side':<18} {'seq':>7} {'params':>9} {'train tok/s':>12} {'infer tok/s':>12} {'peak RSS':>9}")
+print(f"{'side':<28} {'seq':>7} {'params':>9} {'train tok/s':>12} {'infer tok/s':>12} {'peak RSS':>9}")
 for (side, seq), rs in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     med = lambda k: statistics.median(r[k] for r in rs)
-    print(f"{side:<18} {seq:>7} {rs[0]['parameters']:>9} {med('train_tokens_per_s'):>12.1f} {med('infer_tokens_per_s'):>12.1f} {med('peak_rss_mib')/1024:>8.2f}G")
+    print(f"{side:<28} {seq:>7} {rs[0]['parameters']:>9} {med('train_tokens_per_s'):>12.1f} {med('infer_tokens_per_s'):>12.1f} {med('peak_rss_mib')/1024:>8.2f}G")
 PY
 rm -f "$runs"

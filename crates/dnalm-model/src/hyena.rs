@@ -16,8 +16,12 @@
 //! filter at lag `s` depends only on `s`, so a position never sees later ones, and memory is
 //! linear in the length.
 //!
-//! The FFT is burn's own (`burn::signal`, with autodiff), on sizes rounded up to a power of two
-//! (HyenaDNA uses `2 len`; any size `>= 2 len - 1` gives the same linear convolution).
+//! On the CPU the short convolution, the FFT convolution and the gates of step 1-3 run as one
+//! fused operation with a hand-written backward pass ([`crate::fused::hyena`], FFTs by the
+//! `realfft` crate); elsewhere (GPU backends, and as the reference the fused path is tested
+//! against) as burn operations, with burn's own FFT (`burn::signal`, with autodiff). Both use
+//! sizes rounded up to a power of two (HyenaDNA uses `2 len`; any size `>= 2 len - 1` gives the
+//! same linear convolution).
 
 use burn::{
     module::{Module, Param},
