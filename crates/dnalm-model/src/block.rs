@@ -337,6 +337,77 @@ impl Block {
         self.forward_reference(x, ctx)
     }
 
+    /// Into how many parts [`Block::forward_part`] splits this block for activation
+    /// checkpointing: a Caduceus block (without dropout in this call) into its strands (two in
+    /// the reverse-complement-equivariant layout) times its scan directions; any other block
+    /// into one.
+    pub(crate) fn recompute_parts(&self, ctx: &BlockContext) -> usize {
+        match &self.mamba {
+            Some(mamba)
+                if mamba.out_proj.bias.is_none()
+                    && (ctx.dropout.is_none() || self.dropout == 0.0) =>
+            {
+                (1 + usize::from(self.rc_equivariant)) * mamba.directions()
+            }
+            _ => 1,
+        }
+    }
+
+    /// Part `part` (of [`Block::recompute_parts`]) of [`Block::forward`]: some of the output's
+    /// channels (the returned range) and a share of their values; the parts' shares, each in
+    /// its channels, sum to the block's output. A part of a Caduceus block is one strand's
+    /// mixer with one scan direction (plus the strand's residual, with direction 0), so
+    /// recomputing one part at a time holds a quarter of the block's intermediates.
+    ///
+    /// # Shapes
+    /// - `x`: `[rows, len, width]`; output: `[rows, len, range.len()]`
+    pub(crate) fn forward_part(
+        &self,
+        x: Tensor<3>,
+        ctx: &BlockContext,
+        part: usize,
+    ) -> (Tensor<3>, std::ops::Range<usize>) {
+        let width = x.dims()[2];
+        let Some(mamba) = self
+            .mamba
+            .as_ref()
+            .filter(|_| self.recompute_parts(ctx) > 1)
+        else {
+            return (self.forward(x, ctx), 0..width);
+        };
+        let directions = mamba.directions();
+        let (strand, direction) = (part / directions, part % directions);
+        let with_residual = |residual: Tensor<3>, mixed: Tensor<3>| {
+            if direction == 0 {
+                residual + mixed
+            } else {
+                mixed
+            }
+        };
+        let x = if self.swap_halves { swap_halves(x) } else { x };
+        let keep = ctx.keep.as_ref();
+        if !self.rc_equivariant {
+            let normed = self.attn_norm.forward(x.clone());
+            let mixed = mamba.forward_direction(normed, keep, ctx.fused, direction);
+            return (with_residual(x, mixed), 0..width);
+        }
+        let half = width / 2;
+        let (a, b) = halves(x);
+        if strand == 0 {
+            let normed = self.attn_norm.forward(a.clone());
+            let mixed = mamba.forward_direction(normed, keep, ctx.fused, direction);
+            return (with_residual(a, mixed), 0..half);
+        }
+        // The other strand, as [`BiMamba::forward_equivariant`] and
+        // [`Norm::forward_equivariant`] compute it: flip_LC(mix(flip_L(norm(flip_C(b))))).
+        let keep = keep.map(|k| k.clone().flip([1]));
+        let normed = self.attn_norm.forward(b.clone().flip([2])).flip([1]);
+        let mixed = mamba
+            .forward_direction(normed, keep.as_ref(), ctx.fused, direction)
+            .flip([1, 2]);
+        (with_residual(b, mixed), half..width)
+    }
+
     /// A Caduceus block: `x + mix(norm(x))`, after swapping the halves of an equivariant stream
     /// when the layout does.
     fn forward_caduceus(&self, mamba: &BiMamba, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {

@@ -240,6 +240,34 @@ impl BiMamba {
         self.out_proj.forward(y)
     }
 
+    /// Scan directions: 2 when bidirectional.
+    pub(crate) fn directions(&self) -> usize {
+        1 + usize::from(self.reverse_ssm.is_some())
+    }
+
+    /// Direction `direction`'s share of [`BiMamba::forward`] (0: forward scan, 1: reverse):
+    /// `out_proj` of that scan alone. `out_proj` has no bias (Caduceus refuses one), so the
+    /// shares of the directions sum to the mixer's output; activation checkpointing recomputes
+    /// them one at a time ([`crate::block::Block::forward_part`]).
+    pub(crate) fn forward_direction(
+        &self,
+        x: Tensor<3>,
+        keep: Option<&Tensor<3>>,
+        fused: bool,
+        direction: usize,
+    ) -> Tensor<3> {
+        let xz = self.in_proj.forward(x);
+        let [_, _, wide] = xz.dims();
+        let inner = wide / 2;
+        let x = xz.clone().narrow(2, 0, inner);
+        let z = xz.narrow(2, inner, inner);
+        let y = match (&self.reverse_ssm, direction) {
+            (Some(reverse), 1) => reverse.forward(x, z, keep, fused, true),
+            _ => self.forward_ssm.forward(x, z, keep, fused, false),
+        };
+        self.out_proj.forward(y)
+    }
+
     /// [`BiMamba::forward`] on a reverse-complement-equivariant stream `[a, b]` (`2 d_model`
     /// channels): `[mix(a), flip_LC(mix(flip_LC(b)))]`, both halves in one batch.
     pub fn forward_equivariant(

@@ -9,7 +9,9 @@
 //! the blocks from the last to the first, recomputing each one with autodiff from its kept input
 //! and back-propagating the gradient that reached its output. At most one block's intermediates
 //! are alive at a time; the price is one more forward pass of the blocks (a training step does
-//! about a third more arithmetic).
+//! about a third more arithmetic). A Caduceus block is recomputed in parts, one strand and one
+//! scan direction at a time ([`crate::block::Block::forward_part`]), a quarter of its
+//! intermediates each.
 //!
 //! Why by hand rather than burn's checkpointing strategy (`BalancedCheckpointing`): burn decides
 //! per operation, recomputing memory-bound operations and keeping the outputs of compute-bound
@@ -98,10 +100,25 @@ impl BlockRecompute {
                 stream.calls.set(self.dropout_calls[i]);
             }
             let x = self.inputs[i].clone().autodiff().require_grad();
-            let y = block.forward(x.clone(), &self.ctx);
-            let grads = (y * g).sum().backward();
-            upstream = x.grad(&grads);
-            total.accumulate(model, GradientsParams::from_grads(grads, model));
+            let width = x.dims()[2];
+            let mut g_x: Option<Tensor<3>> = None;
+            for part in 0..block.recompute_parts(&self.ctx) {
+                let (y, channels) = block.forward_part(x.clone(), &self.ctx, part);
+                let g = if channels.len() == width {
+                    g.clone()
+                } else {
+                    g.clone().narrow(2, channels.start, channels.len())
+                };
+                let grads = (y * g).sum().backward();
+                if let Some(share) = x.grad(&grads) {
+                    g_x = Some(match g_x {
+                        Some(sum) => sum + share,
+                        None => share,
+                    });
+                }
+                total.accumulate(model, GradientsParams::from_grads(grads, model));
+            }
+            upstream = g_x;
         }
         if let Some(g) = upstream {
             let grads = (model.embed(&self.input) * g).sum().backward();
@@ -121,17 +138,18 @@ mod tests {
     use super::*;
     use crate::{Architecture, AttentionPattern, CaduceusOptions, ModelConfig};
 
-    fn config(architecture: Architecture) -> ModelConfig {
+    fn config(architecture: Architecture, dropout: f64, rc: bool) -> ModelConfig {
         let mut cfg = ModelConfig::new(architecture, 12);
         cfg.n_layers = 3;
         cfg.d_model = 16;
         cfg.n_heads = 2;
         cfg.d_ffn = 32;
         cfg.max_positions = 64;
-        cfg.dropout = 0.1;
+        cfg.dropout = dropout;
         if architecture == Architecture::Caduceus {
             cfg.caduceus = Some(CaduceusOptions {
                 d_state: 4,
+                rc_equivariant: rc,
                 complement_map: (0..12)
                     .map(|i| match i {
                         7 => 10,
@@ -140,6 +158,7 @@ mod tests {
                         9 => 8,
                         other => other,
                     })
+                    .filter(|_| rc)
                     .collect(),
                 ..Default::default()
             });
@@ -194,19 +213,23 @@ mod tests {
 
     /// Recomputing the blocks gives the plain backward pass's loss and the same gradient for
     /// every parameter (to float rounding), with dropout on and padding in the batch, for every
-    /// architecture and for the fused and the reference encoder layer.
+    /// architecture and for the fused and the reference encoder layer; and without dropout for
+    /// Caduceus-PS and -Ph, whose blocks are recomputed in parts (strand x scan direction).
     #[test]
     fn recomputed_blocks_give_the_plain_gradients() {
         let device = crate::cpu().autodiff();
+        // (architecture, fused, dropout, reverse-complement equivariant, parts per block)
         let cases = [
-            (Architecture::Encoder, true),
-            (Architecture::Encoder, false),
-            (Architecture::Decoder, true),
-            (Architecture::Hyena, true),
-            (Architecture::Caduceus, true),
+            (Architecture::Encoder, true, 0.1, false, 1),
+            (Architecture::Encoder, false, 0.1, false, 1),
+            (Architecture::Decoder, true, 0.1, false, 1),
+            (Architecture::Hyena, true, 0.1, false, 1),
+            (Architecture::Caduceus, true, 0.1, true, 1),
+            (Architecture::Caduceus, true, 0.0, true, 4),
+            (Architecture::Caduceus, false, 0.0, false, 2),
         ];
-        for (architecture, fused) in cases {
-            let cfg = config(architecture);
+        for (architecture, fused, dropout, rc, parts) in cases {
+            let cfg = config(architecture, dropout, rc);
             let model = DnaLm::seeded(&cfg, &device, 3)
                 .unwrap()
                 .with_fused_layers(fused);
@@ -220,8 +243,10 @@ mod tests {
             };
             let mut input = ModelInput::from_rows(&rows, pattern);
             input.dropout_seed = Some(11);
+            let ctx = model.context(&input, &input.mask);
+            assert_eq!(model.blocks[0].recompute_parts(&ctx), parts);
             let [(plain_loss, plain), (loss, recomputed)] = both(&model, &input);
-            let what = format!("{architecture:?}, fused {fused}");
+            let what = format!("{architecture:?}, fused {fused}, dropout {dropout}, rc {rc}");
             assert!(
                 (plain_loss - loss).abs() <= 1e-4 * plain_loss.abs().max(1.0),
                 "{what}"
