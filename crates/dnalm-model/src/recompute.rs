@@ -27,10 +27,7 @@ use burn::{
     tensor::{Gradients, Tensor},
 };
 
-use crate::{
-    block::{Block, BlockContext},
-    DnaLm, ModelError, ModelInput,
-};
+use crate::{block::BlockContext, DnaLm, ModelError, ModelInput};
 
 /// What [`DnaLm::forward_recomputing`] keeps for its backward pass.
 #[derive(Debug)]
@@ -67,7 +64,7 @@ impl DnaLm {
         for block in &plain.blocks {
             dropout_calls.push(ctx.dropout.as_ref().map_or(0, |d| d.calls.get()));
             inputs.push(x.clone());
-            x = forward_in_parts(block, x, &ctx);
+            x = block.forward(x, &ctx);
         }
         let leaf = x.autodiff().require_grad();
         let mut hidden = self.finish(leaf.clone());
@@ -83,29 +80,6 @@ impl DnaLm {
         };
         Ok((hidden, kept))
     }
-}
-
-/// [`Block::forward`] computed one part at a time ([`Block::forward_part`]), so that the forward
-/// pass never holds more of a block's intermediates than its backward pass will.
-fn forward_in_parts(block: &Block, x: Tensor<3>, ctx: &BlockContext) -> Tensor<3> {
-    let parts = block.recompute_parts(ctx);
-    if parts == 1 {
-        return block.forward(x, ctx);
-    }
-    // Parts come in channel order; those of the same channels add up.
-    let mut pieces: Vec<(std::ops::Range<usize>, Tensor<3>)> = Vec::new();
-    for part in 0..parts {
-        let (y, channels) = block.forward_part(x.clone(), ctx, part);
-        match pieces.last_mut() {
-            Some((last, sum)) if *last == channels => *sum = sum.clone() + y,
-            _ => pieces.push((channels, y)),
-        }
-    }
-    let mut pieces: Vec<Tensor<3>> = pieces.into_iter().map(|(_, y)| y).collect();
-    if pieces.len() == 1 {
-        return pieces.remove(0);
-    }
-    Tensor::cat(pieces, 2)
 }
 
 impl BlockRecompute {
