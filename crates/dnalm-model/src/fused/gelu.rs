@@ -28,7 +28,7 @@ use burn::{
 use rayon::prelude::*;
 
 use super::rows::{fast_exp, multiversion};
-use super::{flex_tensor, host};
+use super::{flex_tensor, host, register_gradients};
 
 /// `2 sqrt(2 / pi)`: `tanh(z) = 2 sigmoid(2z) - 1`, so `x/2 (1 + tanh(z)) = x sigmoid(2z)`.
 const TWO_SQRT_2_OVER_PI: f32 = 1.595_769_2;
@@ -108,10 +108,8 @@ impl Backward<Flex, 1> for GeluBackward {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let x = ops.state;
         let g = grads.consume::<Flex>(&ops.node);
-        if let [Some(parent)] = ops.parents {
-            let gx = backward(&host(&x), &host(&g));
-            grads.register::<Flex>(parent.id, flex_tensor(gx, x.shape().to_vec()));
-        }
+        let parents = ops.parents.map(|p| p.map(|node| node.id));
+        register_gradients(grads, parents, [backward(&host(&x), &host(&g))], &[x]);
     }
 }
 

@@ -57,7 +57,7 @@ use burn::{
 use rayon::prelude::*;
 use realfft::{num_complex::Complex, ComplexToReal, RealFftPlanner, RealToComplex};
 
-use super::{flex_tensor, host};
+use super::{flex_tensor, host, register_gradients};
 
 /// Channels per task (one 64-byte cache line of f32 per position).
 pub const CHANNELS_PER_TASK: usize = 16;
@@ -625,11 +625,7 @@ impl Backward<Flex, 5> for MixBackward {
         let g = with_host(&args, |x| backward(mix_dims(&args), x, &host(&grad_out)));
         let parents = ops.parents.map(|p| p.map(|node| node.id));
         let values = [g.p, g.short_w, g.short_b, g.k, g.bias];
-        for ((id, grad), input) in parents.into_iter().zip(values).zip(args.iter()) {
-            if let Some(id) = id {
-                grads.register::<Flex>(id, flex_tensor(grad, input.shape().to_vec()));
-            }
-        }
+        register_gradients(grads, parents, values, &args[..]);
     }
 }
 

@@ -24,7 +24,7 @@ use burn::{
             checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
             grads::Gradients,
             ops::{Backward, Ops, OpsKind},
-            Autodiff,
+            Autodiff, NodeId,
         },
         backend_extension,
         flex::FlexTensor,
@@ -225,6 +225,21 @@ fn host(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
 
 fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Registers each tracked parent's gradient (host values, shaped as the matching input): the
+/// end of every fused operation's backward pass.
+pub(crate) fn register_gradients<const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    values: [Vec<f32>; N],
+    inputs: &[FlexTensor],
+) {
+    for ((id, grad), input) in parents.into_iter().zip(values).zip(inputs) {
+        if let Some(id) = id {
+            grads.register::<Flex>(id, flex_tensor(grad, input.shape().to_vec()));
+        }
+    }
 }
 
 /// The host copies (or views) of one call's tensors, and what the kernels take.

@@ -41,7 +41,7 @@ use burn::{
             checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
             grads::Gradients,
             ops::{Backward, Ops, OpsKind},
-            Autodiff, NodeId,
+            Autodiff,
         },
         backend_extension,
         flex::FlexTensor,
@@ -53,7 +53,7 @@ use burn::{
 use rayon::prelude::*;
 
 use super::rows::{fast_exp, lane_sum3, multiversion};
-use super::{flex_tensor, host};
+use super::{flex_tensor, host, register_gradients};
 
 /// Positions between the states the forward pass keeps for the backward pass.
 pub const CHECKPOINT_EVERY: usize = 32;
@@ -960,20 +960,6 @@ impl MambaOps for Flex {
         reverse: bool,
     ) -> FlexTensor {
         scan_forward(&[u, dt, dt_bias, a_log, b, c, d, z, keep], reverse, false).0
-    }
-}
-
-/// Registers each tracked parent's gradient (host values, shaped as the matching input).
-fn register_gradients<const N: usize>(
-    grads: &mut Gradients,
-    parents: [Option<NodeId>; N],
-    values: [Vec<f32>; N],
-    inputs: &[FlexTensor],
-) {
-    for ((id, grad), input) in parents.into_iter().zip(values).zip(inputs) {
-        if let Some(id) = id {
-            grads.register::<Flex>(id, flex_tensor(grad, input.shape().to_vec()));
-        }
     }
 }
 
