@@ -82,6 +82,9 @@ enum Command {
     /// or dnalm) into a dnalm checkpoint that `transformers` loads (stock classes, or the hub
     /// family's own code for DNABERT-2 and NT-v2).
     Convert(eval::ConvertArgs),
+    /// Merge a LoRA adapter directory (`finetune --lora`) into its base model: a fine-tuned
+    /// checkpoint with the adapters folded into the weights.
+    MergeAdapter(eval::MergeAdapterArgs),
     /// Join the outputs of the shards of one `--shard I/N` job (embed, score, label, bench) into
     /// the output of the whole job.
     Merge(shard::MergeArgs),
@@ -120,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relevance(args) => eval::relevance(args),
         Command::Bench(args) => eval::bench(args),
         Command::Convert(args) => eval::convert(args),
+        Command::MergeAdapter(args) => eval::merge_adapter(args),
         Command::Study(args) => study::run(args),
         Command::Score(cmd) => score::run(cmd),
         Command::Label(args) => label::run(args),

@@ -561,3 +561,111 @@ fn every_model_command_refuses_a_device_this_build_lacks() {
         assert!(!f.root.join(name).exists(), "{name} was written");
     }
 }
+
+/// The float32 values of a `.npy` file dnalm wrote (version 1 header, little-endian `<f4`).
+fn npy_values(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn lora_finetune_saves_an_adapter_that_embed_loads_and_merge_adapter_folds_in() {
+    let f = fixture();
+    let adapter = f.root.join("lora");
+    let json = ok(&[
+        "finetune",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-t",
+        f.task.to_str().unwrap(),
+        "-o",
+        adapter.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--head",
+        "random",
+        "--lr",
+        "1e-2",
+        "--lora",
+        "r=2,alpha=4,targets=q,v,ffn",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let (trainable, all) = (
+        report["trainable_parameters"].as_u64().unwrap(),
+        report["parameters"].as_u64().unwrap(),
+    );
+    assert!(trainable > 0 && trainable * 3 < all, "{trainable} of {all}");
+    assert_eq!(report["adapter"]["lora"]["rank"], 2);
+    for file in [
+        "adapter.json",
+        "adapter.safetensors",
+        "head.json",
+        "head.safetensors",
+    ] {
+        assert!(adapter.join(file).is_file(), "{file}");
+    }
+    assert!(!adapter.join("model.safetensors").exists());
+
+    let embed = |model: &Path, out: &str| {
+        let out = f.root.join(out);
+        ok(&[
+            "embed",
+            "-m",
+            model.to_str().unwrap(),
+            "--task",
+            f.task.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        npy_values(&out.join("test.npy"))
+    };
+    let adapted = embed(&adapter, "lora_emb");
+    let base = embed(&f.model, "lora_base_emb");
+    let merged_dir = f.root.join("lora_merged");
+    ok(&[
+        "merge-adapter",
+        adapter.to_str().unwrap(),
+        merged_dir.to_str().unwrap(),
+    ]);
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "head.json",
+        "tokenizer.json",
+    ] {
+        assert!(merged_dir.join(file).is_file(), "{file}");
+    }
+    let merged = embed(&merged_dir, "lora_merged_emb");
+    let gap = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert_eq!(adapted.len(), merged.len());
+    assert!(gap(&adapted, &merged) < 1e-4, "{}", gap(&adapted, &merged));
+    assert!(gap(&adapted, &base) > 1e-3, "the adapters changed nothing");
+
+    // Bad input: a target the architecture does not have; a plain model to merge.
+    let err = fails(&[
+        "finetune",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-t",
+        f.task.to_str().unwrap(),
+        "-o",
+        f.root.join("lora_bad").to_str().unwrap(),
+        "--lora",
+        "targets=q,in_proj",
+    ]);
+    assert!(
+        err.contains("`in_proj` is not a LoRA target") && err.contains("q, k, v, o, ffn"),
+        "{err}"
+    );
+    let err = fails(&[
+        "merge-adapter",
+        f.model.to_str().unwrap(),
+        f.root.join("lora_bad2").to_str().unwrap(),
+    ]);
+    assert!(err.contains("not a LoRA adapter directory"), "{err}");
+}

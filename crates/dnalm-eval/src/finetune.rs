@@ -14,6 +14,7 @@ use burn::{
 use dnalm_model::{
     heads::{pool, Pooling, SequenceHead},
     io::load_parameters,
+    lora::{adapter_tensors, lora_paths, trainable_parameters, AdapterInfo, LoraSpec},
     tensors::{named_parameters, read_safetensors, write_safetensors},
     AttentionPattern, Checkpoint, DnaLm, ModelInput,
 };
@@ -144,6 +145,11 @@ pub const LR_SEARCH_FACTORS: [f64; 3] = [1.0 / 3.0, 1.0, 3.0];
 /// The share of the step budget each `--lr auto` trial runs.
 pub const LR_SEARCH_SHARE: f64 = 0.25;
 
+/// How much higher LoRA's default rate is than full fine-tuning's ([`size_scaled_lr`]): the
+/// factors start at zero and are few, and the LoRA paper and PEFT's examples train them at
+/// about ten times the full fine-tuning rate.
+pub const LORA_LR_FACTOR: f64 = 10.0;
+
 /// A default peak learning rate for fine-tuning a model of `parameters` parameters:
 /// `5e-4 · (3 M / parameters)^0.6`, within `[1e-5, 1e-3]`. About 5e-4 for the 3 M-parameter
 /// encoders dnalm pretrains on a CPU, 6e-5 for DNABERT-2 (117 M) and 2e-5 for a 500 M Nucleotide
@@ -201,6 +207,10 @@ pub struct FinetuneOptions {
     pub pooling: Pooling,
     /// Independent runs (seeds `fit.seed ..`).
     pub seeds: usize,
+    /// Train LoRA adapters (and the head) instead of the encoder's weights; the result is saved
+    /// as an adapter directory on the base model.
+    #[serde(default)]
+    pub lora: Option<LoraSpec>,
 }
 
 /// The most memory the frozen lower blocks' cached output may take.
@@ -237,6 +247,7 @@ impl Default for FinetuneOptions {
             layer_decay: None,
             pooling: Pooling::Mean,
             seeds: 1,
+            lora: None,
         }
     }
 }
@@ -290,6 +301,10 @@ pub struct FinetuneReport {
     pub cached_blocks: usize,
     /// Encoder parameters.
     pub parameters: usize,
+    /// Parameters the optimiser updated (encoder and head; with LoRA, the factors and head).
+    pub trainable_parameters: usize,
+    /// LoRA: the adapter as saved (base model, rank, alpha, targets, adapted weights).
+    pub adapter: Option<AdapterInfo>,
 }
 
 impl FinetuneReport {
@@ -301,6 +316,16 @@ impl FinetuneReport {
                 format!("LP-FT (probe {}, valid {:.3})", p.chosen, p.valid)
             }
             _ => "random head".to_string(),
+        };
+        let head = match &self.adapter {
+            Some(a) => format!(
+                "{head}; LoRA r={} alpha={} on {} ({} trainable parameters)",
+                a.lora.rank,
+                a.lora.alpha,
+                a.lora.targets.join(","),
+                self.trainable_parameters
+            ),
+            None => head,
         };
         let search = if self.lr_search.is_empty() {
             String::new()
@@ -521,6 +546,27 @@ pub fn finetune(
     let tokenizer = encoder.tokenizer.clone();
     let config = encoder.model.config.clone();
     let parameters = encoder.model.num_params();
+    if let Some(lora) = &options.lora {
+        if model.random.is_some() {
+            return Err(EvalError::BadOption {
+                option: "lora",
+                message: format!(
+                    "LoRA adapts trained weights; {} is a random initialisation (fine-tune it \
+                     in full instead)",
+                    model.name
+                ),
+            });
+        }
+        if options.train_last.is_some() {
+            return Err(EvalError::BadOption {
+                option: "lora",
+                message: "LoRA adapts every block; --lora and --train-last exclude each other"
+                    .into(),
+            });
+        }
+        // The targets are checked before any work.
+        lora_paths(&encoder.model, lora)?;
+    }
     if let Some(decay) = options.layer_decay {
         if !(decay > 0.0 && decay <= 1.0) {
             return Err(EvalError::BadOption {
@@ -636,6 +682,9 @@ pub fn finetune(
             enc.embed_norm = enc.embed_norm.map(Module::no_grad);
             enc.token_type = enc.token_type.map(|p| p.set_require_grad(false));
         }
+        if let Some(lora) = &options.lora {
+            enc = enc.with_lora(lora, seed)?.train();
+        }
         if cut > 0 {
             enc.blocks = enc
                 .blocks
@@ -670,7 +719,12 @@ pub fn finetune(
     let total_steps = budget.max_steps.map_or(planned, |m| m.clamp(1, planned));
 
     // The peak learning rate.
-    let scaled = size_scaled_lr(parameters);
+    let scaled = size_scaled_lr(parameters)
+        * if options.lora.is_some() {
+            LORA_LR_FACTOR
+        } else {
+            1.0
+        };
     let mut lr_search = Vec::new();
     let (lr, lr_source) = match options.lr {
         LearningRate::Fixed(lr) => (lr, "fixed"),
@@ -715,6 +769,7 @@ pub fn finetune(
     let (mut best_valid, mut best_steps, mut steps_run, mut tokens_per_second) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut first = None;
+    let mut trainable = 0;
     for s in 0..options.seeds.max(1) as u64 {
         let o = FitOptions {
             lr,
@@ -722,15 +777,9 @@ pub fn finetune(
             ..budget.clone()
         };
         tokens.set(0);
-        let fitted = fit_scaled(
-            build(o.seed)?,
-            &forward,
-            &y,
-            &train_idx,
-            &valid_idx,
-            &o,
-            &lr_scale,
-        )?;
+        let net = build(o.seed)?;
+        trainable = trainable_parameters(&net);
+        let fitted = fit_scaled(net, &forward, &y, &train_idx, &valid_idx, &o, &lr_scale)?;
         tokens_per_second.push(tokens.get() as f64 / fitted.train_seconds.max(1e-9));
         let out = predict(&fitted, &forward, &test_idx, o.batch_size)?;
         seeds.record(fitted.epochs_run, &test_targets, out);
@@ -770,6 +819,23 @@ pub fn finetune(
         linear_head: net.head.dense.is_none(),
         pools_specials: false,
     };
+    let adapter = match &options.lora {
+        Some(lora) => Some(AdapterInfo {
+            base_model: model
+                .dir
+                .canonicalize()
+                .map_err(|e| EvalError::io(&model.dir, e))?,
+            lora: LoraSpec {
+                targets: lora.targets_for(&config),
+                ..lora.clone()
+            },
+            parameters: adapter_tensors(&net.encoder)
+                .into_keys()
+                .filter_map(|k| k.strip_suffix(".lora.a").map(str::to_string))
+                .collect(),
+        }),
+        None => None,
+    };
     let report = FinetuneReport {
         seeds: seeds.summarise(),
         lr,
@@ -783,16 +849,21 @@ pub fn finetune(
         tokens_per_second,
         cached_blocks: if cache { cut } else { 0 },
         parameters,
+        trainable_parameters: trainable,
+        adapter,
     };
     Ok((report, net, info, tokenizer))
 }
 
 /// Writes a fine-tuned checkpoint to `dir` atomically (a temp directory renamed into place).
+/// With `adapter` (a LoRA run), the directory holds the adapter and the head, not a copy of the
+/// base model ([`Checkpoint::load`] attaches the adapter to the base).
 pub fn save_finetuned(
     dir: &Path,
     net: &SequenceClassifier,
     info: &HeadInfo,
     tokenizer: &AnyTokenizer,
+    adapter: Option<&AdapterInfo>,
 ) -> Result<(), EvalError> {
     let parent = dir
         .parent()
@@ -800,8 +871,13 @@ pub fn save_finetuned(
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| EvalError::io(parent, e))?;
     let tmp = dnalm_seq::temp_dir_in(parent, ".finetune-").map_err(|e| EvalError::io(parent, e))?;
-    net.encoder.save(tmp.path())?;
-    tokenizer.save(tmp.path())?;
+    match adapter {
+        Some(adapter) => adapter.save(tmp.path(), &net.encoder)?,
+        None => {
+            net.encoder.save(tmp.path())?;
+            tokenizer.save(tmp.path())?;
+        }
+    }
     write_safetensors(
         &tmp.path().join("head.safetensors"),
         &named_parameters(&net.head),

@@ -343,7 +343,7 @@ pub fn selective_scan_reference(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Architecture, AttentionPattern, CaduceusOptions, DnaLm, ModelInput};
 

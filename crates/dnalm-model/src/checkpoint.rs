@@ -6,7 +6,12 @@ use std::path::Path;
 use burn::tensor::Device;
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 
-use crate::{hf::ImportReport, io::read_config, DnaLm, ModelError};
+use crate::{
+    hf::ImportReport,
+    io::read_config,
+    lora::{AdapterInfo, ADAPTER_CONFIG},
+    DnaLm, ModelError,
+};
 
 /// A model, its tokenizer and its provenance. Built only with a tokenizer whose ids fit the
 /// model's embedding.
@@ -30,7 +35,8 @@ impl std::fmt::Debug for Checkpoint {
 
 impl Checkpoint {
     /// Opens a model directory (`config.json`, weights, tokenizer files): a dnalm checkpoint or
-    /// any Hugging Face family dnalm imports.
+    /// any Hugging Face family dnalm imports; or a LoRA adapter directory
+    /// ([`crate::lora::ADAPTER_CONFIG`]): its base model with the adapters attached.
     ///
     /// ```no_run
     /// use dnalm_model::Checkpoint;
@@ -51,6 +57,16 @@ impl Checkpoint {
         dir: &Path,
         device: &Device,
     ) -> Result<(Checkpoint, ImportReport), ModelError> {
+        if let Some(info) = adapter_of(dir)? {
+            let base = info.base_dir(dir);
+            let (checkpoint, report) = Checkpoint::load_with_report(&base, device)?;
+            let model = info.attach(dir, checkpoint.model)?;
+            let source = dir.display().to_string();
+            return Ok((
+                Checkpoint::new(model, checkpoint.tokenizer, source)?,
+                report,
+            ));
+        }
         let tokenizer = load_tokenizer(dir)?;
         let (model, report) = DnaLm::load_with_report(dir, device)?;
         Ok((
@@ -61,7 +77,11 @@ impl Checkpoint {
 
     /// A randomly initialised model with the same shape and tokenizer as the checkpoint in
     /// `dir` (the "no pretraining" control), parameters drawn from `seed`.
+    /// For an adapter directory, that of its base model.
     pub fn random_like(dir: &Path, seed: u64, device: &Device) -> Result<Checkpoint, ModelError> {
+        if let Some(info) = adapter_of(dir)? {
+            return Checkpoint::random_like(&info.base_dir(dir), seed, device);
+        }
         let tokenizer = load_tokenizer(dir)?;
         let config = read_config(dir)?;
         let model = DnaLm::seeded(&config, device, seed)?;
@@ -107,6 +127,26 @@ impl Checkpoint {
     pub fn n_layers(&self) -> usize {
         self.model.config.n_layers
     }
+}
+
+/// The adapter settings of `dir` when it is an adapter directory (an [`ADAPTER_CONFIG`] and no
+/// `config.json`) whose base is a model directory, not another adapter.
+fn adapter_of(dir: &Path) -> Result<Option<AdapterInfo>, ModelError> {
+    if dir.join(crate::io::CONFIG_FILE).is_file() || !dir.join(ADAPTER_CONFIG).is_file() {
+        return Ok(None);
+    }
+    let info = AdapterInfo::read(dir)?;
+    let base = info.base_dir(dir);
+    if base.join(ADAPTER_CONFIG).is_file() && !base.join(crate::io::CONFIG_FILE).is_file() {
+        return Err(ModelError::Weights {
+            path: dir.join(ADAPTER_CONFIG),
+            message: format!(
+                "its base {} is another adapter; merge that one first (`dnalm merge-adapter`)",
+                base.display()
+            ),
+        });
+    }
+    Ok(Some(info))
 }
 
 fn load_tokenizer(dir: &Path) -> Result<AnyTokenizer, ModelError> {

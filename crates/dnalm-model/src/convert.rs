@@ -24,10 +24,18 @@ pub struct ConversionReport {
     pub tokenizer: String,
     /// Parameters left freshly initialised and checkpoint tensors skipped.
     pub import: crate::hf::ImportReport,
+    /// Whether the source was a LoRA adapter directory, merged into its base.
+    pub merged_adapters: bool,
 }
 
+/// Files of a fine-tuned checkpoint beside the model that a conversion carries over unchanged
+/// (the sequence head and its description).
+pub const CARRIED_FILES: [&str; 2] = ["head.json", "head.safetensors"];
+
 /// Converts the model directory `src` into `dst` (which must not exist; written to a temporary
-/// directory beside it and renamed when complete).
+/// directory beside it and renamed when complete). A LoRA adapter directory is written as its
+/// base model with the adapters merged into the weights ([`crate::DnaLm::merge_lora`]); a
+/// fine-tuned checkpoint's head ([`CARRIED_FILES`]) comes along.
 ///
 /// Fails, naming the file, when `src` has no `config.json`, an unsupported `model_type` or
 /// option, missing or mis-shaped tensors, or a tokenizer that emits ids beyond the model's
@@ -39,6 +47,10 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConversionReport, ModelError> {
         });
     }
     let (mut checkpoint, import) = Checkpoint::load_with_report(src, &crate::cpu())?;
+    let merged = crate::lora::has_adapters(&checkpoint.model);
+    if merged {
+        checkpoint.model = checkpoint.model.merge_lora();
+    }
     // The special ids travel in config.json (transformers reads them); fill in what is missing.
     let s = *checkpoint.tokenizer.special_ids();
     let c = &mut checkpoint.model.config;
@@ -53,6 +65,12 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConversionReport, ModelError> {
     let tmp = dnalm_seq::temp_dir_in(&parent, ".dnalm-convert-")
         .map_err(|e| ModelError::io(&parent, e))?;
     checkpoint.save(tmp.path())?;
+    for name in CARRIED_FILES {
+        let from = src.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, tmp.path().join(name)).map_err(|e| ModelError::io(&from, e))?;
+        }
+    }
     let kept = tmp.keep();
     if let Err(e) = std::fs::rename(&kept, dst) {
         // Not left behind as a hidden full copy of the model.
@@ -69,5 +87,6 @@ pub fn convert(src: &Path, dst: &Path) -> Result<ConversionReport, ModelError> {
             checkpoint.tokenizer.template()
         ),
         import,
+        merged_adapters: merged,
     })
 }

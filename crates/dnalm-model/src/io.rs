@@ -122,12 +122,8 @@ impl ModuleMapper for Reinitialize<'_> {
             "gamma" | "running_var" => vec![1.0; n],
             "beta" | "bias" | "running_mean" => vec![0.0; n],
             _ => {
-                // A stream per parameter name (FNV-1a), so adding a parameter changes no other.
-                let stream = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-                });
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
-                rng.set_stream(stream);
+                rng.set_stream(name_stream(&name));
                 match self.scheme {
                     InitScheme::Normal => (0..n)
                         .map(|_| {
@@ -155,6 +151,14 @@ impl ModuleMapper for Reinitialize<'_> {
         }
         Param::from_mapped_value(id, value, mapper)
     }
+}
+
+/// The random stream of the parameter `name` (FNV-1a of the name): each parameter draws its
+/// initial values from its own stream of the seed, so adding a parameter changes no other.
+pub(crate) fn name_stream(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Re-initialises every parameter deterministically from `seed` (see [`DnaLm::seeded`]):

@@ -55,6 +55,7 @@ pub mod heads;
 pub mod hf;
 pub mod hyena;
 pub mod io;
+pub mod lora;
 mod model;
 mod recompute;
 pub mod tensors;

@@ -92,6 +92,42 @@ pub fn named_parameters<M: Module>(module: &M) -> BTreeMap<String, HostTensor> {
     collect.out
 }
 
+/// Every float parameter's gradient in `grads`, flattened, by dotted name (parameters without
+/// one left out): what gradient tests compare.
+#[cfg(test)]
+pub(crate) fn named_gradients<M: Module>(
+    module: &M,
+    grads: &burn::optim::GradientsParams,
+) -> BTreeMap<String, Vec<f32>> {
+    struct Gradients<'a> {
+        path: ModulePath,
+        grads: &'a burn::optim::GradientsParams,
+        out: BTreeMap<String, Vec<f32>>,
+    }
+    impl ModuleVisitor for Gradients<'_> {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.enter(name);
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let values = g.into_data().convert::<f32>().try_to_vec::<f32>();
+                self.out
+                    .insert(self.path.name(), values.expect("f32 gradient"));
+            }
+        }
+    }
+    let mut collect = Gradients {
+        path: ModulePath::default(),
+        grads,
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut collect);
+    collect.out
+}
+
 struct Shapes {
     path: ModulePath,
     out: BTreeMap<String, Vec<usize>>,
