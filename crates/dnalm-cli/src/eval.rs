@@ -530,13 +530,16 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     options.fit.device = args.device.name()?;
     let t0 = Instant::now();
     let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;
-    save_finetuned(
+    let no_peft = save_finetuned(
         &args.output,
         &net,
         &info,
         &tokenizer,
         report.adapter.as_ref(),
     )?;
+    if let Some(why) = no_peft {
+        eprintln!("note: the adapter is in dnalm's layout only, not PEFT's: {why}");
+    }
     eprintln!(
         "fine-tuned in {:.1} s ({}); checkpoint: {}",
         t0.elapsed().as_secs_f64(),

@@ -604,11 +604,25 @@ fn lora_finetune_saves_an_adapter_that_embed_loads_and_merge_adapter_folds_in() 
     for file in [
         "adapter.json",
         "adapter.safetensors",
+        "adapter_config.json",
+        "adapter_model.safetensors",
         "head.json",
         "head.safetensors",
     ] {
         assert!(adapter.join(file).is_file(), "{file}");
     }
+    let peft: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(peft["peft_type"], "LORA");
+    assert_eq!(peft["r"], 2);
+    assert!(peft["target_modules"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(
+            "esm.encoder.layer.1.attention.self.value"
+        )));
     assert!(!adapter.join("model.safetensors").exists());
 
     let embed = |model: &Path, out: &str| {
@@ -641,6 +655,13 @@ fn lora_finetune_saves_an_adapter_that_embed_loads_and_merge_adapter_folds_in() 
         assert!(merged_dir.join(file).is_file(), "{file}");
     }
     let merged = embed(&merged_dir, "lora_merged_emb");
+    // PEFT's files alone (as `PeftModel.save_pretrained` writes them) load the same adapter.
+    let peft_only = f.root.join("lora_peft_only");
+    std::fs::create_dir_all(&peft_only).unwrap();
+    for file in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(adapter.join(file), peft_only.join(file)).unwrap();
+    }
+    assert_eq!(embed(&peft_only, "lora_peft_emb"), adapted);
     let gap = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     assert_eq!(adapted.len(), merged.len());
     assert!(gap(&adapted, &merged) < 1e-4, "{}", gap(&adapted, &merged));

@@ -857,22 +857,24 @@ pub fn finetune(
 
 /// Writes a fine-tuned checkpoint to `dir` atomically (a temp directory renamed into place).
 /// With `adapter` (a LoRA run), the directory holds the adapter and the head, not a copy of the
-/// base model ([`Checkpoint::load`] attaches the adapter to the base).
+/// base model ([`Checkpoint::load`] attaches the adapter to the base), in dnalm's layout and
+/// PEFT's; returns why PEFT's layout was not written when it was not.
 pub fn save_finetuned(
     dir: &Path,
     net: &SequenceClassifier,
     info: &HeadInfo,
     tokenizer: &AnyTokenizer,
     adapter: Option<&AdapterInfo>,
-) -> Result<(), EvalError> {
+) -> Result<Option<String>, EvalError> {
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| EvalError::io(parent, e))?;
     let tmp = dnalm_seq::temp_dir_in(parent, ".finetune-").map_err(|e| EvalError::io(parent, e))?;
+    let mut no_peft = None;
     match adapter {
-        Some(adapter) => adapter.save(tmp.path(), &net.encoder)?,
+        Some(adapter) => no_peft = adapter.save(tmp.path(), &net.encoder)?,
         None => {
             net.encoder.save(tmp.path())?;
             tokenizer.save(tmp.path())?;
@@ -891,7 +893,7 @@ pub fn save_finetuned(
     }
     let kept: PathBuf = tmp.keep();
     std::fs::rename(&kept, dir).map_err(|e| EvalError::io(dir, e))?;
-    Ok(())
+    Ok(no_peft)
 }
 
 /// Loads a fine-tuned checkpoint onto `device`.

@@ -6,12 +6,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 
-use crate::{
-    hf::ImportReport,
-    io::read_config,
-    lora::{AdapterInfo, ADAPTER_CONFIG},
-    DnaLm, ModelError,
-};
+use crate::{hf::ImportReport, io::read_config, lora::AdapterInfo, DnaLm, ModelError};
 
 /// A model, its tokenizer and its provenance. Built only with a tokenizer whose ids fit the
 /// model's embedding.
@@ -129,17 +124,19 @@ impl Checkpoint {
     }
 }
 
-/// The adapter settings of `dir` when it is an adapter directory (an [`ADAPTER_CONFIG`] and no
-/// `config.json`) whose base is a model directory, not another adapter.
+/// The adapter settings of `dir` when it is an adapter directory (dnalm's or PEFT's settings
+/// and no `config.json`) whose base is a model directory, not another adapter.
 fn adapter_of(dir: &Path) -> Result<Option<AdapterInfo>, ModelError> {
-    if dir.join(crate::io::CONFIG_FILE).is_file() || !dir.join(ADAPTER_CONFIG).is_file() {
+    let is_adapter =
+        |d: &Path| AdapterInfo::is_adapter_dir(d) && !d.join(crate::io::CONFIG_FILE).is_file();
+    if !is_adapter(dir) {
         return Ok(None);
     }
     let info = AdapterInfo::read(dir)?;
     let base = info.base_dir(dir);
-    if base.join(ADAPTER_CONFIG).is_file() && !base.join(crate::io::CONFIG_FILE).is_file() {
+    if is_adapter(&base) {
         return Err(ModelError::Weights {
-            path: dir.join(ADAPTER_CONFIG),
+            path: dir.to_path_buf(),
             message: format!(
                 "its base {} is another adapter; merge that one first (`dnalm merge-adapter`)",
                 base.display()

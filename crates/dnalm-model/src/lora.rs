@@ -27,6 +27,7 @@ use burn::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    hf::peft::{export_peft, import_peft, read_peft_config, PEFT_CONFIG, PEFT_WEIGHTS},
     tensors::{named_parameters, parameter_shapes, read_safetensors, HostTensor},
     Architecture, DnaLm, ModelConfig, ModelError,
 };
@@ -263,6 +264,18 @@ impl DnaLm {
     /// This model with LoRA adapters on the weights `spec` names (initialised from `seed`), and
     /// every other parameter frozen. Refuses a model that has adapters already.
     pub fn with_lora(self, spec: &LoraSpec, seed: u64) -> Result<DnaLm, ModelError> {
+        let paths = lora_paths(&self, spec)?;
+        self.with_lora_on(&paths, spec.rank, spec.scale(), seed)
+    }
+
+    /// [`DnaLm::with_lora`] on the weights at `paths`, with rank `rank` and factor `scale`.
+    fn with_lora_on(
+        self,
+        paths: &BTreeSet<String>,
+        rank: usize,
+        scale: f64,
+        seed: u64,
+    ) -> Result<DnaLm, ModelError> {
         if has_adapters(&self) {
             return Err(ModelError::Config {
                 field: "lora",
@@ -271,11 +284,10 @@ impl DnaLm {
                     .into(),
             });
         }
-        let paths = lora_paths(&self, spec)?;
         Ok(self.apply_reparameterization(AttachLora {
-            paths: &paths,
-            rank: spec.rank,
-            scale: spec.scale(),
+            paths,
+            rank,
+            scale,
             seed,
         }))
     }
@@ -332,14 +344,28 @@ pub struct AdapterInfo {
 }
 
 impl AdapterInfo {
-    /// Reads `dir/adapter.json`.
+    /// Reads an adapter directory's settings: dnalm's [`ADAPTER_CONFIG`], or else PEFT's
+    /// `adapter_config.json` ([`crate::hf::peft`]; the factors then say which weights).
     pub fn read(dir: &Path) -> Result<AdapterInfo, ModelError> {
         let path = dir.join(ADAPTER_CONFIG);
+        if !path.is_file() && dir.join(PEFT_CONFIG).is_file() {
+            let peft = read_peft_config(dir)?;
+            return Ok(AdapterInfo {
+                base_model: peft.base_model,
+                lora: peft.lora,
+                parameters: Vec::new(),
+            });
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
         serde_json::from_str(&text).map_err(|e| ModelError::Weights {
             path: path.clone(),
             message: format!("not a dnalm adapter.json: {e}"),
         })
+    }
+
+    /// Whether `dir` holds an adapter (dnalm's or PEFT's settings file).
+    pub fn is_adapter_dir(dir: &Path) -> bool {
+        dir.join(ADAPTER_CONFIG).is_file() || dir.join(PEFT_CONFIG).is_file()
     }
 
     /// The base model's directory, a relative path taken from `dir`.
@@ -352,44 +378,88 @@ impl AdapterInfo {
     }
 
     /// Writes [`ADAPTER_CONFIG`] and [`ADAPTER_FILE`] of `model` (a model with adapters) into
-    /// `dir`, which must exist.
-    pub fn save(&self, dir: &Path, model: &DnaLm) -> Result<(), ModelError> {
-        let tensors = adapter_tensors(model);
-        crate::tensors::write_safetensors(&dir.join(ADAPTER_FILE), &tensors, None)?;
+    /// `dir`, which must exist, and PEFT's layout of the same factors beside them
+    /// ([`crate::hf::peft::export_peft`]); returns why there is no PEFT layout when there is
+    /// none.
+    pub fn save(&self, dir: &Path, model: &DnaLm) -> Result<Option<String>, ModelError> {
+        let factors = adapter_tensors(model);
+        crate::tensors::write_safetensors(&dir.join(ADAPTER_FILE), &factors, None)?;
         let path = dir.join(ADAPTER_CONFIG);
         let json = serde_json::to_string_pretty(self)
             .map_err(|e| ModelError::io(&path, std::io::Error::other(e)))?;
-        std::fs::write(&path, json + "\n").map_err(|e| ModelError::io(&path, e))
+        std::fs::write(&path, json + "\n").map_err(|e| ModelError::io(&path, e))?;
+        let (tensors, config) =
+            match export_peft(&model.config, &factors, &self.lora, &self.base_model) {
+                Ok(peft) => peft,
+                Err(why) => return Ok(Some(why)),
+            };
+        let metadata = Some([("format".to_string(), "pt".to_string())].into());
+        crate::tensors::write_safetensors(&dir.join(PEFT_WEIGHTS), &tensors, metadata)?;
+        let path = dir.join(PEFT_CONFIG);
+        let json = serde_json::to_string_pretty(&config)
+            .map_err(|e| ModelError::io(&path, std::io::Error::other(e)))?;
+        std::fs::write(&path, json + "\n").map_err(|e| ModelError::io(&path, e))?;
+        Ok(None)
     }
 
-    /// Attaches this adapter, its factors read from `dir`, to `base` (the base model).
+    /// Attaches this adapter, its factors read from `dir` (dnalm's [`ADAPTER_FILE`], or else
+    /// PEFT's weights), to `base` (the base model).
     pub fn attach(&self, dir: &Path, base: DnaLm) -> Result<DnaLm, ModelError> {
-        let file = dir.join(ADAPTER_FILE);
-        let model = base.with_lora(&self.lora, 0)?;
-        let saved = read_safetensors(&file)?;
+        let (file, saved) = if dir.join(ADAPTER_FILE).is_file() {
+            let file = dir.join(ADAPTER_FILE);
+            let saved = read_safetensors(&file)?;
+            (file, saved)
+        } else {
+            let file = dir.join(PEFT_WEIGHTS);
+            let saved = read_safetensors(&file)?;
+            let shapes = parameter_shapes(&base);
+            let saved = import_peft(&base.config, &shapes, saved, &file)?;
+            (file, saved)
+        };
+        let bad = |message: String| ModelError::Weights {
+            path: file.clone(),
+            message,
+        };
+        let paths: BTreeSet<String> = saved
+            .keys()
+            .filter_map(|k| k.strip_suffix(".lora.a").map(str::to_string))
+            .collect();
+        if paths.is_empty() {
+            return Err(bad("no LoRA factors".into()));
+        }
+        if let Some(a) = saved
+            .iter()
+            .find(|(k, t)| k.ends_with(".lora.a") && t.shape.get(1) != Some(&self.lora.rank))
+        {
+            return Err(bad(format!(
+                "{}: rank {:?}, the adapter's settings say r = {}",
+                a.0,
+                a.1.shape.get(1),
+                self.lora.rank
+            )));
+        }
+        let model = base.with_lora_on(&paths, self.lora.rank, self.lora.scale(), 0)?;
         let mut values = named_parameters(&model);
-        let mut problems = Vec::new();
+        let mut problems: Vec<String> = paths
+            .iter()
+            .filter(|p| !saved.contains_key(&format!("{p}.lora.b")))
+            .map(|p| format!("{p}: lora.a without lora.b"))
+            .collect();
         for (name, tensor) in saved {
             match values.get_mut(&name) {
-                Some(slot) if name.contains(LORA_PATH) && slot.shape == tensor.shape => {
-                    *slot = tensor
-                }
-                Some(slot) if name.contains(LORA_PATH) => problems.push(format!(
+                Some(slot) if slot.shape == tensor.shape => *slot = tensor,
+                Some(slot) => problems.push(format!(
                     "{name}: shape {:?}, the model's adapter has {:?}",
                     tensor.shape, slot.shape
                 )),
-                _ => problems.push(format!(
-                    "{name}: not an adapter of this base model ({} {})",
-                    self.lora.targets.join(","),
+                None => problems.push(format!(
+                    "{name}: not a weight of the base model {}",
                     self.base_model.display()
                 )),
             }
         }
         if !problems.is_empty() {
-            return Err(ModelError::Weights {
-                path: file,
-                message: crate::tensors::summarise(&problems),
-            });
+            return Err(bad(crate::tensors::summarise(&problems)));
         }
         crate::io::load_parameters(model, &values, &file)
     }

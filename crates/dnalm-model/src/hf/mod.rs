@@ -30,6 +30,7 @@
 //! `intermediate.dense`) are split into dnalm's separate projections and packed again on export.
 
 mod config;
+pub mod peft;
 mod weights;
 
 pub use config::{export_config, import_config};

@@ -493,7 +493,7 @@ fn unsqueezed(shape: &[usize], axis: usize) -> Vec<usize> {
     out
 }
 
-fn transpose(t: &HostTensor) -> HostTensor {
+pub(crate) fn transpose(t: &HostTensor) -> HostTensor {
     let [rows, cols] = [t.shape[0], t.shape[1]];
     let mut values = vec![0.0; t.values.len()];
     for r in 0..rows {
@@ -673,6 +673,27 @@ pub fn import_weights(
             path: path.to_path_buf(),
             message: crate::tensors::summarise(&problems),
         })
+    }
+}
+
+/// The `transformers` module (dotted path in the family's [`HfFamily::class`]) that holds the
+/// dnalm linear weight `name` alone, or why there is none (no `transformers` layout, not a
+/// linear weight, or a tensor that packs several of dnalm's weights).
+pub(crate) fn linear_module(config: &ModelConfig, name: &str) -> Result<String, String> {
+    let family = HfFamily::of(config).map_err(|why| why.to_string())?;
+    match hf_name(family, config, name, family.prefix()) {
+        Some((key, Change::Transpose)) => key
+            .strip_suffix(".weight")
+            .map(str::to_string)
+            .ok_or_else(|| format!("{name}: {key} is not a weight")),
+        Some((key, Change::Packed { .. })) => Err(format!(
+            "{name} is packed with other weights into {key} in the {} layout",
+            family.name()
+        )),
+        _ => Err(format!(
+            "{name} is not a linear weight of the {} layout",
+            family.name()
+        )),
     }
 }
 
