@@ -2,6 +2,7 @@
 """Golden fixtures for dnalm's Hugging Face interop, made and checked by `transformers` itself.
 
     python scripts/hf_interop.py make  DIR   # tiny random checkpoints + the outputs transformers gives
+    python scripts/hf_interop.py make-peft DIR  # a PEFT LoRA adapter on DIR/esm_rotary + PEFT's outputs
     python scripts/hf_interop.py check DIR   # transformers loads dnalm's exports: same ids, same logits
 
 `make` writes, for each family dnalm imports, a checkpoint directory as `save_pretrained` and the
@@ -21,7 +22,14 @@ tokenizer, the ids fed to the model, attention mask, last hidden state, logits) 
 `check` reads dnalm-exported model directories under DIR/export/* (written by the Rust test
 `write_export_fixtures`), loads each with the stock AutoModel class (no trust_remote_code) and its
 tokenizer.json with AutoTokenizer, and compares with the ids and logits dnalm stored there.
-Both modes exit non-zero on any mismatch over 1e-4.
+`make-peft` writes esm_rotary_lora: a LoRA adapter that PEFT itself made on the esm_rotary
+checkpoint (`get_peft_model`, r = 2, alpha = 6, on query, value and intermediate.dense, its B
+factors redrawn so that the adapter changes the outputs), saved with `save_pretrained`
+(base_model_name_or_path rewritten to the relative ../esm_rotary), with the PeftModel's hidden
+states and logits on esm_rotary's inputs. `check` also loads each dnalm-written adapter under
+DIR/export_peft/* (adapter_config.json + adapter_model.safetensors, on its dnalm-exported base)
+with `peft.PeftModel.from_pretrained` and compares its logits with dnalm's.
+Every mode exits non-zero on any mismatch over 1e-4.
 """
 
 import itertools
@@ -166,6 +174,63 @@ def make(out: Path):
     tmp.rmdir()
 
 
+def make_peft(out: Path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import EsmForMaskedLM
+
+    base = out / "esm_rotary"
+    model = EsmForMaskedLM.from_pretrained(base)
+    torch.manual_seed(SEED + 4)
+    peft = get_peft_model(model, LoraConfig(
+        r=2, lora_alpha=6, target_modules=["query", "value", "intermediate.dense"],
+        lora_dropout=0.0, bias="none"))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.2)
+    d = out / "esm_rotary_lora"
+    peft.save_pretrained(d)
+    (d / "README.md").unlink(missing_ok=True)  # PEFT's blank model card
+    config = json.loads((d / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "../esm_rotary"
+    (d / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    expected = load_file(base / "expected.safetensors")
+    ids, mask = expected["input_ids"], expected["attention_mask"]
+    hidden, logits = run(peft, peft.base_model.model.esm, ids, mask)
+    plain = expected["last_hidden_state"]
+    moved = (hidden - plain)[mask.bool()].abs().max().item()
+    assert moved > 1e-2, f"the adapter changes nothing ({moved})"
+    save_file({"input_ids": ids, "attention_mask": mask, "last_hidden_state": hidden,
+               "logits": logits}, d / "expected.safetensors")
+    print(f"esm_rotary_lora: {len(peft.state_dict())} tensors, hidden moved by up to {moved:.3f}")
+
+
+def check_peft(root: Path):
+    """dnalm's adapters load with PeftModel.from_pretrained on their exported base."""
+    from peft import PeftModel
+    from transformers import AutoModelForMaskedLM
+
+    failed, dirs = 0, sorted(p for p in (root / "export_peft").iterdir() if p.is_dir())
+    for d in dirs:
+        config = json.loads((d / "adapter_config.json").read_text())
+        base = AutoModelForMaskedLM.from_pretrained((d / config["base_model_name_or_path"]).resolve())
+        model = PeftModel.from_pretrained(base, d)
+        expected = load_file(d / "expected.safetensors")
+        model.eval()
+        with torch.no_grad():
+            logits = model(input_ids=expected["input_ids"],
+                           attention_mask=expected["attention_mask"]).logits
+        real = expected["attention_mask"].bool()
+        diff = (logits[real] - expected["logits"][real]).abs().max().item()
+        adapted = sum(1 for n, _ in model.named_parameters() if "lora_A" in n)
+        ok = diff <= TOLERANCE and adapted == len(config["target_modules"])
+        failed += not ok
+        print(f"{'ok' if ok else 'FAIL'} {d.name}: PeftModel on {type(base).__name__}, "
+              f"{adapted} adapted modules, max |logit difference| = {diff:.2e}")
+    print(f"peft-export: {len(dirs) - failed} passed, {failed} failed")
+    return failed
+
+
 def check(root: Path):
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
@@ -197,10 +262,12 @@ def check(root: Path):
         failed += not ok
         print(f"{'ok' if ok else 'FAIL'} {d.name}: {type(model).__name__}, max |logit difference| = {diff:.2e}")
     print(f"hf-export: {len(dirs) - failed} passed, {failed} failed")
+    failed += check_peft(root)
     sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("make", "check"):
+    modes = {"make": make, "make-peft": make_peft, "check": check}
+    if len(sys.argv) != 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
-    {"make": make, "check": check}[sys.argv[1]](Path(sys.argv[2]))
+    modes[sys.argv[1]](Path(sys.argv[2]))

@@ -5,7 +5,8 @@
 #      ESM-2 and Llama checkpoints and the outputs transformers gives) -- with `--remake` only,
 #      since they are committed;
 #   3. has dnalm write its export fixtures (ESM rotary, ESM learned positions, Llama);
-#   4. loads those with transformers' stock classes and checks ids and logits (1e-4);
+#   4. loads those with transformers' stock classes and checks ids and logits (1e-4), and dnalm's
+#      LoRA adapter (export_peft/) with peft.PeftModel.from_pretrained on its exported base;
 #   5. runs the Rust golden tests on all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ golden=crates/dnalm-eval/tests/golden/hf
 bash scripts/setup-torch.sh
 if [ "${1:-}" = "--remake" ]; then
   .venv-torch/bin/python scripts/hf_interop.py make "$golden"
+  .venv-torch/bin/python scripts/hf_interop.py make-peft "$golden"
 fi
 cargo test -q -p dnalm-eval --test hf_interop -- --ignored write_export_fixtures
 .venv-torch/bin/python scripts/hf_interop.py check "$golden"

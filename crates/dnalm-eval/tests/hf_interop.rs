@@ -6,10 +6,16 @@
 //! hidden states and logits its models gave on fixed DNA. dnalm must load each directory as it is
 //! and match: token ids exactly, hidden states and logits within 1e-4.
 //!
+//! `tests/golden/hf/esm_rotary_lora` is a LoRA adapter PEFT made on `esm_rotary`
+//! (`scripts/hf_interop.py make-peft`), with the PeftModel's outputs; dnalm must load it on its
+//! base and match them.
+//!
 //! `tests/golden/hf/export/*` are dnalm models saved by dnalm (`write_export_fixtures`, run by
 //! `scripts/hf_interop.sh`) with dnalm's logits; `scripts/hf_interop.py check` loads them with
 //! `transformers`' stock classes and compares, and `exported_models_still_give_their_logits`
-//! checks that dnalm still reads them back to the same logits.
+//! checks that dnalm still reads them back to the same logits. `tests/golden/hf/export_peft/*` is
+//! a dnalm LoRA adapter on `export/encoder_rotary` in PEFT's layout, which `check` loads with
+//! `peft.PeftModel.from_pretrained`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -195,6 +201,38 @@ fn esm2_rotary_matches_transformers() {
     check_fixture("esm_rotary", true);
 }
 
+/// `esm_rotary_lora`: a LoRA adapter PEFT made on `esm_rotary` (`scripts/hf_interop.py
+/// make-peft`: query, value and intermediate.dense, r = 2, alpha = 6), as `save_pretrained`
+/// wrote it. dnalm opens the directory as a model (the base with the adapter attached) and
+/// gives the PeftModel's hidden states and logits.
+#[test]
+fn a_peft_lora_adapter_matches_peft() {
+    let dir = golden().join("esm_rotary_lora");
+    let expected = read_expected(&dir);
+    let (ids, shape) = ints(&expected, "input_ids");
+    let (mask, _) = ints(&expected, "attention_mask");
+    let model = dnalm_model::Checkpoint::load(&dir, &cpu()).unwrap().model;
+    assert_eq!(dnalm_model::lora::adapter_tensors(&model).len(), 2 * 3 * 2);
+    let (hidden, logits) = run(&model, &ids, &mask, shape);
+    let h = max_diff(
+        &hidden,
+        &floats(&expected, "last_hidden_state"),
+        &mask,
+        model.config.d_model,
+    );
+    let l = max_diff(
+        &logits,
+        &floats(&expected, "logits"),
+        &mask,
+        model.config.vocab_size,
+    );
+    eprintln!("esm_rotary_lora: max |hidden difference| {h:.1e}, max |logit difference| {l:.1e}");
+    assert!(
+        h <= TOLERANCE && l <= TOLERANCE,
+        "hidden {h:e}, logits {l:e}"
+    );
+}
+
 #[test]
 fn llama_matches_transformers() {
     check_fixture("llama", false);
@@ -307,34 +345,98 @@ fn write_export_fixtures() {
         }
         let shape = [rows.len(), len];
         let (_, logits) = run(&model, &ids, &mask, shape);
-        let int_bytes = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let float_bytes: Vec<u8> = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let (id_bytes, mask_bytes) = (int_bytes(&ids), int_bytes(&mask));
-        let views = vec![
-            (
-                "input_ids",
-                safetensors::tensor::TensorView::new(Dtype::I64, shape.to_vec(), &id_bytes)
-                    .unwrap(),
-            ),
-            (
-                "attention_mask",
-                safetensors::tensor::TensorView::new(Dtype::I64, shape.to_vec(), &mask_bytes)
-                    .unwrap(),
-            ),
-            (
-                "logits",
-                safetensors::tensor::TensorView::new(
-                    Dtype::F32,
-                    vec![rows.len(), len, config.vocab_size],
-                    &float_bytes,
-                )
-                .unwrap(),
-            ),
-        ];
-        safetensors::serialize_to_file(views, None, &dir.join("expected.safetensors")).unwrap();
+        write_expected(&dir, &ids, &mask, shape, &logits, config.vocab_size);
         let inputs = serde_json::json!({"sequences": seqs});
         std::fs::write(dir.join("inputs.json"), inputs.to_string() + "\n").unwrap();
+        if name == "encoder_rotary" {
+            write_adapter_fixture(&model, &ids, &mask, shape);
+        }
     }
+}
+
+/// `export_peft/encoder_rotary_lora`: a LoRA adapter (q, v and the feed-forward network, r = 2,
+/// B factors set non-zero) on `export/encoder_rotary`, saved by dnalm in PEFT's layout too, with
+/// dnalm's logits; `scripts/hf_interop.py check` loads it with `PeftModel.from_pretrained`.
+fn write_adapter_fixture(base: &DnaLm, ids: &[i64], mask: &[i64], shape: [usize; 2]) {
+    use dnalm_model::lora::{adapter_tensors, AdapterInfo, LoraSpec};
+    let spec: LoraSpec = "r=2,alpha=4,targets=q,v,ffn".parse().unwrap();
+    let model = base.clone().with_lora(&spec, 3).unwrap();
+    let mut params = named_parameters(&model);
+    for (name, t) in params.iter_mut().filter(|(n, _)| n.ends_with(".lora.b")) {
+        for (j, v) in t.values.iter_mut().enumerate() {
+            *v = 0.2 * (((name.len() * 7 + j * 11) % 13) as f32 / 13.0 - 0.5);
+        }
+    }
+    let model =
+        dnalm_model::io::load_parameters(model, &params, std::path::Path::new("-")).unwrap();
+    let dir = golden().join("export_peft/encoder_rotary_lora");
+    std::fs::create_dir_all(&dir).unwrap();
+    let info = AdapterInfo {
+        base_model: "../../export/encoder_rotary".into(),
+        lora: LoraSpec {
+            targets: vec!["q".into(), "v".into(), "ffn".into()],
+            ..spec
+        },
+        parameters: adapter_tensors(&model)
+            .into_keys()
+            .filter_map(|k| k.strip_suffix(".lora.a").map(str::to_string))
+            .collect(),
+    };
+    assert_eq!(info.save(&dir, &model).unwrap(), None, "a PEFT layout");
+    let (_, logits) = run(&model, ids, mask, shape);
+    write_expected(&dir, ids, mask, shape, &logits, model.config.vocab_size);
+}
+
+/// Writes `expected.safetensors`: the inputs and dnalm's logits.
+fn write_expected(
+    dir: &std::path::Path,
+    ids: &[i64],
+    mask: &[i64],
+    shape: [usize; 2],
+    logits: &[f32],
+    vocab: usize,
+) {
+    let int_bytes = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let float_bytes: Vec<u8> = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let (id_bytes, mask_bytes) = (int_bytes(ids), int_bytes(mask));
+    let views = vec![
+        (
+            "input_ids",
+            safetensors::tensor::TensorView::new(Dtype::I64, shape.to_vec(), &id_bytes).unwrap(),
+        ),
+        (
+            "attention_mask",
+            safetensors::tensor::TensorView::new(Dtype::I64, shape.to_vec(), &mask_bytes).unwrap(),
+        ),
+        (
+            "logits",
+            safetensors::tensor::TensorView::new(
+                Dtype::F32,
+                vec![shape[0], shape[1], vocab],
+                &float_bytes,
+            )
+            .unwrap(),
+        ),
+    ];
+    safetensors::serialize_to_file(views, None, &dir.join("expected.safetensors")).unwrap();
+}
+
+/// dnalm still reads its exported adapter (PEFT's files and its own) to the same logits.
+#[test]
+fn the_exported_adapter_still_gives_its_logits() {
+    let dir = golden().join("export_peft/encoder_rotary_lora");
+    let expected = read_expected(&dir);
+    let (ids, shape) = ints(&expected, "input_ids");
+    let (mask, _) = ints(&expected, "attention_mask");
+    let model = dnalm_model::Checkpoint::load(&dir, &cpu()).unwrap().model;
+    let (_, logits) = run(&model, &ids, &mask, shape);
+    let l = max_diff(
+        &logits,
+        &floats(&expected, "logits"),
+        &mask,
+        model.config.vocab_size,
+    );
+    assert!(l <= TOLERANCE, "logits {l:e}");
 }
 
 /// `dnalm convert` of every hub fixture: the output loads to the same parameters, and an

@@ -103,6 +103,13 @@ pub fn read_peft_config(dir: &Path) -> Result<PeftAdapter, ModelError> {
         ),
         ("bias", v["bias"].is_null() || v["bias"] == "none"),
         ("modules_to_save", v["modules_to_save"].is_null()),
+        ("lora_bias", v["lora_bias"].as_bool() != Some(true)),
+        ("target_parameters", v["target_parameters"].is_null()),
+        (
+            "trainable_token_indices",
+            v["trainable_token_indices"].is_null(),
+        ),
+        ("layer_replication", v["layer_replication"].is_null()),
         (
             "rank_pattern",
             v["rank_pattern"].as_object().is_none_or(|m| m.is_empty()),
