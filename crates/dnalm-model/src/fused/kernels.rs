@@ -584,12 +584,17 @@ fn matmul_local(dst: &mut [f32], a: View, b: View) {
 }
 
 /// The backward pass: the gradients of the input and of every parameter, given the output's.
+/// The weight matrices' gradients (the four projections, the two feed-forward weights) are
+/// computed only where `needed` says (indexed as [`LayerGrads::params`]) and left empty
+/// otherwise: a frozen weight (LoRA, frozen layers) skips its `N x d x d_out` product, about a
+/// third of a weight's backward work.
 pub fn backward(
     dims: LayerDims,
     w: &LayerWeights<'_>,
     extras: &LayerExtras<'_>,
     saved: &Saved,
     grad_out: &[f32],
+    needed: &[bool; 16],
 ) -> LayerGrads {
     let (n, d, f, hd) = (dims.tokens(), dims.d_model, dims.d_ffn, dims.head_dim());
     assert_eq!(grad_out.len(), n * d, "output gradient size");
@@ -610,7 +615,14 @@ pub fn backward(
     // Feed-forward branch.
     let dz = masked(grad_out, extras.dropout.map(|m| m.1));
     let db_down = column_sums(&dz, d);
-    let dw_down = product(View::of(&saved.act, n, f).t(), View::of(&dz, n, d));
+    let weight_grad = |i: usize, a: View, b: View| {
+        if needed[i] {
+            product(a, b)
+        } else {
+            Vec::new()
+        }
+    };
+    let dw_down = weight_grad(14, View::of(&saved.act, n, f).t(), View::of(&dz, n, d));
     let mut du = product(View::of(&dz, n, d), View::of(w.w_down, f, d).t());
     drop(dz);
     du.par_chunks_mut(f)
@@ -618,7 +630,7 @@ pub fn backward(
         .with_min_len(ROW_TASK)
         .for_each(|(g, u)| rows::gelu_backward_row(g, u));
     let db_up = column_sums(&du, f);
-    let dw_up = product(View::of(&saved.c, n, d).t(), View::of(&du, n, f));
+    let dw_up = weight_grad(12, View::of(&saved.c, n, d).t(), View::of(&du, n, f));
     let dc = product(View::of(&du, n, f), View::of(w.w_up, d, f).t());
     drop(du);
     let (dgamma2, dbeta2) = column_dot_sums(&dc, &saved.xhat2, d);
@@ -631,7 +643,7 @@ pub fn backward(
     // Attention branch.
     let dy = masked(&dx1, extras.dropout.map(|m| m.0));
     let dbo = column_sums(&dy, d);
-    let dwo = product(View::of(&saved.attn, n, d).t(), View::of(&dy, n, d));
+    let dwo = weight_grad(8, View::of(&saved.attn, n, d).t(), View::of(&dy, n, d));
     let dattn = product(View::of(&dy, n, d), View::of(w.wo, d, d).t());
     drop(dy);
 
@@ -645,7 +657,11 @@ pub fn backward(
         .with_min_len(ROW_TASK)
         .for_each(|(t, row)| rows::qkv_backward_row(row, extras.rotary_at(t, hd), hd, scale));
     let dbqkv = column_sums(&dqkv, 3 * d);
-    let dwqkv = product(View::of(&saved.a, n, d).t(), View::of(&dqkv, n, 3 * d));
+    let dwqkv = if needed[2] || needed[4] || needed[6] {
+        product(View::of(&saved.a, n, d).t(), View::of(&dqkv, n, 3 * d))
+    } else {
+        Vec::new()
+    };
     let da = product(
         View::of(&dqkv, n, 3 * d),
         View::of(&saved.wqkv, d, 3 * d).t(),
@@ -655,11 +671,7 @@ pub fn backward(
     layer_norm_backward(&da, w.ln1_gamma, &saved.xhat1, &saved.rstd1, &mut dx1);
 
     // Unpack [d, 3d] and [3d] into the three projections.
-    let mut dw = [
-        Vec::with_capacity(d * d),
-        Vec::with_capacity(d * d),
-        Vec::with_capacity(d * d),
-    ];
+    let mut dw = [Vec::new(), Vec::new(), Vec::new()];
     for row in dwqkv.chunks_exact(3 * d) {
         for (m, part) in dw.iter_mut().zip(row.chunks_exact(d)) {
             m.extend_from_slice(part);

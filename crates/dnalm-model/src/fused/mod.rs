@@ -350,14 +350,16 @@ impl Backward<Flex, 17> for EncoderLayerBackward {
         let state = ops.state;
         let grad_out = grads.consume::<Flex>(&ops.node);
         let call = HostCall::new(&state.params, &state.constants);
+        let [input_node, param_nodes @ ..] = ops.parents;
+        let needed = std::array::from_fn(|i| param_nodes[i].is_some());
         let g = kernels::backward(
             state.dims,
             &call.weights(),
             &call.extras(),
             &state.saved,
             &host(&grad_out),
+            &needed,
         );
-        let [input_node, param_nodes @ ..] = ops.parents;
         if let Some(node) = input_node {
             grads.register::<Flex>(node.id, flex_tensor(g.input, grad_out.shape().to_vec()));
         }
