@@ -95,6 +95,20 @@ def test_embeddings_equal_dnalm_embed(model, checkpoint, tmp_path):
     assert per_token[1].shape[0] > per_token[0].shape[0]
 
 
+def test_a_lora_adapter_loads_on_its_base(checkpoint, tmp_path):
+    """`Model.load` opens a `finetune --lora` directory (adapter and head only) as the base model
+    with the adapters attached, as `dnalm embed` does."""
+    adapter = tmp_path / "lora"
+    cli("finetune", "-m", checkpoint, "-t", f"gue:{GUE_TASK}", "-o", adapter, "--epochs", "1",
+        "--head", "random", "--lr", "1e-2", "--lora", "r=2,alpha=4,targets=q,v,ffn")
+    assert (adapter / "adapter_config.json").is_file()
+    assert not (adapter / "model.safetensors").exists()
+    cli("embed", "-m", adapter, "--task", f"gue:{GUE_TASK}", "-o", tmp_path / "emb")
+    seqs = dnalm.Task.load(f"gue:{GUE_TASK}").split("test")["sequences"]
+    got = dnalm.Model.load(str(adapter)).embed(seqs)
+    np.testing.assert_allclose(got, np.load(tmp_path / "emb/test.npy"), rtol=0, atol=1e-6)
+
+
 def test_probe_equals_dnalm_probe(model, checkpoint, tmp_path):
     cli("embed", "-m", checkpoint, "--task", f"gue:{GUE_TASK}", "-o", tmp_path / "emb")
     cli(
