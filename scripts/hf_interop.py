@@ -174,6 +174,16 @@ def make(out: Path):
     tmp.rmdir()
 
 
+def logit_gap(model, expected):
+    """Largest |logit difference| at real positions between `model` and `expected`."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=expected["input_ids"],
+                       attention_mask=expected["attention_mask"]).logits
+    real = expected["attention_mask"].bool()
+    return (logits[real] - expected["logits"][real]).abs().max().item()
+
+
 def make_peft(out: Path):
     from peft import LoraConfig, get_peft_model
     from transformers import EsmForMaskedLM
@@ -215,13 +225,7 @@ def check_peft(root: Path):
         config = json.loads((d / "adapter_config.json").read_text())
         base = AutoModelForMaskedLM.from_pretrained((d / config["base_model_name_or_path"]).resolve())
         model = PeftModel.from_pretrained(base, d)
-        expected = load_file(d / "expected.safetensors")
-        model.eval()
-        with torch.no_grad():
-            logits = model(input_ids=expected["input_ids"],
-                           attention_mask=expected["attention_mask"]).logits
-        real = expected["attention_mask"].bool()
-        diff = (logits[real] - expected["logits"][real]).abs().max().item()
+        diff = logit_gap(model, load_file(d / "expected.safetensors"))
         adapted = sum(1 for n, _ in model.named_parameters() if "lora_A" in n)
         ok = diff <= TOLERANCE and adapted == len(config["target_modules"])
         failed += not ok
@@ -252,12 +256,7 @@ def check(root: Path):
             if got != want:
                 ok = False
                 print(f"FAIL {d.name}: sequence {i}: tokenizer ids {got} != dnalm's {want}")
-        model.eval()
-        with torch.no_grad():
-            logits = model(input_ids=expected["input_ids"],
-                           attention_mask=expected["attention_mask"]).logits
-        real = expected["attention_mask"].bool()
-        diff = (logits[real] - expected["logits"][real]).abs().max().item()
+        diff = logit_gap(model, expected)
         ok = ok and diff <= TOLERANCE
         failed += not ok
         print(f"{'ok' if ok else 'FAIL'} {d.name}: {type(model).__name__}, max |logit difference| = {diff:.2e}")

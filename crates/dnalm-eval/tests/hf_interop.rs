@@ -133,7 +133,6 @@ fn max_diff(got: &[f32], want: &[f32], mask: &[i64], width: usize) -> f32 {
 fn check_fixture(name: &str, tokenized: bool) {
     let dir = golden().join(name);
     let expected = read_expected(&dir);
-    let (ids, shape) = ints(&expected, "input_ids");
     let (mask, _) = ints(&expected, "attention_mask");
     if tokenized {
         let tokenizer = AnyTokenizer::load(&dir).unwrap();
@@ -156,13 +155,19 @@ fn check_fixture(name: &str, tokenized: bool) {
             );
         }
     }
-    let model = DnaLm::load(&dir, &cpu()).unwrap();
-    let (hidden, logits) = run(&model, &ids, &mask, shape);
+    check_outputs(name, &DnaLm::load(&dir, &cpu()).unwrap(), &expected);
+}
+
+/// The model's last hidden state and logits on the fixture's inputs match the expected ones.
+fn check_outputs(name: &str, model: &DnaLm, expected: &BTreeMap<String, Value>) {
+    let (ids, shape) = ints(expected, "input_ids");
+    let (mask, _) = ints(expected, "attention_mask");
+    let (hidden, logits) = run(model, &ids, &mask, shape);
     let d = model.config.d_model;
-    let h = max_diff(&hidden, &floats(&expected, "last_hidden_state"), &mask, d);
+    let h = max_diff(&hidden, &floats(expected, "last_hidden_state"), &mask, d);
     let l = max_diff(
         &logits,
-        &floats(&expected, "logits"),
+        &floats(expected, "logits"),
         &mask,
         model.config.vocab_size,
     );
@@ -208,29 +213,9 @@ fn esm2_rotary_matches_transformers() {
 #[test]
 fn a_peft_lora_adapter_matches_peft() {
     let dir = golden().join("esm_rotary_lora");
-    let expected = read_expected(&dir);
-    let (ids, shape) = ints(&expected, "input_ids");
-    let (mask, _) = ints(&expected, "attention_mask");
     let model = dnalm_model::Checkpoint::load(&dir, &cpu()).unwrap().model;
     assert_eq!(dnalm_model::lora::adapter_tensors(&model).len(), 2 * 3 * 2);
-    let (hidden, logits) = run(&model, &ids, &mask, shape);
-    let h = max_diff(
-        &hidden,
-        &floats(&expected, "last_hidden_state"),
-        &mask,
-        model.config.d_model,
-    );
-    let l = max_diff(
-        &logits,
-        &floats(&expected, "logits"),
-        &mask,
-        model.config.vocab_size,
-    );
-    eprintln!("esm_rotary_lora: max |hidden difference| {h:.1e}, max |logit difference| {l:.1e}");
-    assert!(
-        h <= TOLERANCE && l <= TOLERANCE,
-        "hidden {h:e}, logits {l:e}"
-    );
+    check_outputs("esm_rotary_lora", &model, &read_expected(&dir));
 }
 
 #[test]

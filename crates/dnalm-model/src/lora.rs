@@ -466,10 +466,11 @@ impl AdapterInfo {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn encoder() -> DnaLm {
+    /// A 2-block, d = 16 encoder (ESM layout).
+    pub(crate) fn encoder() -> DnaLm {
         let config = ModelConfig {
             vocab_size: 12,
             n_layers: 2,

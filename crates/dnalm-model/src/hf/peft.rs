@@ -206,20 +206,7 @@ pub fn import_peft(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Architecture, DnaLm};
-
-    fn esm_encoder() -> DnaLm {
-        let config = ModelConfig {
-            vocab_size: 12,
-            n_layers: 2,
-            d_model: 8,
-            n_heads: 2,
-            d_ffn: 16,
-            max_positions: 32,
-            ..ModelConfig::new(Architecture::Encoder, 0)
-        };
-        DnaLm::seeded(&config, &crate::cpu(), 2).unwrap()
-    }
+    use crate::lora::tests::encoder as esm_encoder;
 
     #[test]
     fn factors_go_to_peft_names_and_back() {
@@ -239,7 +226,7 @@ mod tests {
         ));
         assert_eq!(
             tensors["base_model.model.esm.encoder.layer.1.intermediate.dense.lora_B.weight"].shape,
-            [16, 2]
+            [32, 2]
         );
         assert_eq!(config["r"], 2);
         assert_eq!(config["target_modules"].as_array().unwrap().len(), 6);
@@ -273,8 +260,8 @@ mod tests {
         let stray = BTreeMap::from([(
             "base_model.model.esm.pooler.dense.lora_A.weight".to_string(),
             HostTensor {
-                shape: vec![2, 8],
-                values: vec![0.0; 16],
+                shape: vec![2, 16],
+                values: vec![0.0; 32],
             },
         )]);
         let e = import_peft(&model.config, &shapes, stray, Path::new("a.safetensors"))
