@@ -9,7 +9,8 @@
 #
 #   bash scripts/bench_lora.sh CHECKPOINT   # e.g. a checkpoint of configs/mlm.toml's model
 #
-# LORA (default `r=8,alpha=16,targets=q,v`) is what `--lora` gets.
+# LORA (default `r=8,alpha=16,targets=q,v`) is what `--lora` gets; QUALITY_ARGS are added to both
+# sides' quality runs (e.g. `--head random`); TASKS="" skips the quality part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: scripts/bench_lora.sh CHECKPOINT}
@@ -19,6 +20,7 @@ max_steps=${MAX_STEPS:-300}
 seeds=${SEEDS:-3}
 tasks=${TASKS:-"pub_coding pub_gc_species2"}
 lora=${LORA:-r=8,alpha=16,targets=q,v}
+read -r -a quality_args <<<"${QUALITY_ARGS:-}"
 cargo build -q --release -p dnalm-cli
 bin=target/release/dnalm
 work=$(mktemp -d)
@@ -44,9 +46,9 @@ python3 - "$work/rounds" "$lora" <<'PY'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1])]
 med = lambda i: statistics.median(r[i] for r in rows)
-print(f"| {len(rows)} alternating rounds, {sys.argv[2]} | trainable parameters | tokens/s (median) | peak memory (median) |")
+print(f"| {len(rows)} alternating rounds, {sys.argv[2]} | trainable parameters (encoder of {med(3):,.0f} + head) | tokens/s (median) | peak memory (median) |")
 print("|---|---|---|---|")
-print(f"| full fine-tuning | {med(2):,.0f} of {med(3):,.0f} | {med(0):,.0f} | {med(1) / 1024:,.0f} MiB |")
+print(f"| full fine-tuning | {med(2):,.0f} | {med(0):,.0f} | {med(1) / 1024:,.0f} MiB |")
 print(f"| LoRA | {med(6):,.0f} ({100 * med(6) / med(7):.1f}%) | {med(4):,.0f} ({med(4) / med(0):.2f}x) | {med(5) / 1024:,.0f} MiB |")
 PY
 
@@ -60,7 +62,7 @@ for task in $tasks; do
     rm -rf "$work/q"
     start=$(date +%s)
     "$bin" finetune -m "$model" -t "data/tasks/$task" -o "$work/q" --max-steps "$max_steps" \
-      --seeds "$seeds" "${extra[@]}" 2>/dev/null >"$work/q.json"
+      --seeds "$seeds" "${extra[@]}" "${quality_args[@]}" 2>/dev/null >"$work/q.json"
     took=$(($(date +%s) - start))
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); s=r["summary"]["mcc"]
 print("| %s | %s (lr %.1e) | %.3f ± %.3f | %s | %s |" % (sys.argv[2], sys.argv[3], r["lr"], s["mean"], s["sd"], r["best_steps"], sys.argv[4]))' \
