@@ -45,8 +45,15 @@ def _labels(y, name):
     if not isinstance(y, (_np.ndarray, _Sequence)) or isinstance(y, (str, bytes)):
         raise TypeError(f"{name}: expected a numpy array or a list of labels, got {type(y).__name__}")
     y = _np.asarray(y)
+    if y.ndim == 2:
+        # Multi-label: rows x labels, true (or 1) where a label applies.
+        if y.dtype == bool or _np.issubdtype(y.dtype, _np.integer):
+            if not _np.isin(y, (0, 1)).all():
+                raise ValueError(f"{name}: a 2-d (multi-label) array holds only 0/1 or booleans")
+            return _np.ascontiguousarray(y, dtype=bool)
+        raise TypeError(f"{name}: a 2-d (multi-label) array must be boolean or 0/1, not {y.dtype}")
     if y.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-d array, got {y.ndim}-d")
+        raise ValueError(f"{name}: expected a 1-d array (or 2-d rows x labels), got {y.ndim}-d")
     if _np.issubdtype(y.dtype, _np.integer) or y.dtype == bool:
         return _np.ascontiguousarray(y, dtype=_np.int64)
     if _np.issubdtype(y.dtype, _np.floating):
@@ -62,7 +69,8 @@ def read_fasta(path):
 
 def logme(features, labels, num_classes=None):
     """LogME evidence per sample (You et al. 2021) of ``features`` (rows x dims) for ``labels``
-    (integer classes or float values), as ``dnalm relevance`` computes it."""
+    (integer classes, float values, or a rows x labels boolean array), as ``dnalm relevance``
+    computes it."""
     return _dnalm.logme(_features(features, "features"), _labels(labels, "labels"), num_classes)
 
 
@@ -73,7 +81,8 @@ def h_score(features, labels, num_classes=None):
 
 def probe(train, valid, test, kind="linear", folds=5, seed=0, num_classes=None):
     """Fits a probe (``linear``, ``knn`` or ``mlp``) on frozen features under dnalm's protocol:
-    each split is ``(features, labels)``; the hyperparameter is chosen on ``valid``, the headline
+    each split is ``(features, labels)``, labels a 1-d array (classes or values) or a rows x
+    labels boolean array (multi-label: per-label and macro AUROC/AUPRC); the hyperparameter is chosen on ``valid``, the headline
     fit uses all training rows and ``folds`` refits give its sd. Returns ``{"chosen": str,
     "metrics": {name: (mean, sd)}}`` on ``test``."""
     splits = []

@@ -488,21 +488,28 @@ impl Task {
         self.inner.spec.name.clone()
     }
 
-    /// Number of classes (None for a regression task).
+    /// Number of classes (None for a regression or multi-label task).
     #[getter]
     fn num_classes(&self) -> Option<u32> {
         match self.inner.spec.kind {
             TaskKind::Classification { num_classes, .. } => Some(num_classes),
-            TaskKind::Regression => None,
+            TaskKind::Regression | TaskKind::MultiLabel { .. } => None,
         }
     }
 
-    /// Class names, when the task has them.
+    /// Whether each sequence carries any subset of the labels (`label_names`).
+    #[getter]
+    fn multi_label(&self) -> bool {
+        matches!(self.inner.spec.kind, TaskKind::MultiLabel { .. })
+    }
+
+    /// Class (or label) names, when the task has them.
     #[getter]
     fn label_names(&self) -> Option<Vec<String>> {
         match &self.inner.spec.kind {
             TaskKind::Classification { label_names, .. } => label_names.clone(),
             TaskKind::Regression => None,
+            TaskKind::MultiLabel { label_names } => Some(label_names.clone()),
         }
     }
 
@@ -513,7 +520,7 @@ impl Task {
     }
 
     /// One split (`train`, `valid`, `test`): `{"ids": [...], "sequences": [...], "labels":
-    /// int64 or float64 array}`.
+    /// int64 (classes) or float64 (values) array, or (multi-label) a rows x labels bool array}`.
     fn split<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
         let split = Split::parse(name).ok_or_else(|| {
             PyValueError::new_err(format!("split '{name}' is not train, valid or test"))
@@ -527,13 +534,14 @@ impl Task {
                 .map(|r| String::from_utf8_lossy(&r.sequence).into_owned())
                 .collect::<Vec<_>>(),
         )?;
-        match self.inner.spec.kind {
+        match &self.inner.spec.kind {
             TaskKind::Regression => {
                 let v: Vec<f64> = rows
                     .iter()
-                    .map(|r| match r.label {
-                        Label::Value(v) => v,
-                        Label::Class(k) => f64::from(k),
+                    .map(|r| match &r.label {
+                        Label::Value(v) => *v,
+                        Label::Class(k) => f64::from(*k),
+                        Label::Labels(set) => set.len() as f64,
                     })
                     .collect();
                 d.set_item("labels", Array1::from(v).into_pyarray(py))?;
@@ -541,12 +549,22 @@ impl Task {
             TaskKind::Classification { .. } => {
                 let v: Vec<i64> = rows
                     .iter()
-                    .map(|r| match r.label {
-                        Label::Class(k) => i64::from(k),
-                        Label::Value(v) => v as i64,
+                    .map(|r| match &r.label {
+                        Label::Class(k) => i64::from(*k),
+                        Label::Value(v) => *v as i64,
+                        Label::Labels(set) => set.first().map_or(0, |&k| i64::from(k)),
                     })
                     .collect();
                 d.set_item("labels", Array1::from(v).into_pyarray(py))?;
+            }
+            TaskKind::MultiLabel { .. } => {
+                let targets = dnalm_eval::features::tasks::targets(&self.inner, &rows);
+                if let Targets::Labels { present, .. } = targets {
+                    let present =
+                        Array2::from_shape_vec(present.dim(), present.iter().copied().collect())
+                            .map_err(|e| Error::new_err(e.to_string()))?;
+                    d.set_item("labels", present.into_pyarray(py))?;
+                }
             }
         }
         Ok(d)
@@ -640,8 +658,16 @@ fn targets(labels: &Bound<'_, PyAny>, num_classes: Option<usize>) -> PyResult<Ta
     if let Ok(values) = labels.extract::<PyReadonlyArray1<'_, f64>>() {
         return Ok(Targets::Values(values.as_array().to_vec()));
     }
+    if let Ok(present) = labels.extract::<PyReadonlyArray2<'_, bool>>() {
+        let view = present.as_array();
+        let present = ndarray::Array2::from_shape_vec(view.dim(), view.iter().copied().collect())
+            .map_err(|e| Error::new_err(e.to_string()))?;
+        let names = (0..present.ncols()).map(|k| k.to_string()).collect();
+        return Ok(Targets::Labels { present, names });
+    }
     Err(pyo3::exceptions::PyTypeError::new_err(
-        "labels: expected a 1-d int64 (classes) or float64 (values) numpy array",
+        "labels: expected a 1-d int64 (classes) or float64 (values) numpy array, or a 2-d bool \
+         array (rows x labels, multi-label)",
     ))
 }
 
@@ -708,7 +734,7 @@ fn probe<'py>(
     let train = labelled(&train, "train", num_classes)?;
     let n = match &train.y {
         Targets::Classes { num_classes, .. } => Some(*num_classes),
-        Targets::Values(_) => None,
+        Targets::Values(_) | Targets::Labels { .. } => None,
     };
     let data = SplitFeatures {
         train,

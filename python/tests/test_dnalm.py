@@ -161,6 +161,29 @@ def test_tasks_fasta_and_scores():
     assert len(records) == 1 and len(records[0][1]) == 48502
 
 
+def test_a_multi_label_task_and_its_probe(model, tmp_path):
+    task_dir = tmp_path / "cds"
+    cli(
+        "make-task", "multi-label", ROOT / "data/ecoli_MG1655.fa.gz",
+        "-a", ROOT / "data/ecoli_MG1655.prodigal.gff3.gz",
+        "--length", "100", "--rows", "60,20,30", "--stranded", "-o", task_dir,
+    )
+    task = dnalm.Task.load(str(task_dir))
+    assert task.multi_label and task.num_classes is None
+    assert task.label_names == ["CDS(+)", "CDS(-)"]
+    splits = []
+    for name in ["train", "valid", "test"]:
+        s = task.split(name)
+        assert s["labels"].dtype == bool and s["labels"].shape == (len(s["ids"]), 2)
+        splits.append((model.embed(s["sequences"]), s["labels"]))
+    got = dnalm.probe(*splits, kind="linear", folds=2)
+    for name in ["auroc", "auprc", "mcc", "auroc/0", "auprc/1"]:
+        assert name in got["metrics"], got["metrics"]
+    assert np.isfinite(dnalm.logme(splits[0][0], splits[0][1]))
+    with pytest.raises(ValueError, match="only 0/1"):
+        dnalm.probe(*[(x, y.astype(np.int64) * 2) for x, y in splits])
+
+
 def test_likelihoods_and_logits(model):
     seqs = ["ACGTACGTACGTACGTACGT", "TTTTTTTTTTGGGGGGGGGG"]
     scores = model.score_likelihood(seqs)

@@ -18,7 +18,7 @@ use dnalm_eval::{
     finetune::{
         finetune, save_finetuned, FinetuneOptions, HeadInit, LearningRate, FINETUNE_BUDGET,
     },
-    probes::fit::FitOptions,
+    probes::fit::{ClassBalance, FitOptions},
     probes::token::TOKEN_PROBE_BUDGET,
     probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     report::write_report,
@@ -152,7 +152,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             for chunk in rows.chunks(CHUNK) {
                 let seqs: Vec<&[u8]> = chunk.iter().map(|r| r.sequence.as_slice()).collect();
                 for (r, v) in chunk.iter().zip(embedder.embed(&seqs)?) {
-                    writer.push(&r.id, &label_text(&r.label), &v)?;
+                    writer.push(&r.id, &r.label.to_string(), &v)?;
                 }
             }
             total += writer.len();
@@ -204,7 +204,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             let lengths: Vec<u64> = rows.iter().map(|r| r.sequence.len() as u64).collect();
             let mine = shard_sequences(shard, &lengths);
             for r in rows.into_iter().skip(mine.start).take(mine.len()) {
-                batch.push((r.id.clone(), label_text(&r.label), r.sequence));
+                batch.push((r.id.clone(), r.label.to_string(), r.sequence));
                 if batch.len() == CHUNK {
                     flush(&mut batch, &mut writer)?;
                 }
@@ -255,13 +255,6 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         total as f64 / t0.elapsed().as_secs_f64().max(1e-9)
     );
     Ok(())
-}
-
-fn label_text(label: &dnalm_seq::task::Label) -> String {
-    match label {
-        dnalm_seq::task::Label::Class(c) => c.to_string(),
-        dnalm_seq::task::Label::Value(v) => v.to_string(),
-    }
 }
 
 /// Probe settings on the command line.
@@ -466,6 +459,10 @@ pub struct FinetuneFlags {
     /// the default rate is 10x the full fine-tuning one.
     #[arg(long, value_name = "SPEC")]
     lora: Option<LoraSpec>,
+    /// Loss weights: `none`, or `balanced` (each class weighs rows / (classes x its rows);
+    /// multi-label: each label's positives weigh its negatives / positives, for rare labels).
+    #[arg(long, default_value = "none", value_name = "none|balanced")]
+    class_weights: ClassBalance,
 }
 
 impl FinetuneFlags {
@@ -478,6 +475,7 @@ impl FinetuneFlags {
                 seed,
                 max_steps: Some(self.max_steps),
                 eval_every: self.eval_every,
+                balance: self.class_weights,
                 ..FINETUNE_BUDGET
             },
             lr: self.lr,

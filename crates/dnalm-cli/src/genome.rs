@@ -83,6 +83,17 @@ pub enum SplitArg {
     Block(usize),
 }
 
+impl ClassKeyArg {
+    /// The library's class key.
+    fn key(self) -> ClassKey {
+        match self {
+            ClassKeyArg::Type => ClassKey::FeatureType,
+            ClassKeyArg::Name => ClassKey::Name,
+            ClassKeyArg::NamePrefix => ClassKey::NamePrefix,
+        }
+    }
+}
+
 impl SplitArg {
     /// The unit a split assigns, or `None` for no split.
     fn unit(self) -> Option<SplitUnit> {
@@ -276,11 +287,7 @@ pub fn sample(args: SampleArgs) -> anyhow::Result<()> {
         }
     };
     let weights: ClassWeights = args.weights.parse()?;
-    let key = match args.class_key {
-        ClassKeyArg::Type => ClassKey::FeatureType,
-        ClassKeyArg::Name => ClassKey::Name,
-        ClassKeyArg::NamePrefix => ClassKey::NamePrefix,
-    };
+    let key = args.class_key.key();
     let mut sampler = RarityBalancedSampler::new(
         &names,
         &segments,
@@ -482,11 +489,171 @@ pub enum MakeTaskCommand {
     /// A long-range task: two motif sites near opposite ends of real background; label 1 when
     /// they are convergent. Needs a context spanning both sites.
     Orientation(OrientationTaskArgs),
+    /// A multi-label task: genome windows labelled with every annotated feature class they hold
+    /// (per strand with --stranded; with --ends, the windows holding a feature's 5'/3' end).
+    MultiLabel(MultiLabelTaskArgs),
 }
 
 /// Runs `dnalm make-task`.
 pub fn make_task(cmd: MakeTaskCommand) -> anyhow::Result<()> {
     match cmd {
         MakeTaskCommand::Orientation(args) => make_orientation_task(args),
+        MakeTaskCommand::MultiLabel(args) => make_multi_label_task(args),
     }
+}
+
+/// Arguments of `dnalm make-task multi-label`.
+#[derive(Args)]
+pub struct MultiLabelTaskArgs {
+    /// Genome (FASTA, plain or gzip).
+    genome: PathBuf,
+    /// Annotations (BED or GFF3, optionally gzip).
+    #[arg(short, long)]
+    annotations: PathBuf,
+    /// Window length in bases.
+    #[arg(long, default_value_t = 200)]
+    length: usize,
+    /// Windows per split, as train,valid,test.
+    #[arg(long, default_value = "3000,500,1000", value_parser = parse_counts)]
+    rows: [usize; 3],
+    /// Feature classes to label, comma-separated (default: every class in the annotations).
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Which annotation field is a feature's class.
+    #[arg(long, value_enum, default_value = "type")]
+    class_key: ClassKeyArg,
+    /// One label per strand: `CLASS(+)`, `CLASS(-)`.
+    #[arg(long)]
+    stranded: bool,
+    /// Also label windows holding a feature's 5' end (`CLASS_5p`) or 3' end (`CLASS_3p`).
+    #[arg(long)]
+    ends: bool,
+    /// Bases of a window a feature must cover to label it (capped at the feature's length;
+    /// default: half the window).
+    #[arg(long)]
+    min_overlap: Option<usize>,
+    /// Genome split unit (`record` or `block:N`); splits never share bases.
+    #[arg(long, default_value = "block:100000")]
+    split: SplitArg,
+    /// Fractions of bases for train,valid,test.
+    #[arg(long, default_value = "0.7,0.1,0.2", value_parser = parse_fractions)]
+    fractions: [f64; 3],
+    /// Random seed (genome split and window draws).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output task directory (train.csv, valid.csv, test.csv, task.json).
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+/// Runs `dnalm make-task multi-label` (see `dnalm_seq::feature_task`).
+pub fn make_multi_label_task(args: MultiLabelTaskArgs) -> anyhow::Result<()> {
+    use dnalm_seq::{
+        feature_task::{feature_task, FeatureTaskSpec},
+        task_writer::{LabelSetRow, NewTask, TaskFiles},
+    };
+    use rand::SeedableRng;
+
+    let genome = dnalm_seq::Genome::read(&args.genome)?;
+    let annotations = read_intervals(&args.annotations)?;
+    let Some(unit) = args.split.unit() else {
+        bail!("--split none would let windows of different splits overlap; use record or block:N")
+    };
+    let split = split_genome(
+        &genome.lengths(),
+        &SplitConfig {
+            unit,
+            fractions: args.fractions,
+            seed: args.seed,
+        },
+    )?;
+    let spec = FeatureTaskSpec {
+        length: args.length,
+        rows: args.rows,
+        classes: args.classes.clone(),
+        key: args.class_key.key(),
+        stranded: args.stranded,
+        ends: args.ends,
+        min_overlap: args.min_overlap.unwrap_or(args.length / 2),
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    let task = feature_task(&genome, &split, annotations, &spec, &mut rng)
+        .with_context(|| format!("{}", args.annotations.display()))?;
+    let names = genome.names();
+    let rows: Vec<LabelSetRow> = Split::ALL
+        .iter()
+        .zip(&task.rows)
+        .flat_map(|(&split, rows)| {
+            let names = &names;
+            rows.iter().map(move |w| LabelSetRow {
+                sequence: w.sequence.clone(),
+                labels: w.labels.clone(),
+                id: format!(
+                    "{}:{}-{}",
+                    names[w.record],
+                    w.start + 1,
+                    w.start + args.length
+                ),
+                split,
+            })
+        })
+        .collect();
+    let name = args
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "multi_label".into());
+    let new = NewTask {
+        name,
+        label_names: task.label_names.clone(),
+        seq_len: Some(args.length),
+        description: format!(
+            "Multi-label: {} bp windows of {} labelled with the {} feature classes of {} they hold (a class when a feature covers at least {} bases of the window{}{}). Splits are disjoint genome {:?} units ({:?}).",
+            args.length,
+            args.genome.display(),
+            task.label_names.len(),
+            args.annotations.display(),
+            spec.min_overlap,
+            if args.stranded { ", per strand" } else { "" },
+            if args.ends { "; _5p/_3p: the window holds a feature's first/last base on its strand" } else { "" },
+            unit,
+            args.fractions
+        ),
+        source: Some(format!(
+            "dnalm make-task multi-label {} --annotations {} --length {} --rows {}{}{}{} --min-overlap {} --seed {}",
+            args.genome.display(),
+            args.annotations.display(),
+            args.length,
+            args.rows.map(|r| r.to_string()).join(","),
+            if args.classes.is_empty() { String::new() } else { format!(" --classes {}", args.classes.join(",")) },
+            if args.stranded { " --stranded" } else { "" },
+            if args.ends { " --ends" } else { "" },
+            spec.min_overlap,
+            args.seed
+        )),
+    };
+    new.write_multi_label(&args.out, &rows, &TaskFiles::PerSplit)?;
+    eprintln!(
+        "{}: {} / {} / {} windows of {} bp, {} labels:",
+        args.out.display(),
+        task.rows[0].len(),
+        task.rows[1].len(),
+        task.rows[2].len(),
+        args.length,
+        task.label_names.len()
+    );
+    let total: usize = task.rows.iter().map(Vec::len).sum();
+    for (k, label) in task.label_names.iter().enumerate() {
+        let n: usize = task
+            .rows
+            .iter()
+            .flatten()
+            .filter(|w| w.labels.contains(&k))
+            .count();
+        eprintln!(
+            "  {label:<20} {n:>7} windows ({:.1}%)",
+            100.0 * n as f64 / total.max(1) as f64
+        );
+    }
+    Ok(())
 }

@@ -307,7 +307,10 @@ fn print_report(report: &Report) {
                     dnalm_seq::task::TaskKind::Classification { label_names, .. } => {
                         label_names.clone()
                     }
-                    _ => None,
+                    dnalm_seq::task::TaskKind::MultiLabel { label_names } => {
+                        Some(label_names.clone())
+                    }
+                    dnalm_seq::task::TaskKind::Regression => None,
                 });
                 let labels: Vec<String> = stats
                     .per_label
@@ -321,7 +324,11 @@ fn print_report(report: &Report) {
                         format!("{k}{name} {v}")
                     })
                     .collect();
-                println!("  {:<22} {}", "labels", labels.join(", "));
+                let heading = match task.as_ref().map(|t| &t.kind) {
+                    Some(dnalm_seq::task::TaskKind::MultiLabel { .. }) => "rows per label",
+                    _ => "labels",
+                };
+                println!("  {heading:<22} {}", labels.join(", "));
             }
             if let Some(mean) = stats.target_mean {
                 println!("  {:<22} {mean:.4}", "target mean");

@@ -690,3 +690,133 @@ fn lora_finetune_saves_an_adapter_that_embed_loads_and_merge_adapter_folds_in() 
     ]);
     assert!(err.contains("not a LoRA adapter directory"), "{err}");
 }
+
+/// Issue 17, item 3: a multi-label task made from the bundled E. coli annotations is probed,
+/// benched (k-mer and CNN baselines included) and fine-tuned with balanced label weights, each
+/// reporting per-label AUROC/AUPRC and their macro averages; a label outside the declared set is
+/// one clear line naming the file and line.
+#[test]
+fn a_multi_label_task_is_made_probed_benched_and_fine_tuned() {
+    let f = fixture();
+    let task = f.root.join("cds_labels");
+    let made = dnalm(&[
+        "make-task",
+        "multi-label",
+        root().join("data/ecoli_MG1655.fa.gz").to_str().unwrap(),
+        "-a",
+        root()
+            .join("data/ecoli_MG1655.prodigal.gff3.gz")
+            .to_str()
+            .unwrap(),
+        "--length",
+        "120",
+        "--rows",
+        "80,30,40",
+        "--stranded",
+        "--ends",
+        "-o",
+        task.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(stderr(&made).contains("CDS_5p"), "{}", stderr(&made));
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(task.join("task.json")).unwrap()).unwrap();
+    assert_eq!(spec["multi_label"], true);
+    assert_eq!(spec["label_names"][1], "CDS(-)");
+
+    let probe = f.root.join("ml_probe.json");
+    ok(&[
+        "probe",
+        "-t",
+        task.to_str().unwrap(),
+        "-m",
+        f.model.to_str().unwrap(),
+        "--probes",
+        "linear,knn",
+        "--folds",
+        "2",
+        "-o",
+        probe.to_str().unwrap(),
+    ]);
+    let probe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&probe).unwrap()).unwrap();
+    let text = probe.to_string();
+    for key in [
+        "\"auroc\"",
+        "\"auprc\"",
+        "\"auroc/CDS(+)\"",
+        "\"auprc/CDS_3p\"",
+    ] {
+        assert!(text.contains(key), "no {key} in {text}");
+    }
+
+    let bench = f.root.join("ml_bench");
+    let report = ok(&[
+        "bench",
+        "-t",
+        task.to_str().unwrap(),
+        "-m",
+        &format!("tiny={}", f.model.display()),
+        "-o",
+        bench.to_str().unwrap(),
+        "--probes",
+        "linear",
+        "--seeds",
+        "1",
+        "--cnn-epochs",
+        "1",
+        "--folds",
+        "2",
+    ]);
+    assert!(report.contains("kmer-spectrum (baseline)"), "{report}");
+    assert!(report.contains("auroc"), "{report}");
+
+    let tuned = f.root.join("ml_tuned");
+    let json = ok(&[
+        "finetune",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-t",
+        task.to_str().unwrap(),
+        "-o",
+        tuned.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--class-weights",
+        "balanced",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let text = report.to_string();
+    assert!(text.contains("\"auroc/CDS_5p\""), "{text}");
+    let head: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tuned.join("head.json")).unwrap()).unwrap();
+    assert_eq!(head["multi_label"], true);
+    assert_eq!(head["label_names"].as_array().unwrap().len(), 4);
+    let refused = fails(&[
+        "label",
+        "-m",
+        tuned.to_str().unwrap(),
+        root().join("data/lambda_phage.fa").to_str().unwrap(),
+        "-o",
+        f.root.join("ml_label").to_str().unwrap(),
+    ]);
+    assert!(refused.contains("several labels per window"), "{refused}");
+
+    // A row with a label outside task.json's label_names.
+    let bad = f.root.join("ml_bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(task.join("task.json"), bad.join("task.json")).unwrap();
+    let train = std::fs::read_to_string(task.join("train.csv")).unwrap();
+    let mut lines: Vec<String> = train.lines().map(String::from).collect();
+    lines[2] = lines[2].replacen(",", ",CDS(+);tRNA;", 1);
+    std::fs::write(bad.join("train.csv"), lines.join("\n")).unwrap();
+    for split in ["valid", "test"] {
+        let name = format!("{split}.csv");
+        std::fs::copy(task.join(&name), bad.join(&name)).unwrap();
+    }
+    let err = fails(&["inspect", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("train.csv:line 3: label 'tRNA' is not one of task.json's label_names"),
+        "{err}"
+    );
+}

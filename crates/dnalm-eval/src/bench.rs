@@ -106,6 +106,7 @@ impl Default for BenchConfig {
                 select: Selection::ValidLoss,
                 score_initial: false,
                 device: DeviceName::Cpu,
+                balance: crate::probes::fit::ClassBalance::None,
             },
             cnn_channels: 64,
             seeds: 3,
@@ -444,10 +445,7 @@ impl TaskResult {
             dir: task.dir.clone(),
             format,
             notes: task.notes.clone(),
-            headline: match task.spec.kind {
-                dnalm_seq::task::TaskKind::Regression => "pearson".into(),
-                _ => "mcc".into(),
-            },
+            headline: headline(&targets(task, &test)).into(),
             rows: dnalm_seq::task::Split::ALL.map(|s| task.split(s).count()),
             entries: Vec::new(),
             comparisons: Vec::new(),
@@ -572,6 +570,17 @@ fn relevance_scores(
                 num_classes,
             } => Some(h_score_with(train_x, &gram, labels, *num_classes)?),
             Targets::Values(_) => None,
+            // The mean of each label's binary H-score.
+            Targets::Labels { .. } => {
+                let per_label = features.train.y.per_label();
+                let mut total = 0.0;
+                for t in &per_label {
+                    if let Targets::Classes { labels, .. } = t {
+                        total += h_score_with(train_x, &gram, labels, 2)?;
+                    }
+                }
+                Some(total / per_label.len().max(1) as f64)
+            }
         },
         knn: f64::NAN,
         linear: f64::NAN,

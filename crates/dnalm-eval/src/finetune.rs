@@ -51,6 +51,10 @@ pub struct HeadInfo {
     pub label_names: Vec<String>,
     /// Whether the head regresses a value.
     pub regression: bool,
+    /// Whether the head scores independent labels (multi-label: a sigmoid each, `label_names`
+    /// naming them) rather than exclusive classes.
+    #[serde(default)]
+    pub multi_label: bool,
     /// Pooling of the encoder output.
     pub pooling: Pooling,
     /// Regression targets' mean and sd (the head predicts standardised values).
@@ -231,6 +235,7 @@ pub const FINETUNE_BUDGET: FitOptions = FitOptions {
     select: Selection::ValidMetric,
     score_initial: true,
     device: dnalm_model::DeviceName::Cpu,
+    balance: crate::probes::fit::ClassBalance::None,
 };
 
 /// Steps between validations when the budget does not say: every epoch, at most 100 steps.
@@ -584,10 +589,8 @@ pub fn finetune(
         &concat_targets(&targets(task, &train), &targets(task, &valid)),
         &targets(task, &test),
     );
-    let (outputs, regression) = match &task.spec.kind {
-        TaskKind::Classification { num_classes, .. } => (*num_classes as usize, false),
-        TaskKind::Regression => (1, true),
-    };
+    let outputs = task.spec.outputs();
+    let regression = task.spec.kind == TaskKind::Regression;
     let pooling = options.pooling;
     let span = PooledSpan::of(&tokenizer);
     let cut = options
@@ -804,8 +807,10 @@ pub fn finetune(
                 .clone()
                 .unwrap_or_else(|| (0..*num_classes).map(|c| c.to_string()).collect()),
             TaskKind::Regression => Vec::new(),
+            TaskKind::MultiLabel { label_names } => label_names.clone(),
         },
         regression,
+        multi_label: matches!(task.spec.kind, TaskKind::MultiLabel { .. }),
         pooling,
         target_scale,
         seq_len: {

@@ -87,6 +87,14 @@ pub fn classify_genome(
             message: "it regresses a value; labelling needs a classifier".into(),
         });
     }
+    if info.multi_label {
+        return Err(EvalError::Unsupported {
+            model: format!("the model of task '{}'", info.task),
+            message: "it scores several labels per window; labelling merges windows of one \
+                      predicted class (use `dnalm embed` or Python's Model to score windows)"
+                .into(),
+        });
+    }
     if options.window == 0 || options.stride == 0 {
         return Err(EvalError::BadOption {
             option: "window",

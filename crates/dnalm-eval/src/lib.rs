@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use dnalm_model::burn::tensor::Device;
 
 pub use features::{Labelled, Targets};
-pub use metrics::{ClassificationMetrics, RegressionMetrics, Summary};
+pub use metrics::{ClassificationMetrics, MultiLabelMetrics, RegressionMetrics, Summary};
 pub use probes::{run_probe, ProbeKind, ProbeOptions, ProbeReport, SplitFeatures};
 
 /// Everything that can go wrong in evaluation.

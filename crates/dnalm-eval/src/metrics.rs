@@ -87,6 +87,72 @@ impl ClassificationMetrics {
     }
 }
 
+/// Metrics of a multi-label classifier on one split: per label, AUROC, average precision and
+/// MCC at probability 0.5; their unweighted means over labels (labels whose metric is undefined
+/// on the split, e.g. no positive row, left out of the mean).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultiLabelMetrics {
+    /// Label names, in column order.
+    pub names: Vec<String>,
+    /// AUROC per label (`None` where the split has only one side of it).
+    pub auroc: Vec<Option<f64>>,
+    /// Average precision per label (`None` without a positive row).
+    pub auprc: Vec<Option<f64>>,
+    /// MCC per label, predicting the label where its probability is at least 0.5.
+    pub mcc: Vec<f64>,
+}
+
+impl MultiLabelMetrics {
+    /// Computes the metrics from `present` (`rows x labels`) and per-label probabilities of the
+    /// same shape.
+    ///
+    /// # Panics
+    /// When the shapes differ (callers check them).
+    pub fn compute(present: ArrayView2<bool>, names: &[String], scores: ArrayView2<f32>) -> Self {
+        assert_eq!(present.dim(), scores.dim(), "one score per row and label");
+        let mut out = MultiLabelMetrics {
+            names: names.to_vec(),
+            auroc: Vec::new(),
+            auprc: Vec::new(),
+            mcc: Vec::new(),
+        };
+        for (truth, s) in present.columns().into_iter().zip(scores.columns()) {
+            let positive: Vec<bool> = truth.to_vec();
+            let s: Vec<f64> = s.iter().map(|&v| v as f64).collect();
+            out.auroc.push(auroc(&positive, &s));
+            out.auprc.push(average_precision(&positive, &s));
+            let labels: Vec<u32> = positive.iter().map(|&p| p as u32).collect();
+            let predicted: Vec<u32> = s.iter().map(|&v| (v >= 0.5) as u32).collect();
+            out.mcc.push(mcc(&confusion(&labels, &predicted, 2)));
+        }
+        out
+    }
+
+    /// The macro averages (`auroc`, `auprc`, `mcc`) and every label's (`auroc/NAME`, ...),
+    /// undefined ones left out.
+    pub fn to_map(&self) -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        let defined = |v: &[Option<f64>]| v.iter().flatten().copied().collect::<Vec<_>>();
+        for (metric, values) in [("auroc", &self.auroc), ("auprc", &self.auprc)] {
+            if let Some(mean) = mean_of(&defined(values)) {
+                m.insert(metric.to_string(), mean);
+            }
+            for (name, v) in self.names.iter().zip(values.iter()) {
+                if let Some(v) = v {
+                    m.insert(format!("{metric}/{name}"), *v);
+                }
+            }
+        }
+        if let Some(mean) = mean_of(&self.mcc) {
+            m.insert("mcc".into(), mean);
+        }
+        for (name, v) in self.names.iter().zip(&self.mcc) {
+            m.insert(format!("mcc/{name}"), *v);
+        }
+        m
+    }
+}
+
 /// Metrics of a regressor on one split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RegressionMetrics {
@@ -412,6 +478,13 @@ pub enum TestPredictions {
         /// Predicted value per row, per run.
         runs: Vec<Vec<f64>>,
     },
+    /// Multi-label: the headline is the macro AUROC, so the scores are kept.
+    Labels {
+        /// Per row, whether each label applies.
+        truth: Vec<Vec<bool>>,
+        /// Per run, per row, each label's probability.
+        runs: Vec<Vec<Vec<f32>>>,
+    },
 }
 
 impl TestPredictions {
@@ -437,6 +510,13 @@ impl TestPredictions {
                     .map(|o| o.column(0).iter().map(|&v| v as f64).collect())
                     .collect(),
             },
+            Targets::Labels { present, .. } => TestPredictions::Labels {
+                truth: present.rows().into_iter().map(|r| r.to_vec()).collect(),
+                runs: runs
+                    .iter()
+                    .map(|o| o.rows().into_iter().map(|r| r.to_vec()).collect())
+                    .collect(),
+            },
         }
     }
 
@@ -445,6 +525,7 @@ impl TestPredictions {
         match self {
             TestPredictions::Classes { truth, .. } => truth.len(),
             TestPredictions::Values { truth, .. } => truth.len(),
+            TestPredictions::Labels { truth, .. } => truth.len(),
         }
     }
 
@@ -459,11 +540,16 @@ impl TestPredictions {
                 TestPredictions::Values { truth: a, .. },
                 TestPredictions::Values { truth: b, .. },
             ) => a == b,
+            (
+                TestPredictions::Labels { truth: a, .. },
+                TestPredictions::Labels { truth: b, .. },
+            ) => a == b,
             _ => false,
         }
     }
 
-    /// The headline (MCC, or Pearson) on `rows` (indices, repeats allowed), averaged over runs.
+    /// The headline (MCC, Pearson, or macro AUROC) on `rows` (indices, repeats allowed),
+    /// averaged over runs.
     pub fn headline(&self, rows: &[usize]) -> f64 {
         let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
         match self {
@@ -489,6 +575,25 @@ impl TestPredictions {
                         .map(|p| {
                             let predicted: Vec<f64> = rows.iter().map(|&r| p[r]).collect();
                             pearson(&truth, &predicted)
+                        })
+                        .collect(),
+                )
+            }
+            TestPredictions::Labels { truth, runs } => {
+                let labels = truth.first().map_or(0, Vec::len);
+                mean(
+                    runs.iter()
+                        .map(|p| {
+                            let rocs: Vec<f64> = (0..labels)
+                                .filter_map(|k| {
+                                    let positive: Vec<bool> =
+                                        rows.iter().map(|&r| truth[r][k]).collect();
+                                    let s: Vec<f64> =
+                                        rows.iter().map(|&r| p[r][k] as f64).collect();
+                                    auroc(&positive, &s)
+                                })
+                                .collect();
+                            mean_of(&rocs).unwrap_or(f64::NAN)
                         })
                         .collect(),
                 )
@@ -761,5 +866,49 @@ mod tests {
         assert!(close(s.mean, 2.0) && close(s.sd, 1.0) && s.n == 3);
         assert_eq!(format!("{s}"), "2.000 ± 1.000");
         assert_eq!(Summary::of(&[4.0]).sd, 0.0);
+    }
+
+    /// Multi-label metrics: each label's AUROC / average precision / MCC at 0.5 are the binary
+    /// metrics of its column; a label without positives on the split is left out of the macro
+    /// AUROC and AUPRC (its MCC is 0 and counts); the paired-comparison headline is the macro
+    /// AUROC.
+    #[test]
+    fn multi_label_metrics_are_per_label_binary_metrics_and_their_means() {
+        let present = ndarray::array![
+            [true, false, false],
+            [false, true, false],
+            [true, true, false],
+            [false, false, false]
+        ];
+        let scores = ndarray::array![
+            [0.9f32, 0.2, 0.1],
+            [0.4, 0.7, 0.3],
+            [0.6, 0.4, 0.2],
+            [0.1, 0.6, 0.0]
+        ];
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let m = MultiLabelMetrics::compute(present.view(), &names, scores.view());
+        for k in 0..2 {
+            let positive: Vec<bool> = present.column(k).to_vec();
+            let s: Vec<f64> = scores.column(k).iter().map(|&v| v as f64).collect();
+            assert_eq!(m.auroc[k], auroc(&positive, &s));
+            assert_eq!(m.auprc[k], average_precision(&positive, &s));
+        }
+        assert_eq!((m.auroc[2], m.auprc[2]), (None, None));
+        // a: AUROC 1; b: positives 0.7, 0.4 vs negatives 0.2, 0.6 -> 3 of 4 pairs.
+        assert!(close(m.auroc[0].unwrap(), 1.0) && close(m.auroc[1].unwrap(), 0.75));
+        let map = m.to_map();
+        assert!(close(map["auroc"], 0.875));
+        assert!(close(map["auroc/b"], 0.75));
+        assert!(!map.contains_key("auroc/c"));
+        // MCC at 0.5: a is predicted exactly (1); b predicts rows 1 and 3 (truth 1 and 2).
+        assert!(close(map["mcc/a"], 1.0) && close(map["mcc/c"], 0.0));
+        assert!(close(map["mcc"], (1.0 + map["mcc/b"]) / 3.0));
+        let targets = Targets::Labels {
+            present,
+            names,
+        };
+        let predictions = TestPredictions::of(&targets, &[scores]);
+        assert!(close(predictions.headline(&[0, 1, 2, 3]), 0.875));
     }
 }

@@ -33,6 +33,7 @@ pub mod corpus;
 mod error;
 pub mod fai;
 pub mod fastx;
+pub mod feature_task;
 mod genome;
 pub mod interval;
 pub mod motif;

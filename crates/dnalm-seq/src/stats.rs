@@ -229,9 +229,15 @@ impl TaskStats {
             *per_split
                 .entry(e.split.map_or("none", |s| s.as_str()).to_string())
                 .or_insert(0) += 1;
-            match e.label {
+            match &e.label {
                 Label::Class(c) => *per_label.entry(c.to_string()).or_insert(0) += 1,
-                Label::Value(v) => values.push(v),
+                Label::Value(v) => values.push(*v),
+                // Each label counts once per row that has it.
+                Label::Labels(set) => {
+                    for k in set {
+                        *per_label.entry(k.to_string()).or_insert(0) += 1;
+                    }
+                }
             }
         }
         let lengths = LengthStats::of(lengths);

@@ -374,7 +374,7 @@ fn classification_task(
 fn carve_valid(examples: &mut [LabelledSequence]) -> String {
     let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, e) in examples.iter().enumerate() {
-        if let (Some(Split::Train), Label::Class(k)) = (e.split, e.label) {
+        if let (Some(Split::Train), &Label::Class(k)) = (e.split, &e.label) {
             by_class.entry(k).or_default().push(i);
         }
     }

@@ -6,6 +6,7 @@
 //! my_task/
 //!   task.json        {"name": "...", "num_classes": 2, "label_names": [...], "description": "..."}
 //!                    or {"name": "...", "regression": true}
+//!                    or {"name": "...", "multi_label": true, "label_names": [...]}
 //!   train.csv        sequence,label[,id][,split]   (.tsv: tab-separated; .csv.gz/.tsv.gz too)
 //!   valid.csv
 //!   test.csv
@@ -16,6 +17,10 @@
 //! `split=...`): `>seq1 label=1 split=train`. Other keys of `task.json` (counts, sources...) are kept
 //! but not interpreted. Every sequence passes the [alphabet policy](crate::alphabet); labels are
 //! checked against `task.json`.
+//!
+//! A multi-label task (several binary labels per sequence, e.g. chromatin profiles) writes each
+//! row's labels as a `;`-separated list of names (or indices) from `label_names`, an empty cell
+//! meaning none: `ACGT...,CTCF;DNase`.
 
 use std::{
     fs,
@@ -44,6 +49,11 @@ pub enum TaskKind {
     },
     /// A real-valued target.
     Regression,
+    /// Any subset of named binary labels per sequence.
+    MultiLabel {
+        /// Names of the labels, by index (at least one).
+        label_names: Vec<String>,
+    },
 }
 
 /// The contents of `task.json`.
@@ -69,6 +79,8 @@ struct TaskJson {
     #[serde(default)]
     regression: Option<bool>,
     #[serde(default)]
+    multi_label: Option<bool>,
+    #[serde(default)]
     label_names: Option<Vec<String>>,
     #[serde(default)]
     tokenizer: Option<String>,
@@ -87,6 +99,32 @@ impl TaskSpec {
         let raw: TaskJson = serde_json::from_str(&text).map_err(|e| {
             SeqError::at_line(path, e.line() as u64, format!("invalid task.json: {e}"))
         })?;
+        if raw.multi_label.unwrap_or(false) {
+            if raw.regression.unwrap_or(false) {
+                return Err(bad(
+                    "gives both \"multi_label\": true and \"regression\": true".into(),
+                ));
+            }
+            let names = raw.label_names.unwrap_or_default();
+            if names.is_empty() {
+                return Err(bad(
+                    "\"multi_label\": true needs \"label_names\" (one name per label)".into(),
+                ));
+            }
+            if let Some(n) = raw.num_classes.filter(|&n| n as usize != names.len()) {
+                return Err(bad(format!(
+                    "\"label_names\" has {} names but \"num_classes\" is {n}",
+                    names.len()
+                )));
+            }
+            check_label_names(&names).map_err(bad)?;
+            return Ok(TaskSpec {
+                name: raw.name,
+                description: raw.description,
+                kind: TaskKind::MultiLabel { label_names: names },
+                tokenizer: raw.tokenizer,
+            });
+        }
         let kind = match (raw.regression.unwrap_or(false), raw.num_classes) {
             (true, Some(_)) => {
                 return Err(bad(
@@ -161,18 +199,93 @@ impl TaskSpec {
                     num_classes - 1
                 ))
             }
+            TaskKind::MultiLabel { label_names } => {
+                let mut set = Vec::new();
+                for part in text.split(LABEL_SEPARATOR).map(str::trim) {
+                    if part.is_empty() {
+                        continue;
+                    }
+                    let index = label_names.iter().position(|n| n == part).or_else(|| {
+                        part.parse::<usize>()
+                            .ok()
+                            .filter(|&k| k < label_names.len())
+                    });
+                    match index {
+                        Some(k) => set.push(k as u32),
+                        None => {
+                            return Err(format!(
+                                "label '{part}' is not one of task.json's label_names ({}) \
+                                 or an index below {}",
+                                label_names.join(", "),
+                                label_names.len()
+                            ))
+                        }
+                    }
+                }
+                set.sort_unstable();
+                set.dedup();
+                Ok(Label::Labels(set))
+            }
+        }
+    }
+
+    /// The number of outputs a model of this task has: classes, labels, or 1 (a value).
+    pub fn outputs(&self) -> usize {
+        match &self.kind {
+            TaskKind::Classification { num_classes, .. } => *num_classes as usize,
+            TaskKind::Regression => 1,
+            TaskKind::MultiLabel { label_names } => label_names.len(),
         }
     }
 }
 
+/// What separates the labels of one multi-label row.
+pub const LABEL_SEPARATOR: char = ';';
+
+/// Label names must be usable in a `;`-separated list and tell apart from indices.
+fn check_label_names(names: &[String]) -> std::result::Result<(), String> {
+    for (i, name) in names.iter().enumerate() {
+        if name.trim().is_empty() || name.trim() != name || name.contains(LABEL_SEPARATOR) {
+            return Err(format!(
+                "label name {i} ('{name}') must be non-empty, without surrounding spaces and without '{LABEL_SEPARATOR}'"
+            ));
+        }
+        if names[..i].contains(name) {
+            return Err(format!("label name '{name}' appears twice"));
+        }
+    }
+    Ok(())
+}
+
 /// A label.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Label {
     /// A class index.
     Class(u32),
     /// A regression target.
     Value(f64),
+    /// The labels that apply (multi-label), as sorted indices into `label_names`.
+    Labels(Vec<u32>),
+}
+
+impl std::fmt::Display for Label {
+    /// As written in a task table: the class index, the value, or the `;`-separated indices.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Label::Class(c) => write!(f, "{c}"),
+            Label::Value(v) => write!(f, "{v}"),
+            Label::Labels(set) => {
+                for (i, k) in set.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "{LABEL_SEPARATOR}")?;
+                    }
+                    write!(f, "{k}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A data split.
@@ -626,6 +739,37 @@ mod tests {
     }
 
     const BINARY: &str = r#"{"name":"t","num_classes":2,"label_names":["neg","pos"]}"#;
+    const MULTI: &str = r#"{"name":"m","multi_label":true,"label_names":["CTCF","DNase"]}"#;
+
+    /// Multi-label rows: names or indices, `;`-separated, any order, repeats folded, an empty
+    /// cell (or a FASTA `label=`) meaning none.
+    #[test]
+    fn multi_label_rows_hold_any_subset_of_the_labels() {
+        let d = task_dir(
+            MULTI,
+            &[
+                (
+                    "train.csv",
+                    "sequence,label\nACGT,DNase;CTCF\nACGT,\nAC,1; 1\n",
+                ),
+                ("test.fa", ">s1 label=0\nACGT\n>s2 label=\nAA\n"),
+            ],
+        );
+        let task = Task::load(d.path()).unwrap();
+        let labels: Vec<&Label> = task.examples.iter().map(|e| &e.label).collect();
+        assert_eq!(
+            labels,
+            [
+                &Label::Labels(vec![0, 1]),
+                &Label::Labels(vec![]),
+                &Label::Labels(vec![1]),
+                &Label::Labels(vec![0]),
+                &Label::Labels(vec![]),
+            ]
+        );
+        assert_eq!(task.spec.outputs(), 2);
+        assert_eq!(Label::Labels(vec![0, 1]).to_string(), "0;1");
+    }
 
     #[test]
     fn split_files_and_label_names() {
@@ -685,6 +829,13 @@ mod tests {
             (BINARY, &[("train.csv", "sequence,label,label\nACGT,1,0\n")], "train.csv:line 1: column 'label' appears twice"),
             (BINARY, &[("train.csv", "id,sequence,label\nx,ACGT,1\nx,AC,0\n")], "train.csv:line 3: id 'x' was already used on line 2"),
             (BINARY, &[("train.csv", "id,sequence,label\nx,ACGT,1\n"), ("test.csv", "id,sequence,label\nx,AC,0\n")], "id 'x' appears in the train and the test split"),
+            // Multi-label: a label outside the declared set, and specs that cannot be read.
+            (MULTI, &[("train.csv", "sequence,label\nACGT,CTCF\nACGT,CTCF;H3K9me3\n")], "train.csv:line 3: label 'H3K9me3' is not one of task.json's label_names (CTCF, DNase) or an index below 2"),
+            (MULTI, &[("train.csv", "sequence,label\nACGT,2\n")], "train.csv:line 2: label '2' is not one of"),
+            (r#"{"name":"m","multi_label":true}"#, &[("train.csv", "sequence,label\nA,0\n")], "\"multi_label\": true needs \"label_names\""),
+            (r#"{"name":"m","multi_label":true,"label_names":["a","a"]}"#, &[("train.csv", "sequence,label\nA,0\n")], "label name 'a' appears twice"),
+            (r#"{"name":"m","multi_label":true,"label_names":["a;b"]}"#, &[("train.csv", "sequence,label\nA,0\n")], "without ';'"),
+            (r#"{"name":"m","multi_label":true,"num_classes":3,"label_names":["a","b"]}"#, &[("train.csv", "sequence,label\nA,0\n")], "\"label_names\" has 2 names but \"num_classes\" is 3"),
         ];
         for (spec, files, needle) in cases {
             let d = task_dir(spec, files);

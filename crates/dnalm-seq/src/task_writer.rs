@@ -1,5 +1,6 @@
-//! Writing a classification task directory (the layout [`crate::task`] reads): the rows as CSV
-//! and `task.json` with the label names, a description, provenance and per-split counts.
+//! Writing a classification (or multi-label) task directory (the layout [`crate::task`] reads):
+//! the rows as CSV and `task.json` with the label names, a description, provenance and per-split
+//! counts.
 
 use std::{
     collections::BTreeMap,
@@ -25,6 +26,80 @@ pub struct TaskRow {
     pub score: Option<f64>,
     /// The row's split.
     pub split: Split,
+}
+
+/// One row of a new multi-label task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelSetRow {
+    /// The bases.
+    pub sequence: Vec<u8>,
+    /// The labels that apply, as indices into the task's label names (any number, none too).
+    pub labels: Vec<usize>,
+    /// Identifier (e.g. `chr1:101-300`).
+    pub id: String,
+    /// The row's split.
+    pub split: Split,
+}
+
+/// What the writer needs of a row of either kind.
+trait WrittenRow {
+    fn sequence(&self) -> &[u8];
+    fn id(&self) -> &str;
+    fn split(&self) -> Split;
+    fn score(&self) -> Option<f64>;
+    /// The labels that apply (one for a class).
+    fn labels(&self) -> &[usize];
+    /// The label cell as written.
+    fn label_text(&self) -> String;
+}
+
+impl WrittenRow for TaskRow {
+    fn sequence(&self) -> &[u8] {
+        &self.sequence
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn split(&self) -> Split {
+        self.split
+    }
+    fn score(&self) -> Option<f64> {
+        self.score
+    }
+    fn labels(&self) -> &[usize] {
+        std::slice::from_ref(&self.label)
+    }
+    fn label_text(&self) -> String {
+        self.label.to_string()
+    }
+}
+
+impl WrittenRow for LabelSetRow {
+    fn sequence(&self) -> &[u8] {
+        &self.sequence
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn split(&self) -> Split {
+        self.split
+    }
+    fn score(&self) -> Option<f64> {
+        None
+    }
+    fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+    fn label_text(&self) -> String {
+        let mut sorted = self.labels.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(&crate::task::LABEL_SEPARATOR.to_string())
+    }
 }
 
 /// Where the rows go.
@@ -60,6 +135,9 @@ struct SplitCounts {
 #[derive(Serialize, Deserialize)]
 struct TaskJson {
     name: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    multi_label: bool,
+    #[serde(default)]
     num_classes: usize,
     label_names: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,21 +161,41 @@ impl NewTask {
     /// Writes `rows` and `task.json` into `dir` (created if needed), each file atomically.
     /// Fails, naming the row, on a label outside the label names.
     pub fn write(&self, dir: &Path, rows: &[TaskRow], files: &TaskFiles) -> Result<()> {
-        if let Some(bad) = rows.iter().find(|r| r.label >= self.label_names.len()) {
-            return Err(SeqError::invalid(
-                format!("row '{}'", bad.id),
-                format!(
-                    "label {} is not one of the {} classes",
-                    bad.label,
-                    self.label_names.len()
-                ),
-            ));
+        self.write_rows(dir, rows, files, false)
+    }
+
+    /// Writes a multi-label task (`"multi_label": true`; each row's labels `;`-separated; the
+    /// counts per label are the rows that have it) as [`NewTask::write`] does.
+    pub fn write_multi_label(
+        &self,
+        dir: &Path,
+        rows: &[LabelSetRow],
+        files: &TaskFiles,
+    ) -> Result<()> {
+        self.write_rows(dir, rows, files, true)
+    }
+
+    fn write_rows<R: WrittenRow>(
+        &self,
+        dir: &Path,
+        rows: &[R],
+        files: &TaskFiles,
+        multi_label: bool,
+    ) -> Result<()> {
+        let n = self.label_names.len();
+        for r in rows {
+            if let Some(bad) = r.labels().iter().find(|&&l| l >= n) {
+                return Err(SeqError::invalid(
+                    format!("row '{}'", r.id()),
+                    format!("label {bad} is not one of the {n} classes"),
+                ));
+            }
         }
         std::fs::create_dir_all(dir).map_err(|e| SeqError::io(dir, e))?;
         match files {
             TaskFiles::PerSplit => {
                 for split in Split::ALL {
-                    let of_split = rows.iter().filter(|r| r.split == split);
+                    let of_split = rows.iter().filter(|r| r.split() == split);
                     let path = dir.join(format!("{}.csv", split.as_str()));
                     write_text(&path, &table(of_split, false))?;
                 }
@@ -107,10 +205,10 @@ impl NewTask {
         let counts = Split::ALL
             .iter()
             .map(|&split| {
-                let of_split: Vec<&TaskRow> = rows.iter().filter(|r| r.split == split).collect();
+                let of_split: Vec<&R> = rows.iter().filter(|r| r.split() == split).collect();
                 let per_label = (0..self.label_names.len())
                     .map(|l| {
-                        let n = of_split.iter().filter(|r| r.label == l).count();
+                        let n = of_split.iter().filter(|r| r.labels().contains(&l)).count();
                         (l.to_string(), n)
                     })
                     .collect();
@@ -123,6 +221,7 @@ impl NewTask {
             .collect();
         TaskJson {
             name: self.name.clone(),
+            multi_label,
             num_classes: self.label_names.len(),
             label_names: self.label_names.clone(),
             seq_len: self.seq_len,
@@ -216,20 +315,25 @@ pub fn merge_shards(shards: &[PathBuf], table: &str, dir: &Path, name: &str) -> 
     merged.write(dir)
 }
 
-fn table<'a>(rows: impl Iterator<Item = &'a TaskRow>, with_split: bool) -> String {
+fn table<'a, R: WrittenRow + 'a>(rows: impl Iterator<Item = &'a R>, with_split: bool) -> String {
     let mut rows = rows.peekable();
-    let scored = rows.peek().is_some_and(|r| r.score.is_some());
+    let scored = rows.peek().is_some_and(|r| r.score().is_some());
     let mut text = String::from("sequence,label");
     text.push_str(if scored { ",score,id" } else { ",id" });
     text.push_str(if with_split { ",split\n" } else { "\n" });
     for r in rows {
-        let _ = write!(text, "{},{}", String::from_utf8_lossy(&r.sequence), r.label);
+        let _ = write!(
+            text,
+            "{},{}",
+            String::from_utf8_lossy(r.sequence()),
+            r.label_text()
+        );
         if scored {
-            let _ = write!(text, ",{:.4}", r.score.unwrap_or(f64::NAN));
+            let _ = write!(text, ",{:.4}", r.score().unwrap_or(f64::NAN));
         }
-        let _ = write!(text, ",{}", r.id);
+        let _ = write!(text, ",{}", r.id());
         if with_split {
-            let _ = write!(text, ",{}", r.split.as_str());
+            let _ = write!(text, ",{}", r.split().as_str());
         }
         text.push('\n');
     }

@@ -281,10 +281,7 @@ pub fn cnn_baseline(
     let [train, valid, test] = split_rows(task)?;
     let all: Vec<&LabelledSequence> = train.iter().chain(&valid).copied().collect();
     let y = concat_targets(&targets(task, &train), &targets(task, &valid));
-    let outputs = match &y {
-        crate::Targets::Classes { num_classes, .. } => *num_classes,
-        crate::Targets::Values(_) => 1,
-    };
+    let outputs = y.outputs();
     let train_rows: Vec<usize> = (0..train.len()).collect();
     let valid_rows: Vec<usize> = (train.len()..all.len()).collect();
     let test_targets = targets(task, &test);

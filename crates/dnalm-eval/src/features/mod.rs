@@ -23,6 +23,13 @@ pub enum Targets {
     },
     /// Real values.
     Values(Vec<f64>),
+    /// Binary labels, any number per row (multi-label).
+    Labels {
+        /// `rows x labels`, true where a label applies.
+        present: Array2<bool>,
+        /// The name of each label (metrics per label are reported under it).
+        names: Vec<String>,
+    },
 }
 
 impl Targets {
@@ -31,6 +38,7 @@ impl Targets {
         match self {
             Targets::Classes { labels, .. } => labels.len(),
             Targets::Values(v) => v.len(),
+            Targets::Labels { present, .. } => present.nrows(),
         }
     }
 
@@ -50,10 +58,14 @@ impl Targets {
                 num_classes: *num_classes,
             },
             Targets::Values(v) => Targets::Values(index.iter().map(|&i| v[i]).collect()),
+            Targets::Labels { present, names } => Targets::Labels {
+                present: present.select(Axis(0), index),
+                names: names.clone(),
+            },
         }
     }
 
-    /// Number of distinct classes present (regression: 0).
+    /// Number of distinct classes present (regression and multi-label: 0).
     pub fn classes_present(&self) -> usize {
         match self {
             Targets::Classes {
@@ -66,7 +78,47 @@ impl Targets {
                 }
                 seen.iter().filter(|&&s| s).count()
             }
-            Targets::Values(_) => 0,
+            Targets::Values(_) | Targets::Labels { .. } => 0,
+        }
+    }
+
+    /// The number of outputs a model of these targets has: classes, labels, or 1 (a value).
+    pub fn outputs(&self) -> usize {
+        match self {
+            Targets::Classes { num_classes, .. } => *num_classes,
+            Targets::Values(_) => 1,
+            Targets::Labels { present, .. } => present.ncols(),
+        }
+    }
+
+    /// Multi-label: per label, the rows that have it and the rows that do not.
+    pub fn label_counts(&self) -> Vec<(usize, usize)> {
+        match self {
+            Targets::Labels { present, .. } => present
+                .columns()
+                .into_iter()
+                .map(|c| {
+                    let positive = c.iter().filter(|&&b| b).count();
+                    (positive, c.len() - positive)
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// One binary target per label (multi-label), class 1 where the label applies: what a
+    /// per-label metric or a method made for classes reads.
+    pub fn per_label(&self) -> Vec<Targets> {
+        match self {
+            Targets::Labels { present, .. } => present
+                .columns()
+                .into_iter()
+                .map(|c| Targets::Classes {
+                    labels: c.iter().map(|&b| b as u32).collect(),
+                    num_classes: 2,
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }

@@ -23,21 +23,40 @@ pub fn targets(task: &Task, rows: &[&LabelledSequence]) -> Targets {
         TaskKind::Classification { num_classes, .. } => Targets::Classes {
             labels: rows
                 .iter()
-                .map(|r| match r.label {
-                    Label::Class(c) => c,
-                    Label::Value(v) => v as u32,
+                .map(|r| match &r.label {
+                    Label::Class(c) => *c,
+                    Label::Value(v) => *v as u32,
+                    Label::Labels(set) => set.first().copied().unwrap_or(0),
                 })
                 .collect(),
             num_classes: *num_classes as usize,
         },
         TaskKind::Regression => Targets::Values(
             rows.iter()
-                .map(|r| match r.label {
-                    Label::Value(v) => v,
-                    Label::Class(c) => c as f64,
+                .map(|r| match &r.label {
+                    Label::Value(v) => *v,
+                    Label::Class(c) => *c as f64,
+                    Label::Labels(set) => set.len() as f64,
                 })
                 .collect(),
         ),
+        TaskKind::MultiLabel { label_names } => {
+            let mut m = Array2::from_elem((rows.len(), label_names.len()), false);
+            for (i, r) in rows.iter().enumerate() {
+                let set: &[u32] = match &r.label {
+                    Label::Labels(set) => set,
+                    Label::Class(c) => std::slice::from_ref(c),
+                    Label::Value(_) => &[],
+                };
+                for &k in set.iter().filter(|&&k| (k as usize) < label_names.len()) {
+                    m[[i, k as usize]] = true;
+                }
+            }
+            Targets::Labels {
+                present: m,
+                names: label_names.clone(),
+            }
+        }
     }
 }
 
@@ -65,7 +84,30 @@ pub fn split_rows(task: &Task) -> Result<[Vec<&LabelledSequence>; 3], EvalError>
             });
         }
     }
+    if let TaskKind::MultiLabel { label_names } = &task.spec.kind {
+        check_label_counts(&targets(task, &rows[0]), label_names).map_err(|message| {
+            EvalError::TooLittleData {
+                what: format!("task {name} ({})", task.dir.display()),
+                message,
+            }
+        })?;
+    }
     Ok(rows)
+}
+
+/// Multi-label: every label must occur in training, and not in every row (a constant label
+/// has nothing to learn); says which label fails.
+pub(crate) fn check_label_counts(train: &Targets, names: &[String]) -> Result<(), String> {
+    for (k, (positive, negative)) in train.label_counts().into_iter().enumerate() {
+        let name = names.get(k).map_or_else(|| k.to_string(), String::clone);
+        if positive == 0 || negative == 0 {
+            return Err(format!(
+                "label '{name}' is {} training row; every label needs rows with and without it",
+                if positive == 0 { "in no" } else { "in every" }
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Fails if `task.json` names a tokenizer (`"tokenizer": "kmer:6"`, any

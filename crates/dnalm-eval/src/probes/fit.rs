@@ -13,7 +13,10 @@ use dnalm_model::burn::{
     module::Module,
     optim::GradientsParams,
     store::ModuleRecord,
-    tensor::{activation::log_softmax, activation::softmax, Int, Tensor, TensorData},
+    tensor::{
+        activation::{log_sigmoid, log_softmax, sigmoid, softmax},
+        Int, Tensor, TensorData,
+    },
 };
 use dnalm_train::{optim::AdamW, run_config::OptimConfig};
 use ndarray::Array2;
@@ -62,6 +65,85 @@ pub struct FitOptions {
     /// Where the network trains (`cpu` by default; a GPU with `--device`).
     #[serde(default)]
     pub device: DeviceName,
+    /// Whether rare classes (or, multi-label, rare positives) weigh more in the loss.
+    #[serde(default)]
+    pub balance: ClassBalance,
+}
+
+/// How the classes of a classification loss are weighted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassBalance {
+    /// Every row weighs the same.
+    #[default]
+    None,
+    /// Classes weigh `rows / (classes · rows of the class)` (scikit-learn's `"balanced"`),
+    /// the loss a weighted mean; multi-label: each label's positives weigh `negatives /
+    /// positives` (PyTorch's `pos_weight`), so a rare label is not learnt as "never".
+    Balanced,
+}
+
+impl std::str::FromStr for ClassBalance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(ClassBalance::None),
+            "balanced" => Ok(ClassBalance::Balanced),
+            _ => Err(format!(
+                "unknown class weighting '{s}' (expected none or balanced)"
+            )),
+        }
+    }
+}
+
+impl ClassBalance {
+    /// The loss weights of `targets` from its `train` rows: per class (classes) or per label's
+    /// positives (multi-label); `None` when unweighted or for values. Absent classes get 0,
+    /// labels without positives 1.
+    fn weights(self, targets: &Targets, train: &[usize]) -> Option<Vec<f32>> {
+        if self == ClassBalance::None {
+            return None;
+        }
+        match targets {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => {
+                let mut counts = vec![0usize; *num_classes];
+                for &r in train {
+                    counts[labels[r] as usize] += 1;
+                }
+                let present = counts.iter().filter(|&&c| c > 0).count().max(1);
+                Some(
+                    counts
+                        .iter()
+                        .map(|&c| {
+                            if c == 0 {
+                                0.0
+                            } else {
+                                (train.len() as f64 / (present * c) as f64) as f32
+                            }
+                        })
+                        .collect(),
+                )
+            }
+            Targets::Labels { .. } => Some(
+                targets
+                    .select(train)
+                    .label_counts()
+                    .into_iter()
+                    .map(|(pos, neg)| {
+                        if pos == 0 {
+                            1.0
+                        } else {
+                            (neg as f64 / pos as f64) as f32
+                        }
+                    })
+                    .collect(),
+            ),
+            Targets::Values(_) => None,
+        }
+    }
 }
 
 /// What picks the best point of a fit.
@@ -90,6 +172,7 @@ impl Default for FitOptions {
             select: Selection::ValidLoss,
             score_initial: false,
             device: dnalm_model::DeviceName::Cpu,
+            balance: ClassBalance::None,
         }
     }
 }
@@ -148,6 +231,8 @@ pub struct Fitted<N> {
     /// Regression only: the training targets' mean and sd (the network predicts standardised
     /// values).
     pub target_scale: Option<(f64, f64)>,
+    /// Whether the outputs are independent labels (a sigmoid each) rather than classes.
+    pub multi_label: bool,
 }
 
 /// Computes a network's outputs (`[rows, outputs]`: logits, or one standardised value) for the
@@ -203,6 +288,10 @@ pub fn fit_scaled<N: Module + Clone>(
         });
     }
     let target_scale = target_scale(targets, train);
+    let multi_label = matches!(targets, Targets::Labels { .. });
+    let weights = options.balance.weights(targets, train);
+    let loss =
+        |out: Tensor<2>, rows: &[usize]| loss(out, targets, rows, target_scale, weights.as_deref());
     let batch_size = options.batch_size.max(1);
     let steps_per_epoch = train.len().div_ceil(batch_size);
     let planned = steps_per_epoch * options.epochs.max(1);
@@ -226,10 +315,10 @@ pub fn fit_scaled<N: Module + Clone>(
         let mut outputs: Vec<Array2<f32>> = Vec::new();
         for rows in valid_rows.chunks(256) {
             let out = forward(&eval, rows, None)?;
-            let l = loss(out.clone(), targets, rows, target_scale)?.into_scalar::<f32>() as f64;
+            let l = loss(out.clone(), rows)?.into_scalar::<f32>() as f64;
             weighted += l * rows.len() as f64;
             if options.select == Selection::ValidMetric {
-                outputs.push(host_outputs(out, target_scale)?);
+                outputs.push(host_outputs(out, target_scale, multi_label)?);
             }
         }
         let metric = if outputs.is_empty() {
@@ -265,7 +354,7 @@ pub fn fit_scaled<N: Module + Clone>(
             let t0 = std::time::Instant::now();
             let seed = options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ step as u64;
             let out = forward(&net, rows, Some(seed))?;
-            let loss = loss(out, targets, rows, target_scale)?;
+            let loss = loss(out, rows)?;
             let value = loss.clone().into_scalar::<f32>();
             if !value.is_finite() {
                 return Err(EvalError::Numeric {
@@ -315,6 +404,7 @@ pub fn fit_scaled<N: Module + Clone>(
         steps_run: step,
         train_seconds,
         target_scale,
+        multi_label,
     })
 }
 
@@ -330,16 +420,21 @@ pub(crate) fn target_scale(targets: &Targets, rows: &[usize]) -> Option<(f64, f6
             let s = crate::metrics::Summary::of(&vals);
             Some((s.mean, if s.sd > 0.0 { s.sd } else { 1.0 }))
         }
-        Targets::Classes { .. } => None,
+        Targets::Classes { .. } | Targets::Labels { .. } => None,
     }
 }
 
-fn host_outputs(y: Tensor<2>, target_scale: Option<(f64, f64)>) -> Result<Array2<f32>, EvalError> {
+fn host_outputs(
+    y: Tensor<2>,
+    target_scale: Option<(f64, f64)>,
+    multi_label: bool,
+) -> Result<Array2<f32>, EvalError> {
     let y = match target_scale {
         Some((mean, sd)) => {
             let [n, _] = y.dims();
             y.slice([0..n, 0..1]) * sd + mean
         }
+        None if multi_label => sigmoid(y),
         None => softmax(y, 1),
     };
     let [rows, width] = y.dims();
@@ -351,19 +446,58 @@ fn host_outputs(y: Tensor<2>, target_scale: Option<(f64, f64)>) -> Result<Array2
     Array2::from_shape_vec((rows, width), values).map_err(|e| crate::shape_error("prediction", e))
 }
 
+/// The batch loss: cross-entropy (weighted mean under `weights`), standardised MSE, or
+/// multi-label binary cross-entropy (positives of label `l` weighted by `weights[l]`).
 fn loss(
     out: Tensor<2>,
     targets: &Targets,
     rows: &[usize],
     scale: Option<(f64, f64)>,
+    weights: Option<&[f32]>,
 ) -> Result<Tensor<1>, EvalError> {
     let device = out.device();
     let n = rows.len();
     Ok(match targets {
         Targets::Classes { labels, .. } => {
             let t: Vec<i64> = rows.iter().map(|&r| labels[r] as i64).collect();
-            let t = Tensor::<2, Int>::from_data(TensorData::new(t, [n, 1]), &device);
-            log_softmax(out, 1).gather(1, t).mean().neg()
+            let picked = log_softmax(out, 1).gather(
+                1,
+                Tensor::<2, Int>::from_data(TensorData::new(t, [n, 1]), &device),
+            );
+            match weights {
+                None => picked.mean().neg(),
+                Some(w) => {
+                    let w: Vec<f32> = rows.iter().map(|&r| w[labels[r] as usize]).collect();
+                    let total = w.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+                    let w = Tensor::<2>::from_data(TensorData::new(w, [n, 1]), &device);
+                    (picked * w).sum().neg() / total
+                }
+            }
+        }
+        Targets::Labels { present, .. } => {
+            let k = present.ncols();
+            let t: Vec<f32> = rows
+                .iter()
+                .flat_map(|&r| {
+                    present
+                        .row(r)
+                        .iter()
+                        .map(|&b| b as u8 as f32)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let t = Tensor::<2>::from_data(TensorData::new(t, [n, k]), &device);
+            // -[w·y·log σ(z) + (1 - y)·log σ(-z)], log σ written stably by burn.
+            let positive = match weights {
+                Some(w) => {
+                    let w = Tensor::<2>::from_data(TensorData::new(w.to_vec(), [1, k]), &device);
+                    t.clone() * w
+                }
+                None => t.clone(),
+            };
+            (positive * log_sigmoid(out.clone()) + (t.neg() + 1.0) * log_sigmoid(out.neg()))
+                .mean()
+                .neg()
         }
         Targets::Values(v) => {
             let (mean, sd) = scale.unwrap_or((0.0, 1.0));
@@ -391,6 +525,7 @@ pub fn predict<N: Module>(
         parts.push(host_outputs(
             forward(&eval, chunk, None)?,
             fitted.target_scale,
+            fitted.multi_label,
         )?);
     }
     if parts.is_empty() {
@@ -434,5 +569,46 @@ mod tests {
         // Inference reads `value()`: the snapshot's statistics.
         let restored = norm.try_load_record(snapshot).unwrap();
         assert_eq!(values(restored.running_mean.value()), vec![0.0, 0.0]);
+    }
+
+    /// `balanced` weights are scikit-learn's (`rows / (classes present · rows of the class)`,
+    /// absent classes 0) and PyTorch's `pos_weight` (`negatives / positives`); the multi-label
+    /// loss is the mean of `-[w·y·log σ(z) + (1-y)·log σ(-z)]` over rows and labels.
+    #[test]
+    fn class_weights_and_the_multi_label_loss_follow_their_definitions() {
+        use super::{loss, ClassBalance, Targets};
+        let classes = Targets::Classes {
+            labels: vec![0, 0, 0, 1],
+            num_classes: 3,
+        };
+        let w = ClassBalance::Balanced
+            .weights(&classes, &[0, 1, 2, 3])
+            .unwrap();
+        assert_eq!(w, vec![4.0 / 6.0, 2.0, 0.0]);
+        assert_eq!(ClassBalance::None.weights(&classes, &[0, 1]), None);
+        let present = ndarray::array![[true, false], [false, false], [false, true], [false, true]];
+        let labels = Targets::Labels {
+            present: present.clone(),
+            names: vec!["a".into(), "b".into()],
+        };
+        let w = ClassBalance::Balanced
+            .weights(&labels, &[0, 1, 2, 3])
+            .unwrap();
+        assert_eq!(w, vec![3.0, 1.0]);
+        let z = [0.5f32, -1.0, 2.0, 0.25, -0.5, 1.5, 0.0, -2.0];
+        let device = crate::train_device(&dnalm_model::cpu());
+        let out = Tensor::<2>::from_data(TensorData::new(z.to_vec(), [4, 2]), &device);
+        let log_sigmoid = |v: f64| -(1.0 + (-v).exp()).ln();
+        let mut expected = 0.0;
+        for (i, &zi) in z.iter().enumerate() {
+            let (y, weight) = (present[[i / 2, i % 2]] as u8 as f64, w[i % 2] as f64);
+            let zi = zi as f64;
+            expected -= weight * y * log_sigmoid(zi) + (1.0 - y) * log_sigmoid(-zi);
+        }
+        expected /= 8.0;
+        let got = loss(out, &labels, &[0, 1, 2, 3], None, Some(&w))
+            .unwrap()
+            .into_scalar::<f32>() as f64;
+        assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
     }
 }

@@ -42,7 +42,8 @@ pub fn nearest(reference: ArrayView2<f32>, queries: ArrayView2<f32>, k: usize) -
         .collect()
 }
 
-/// kNN outputs from neighbour lists: class fractions among the first `k`, or their mean value.
+/// kNN outputs from neighbour lists: class fractions among the first `k`, their mean value, or
+/// (multi-label) the fraction of them that have each label.
 pub fn knn_outputs(neighbours: &[Vec<usize>], targets: &Targets, k: usize) -> Array2<f32> {
     match targets {
         Targets::Classes {
@@ -63,6 +64,18 @@ pub fn knn_outputs(neighbours: &[Vec<usize>], targets: &Targets, k: usize) -> Ar
             for (r, nb) in neighbours.iter().enumerate() {
                 let take = nb.len().min(k);
                 out[[r, 0]] = (nb[..take].iter().map(|&i| v[i]).sum::<f64>() / take as f64) as f32;
+            }
+            out
+        }
+        Targets::Labels { present, .. } => {
+            let mut out = Array2::<f32>::zeros((neighbours.len(), present.ncols()));
+            for (r, nb) in neighbours.iter().enumerate() {
+                let take = nb.len().min(k);
+                for &i in &nb[..take] {
+                    for (o, &p) in out.row_mut(r).iter_mut().zip(present.row(i)) {
+                        *o += p as u8 as f32 / take as f32;
+                    }
+                }
             }
             out
         }

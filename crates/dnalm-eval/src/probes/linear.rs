@@ -5,19 +5,34 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::{
     features::{Labelled, Targets},
-    probes::{logistic::fit_logistic, standardizer::Standardizer},
+    probes::{
+        logistic::{fit_logistic, fit_multi_label_logistic},
+        standardizer::Standardizer,
+    },
     EvalError,
 };
 
-/// A linear model `softmax(x W + b)` (classification) or `x w + b` (regression).
+/// A linear model `softmax(x W + b)` (classification), `sigmoid(x W + b)` (multi-label) or
+/// `x w + b` (regression).
 #[derive(Debug, Clone)]
 pub struct LinearModel {
     /// `dims x outputs`.
     pub weights: Array2<f32>,
     /// `outputs`.
     pub bias: Array1<f32>,
-    /// Whether outputs are class probabilities.
-    pub classifier: bool,
+    /// What the outputs are.
+    pub output: LinearOutput,
+}
+
+/// What a [`LinearModel`]'s outputs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearOutput {
+    /// Class probabilities (softmax over the row).
+    Classes,
+    /// One probability per label (a sigmoid each).
+    Labels,
+    /// Values (no link).
+    Values,
 }
 
 impl LinearModel {
@@ -40,15 +55,32 @@ impl LinearModel {
         max_iterations: u64,
         start: Option<&Array1<f64>>,
     ) -> Result<(LinearModel, Array1<f64>), EvalError> {
-        let Targets::Classes {
-            labels,
-            num_classes,
-        } = &train.y
-        else {
-            return Err(EvalError::Mismatch {
-                what: "logistic regression".into(),
-                message: "needs class labels".into(),
-            });
+        let (labels, num_classes) = match &train.y {
+            Targets::Classes {
+                labels,
+                num_classes,
+            } => (labels, num_classes),
+            Targets::Labels { present, .. } => {
+                let solution = fit_multi_label_logistic(
+                    train.x.view(),
+                    present.view(),
+                    l2,
+                    max_iterations,
+                    start,
+                )?;
+                let model = LinearModel {
+                    weights: solution.weights().mapv(|v| v as f32),
+                    bias: solution.bias().mapv(|v| v as f32),
+                    output: LinearOutput::Labels,
+                };
+                return Ok((model, solution.params));
+            }
+            Targets::Values(_) => {
+                return Err(EvalError::Mismatch {
+                    what: "logistic regression".into(),
+                    message: "needs class labels".into(),
+                })
+            }
         };
         let k = *num_classes;
         let d = train.x.ncols();
@@ -97,7 +129,7 @@ impl LinearModel {
             LinearModel {
                 weights,
                 bias,
-                classifier: true,
+                output: LinearOutput::Classes,
             },
             solution.params,
         ))
@@ -126,7 +158,7 @@ impl LinearModel {
         Ok(LinearModel {
             weights: w.mapv(|v| v as f32).insert_axis(Axis(1)),
             bias: Array1::from_elem(1, b as f32),
-            classifier: false,
+            output: LinearOutput::Values,
         })
     }
 
@@ -139,14 +171,16 @@ impl LinearModel {
         LinearModel {
             weights,
             bias,
-            classifier: self.classifier,
+            output: self.output,
         }
     }
 
     /// Outputs for `x` (`rows x dims`).
     pub fn predict(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut z = x.dot(&self.weights) + &self.bias;
-        if self.classifier {
+        if self.output == LinearOutput::Labels {
+            z.mapv_inplace(|v| 1.0 / (1.0 + (-v).exp()));
+        } else if self.output == LinearOutput::Classes {
             for mut row in z.rows_mut() {
                 let max = row.iter().cloned().fold(f32::MIN, f32::max);
                 row.mapv_inplace(|v| (v - max).exp());
@@ -196,7 +230,7 @@ mod tests {
         let model = LinearModel {
             weights: Array2::from_shape_fn((3, 2), |(i, j)| i as f32 - j as f32 * 0.5),
             bias: Array1::from(vec![0.3f32, -0.2]),
-            classifier: true,
+            output: LinearOutput::Classes,
         };
         let expected = model.predict(scaler.apply(x.view()).view());
         let folded = model.on_raw_features(&scaler).predict(x.view());

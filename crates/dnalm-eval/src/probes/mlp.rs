@@ -36,13 +36,6 @@ impl Mlp {
     }
 }
 
-fn outputs_of(targets: &Targets) -> usize {
-    match targets {
-        Targets::Classes { num_classes, .. } => *num_classes,
-        Targets::Values(_) => 1,
-    }
-}
-
 /// Trains an MLP on `train`, selects its epoch on `select`, and predicts `test`.
 pub(crate) fn mlp_fit_predict(
     train: &Labelled,
@@ -70,7 +63,7 @@ pub(crate) fn mlp_fit_predict(
         Ok(net.forward(rows_of(&all, rows, &device)))
     };
     let net = dnalm_model::io::reinitialize(
-        Mlp::new(all.ncols(), hidden, outputs_of(&train.y), &device),
+        Mlp::new(all.ncols(), hidden, Targets::outputs(&train.y), &device),
         options.seed,
     );
     let train_rows: Vec<usize> = (0..n_train).collect();
@@ -101,6 +94,18 @@ pub fn concat_targets(a: &Targets, b: &Targets) -> Targets {
         (Targets::Values(v), Targets::Values(v2)) => {
             Targets::Values(v.iter().chain(v2).copied().collect())
         }
+        (
+            Targets::Labels { present, names },
+            Targets::Labels {
+                present: present2, ..
+            },
+        ) => match ndarray::concatenate(ndarray::Axis(0), &[present.view(), present2.view()]) {
+            Ok(present) => Targets::Labels {
+                present,
+                names: names.clone(),
+            },
+            Err(_) => a.clone(),
+        },
         (a, _) => a.clone(),
     }
 }

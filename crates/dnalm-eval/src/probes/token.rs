@@ -44,6 +44,7 @@ pub const TOKEN_PROBE_BUDGET: FitOptions = FitOptions {
     select: Selection::ValidLoss,
     score_initial: false,
     device: dnalm_model::DeviceName::Cpu,
+    balance: crate::probes::fit::ClassBalance::None,
 };
 /// Position bins of the max pooling, each an eighth of the sequence's own tokens.
 const BINS: usize = 8;
@@ -177,10 +178,7 @@ pub fn run_token_probe(
     let scaler = Standardizer::fit_all(&data.train.x);
     let all: Vec<&Array2<f32>> = data.train.x.iter().chain(&data.valid.x).collect();
     let y = concat_targets(&data.train.y, &data.valid.y);
-    let outputs = match &y {
-        Targets::Classes { num_classes, .. } => *num_classes,
-        Targets::Values(_) => 1,
-    };
+    let outputs = y.outputs();
     let forward = token_forward(all.clone(), &scaler);
     let test_forward = token_forward(data.test.x.iter().collect(), &scaler);
     let n_train = data.train.x.len();
@@ -260,6 +258,7 @@ mod tests {
             select: Selection::ValidLoss,
             score_initial: false,
             device: dnalm_model::DeviceName::Cpu,
+            balance: crate::probes::fit::ClassBalance::None,
         };
         let report = run_token_probe(&data, &options, 1).unwrap();
         assert!(report.summary["auroc"].mean > 0.95, "{:?}", report.summary);

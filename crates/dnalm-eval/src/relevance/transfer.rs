@@ -82,6 +82,12 @@ pub fn logme_with(x: ArrayView2<f32>, gram: &Gram, targets: &Targets) -> Result<
                 .collect()
         }
         Targets::Values(v) => vec![v.clone()],
+        // As for classes: one indicator column per label (here any number may be 1 per row).
+        Targets::Labels { present, .. } => present
+            .columns()
+            .into_iter()
+            .map(|c| c.iter().map(|&b| b as u8 as f64).collect())
+            .collect(),
     };
     let mut total = 0.0;
     for y in &columns {
