@@ -10,12 +10,14 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dnalm_eval::{
     finetune::load_finetuned,
-    label::{classify_genome, elements_bed, merge_elements, window_splits, LabelOptions},
+    label::{
+        classify_genome, elements_bed, merge_elements, window_splits, LabelOptions, WindowCall,
+    },
 };
 use dnalm_seq::{
     alphabet::reverse_complement,
-    task_writer::{NewTask, TaskFiles, TaskRow},
-    Genome,
+    task_writer::{LabelSetRow, NewTask, TaskFiles, TaskRow},
+    Genome, Split,
 };
 
 use crate::{
@@ -41,10 +43,11 @@ pub struct LabelArgs {
     #[arg(long)]
     forward_only: bool,
     /// Classes written as BED elements, by name or index (repeatable; default: every class but
-    /// the first, which is taken as background).
+    /// the first, which is taken as background; every label of a multi-label model).
     #[arg(long = "element")]
     elements: Vec<String>,
-    /// Smallest class probability for a window to join an element.
+    /// Smallest class probability for a window to join an element (multi-label: for a label
+    /// to apply to a window, in the BED and in pairs.csv).
     #[arg(long, default_value_t = 0.5)]
     min_score: f64,
     /// Genome block (bases) for the train/valid/test split of the pairs.
@@ -84,7 +87,8 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
     };
     let stride = args.stride.unwrap_or((window / 2).max(1));
     let classes: Vec<usize> = if args.elements.is_empty() {
-        (1..info.label_names.len()).collect()
+        let first = if info.multi_label { 0 } else { 1 };
+        (first..info.label_names.len()).collect()
     } else {
         args.elements
             .iter()
@@ -131,36 +135,60 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.output.display()))?;
     write_output(&args.output.join("predicted.bed"), &bed)?;
     let splits = window_splits(&genome, &calls, args.split_block, 0)?;
-    let rows: Vec<TaskRow> = calls
-        .iter()
-        .zip(&splits)
-        .filter_map(|(c, split)| {
-            let bases = genome.bases(c.record, c.start, c.end);
-            Some(TaskRow {
-                sequence: if c.strand == '-' {
-                    reverse_complement(bases)
-                } else {
-                    bases.to_vec()
-                },
-                label: c.label,
-                id: format!("{}:{}-{}:{}", names[c.record], c.start + 1, c.end, c.strand),
-                score: Some(c.score),
-                split: (*split)?,
-            })
-        })
-        .collect();
+    let description = format!(
+        "Labels predicted by the fine-tuned model {} (task '{}') on {}: {} bp windows every {} bp, {}; {}. Splits: {} bp genome blocks, 70/10/20; windows crossing into another split's block are left out.",
+        args.model.display(), info.task, args.genome.display(), window, stride,
+        if args.forward_only { "forward strand" } else { "both strands" },
+        if info.multi_label {
+            format!("labels = those with probability >= {}", args.min_score)
+        } else {
+            "label = argmax class, score = its probability".into()
+        },
+        args.split_block
+    );
     let task = NewTask {
         name: task_name(&args.output),
         label_names: info.label_names.clone(),
         seq_len: Some(window),
-        description: format!(
-            "Labels predicted by the fine-tuned model {} (task '{}') on {}: {} bp windows every {} bp, {}; label = argmax class, score = its probability. Splits: {} bp genome blocks, 70/10/20; windows crossing into another split's block are left out.",
-            args.model.display(), info.task, args.genome.display(), window, stride,
-            if args.forward_only { "forward strand" } else { "both strands" }, args.split_block
-        ),
+        description,
         source: None,
     };
-    task.write(&args.output, &rows, &TaskFiles::One("pairs.csv".into()))?;
+    let window_bases = |c: &WindowCall| {
+        let bases = genome.bases(c.record, c.start, c.end);
+        if c.strand == '-' {
+            reverse_complement(bases)
+        } else {
+            bases.to_vec()
+        }
+    };
+    let id = |c: &WindowCall| format!("{}:{}-{}:{}", names[c.record], c.start + 1, c.end, c.strand);
+    let pairs = if info.multi_label {
+        // One call per label and window, in label order: a window's calls are consecutive.
+        let per_window = info.label_names.len().max(1);
+        let rows: Vec<LabelSetRow> = calls
+            .chunks(per_window)
+            .zip(splits.chunks(per_window))
+            .filter_map(|(window, split)| {
+                let first = window.first()?;
+                Some(LabelSetRow {
+                    sequence: window_bases(first),
+                    labels: window
+                        .iter()
+                        .filter(|c| c.score >= args.min_score)
+                        .map(|c| c.label)
+                        .collect(),
+                    id: id(first),
+                    split: (*split.first()?)?,
+                })
+            })
+            .collect();
+        task.write_multi_label(&args.output, &rows, &TaskFiles::One("pairs.csv".into()))?;
+        rows.len()
+    } else {
+        let rows = label_pairs(&calls, &splits, window_bases, id);
+        task.write(&args.output, &rows, &TaskFiles::One("pairs.csv".into()))?;
+        rows.len()
+    };
     shard::record(&args.output, OutputKind::Label, shard, &["-o", "--output"])?;
     let part = if shard.is_whole() {
         String::new()
@@ -168,12 +196,33 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         format!(" (shard {shard})")
     };
     eprintln!(
-        "{} windows{part} classified in {:.1} s; {} element(s) in {}/predicted.bed; {} pairs in pairs.csv",
-        calls.len(),
+        "{} windows{part} classified in {:.1} s; {} element(s) in {}/predicted.bed; {pairs} pairs in pairs.csv",
+        calls.len() / if info.multi_label { info.label_names.len().max(1) } else { 1 },
         t0.elapsed().as_secs_f64(),
         elements.len(),
         args.output.display(),
-        splits.iter().filter(|s| s.is_some()).count()
     );
     Ok(())
+}
+
+/// The (sequence, predicted class, score) rows of single-label calls that lie in one split.
+fn label_pairs(
+    calls: &[WindowCall],
+    splits: &[Option<Split>],
+    bases: impl Fn(&WindowCall) -> Vec<u8>,
+    id: impl Fn(&WindowCall) -> String,
+) -> Vec<TaskRow> {
+    calls
+        .iter()
+        .zip(splits)
+        .filter_map(|(c, split)| {
+            Some(TaskRow {
+                sequence: bases(c),
+                label: c.label,
+                id: id(c),
+                score: Some(c.score),
+                split: (*split)?,
+            })
+        })
+        .collect()
 }

@@ -693,8 +693,8 @@ fn lora_finetune_saves_an_adapter_that_embed_loads_and_merge_adapter_folds_in() 
 
 /// Issue 17, item 3: a multi-label task made from the bundled E. coli annotations is probed,
 /// benched (k-mer and CNN baselines included) and fine-tuned with balanced label weights, each
-/// reporting per-label AUROC/AUPRC and their macro averages; a label outside the declared set is
-/// one clear line naming the file and line.
+/// reporting per-label AUROC/AUPRC and their macro averages, then labels a genome; a label outside
+/// the declared set is one clear line naming the file and line.
 #[test]
 fn a_multi_label_task_is_made_probed_benched_and_fine_tuned() {
     let f = fixture();
@@ -792,15 +792,41 @@ fn a_multi_label_task_is_made_probed_benched_and_fine_tuned() {
         serde_json::from_str(&std::fs::read_to_string(tuned.join("head.json")).unwrap()).unwrap();
     assert_eq!(head["multi_label"], true);
     assert_eq!(head["label_names"].as_array().unwrap().len(), 4);
-    let refused = fails(&[
+    // Labelling with it: one BED element per label and run of windows, pairs.csv a multi-label
+    // task holding every window with the labels called on it.
+    let labels = f.root.join("ml_label");
+    ok(&[
         "label",
         "-m",
         tuned.to_str().unwrap(),
         root().join("data/lambda_phage.fa").to_str().unwrap(),
+        "--forward-only",
+        "--stride",
+        "240",
+        "--min-score",
+        "0.3",
         "-o",
-        f.root.join("ml_label").to_str().unwrap(),
+        labels.to_str().unwrap(),
     ]);
-    assert!(refused.contains("several labels per window"), "{refused}");
+    let pairs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(labels.join("task.json")).unwrap()).unwrap();
+    assert_eq!(pairs["multi_label"], true);
+    let loaded = ok(&["inspect", labels.to_str().unwrap()]);
+    assert!(loaded.contains("rows per label"), "{loaded}");
+    let windows: u64 = ["train", "valid", "test"]
+        .iter()
+        .map(|s| pairs["counts"][s]["rows"].as_u64().unwrap())
+        .sum();
+    assert!(windows > 150, "{pairs}");
+    let bed = std::fs::read_to_string(labels.join("predicted.bed")).unwrap();
+    assert!(!bed.is_empty(), "no element at --min-score 0.3");
+    for line in bed.lines() {
+        let name = line.split('\t').nth(3).unwrap();
+        assert!(
+            ["CDS(+)", "CDS(-)", "CDS_5p", "CDS_3p"].contains(&name),
+            "{line}"
+        );
+    }
 
     // A row with a label outside task.json's label_names.
     let bad = f.root.join("ml_bad");

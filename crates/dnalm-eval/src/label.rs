@@ -2,7 +2,7 @@
 //! predicted elements (BED) and (sequence, predicted label, score) pairs, which are a task
 //! directory (with leak-free genome-block splits) or annotations for annotation-aware masking.
 
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{sigmoid, softmax};
 use dnalm_model::heads::Pooling;
 use dnalm_seq::{
     alphabet::reverse_complement,
@@ -47,7 +47,7 @@ pub struct WindowCall {
     pub end: usize,
     /// `+` or `-` (the reverse complement was classified).
     pub strand: char,
-    /// Predicted class (argmax).
+    /// Predicted class (argmax), or the label scored (multi-label).
     pub label: usize,
     /// Its probability.
     pub score: f64,
@@ -72,7 +72,8 @@ pub struct Element {
     pub windows: usize,
 }
 
-/// Classifies every window of `genome`.
+/// Classifies every window of `genome`: one call per window (its arg-max class), or, for a
+/// multi-label head, one per window and label (that label's probability), in label order.
 pub fn classify_genome(
     net: &SequenceClassifier,
     info: &HeadInfo,
@@ -85,14 +86,6 @@ pub fn classify_genome(
         return Err(EvalError::Unsupported {
             model: format!("the model of task '{}'", info.task),
             message: "it regresses a value; labelling needs a classifier".into(),
-        });
-    }
-    if info.multi_label {
-        return Err(EvalError::Unsupported {
-            model: format!("the model of task '{}'", info.task),
-            message: "it scores several labels per window; labelling merges windows of one \
-                      predicted class (use `dnalm embed` or Python's Model to score windows)"
-                .into(),
         });
     }
     if options.window == 0 || options.stride == 0 {
@@ -157,7 +150,12 @@ pub fn classify_genome(
         let rows = token_rows(tokenizer, max, &refs);
         let pooling: Pooling = info.pooling;
         let span = PooledSpan::of_head(info, tokenizer);
-        let probs = softmax(net.forward(&rows, pooling, span, None)?, 1);
+        let logits = net.forward(&rows, pooling, span, None)?;
+        let probs = if info.multi_label {
+            sigmoid(logits)
+        } else {
+            softmax(logits, 1)
+        };
         let [n, k] = probs.dims();
         let values = probs
             .into_data()
@@ -166,6 +164,20 @@ pub fn classify_genome(
             .map_err(|e| crate::tensor_error("labelling", e))?;
         for (i, &(record, start, strand)) in chunk.iter().enumerate().take(n) {
             let p = &values[i * k..(i + 1) * k];
+            if info.multi_label {
+                // One call per label, in label order: its own probability.
+                for (label, &score) in p.iter().enumerate() {
+                    calls.push(WindowCall {
+                        record,
+                        start,
+                        end: start + options.window,
+                        strand,
+                        label,
+                        score: score as f64,
+                    });
+                }
+                continue;
+            }
             let (label, score) = p
                 .iter()
                 .enumerate()

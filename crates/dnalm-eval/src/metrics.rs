@@ -904,10 +904,7 @@ mod tests {
         // MCC at 0.5: a is predicted exactly (1); b predicts rows 1 and 3 (truth 1 and 2).
         assert!(close(map["mcc/a"], 1.0) && close(map["mcc/c"], 0.0));
         assert!(close(map["mcc"], (1.0 + map["mcc/b"]) / 3.0));
-        let targets = Targets::Labels {
-            present,
-            names,
-        };
+        let targets = Targets::Labels { present, names };
         let predictions = TestPredictions::of(&targets, &[scores]);
         assert!(close(predictions.headline(&[0, 1, 2, 3]), 0.875));
     }
