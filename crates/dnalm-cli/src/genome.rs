@@ -149,6 +149,38 @@ pub struct SplitOptions {
     seed: u64,
 }
 
+/// The genome split a `make-task` command draws its windows from.
+#[derive(Args)]
+pub struct TaskSplitOptions {
+    /// Genome split unit (`record` or `block:N`); splits never share bases.
+    #[arg(long, default_value = "block:100000")]
+    split: SplitArg,
+    /// Fractions of bases for train,valid,test.
+    #[arg(long, default_value = "0.7,0.1,0.2", value_parser = parse_fractions)]
+    fractions: [f64; 3],
+    /// Random seed (the genome split and every draw).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl TaskSplitOptions {
+    /// The split of a genome of `lengths`, and its unit (`none` is refused: windows of
+    /// different splits could overlap).
+    fn split(&self, lengths: &[usize]) -> anyhow::Result<(GenomeSplit, SplitUnit)> {
+        let Some(unit) = self.split.unit() else {
+            bail!(
+                "--split none would let windows of different splits overlap; use record or block:N"
+            )
+        };
+        let config = SplitConfig {
+            unit,
+            fractions: self.fractions,
+            seed: self.seed,
+        };
+        Ok((split_genome(lengths, &config)?, unit))
+    }
+}
+
 impl SplitOptions {
     fn split(&self, lengths: &[usize]) -> anyhow::Result<Option<GenomeSplit>> {
         let Some(unit) = self.split.unit() else {
@@ -362,15 +394,8 @@ pub struct OrientationTaskArgs {
     /// Each site lands within this many bases of its end of the window (after a 5% margin).
     #[arg(long, default_value_t = 64)]
     jitter: usize,
-    /// Genome split unit for the background (`record` or `block:N`); splits never share bases.
-    #[arg(long, default_value = "block:100000")]
-    split: SplitArg,
-    /// Fractions of bases for train,valid,test.
-    #[arg(long, default_value = "0.7,0.1,0.2", value_parser = parse_fractions)]
-    fractions: [f64; 3],
-    /// Random seed (genome split, background draws and motif sites).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    split: TaskSplitOptions,
     /// Output task directory (train.csv, valid.csv, test.csv, task.json).
     #[arg(short, long)]
     out: PathBuf,
@@ -417,23 +442,13 @@ pub fn make_orientation_task(args: OrientationTaskArgs) -> anyhow::Result<()> {
             )
         })?;
     let genome = dnalm_seq::Genome::read(&args.genome)?;
-    let Some(unit) = args.split.unit() else {
-        bail!("--split none would let background windows cross splits; use record or block:N")
-    };
-    let split = split_genome(
-        &genome.lengths(),
-        &SplitConfig {
-            unit,
-            fractions: args.fractions,
-            seed: args.seed,
-        },
-    )?;
+    let (split, unit) = args.split.split(&genome.lengths())?;
     let spec = OrientationTaskSpec {
         length: args.length,
         rows: args.rows,
         jitter: args.jitter,
     };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.split.seed);
     let splits = orientation_task(&genome, &split, pfm, &spec, &mut rng)?;
     let rows: Vec<TaskRow> = Split::ALL
         .iter()
@@ -465,9 +480,9 @@ pub fn make_orientation_task(args: OrientationTaskArgs) -> anyhow::Result<()> {
         seq_len: Some(args.length),
         description: format!(
             "Long-range: {} bp windows of real background from {} with two {} ({}) sites, one within {} bp of each end. 1 = convergent (--> <--); 0 = divergent (<-- -->) or tandem. Both classes hold the same motif words, so only a context spanning both sites can tell them apart. Splits are disjoint genome {:?} units ({:?}).",
-            args.length, args.genome.display(), pfm.name, pfm.id, args.length / 20 + args.jitter + pfm.len(), unit, args.fractions
+            args.length, args.genome.display(), pfm.name, pfm.id, args.length / 20 + args.jitter + pfm.len(), unit, args.split.fractions
         ),
-        source: Some(format!("dnalm make-task orientation {} --motifs {} --motif {} --length {} --rows {} --jitter {} --seed {}", args.genome.display(), args.motifs.display(), args.motif, args.length, args.rows.map(|r| r.to_string()).join(","), args.jitter, args.seed)),
+        source: Some(format!("dnalm make-task orientation {} --motifs {} --motif {} --length {} --rows {} --jitter {} --seed {}", args.genome.display(), args.motifs.display(), args.motif, args.length, args.rows.map(|r| r.to_string()).join(","), args.jitter, args.split.seed)),
     };
     task.write(&args.out, &rows, &TaskFiles::PerSplit)?;
     eprintln!(
@@ -532,15 +547,8 @@ pub struct MultiLabelTaskArgs {
     /// default: half the window).
     #[arg(long)]
     min_overlap: Option<usize>,
-    /// Genome split unit (`record` or `block:N`); splits never share bases.
-    #[arg(long, default_value = "block:100000")]
-    split: SplitArg,
-    /// Fractions of bases for train,valid,test.
-    #[arg(long, default_value = "0.7,0.1,0.2", value_parser = parse_fractions)]
-    fractions: [f64; 3],
-    /// Random seed (genome split and window draws).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    split: TaskSplitOptions,
     /// Output task directory (train.csv, valid.csv, test.csv, task.json).
     #[arg(short, long)]
     out: PathBuf,
@@ -556,17 +564,7 @@ pub fn make_multi_label_task(args: MultiLabelTaskArgs) -> anyhow::Result<()> {
 
     let genome = dnalm_seq::Genome::read(&args.genome)?;
     let annotations = read_intervals(&args.annotations)?;
-    let Some(unit) = args.split.unit() else {
-        bail!("--split none would let windows of different splits overlap; use record or block:N")
-    };
-    let split = split_genome(
-        &genome.lengths(),
-        &SplitConfig {
-            unit,
-            fractions: args.fractions,
-            seed: args.seed,
-        },
-    )?;
+    let (split, unit) = args.split.split(&genome.lengths())?;
     let spec = FeatureTaskSpec {
         length: args.length,
         rows: args.rows,
@@ -576,7 +574,7 @@ pub fn make_multi_label_task(args: MultiLabelTaskArgs) -> anyhow::Result<()> {
         ends: args.ends,
         min_overlap: args.min_overlap.unwrap_or(args.length / 2),
     };
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.split.seed);
     let task = feature_task(&genome, &split, annotations, &spec, &mut rng)
         .with_context(|| format!("{}", args.annotations.display()))?;
     let names = genome.names();
@@ -617,7 +615,7 @@ pub fn make_multi_label_task(args: MultiLabelTaskArgs) -> anyhow::Result<()> {
             if args.stranded { ", per strand" } else { "" },
             if args.ends { "; _5p/_3p: the window holds a feature's first/last base on its strand" } else { "" },
             unit,
-            args.fractions
+            args.split.fractions
         ),
         source: Some(format!(
             "dnalm make-task multi-label {} --annotations {} --length {} --rows {}{}{}{} --min-overlap {} --seed {}",
@@ -629,7 +627,7 @@ pub fn make_multi_label_task(args: MultiLabelTaskArgs) -> anyhow::Result<()> {
             if args.stranded { " --stranded" } else { "" },
             if args.ends { " --ends" } else { "" },
             spec.min_overlap,
-            args.seed
+            args.split.seed
         )),
     };
     new.write_multi_label(&args.out, &rows, &TaskFiles::PerSplit)?;

@@ -163,35 +163,24 @@ pub fn classify_genome(
             .try_into_vec::<f32>()
             .map_err(|e| crate::tensor_error("labelling", e))?;
         for (i, &(record, start, strand)) in chunk.iter().enumerate().take(n) {
-            let p = &values[i * k..(i + 1) * k];
-            if info.multi_label {
-                // One call per label, in label order: its own probability.
-                for (label, &score) in p.iter().enumerate() {
-                    calls.push(WindowCall {
-                        record,
-                        start,
-                        end: start + options.window,
-                        strand,
-                        label,
-                        score: score as f64,
-                    });
-                }
-                continue;
+            let p = values[i * k..(i + 1) * k].iter().map(|&v| v as f64);
+            // Multi-label: one call per label, in label order, with its own probability.
+            let scored: Vec<(usize, f64)> = if info.multi_label {
+                p.enumerate().collect()
+            } else {
+                let best = p.enumerate().max_by(|a, b| a.1.total_cmp(&b.1));
+                vec![best.unwrap_or((0, f64::NAN))]
+            };
+            for (label, score) in scored {
+                calls.push(WindowCall {
+                    record,
+                    start,
+                    end: start + options.window,
+                    strand,
+                    label,
+                    score,
+                });
             }
-            let (label, score) = p
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(c, v)| (c, *v as f64))
-                .unwrap_or((0, f64::NAN));
-            calls.push(WindowCall {
-                record,
-                start,
-                end: start + options.window,
-                strand,
-                label,
-                score,
-            });
         }
     }
     Ok(calls)
