@@ -105,27 +105,13 @@ fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), 
         names.sort_by_key(|n| (n != &task.headline, n.clone()));
         names
     };
-    let _ = writeln!(
-        md,
-        "| model | method | {} | chosen | seconds |",
-        metric_names.join(" | ")
-    );
-    let _ = writeln!(md, "|---|---|{}---|---|", "---|".repeat(metric_names.len()));
-    for e in &task.entries {
-        let cells: Vec<String> = metric_names
-            .iter()
-            .map(|m| e.metrics.get(m).map_or("—".into(), |s| s.to_string()))
-            .collect();
-        let _ = writeln!(
-            md,
-            "| {}{} | {} | {} | {} | {:.1} |",
-            e.subject,
-            if e.baseline { " (baseline)" } else { "" },
-            e.method,
-            cells.join(" | "),
-            e.chosen.clone().unwrap_or_default(),
-            e.seconds
-        );
+    // Multi-label metrics per label (`auroc/NAME`) get a table of their own.
+    let (per_label, overall): (Vec<String>, Vec<String>) =
+        metric_names.into_iter().partition(|n| n.contains('/'));
+    entries_table(md, task, &overall, true);
+    if !per_label.is_empty() {
+        let _ = writeln!(md, "\nPer label:\n");
+        entries_table(md, task, &per_label, false);
     }
     comparisons_table(md, task);
     anchors_table(md, task);
@@ -240,6 +226,38 @@ fn layer_section(
     Ok(())
 }
 
+/// One row per entry of `task` with the metrics `names` (and, with `details`, what was chosen
+/// and the seconds it took).
+fn entries_table(md: &mut String, task: &TaskResult, names: &[String], details: bool) {
+    let extra = if details { " chosen | seconds |" } else { "" };
+    let _ = writeln!(md, "| model | method | {} |{extra}", names.join(" | "));
+    let rule = if details { "---|---|" } else { "" };
+    let _ = writeln!(md, "|---|---|{}{rule}", "---|".repeat(names.len()));
+    for e in &task.entries {
+        let cells: Vec<String> = names
+            .iter()
+            .map(|m| e.metrics.get(m).map_or("—".into(), |s| s.to_string()))
+            .collect();
+        let tail = if details {
+            format!(
+                " {} | {:.1} |",
+                e.chosen.clone().unwrap_or_default(),
+                e.seconds
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| {}{} | {} | {} |{tail}",
+            e.subject,
+            if e.baseline { " (baseline)" } else { "" },
+            e.method,
+            cells.join(" | "),
+        );
+    }
+}
+
 /// The paired comparisons of a task's models with its best baseline, if any.
 fn comparisons_table(md: &mut String, task: &TaskResult) {
     let Some(first) = task.comparisons.first() else {
@@ -292,7 +310,8 @@ fn relevance_section(
     let _ = writeln!(
         md,
         "## Relevance (frozen embeddings only)\n\nLogME evidence per sample and H-score on the \
-         training split; kNN accuracy (Pearson for regression) and linear-probe MCC on test.\n"
+         training split; kNN and linear probe on test, in the task's headline (kNN: accuracy \
+         for classes).\n"
     );
     let _ = writeln!(
         md,
