@@ -1,6 +1,7 @@
 //! One training loop for every network dnalm-eval trains (MLP probe, one-hot CNN baseline,
 //! token probe, fine-tuned encoder): mini-batch AdamW (dnalm-train's, global-norm clipping, an
-//! optional learning-rate factor per parameter), cross-entropy or standardised MSE, a budget in
+//! optional learning-rate factor per parameter), cross-entropy (optionally class-weighted),
+//! binary cross-entropy per label (multi-label) or standardised MSE, a budget in
 //! epochs and optionally in steps, validation every epoch or every N steps, early stopping on the
 //! validation loss or on the validation headline metric, the best point kept (its parameters and
 //! batch-norm statistics). Deterministic for a seed: batches are shuffled by a seeded ChaCha
