@@ -430,11 +430,14 @@ impl<C: CheckpointStrategy> EncoderLayerOps for Autodiff<Flex, C> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Int, Tensor, TensorData};
+    use burn::{
+        module::Module,
+        tensor::{Int, Tensor, TensorData},
+    };
 
     use crate::{
         attention::{AttentionBias, RotaryTables},
-        block::{Block, BlockContext, DropoutStream},
+        block::{Block, BlockContext, DropoutStream, FeedForward},
         Architecture, AttentionMask, AttentionPattern, ModelConfig,
     };
 
@@ -474,10 +477,14 @@ mod tests {
         rotary: bool,
         padding: bool,
         dropout: bool,
+        /// Freeze the query, output and feed-forward down projections (as LoRA and frozen
+        /// layers do): the fused backward skips their weight gradients.
+        frozen: bool,
     }
 
     /// The fused layer and the reference path agree on outputs and on the gradients of the
-    /// input and of all 16 parameters, with rotary positions, padding and dropout on or off.
+    /// input and of all 16 parameters, with rotary positions, padding and dropout on or off;
+    /// frozen parameters get a gradient from neither.
     fn check(case: Case) {
         let device = crate::cpu().autodiff();
         let (rows, len) = (3, 37);
@@ -489,7 +496,15 @@ mod tests {
         cfg.dropout = if case.dropout { 0.2 } else { 0.0 };
         // Several query chunks per head, the last one short.
         cfg.attention_chunk = 8;
-        let block = random_block(&cfg, &device, 7);
+        let mut block = random_block(&cfg, &device, 7);
+        if case.frozen {
+            block.query = block.query.map(Module::no_grad);
+            block.output = block.output.map(Module::no_grad);
+            // The down projection but not the up one: a mask indexed wrongly shows.
+            if let Some(FeedForward::Gelu(ffn)) = &mut block.ffn {
+                ffn.down = ffn.down.clone().no_grad();
+            }
+        }
         let d = cfg.d_model;
         let x0 = Tensor::<3>::from_data(
             TensorData::new(values(rows * len * d, 1), [rows, len, d]),
@@ -540,31 +555,39 @@ mod tests {
                 b.forward_reference(x.clone(), &c)
             };
             let grads = (out.clone() * weight.clone()).sum().backward();
-            let mut g: Vec<Tensor<1>> = vec![x.grad(&grads).expect("input grad").flatten(0, 2)];
+            let mut g: Vec<Option<Tensor<1>>> = vec![x.grad(&grads).map(|g| g.flatten(0, 2))];
             let parts = b.fused_parts(&x, &c).expect("fusable");
             g.extend(
                 parts
                     .weights
                     .iter()
-                    .map(|w| w.grad(&grads).expect("weight grad").flatten(0, 1)),
+                    .map(|w| w.grad(&grads).map(|g| g.flatten(0, 1))),
             );
-            g.extend(
-                parts
-                    .vectors
-                    .iter()
-                    .map(|v| v.grad(&grads).expect("vector grad")),
-            );
+            g.extend(parts.vectors.iter().map(|v| v.grad(&grads)));
             (out.inner(), g)
         };
         let (out_f, grads_f) = run(true);
         let (out_r, grads_r) = run(false);
         let diff = max_diff(out_f, out_r);
         assert!(diff < 1e-4, "output differs by {diff}");
-        for (i, (gf, gr)) in grads_f.into_iter().zip(grads_r).enumerate() {
-            let scale = gr.clone().abs().max().into_scalar::<f32>().max(1e-3);
-            let diff = max_diff(gf, gr) / scale;
-            assert!(diff < 1e-3, "gradient {i} differs by {diff} (relative)");
+        let mut frozen = 0;
+        for (i, pair) in grads_f.into_iter().zip(grads_r).enumerate() {
+            match pair {
+                (Some(gf), Some(gr)) => {
+                    let scale = gr.clone().abs().max().into_scalar::<f32>().max(1e-3);
+                    let diff = max_diff(gf, gr) / scale;
+                    assert!(diff < 1e-3, "gradient {i} differs by {diff} (relative)");
+                }
+                (None, None) => frozen += 1,
+                (f, r) => panic!(
+                    "gradient {i}: fused has one: {}, reference has one: {}",
+                    f.is_some(),
+                    r.is_some()
+                ),
+            }
         }
+        // Weights and biases of the query, output and down projections.
+        assert_eq!(frozen, if case.frozen { 6 } else { 0 });
     }
 
     #[test]
@@ -573,6 +596,7 @@ mod tests {
             rotary: true,
             padding: true,
             dropout: false,
+            frozen: false,
         });
     }
 
@@ -582,6 +606,19 @@ mod tests {
             rotary: false,
             padding: false,
             dropout: false,
+            frozen: false,
+        });
+    }
+
+    /// The frozen-weight mask of the fused backward: the trainable parameters' gradients (and
+    /// the input's) still match the reference, and the frozen ones get none.
+    #[test]
+    fn fused_layer_matches_reference_with_frozen_weights() {
+        check(Case {
+            rotary: true,
+            padding: true,
+            dropout: false,
+            frozen: true,
         });
     }
 
@@ -591,6 +628,7 @@ mod tests {
             rotary: true,
             padding: true,
             dropout: true,
+            frozen: false,
         });
     }
 
