@@ -31,9 +31,9 @@ CODE = np.full(256, -1, dtype=np.int64)
 for i, b in enumerate(b"ACGT"):
     CODE[b] = i
     CODE[ord(chr(b).lower())] = i
-# L2 strength on the mean loss (C = 1 / (l2 * rows)), half-decade steps from 10 to 1e-7: wider
-# and finer than dnalm's grid, so the reference is at least as well tuned.
-L2_GRID = [10.0 ** (-e / 2) for e in range(-2, 15)]
+# L2 strength on the mean loss (C = 1 / (l2 * rows)), half-decade steps from 100 to 1e-7: as
+# wide as dnalm's extended grid and finer, so the reference is at least as well tuned.
+L2_GRID = [10.0 ** (-e / 2) for e in range(-4, 15)]
 
 
 def spectrum(seq: bytes) -> np.ndarray:
