@@ -469,11 +469,7 @@ pub fn make_orientation_task(args: OrientationTaskArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let name = args
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "orientation".into());
+    let name = crate::label::task_name(&args.out);
     let task = NewTask {
         name,
         label_names: vec!["not_convergent".into(), "convergent".into()],
@@ -596,11 +592,7 @@ pub fn make_multi_label_task(args: MultiLabelTaskArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let name = args
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "multi_label".into());
+    let name = crate::label::task_name(&args.out);
     let new = NewTask {
         name,
         label_names: task.label_names.clone(),

@@ -65,7 +65,8 @@ pub struct LabelArgs {
     shard: ShardFlag,
 }
 
-/// The name of the task a labelling writes into `output`: the directory's name.
+/// The name of the task written into `output` (a labelling's, or `make-task`'s): the
+/// directory's name.
 pub(crate) fn task_name(output: &Path) -> String {
     output
         .file_name()

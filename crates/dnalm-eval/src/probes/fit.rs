@@ -587,6 +587,22 @@ mod tests {
             .unwrap();
         assert_eq!(w, vec![4.0 / 6.0, 2.0, 0.0]);
         assert_eq!(ClassBalance::None.weights(&classes, &[0, 1]), None);
+        // The weighted cross-entropy is `-Σ w_y log p_y / Σ w_y`.
+        let z3 = [
+            0.5f32, -1.0, 2.0, 0.25, -0.5, 1.5, 0.0, -2.0, 1.0, 1.0, 0.5, -0.5,
+        ];
+        let device = crate::train_device(&dnalm_model::cpu());
+        let out = Tensor::<2>::from_data(TensorData::new(z3.to_vec(), [4, 3]), &device);
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for (row, &y) in z3.chunks(3).zip(&[0usize, 0, 0, 1]) {
+            let lse = row.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln();
+            num -= w[y] as f64 * (row[y] as f64 - lse);
+            den += w[y] as f64;
+        }
+        let got = loss(out, &classes, &[0, 1, 2, 3], None, Some(&w))
+            .unwrap()
+            .into_scalar::<f32>() as f64;
+        assert!((got - num / den).abs() < 1e-6, "{got} vs {}", num / den);
         let present = ndarray::array![[true, false], [false, false], [false, true], [false, true]];
         let labels = Targets::Labels {
             present: present.clone(),
@@ -597,7 +613,6 @@ mod tests {
             .unwrap();
         assert_eq!(w, vec![3.0, 1.0]);
         let z = [0.5f32, -1.0, 2.0, 0.25, -0.5, 1.5, 0.0, -2.0];
-        let device = crate::train_device(&dnalm_model::cpu());
         let out = Tensor::<2>::from_data(TensorData::new(z.to_vec(), [4, 2]), &device);
         let log_sigmoid = |v: f64| -(1.0 + (-v).exp()).ln();
         let mut expected = 0.0;

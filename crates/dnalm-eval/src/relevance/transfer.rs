@@ -227,6 +227,14 @@ mod tests {
         };
         let c = logme(x.view(), &classes).unwrap();
         let r = logme(x.view(), &Targets::Values(values)).unwrap();
+        // One label per row as multi-label indicators is the same one-hot problem.
+        let Targets::Classes { labels: l, .. } = &classes else {
+            unreachable!()
+        };
+        let present = ndarray::Array2::from_shape_fn((l.len(), 3), |(i, k)| l[i] as usize == k);
+        let names = vec!["a".into(), "b".into(), "c".into()];
+        let m = logme(x.view(), &Targets::Labels { present, names }).unwrap();
+        assert!((m - c).abs() < 1e-12, "{m} vs {c}");
         assert!((c - REFERENCE_CLASSIFICATION).abs() < 1e-6, "{c}");
         assert!((r - REFERENCE_REGRESSION).abs() < 1e-6, "{r}");
         // The shared-Gram forms give the same numbers, and refuse a Gram of other features.
