@@ -210,7 +210,8 @@ pub struct TaskStats {
     pub n_fraction: f64,
     /// Rows per split (`none` when no split is given).
     pub per_split: BTreeMap<String, u64>,
-    /// Rows per class label (classification only).
+    /// Rows per class label (classification; multi-label: rows having each label; per-base:
+    /// bases of each class).
     pub per_label: BTreeMap<String, u64>,
     /// Mean of the target (regression only).
     pub target_mean: Option<f64>,
@@ -235,6 +236,11 @@ impl TaskStats {
                 // Each label counts once per row that has it.
                 Label::Labels(set) => {
                     for k in set {
+                        *per_label.entry(k.to_string()).or_insert(0) += 1;
+                    }
+                }
+                Label::Bases(classes) => {
+                    for k in classes {
                         *per_label.entry(k.to_string()).or_insert(0) += 1;
                     }
                 }

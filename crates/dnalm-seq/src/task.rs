@@ -7,6 +7,7 @@
 //!   task.json        {"name": "...", "num_classes": 2, "label_names": [...], "description": "..."}
 //!                    or {"name": "...", "regression": true}
 //!                    or {"name": "...", "multi_label": true, "label_names": [...]}
+//!                    or {"name": "...", "per_base": true, "label_names": [...]}
 //!   train.csv        sequence,label[,id][,split]   (.tsv: tab-separated; .csv.gz/.tsv.gz too)
 //!   valid.csv
 //!   test.csv
@@ -21,6 +22,11 @@
 //! A multi-label task (several binary labels per sequence, e.g. chromatin profiles) writes each
 //! row's labels as a `;`-separated list of names (or indices) from `label_names`, an empty cell
 //! meaning none: `ACGT...,CTCF;DNase`.
+//!
+//! A per-base task (segmentation: gene structure, element annotation) labels every base with one
+//! of `label_names`, written as one character per base, the class index in base 36 (`0`–`9`,
+//! then `a`–`z`; at most 36 classes): `ACGTAC,001122`. The label must be exactly as long as the
+//! sequence.
 
 use std::{
     fs,
@@ -54,6 +60,11 @@ pub enum TaskKind {
         /// Names of the labels, by index (at least one).
         label_names: Vec<String>,
     },
+    /// One class per base (segmentation).
+    PerBase {
+        /// Names of the classes, by index (2 to [`MAX_BASE_CLASSES`]).
+        label_names: Vec<String>,
+    },
 }
 
 /// The contents of `task.json`.
@@ -81,6 +92,8 @@ struct TaskJson {
     #[serde(default)]
     multi_label: Option<bool>,
     #[serde(default)]
+    per_base: Option<bool>,
+    #[serde(default)]
     label_names: Option<Vec<String>>,
     #[serde(default)]
     tokenizer: Option<String>,
@@ -99,6 +112,33 @@ impl TaskSpec {
         let raw: TaskJson = serde_json::from_str(&text).map_err(|e| {
             SeqError::at_line(path, e.line() as u64, format!("invalid task.json: {e}"))
         })?;
+        if raw.per_base.unwrap_or(false) {
+            if raw.regression.unwrap_or(false) || raw.multi_label.unwrap_or(false) {
+                return Err(bad(
+                    "gives \"per_base\": true with \"regression\" or \"multi_label\"; a per-base task has one class per base".into(),
+                ));
+            }
+            let names = raw.label_names.unwrap_or_default();
+            if names.len() < 2 || names.len() > MAX_BASE_CLASSES {
+                return Err(bad(format!(
+                    "\"per_base\": true needs \"label_names\" with 2 to {MAX_BASE_CLASSES} class names (has {})",
+                    names.len()
+                )));
+            }
+            if let Some(n) = raw.num_classes.filter(|&n| n as usize != names.len()) {
+                return Err(bad(format!(
+                    "\"label_names\" has {} names but \"num_classes\" is {n}",
+                    names.len()
+                )));
+            }
+            check_label_names(&names).map_err(bad)?;
+            return Ok(TaskSpec {
+                name: raw.name,
+                description: raw.description,
+                kind: TaskKind::PerBase { label_names: names },
+                tokenizer: raw.tokenizer,
+            });
+        }
         if raw.multi_label.unwrap_or(false) {
             if raw.regression.unwrap_or(false) {
                 return Err(bad(
@@ -226,6 +266,24 @@ impl TaskSpec {
                 set.dedup();
                 Ok(Label::Labels(set))
             }
+            TaskKind::PerBase { label_names } => {
+                let n = label_names.len();
+                let mut classes = Vec::with_capacity(text.len());
+                for (i, c) in text.chars().enumerate() {
+                    match c.to_digit(36).filter(|&k| (k as usize) < n) {
+                        Some(k) => classes.push(k as u8),
+                        None => {
+                            return Err(format!(
+                                "per-base label character {} ('{c}') is not a class index \
+                                 (one character per base, 0-9 then a-z, below {n}: {})",
+                                i + 1,
+                                label_names.join(", ")
+                            ))
+                        }
+                    }
+                }
+                Ok(Label::Bases(classes))
+            }
         }
     }
 
@@ -234,8 +292,32 @@ impl TaskSpec {
         match &self.kind {
             TaskKind::Classification { num_classes, .. } => *num_classes as usize,
             TaskKind::Regression => 1,
-            TaskKind::MultiLabel { label_names } => label_names.len(),
+            TaskKind::MultiLabel { label_names } | TaskKind::PerBase { label_names } => {
+                label_names.len()
+            }
         }
+    }
+}
+
+/// The most classes a per-base task may have: one base-36 character per base.
+pub const MAX_BASE_CLASSES: usize = 36;
+
+/// Writes per-base classes as a task table's label: one base-36 character per base.
+pub fn base_classes_text(classes: &[u8]) -> String {
+    classes
+        .iter()
+        .map(|&k| char::from_digit(k as u32, 36).unwrap_or('?'))
+        .collect()
+}
+
+/// Fails unless a per-base label covers its sequence exactly.
+fn check_label_length(label: &Label, bases: usize) -> std::result::Result<(), String> {
+    match label {
+        Label::Bases(classes) if classes.len() != bases => Err(format!(
+            "the per-base label has {} characters but the sequence has {bases} bases (one class per base)",
+            classes.len()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -267,6 +349,8 @@ pub enum Label {
     Value(f64),
     /// The labels that apply (multi-label), as sorted indices into `label_names`.
     Labels(Vec<u32>),
+    /// One class index per base (per-base tasks).
+    Bases(Vec<u8>),
 }
 
 impl std::fmt::Display for Label {
@@ -284,6 +368,7 @@ impl std::fmt::Display for Label {
                 }
                 Ok(())
             }
+            Label::Bases(classes) => f.write_str(&base_classes_text(classes)),
         }
     }
 }
@@ -632,6 +717,7 @@ fn read_delimited(
                 byte: bad.byte,
             })?;
         let label = parse_label_with(spec, record.get(label_col).unwrap_or("")).map_err(err)?;
+        check_label_length(&label, sequence.len()).map_err(err)?;
         let row_split =
             match (split, split_col) {
                 (Some(s), _) => Some(s),
@@ -715,6 +801,7 @@ fn read_fasta_table(
         if record.sequence.is_empty() {
             return Err(err("empty sequence".into()));
         }
+        check_label_length(&label, record.sequence.len()).map_err(err)?;
         out.push(LabelledSequence {
             id: record.name.clone(),
             sequence: std::mem::take(&mut record.sequence),
@@ -740,6 +827,26 @@ mod tests {
 
     const BINARY: &str = r#"{"name":"t","num_classes":2,"label_names":["neg","pos"]}"#;
     const MULTI: &str = r#"{"name":"m","multi_label":true,"label_names":["CTCF","DNase"]}"#;
+    const PER_BASE: &str = r#"{"name":"s","per_base":true,"label_names":["other","CDS","rRNA"]}"#;
+
+    /// Per-base rows: one base-36 class character per base, in CSV or FASTA, written back the
+    /// same way.
+    #[test]
+    fn per_base_rows_hold_one_class_per_base() {
+        let d = task_dir(
+            PER_BASE,
+            &[
+                ("train.csv", "sequence,label\nACGTAC,001122\n"),
+                ("test.fa", ">s1 label=2100\nACGT\n"),
+            ],
+        );
+        let task = Task::load(d.path()).unwrap();
+        assert_eq!(task.examples[0].label, Label::Bases(vec![0, 0, 1, 1, 2, 2]));
+        assert_eq!(task.examples[1].label, Label::Bases(vec![2, 1, 0, 0]));
+        assert_eq!(task.spec.outputs(), 3);
+        assert_eq!(task.examples[1].label.to_string(), "2100");
+        assert_eq!(base_classes_text(&[0, 10, 35]), "0az");
+    }
 
     /// Multi-label rows: names or indices, `;`-separated, any order, repeats folded, an empty
     /// cell (or a FASTA `label=`) meaning none.
@@ -836,6 +943,13 @@ mod tests {
             (r#"{"name":"m","multi_label":true,"label_names":["a","a"]}"#, &[("train.csv", "sequence,label\nA,0\n")], "label name 'a' appears twice"),
             (r#"{"name":"m","multi_label":true,"label_names":["a;b"]}"#, &[("train.csv", "sequence,label\nA,0\n")], "without ';'"),
             (r#"{"name":"m","multi_label":true,"num_classes":3,"label_names":["a","b"]}"#, &[("train.csv", "sequence,label\nA,0\n")], "\"label_names\" has 2 names but \"num_classes\" is 3"),
+            // Per-base: a label that disagrees in length with its sequence, a class outside the
+            // declared set, and specs that cannot be read.
+            (PER_BASE, &[("train.csv", "sequence,label\nACGT,0120\nACGT,012\n")], "train.csv:line 3: the per-base label has 3 characters but the sequence has 4 bases"),
+            (PER_BASE, &[("train.fa", ">a label=01\nACG\n")], "train.fa:record 1 ('a'): the per-base label has 2 characters but the sequence has 3 bases"),
+            (PER_BASE, &[("train.csv", "sequence,label\nACGT,0130\n")], "train.csv:line 2: per-base label character 3 ('3') is not a class index"),
+            (r#"{"name":"s","per_base":true,"label_names":["other"]}"#, &[("train.csv", "sequence,label\nA,0\n")], "\"per_base\": true needs \"label_names\" with 2 to 36 class names (has 1)"),
+            (r#"{"name":"s","per_base":true,"multi_label":true,"label_names":["a","b"]}"#, &[("train.csv", "sequence,label\nA,0\n")], "a per-base task has one class per base"),
         ];
         for (spec, files, needle) in cases {
             let d = task_dir(spec, files);

@@ -1,4 +1,4 @@
-//! Writing a classification (or multi-label) task directory (the layout [`crate::task`] reads):
+//! Writing a classification, multi-label or per-base task directory (the layout [`crate::task`] reads):
 //! the rows as CSV and `task.json` with the label names, a description, provenance and per-split
 //! counts.
 
@@ -41,33 +41,42 @@ pub struct LabelSetRow {
     pub split: Split,
 }
 
-/// What the writer needs of a row of either kind.
+/// One row of a new per-base task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseClassRow {
+    /// The bases.
+    pub sequence: Vec<u8>,
+    /// The class of each base, as an index into the task's label names.
+    pub classes: Vec<u8>,
+    /// Identifier (e.g. `chr1:101-600`).
+    pub id: String,
+    /// The row's split.
+    pub split: Split,
+}
+
+/// What the writer needs of a row of any kind.
 trait WrittenRow {
-    fn sequence(&self) -> &[u8];
-    fn id(&self) -> &str;
-    fn split(&self) -> Split;
-    fn score(&self) -> Option<f64>;
-    /// The labels that apply (one for a class).
-    fn labels(&self) -> &[usize];
+    /// The bases, the id and the split.
+    fn row(&self) -> (&[u8], &str, Split);
+    fn score(&self) -> Option<f64> {
+        None
+    }
+    /// The labels the row counts towards, once per count: its class, each label it has, or
+    /// each base's class.
+    fn labels(&self) -> Vec<usize>;
     /// The label cell as written.
     fn label_text(&self) -> String;
 }
 
 impl WrittenRow for TaskRow {
-    fn sequence(&self) -> &[u8] {
-        &self.sequence
-    }
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn split(&self) -> Split {
-        self.split
+    fn row(&self) -> (&[u8], &str, Split) {
+        (&self.sequence, &self.id, self.split)
     }
     fn score(&self) -> Option<f64> {
         self.score
     }
-    fn labels(&self) -> &[usize] {
-        std::slice::from_ref(&self.label)
+    fn labels(&self) -> Vec<usize> {
+        vec![self.label]
     }
     fn label_text(&self) -> String {
         self.label.to_string()
@@ -75,31 +84,42 @@ impl WrittenRow for TaskRow {
 }
 
 impl WrittenRow for LabelSetRow {
-    fn sequence(&self) -> &[u8] {
-        &self.sequence
+    fn row(&self) -> (&[u8], &str, Split) {
+        (&self.sequence, &self.id, self.split)
     }
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn split(&self) -> Split {
-        self.split
-    }
-    fn score(&self) -> Option<f64> {
-        None
-    }
-    fn labels(&self) -> &[usize] {
-        &self.labels
-    }
-    fn label_text(&self) -> String {
+    fn labels(&self) -> Vec<usize> {
         let mut sorted = self.labels.clone();
         sorted.sort_unstable();
         sorted.dedup();
         sorted
+    }
+    fn label_text(&self) -> String {
+        self.labels()
             .iter()
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(&crate::task::LABEL_SEPARATOR.to_string())
     }
+}
+
+impl WrittenRow for BaseClassRow {
+    fn row(&self) -> (&[u8], &str, Split) {
+        (&self.sequence, &self.id, self.split)
+    }
+    fn labels(&self) -> Vec<usize> {
+        self.classes.iter().map(|&c| c as usize).collect()
+    }
+    fn label_text(&self) -> String {
+        crate::task::base_classes_text(&self.classes)
+    }
+}
+
+/// Which kind of task is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WrittenKind {
+    Classes,
+    MultiLabel,
+    PerBase,
 }
 
 /// Where the rows go.
@@ -137,6 +157,8 @@ struct TaskJson {
     name: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     multi_label: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    per_base: bool,
     #[serde(default)]
     num_classes: usize,
     label_names: Vec<String>,
@@ -161,7 +183,7 @@ impl NewTask {
     /// Writes `rows` and `task.json` into `dir` (created if needed), each file atomically.
     /// Fails, naming the row, on a label outside the label names.
     pub fn write(&self, dir: &Path, rows: &[TaskRow], files: &TaskFiles) -> Result<()> {
-        self.write_rows(dir, rows, files, false)
+        self.write_rows(dir, rows, files, WrittenKind::Classes)
     }
 
     /// Writes a multi-label task (`"multi_label": true`; each row's labels `;`-separated; the
@@ -172,7 +194,29 @@ impl NewTask {
         rows: &[LabelSetRow],
         files: &TaskFiles,
     ) -> Result<()> {
-        self.write_rows(dir, rows, files, true)
+        self.write_rows(dir, rows, files, WrittenKind::MultiLabel)
+    }
+
+    /// Writes a per-base task (`"per_base": true`; each row's label one base-36 class character
+    /// per base; the counts per label are bases) as [`NewTask::write`] does. Fails, naming the
+    /// row, when its classes do not cover its sequence.
+    pub fn write_per_base(
+        &self,
+        dir: &Path,
+        rows: &[BaseClassRow],
+        files: &TaskFiles,
+    ) -> Result<()> {
+        if let Some(r) = rows.iter().find(|r| r.classes.len() != r.sequence.len()) {
+            return Err(SeqError::invalid(
+                format!("row '{}'", r.id),
+                format!(
+                    "{} base classes for {} bases",
+                    r.classes.len(),
+                    r.sequence.len()
+                ),
+            ));
+        }
+        self.write_rows(dir, rows, files, WrittenKind::PerBase)
     }
 
     fn write_rows<R: WrittenRow>(
@@ -180,13 +224,13 @@ impl NewTask {
         dir: &Path,
         rows: &[R],
         files: &TaskFiles,
-        multi_label: bool,
+        kind: WrittenKind,
     ) -> Result<()> {
         let n = self.label_names.len();
         for r in rows {
             if let Some(bad) = r.labels().iter().find(|&&l| l >= n) {
                 return Err(SeqError::invalid(
-                    format!("row '{}'", r.id()),
+                    format!("row '{}'", r.row().1),
                     format!("label {bad} is not one of the {n} classes"),
                 ));
             }
@@ -195,7 +239,7 @@ impl NewTask {
         match files {
             TaskFiles::PerSplit => {
                 for split in Split::ALL {
-                    let of_split = rows.iter().filter(|r| r.split() == split);
+                    let of_split = rows.iter().filter(|r| r.row().2 == split);
                     let path = dir.join(format!("{}.csv", split.as_str()));
                     write_text(&path, &table(of_split, false))?;
                 }
@@ -205,12 +249,17 @@ impl NewTask {
         let counts = Split::ALL
             .iter()
             .map(|&split| {
-                let of_split: Vec<&R> = rows.iter().filter(|r| r.split() == split).collect();
-                let per_label = (0..self.label_names.len())
-                    .map(|l| {
-                        let n = of_split.iter().filter(|r| r.labels().contains(&l)).count();
-                        (l.to_string(), n)
-                    })
+                let of_split: Vec<&R> = rows.iter().filter(|r| r.row().2 == split).collect();
+                let mut per_label = vec![0usize; n];
+                for r in &of_split {
+                    for l in r.labels() {
+                        per_label[l] += 1;
+                    }
+                }
+                let per_label = per_label
+                    .into_iter()
+                    .enumerate()
+                    .map(|(l, c)| (l.to_string(), c))
                     .collect();
                 let counts = SplitCounts {
                     rows: of_split.len(),
@@ -221,7 +270,8 @@ impl NewTask {
             .collect();
         TaskJson {
             name: self.name.clone(),
-            multi_label,
+            multi_label: kind == WrittenKind::MultiLabel,
+            per_base: kind == WrittenKind::PerBase,
             num_classes: self.label_names.len(),
             label_names: self.label_names.clone(),
             seq_len: self.seq_len,
@@ -322,18 +372,19 @@ fn table<'a, R: WrittenRow + 'a>(rows: impl Iterator<Item = &'a R>, with_split: 
     text.push_str(if scored { ",score,id" } else { ",id" });
     text.push_str(if with_split { ",split\n" } else { "\n" });
     for r in rows {
+        let (sequence, id, split) = r.row();
         let _ = write!(
             text,
             "{},{}",
-            String::from_utf8_lossy(r.sequence()),
+            String::from_utf8_lossy(sequence),
             r.label_text()
         );
         if scored {
             let _ = write!(text, ",{:.4}", r.score().unwrap_or(f64::NAN));
         }
-        let _ = write!(text, ",{}", r.id());
+        let _ = write!(text, ",{id}");
         if with_split {
-            let _ = write!(text, ",{}", r.split().as_str());
+            let _ = write!(text, ",{}", split.as_str());
         }
         text.push('\n');
     }
@@ -357,6 +408,50 @@ mod tests {
             score: None,
             split,
         }
+    }
+
+    /// A per-base task loads back with its classes per base; its counts are bases.
+    #[test]
+    fn a_written_per_base_task_loads_back() {
+        let new = NewTask {
+            name: "s".into(),
+            description: "d".into(),
+            label_names: vec!["other".into(), "CDS".into()],
+            seq_len: Some(4),
+            source: None,
+        };
+        let base_row = |seq: &str, classes: Vec<u8>, split| BaseClassRow {
+            sequence: seq.as_bytes().to_vec(),
+            classes,
+            id: seq.into(),
+            split,
+        };
+        let rows = [
+            base_row("ACGT", vec![0, 1, 1, 0], Split::Train),
+            base_row("CCCC", vec![0, 0, 0, 0], Split::Valid),
+            base_row("AAAA", vec![1, 1, 1, 1], Split::Test),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        new.write_per_base(dir.path(), &rows, &TaskFiles::PerSplit)
+            .unwrap();
+        let task = Task::load(dir.path()).unwrap();
+        assert_eq!(
+            task.examples[0].label,
+            crate::Label::Bases(vec![0, 1, 1, 0])
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("task.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["per_base"], true);
+        assert_eq!(json["counts"]["train"]["per_label"]["1"], 2);
+        let short = [base_row("ACGT", vec![0, 1], Split::Train)];
+        let err = new
+            .write_per_base(dir.path(), &short, &TaskFiles::PerSplit)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("2 base classes for 4 bases"),
+            "{err}"
+        );
     }
 
     #[test]
