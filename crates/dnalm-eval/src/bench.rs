@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 use dnalm_model::Checkpoint;
 use dnalm_seq::{
     suite::{SuiteFormat, TaskSource},
-    task::Task,
+    task::{Task, TaskKind},
 };
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -21,11 +21,14 @@ use serde::{Deserialize, Serialize};
 use crate::{
     features::baseline::{cnn_baseline, kmer_spectrum, BaselineKind, SPECTRUM_KS},
     features::embed::{EmbedOptions, Embedder, Granularity, ModelSpec},
-    features::tasks::{embed_task, embed_task_tokens, features_task, split_rows, targets},
+    features::tasks::{
+        embed_task, embed_task_bases, embed_task_tokens, features_task, split_rows, targets,
+    },
     features::Targets,
-    finetune::{finetune, FinetuneOptions},
+    finetune::{finetune, per_base::finetune_per_base, FinetuneOptions},
     metrics::{paired_bootstrap, spearman, PairedDifference, Summary, TestPredictions, Verdict},
     probes::fit::{FitOptions, SeedRuns, Selection},
+    probes::per_base::{per_base_cnn, run_per_base_probe, PER_BASE_PROBE_BUDGET},
     probes::token::run_token_probe,
     probes::{headline, run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     relevance::{h_score_with, logme_with, task_affinity, Affinity, Gram},
@@ -63,6 +66,9 @@ pub struct BenchConfig {
     /// embeddings), with this budget, `seeds` times.
     #[serde(default)]
     pub token_probe: Option<FitOptions>,
+    /// The per-base probe's budget (per-base tasks; `seeds` runs).
+    #[serde(default = "per_base_probe_budget")]
+    pub per_base_probe: FitOptions,
     /// Where models embed; [`BenchConfig::on_device`] also sends every fit there.
     #[serde(default)]
     pub device: DeviceName,
@@ -78,6 +84,7 @@ impl BenchConfig {
         if let Some(fit) = &mut self.token_probe {
             fit.device = device;
         }
+        self.per_base_probe.device = device;
         if let Some(finetune) = &mut self.finetune {
             finetune.fit.device = device;
         }
@@ -113,9 +120,14 @@ impl Default for BenchConfig {
             finetune: None,
             per_layer: false,
             token_probe: None,
+            per_base_probe: PER_BASE_PROBE_BUDGET,
             device: DeviceName::Cpu,
         }
     }
+}
+
+fn per_base_probe_budget() -> FitOptions {
+    PER_BASE_PROBE_BUDGET
 }
 
 /// One row of a task's results.
@@ -373,6 +385,13 @@ pub fn run_bench(
     if !config.baselines.is_empty() {
         for (task, result) in tasks.iter().zip(&mut results) {
             result.entries.extend(baselines(config, task, progress)?);
+            if is_per_base(task) && config.baselines.contains(&BaselineKind::Kmer) {
+                result.notes.push(
+                    "The k-mer spectrum baseline scores whole sequences; a per-base task has the \
+                     per-base one-hot CNN as its baseline."
+                        .into(),
+                );
+            }
         }
     }
     let mut relevance = Vec::new();
@@ -384,6 +403,12 @@ pub fn run_bench(
         let embedder = Embedder::new(&encoder, config.embed.clone())?;
         let mut per_task: Vec<(String, SplitFeatures)> = Vec::new();
         for (task, result) in tasks.iter().zip(&mut results) {
+            if is_per_base(task) {
+                result
+                    .entries
+                    .extend(per_base_entries(config, spec, &encoder, task, progress)?);
+                continue;
+            }
             progress.message(&format!("{}: embedding {}", spec.name, task.spec.name));
             let t0 = Instant::now();
             let features = embed_task(&embedder, task)?;
@@ -502,6 +527,25 @@ fn baselines(
     progress: &mut dyn Progress,
 ) -> Result<Vec<Entry>, EvalError> {
     let mut entries = Vec::new();
+    if is_per_base(task) {
+        if config.baselines.contains(&BaselineKind::Cnn) {
+            progress.message(&format!(
+                "{}: per-base one-hot CNN ({} seeds)",
+                task.spec.name, config.seeds
+            ));
+            let t0 = Instant::now();
+            let cnn = per_base_cnn(task, config.cnn_channels, &config.cnn, config.seeds)?;
+            entries.push(Entry::from_seeds(
+                "onehot-cnn",
+                "cnn:per-base",
+                true,
+                cnn.fitted,
+                None,
+                t0,
+            ));
+        }
+        return Ok(entries);
+    }
     if config.baselines.contains(&BaselineKind::Kmer) {
         progress.message(&format!(
             "{}: k-mer spectrum + linear probe",
@@ -550,6 +594,72 @@ fn baselines(
     Ok(entries)
 }
 
+/// Whether every base of the task's sequences has a class.
+fn is_per_base(task: &Task) -> bool {
+    matches!(task.spec.kind, TaskKind::PerBase { .. })
+}
+
+/// A model on a per-base task: the per-base head on its frozen token states, checked to leave the backbone unchanged, and per-base
+/// fine-tuning when configured. Pooled probes, relevance scores and affinities need one target
+/// per sequence and are not run.
+fn per_base_entries(
+    config: &BenchConfig,
+    spec: &ModelSpec,
+    encoder: &Checkpoint,
+    task: &Task,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Entry>, EvalError> {
+    progress.message(&format!(
+        "{}: per-base probe on {} ({} seeds)",
+        spec.name, task.spec.name, config.seeds
+    ));
+    let t0 = Instant::now();
+    let before = fingerprint(&encoder.model);
+    let options = EmbedOptions {
+        granularity: Granularity::Token,
+        reverse_complement: false,
+        ..config.embed.clone()
+    };
+    let features = embed_task_bases(&Embedder::new(encoder, options)?, task)?;
+    let report = run_per_base_probe(&features, &config.per_base_probe, config.seeds)?;
+    if fingerprint(&encoder.model) != before {
+        return Err(EvalError::Numeric {
+            routine: "per-base probe",
+            message: format!("the frozen backbone {} changed while probing", spec.name),
+        });
+    }
+    let mut entries = vec![Entry::from_seeds(
+        &spec.name,
+        "probe:per-base",
+        false,
+        report,
+        None,
+        t0,
+    )];
+    if let Some(ft) = &config.finetune {
+        progress.message(&format!(
+            "{}: per-base fine-tuning on {}",
+            spec.name, task.spec.name
+        ));
+        let t0 = Instant::now();
+        let options = FinetuneOptions {
+            seeds: config.seeds,
+            ..ft.clone()
+        };
+        let (report, ..) = finetune_per_base(spec, task, &options)?;
+        let chosen = report.describe();
+        entries.push(Entry::from_seeds(
+            &spec.name,
+            "finetune",
+            false,
+            report.seeds,
+            Some(chosen),
+            t0,
+        ));
+    }
+    Ok(entries)
+}
+
 /// LogME and H-score of a model's training-split features (kNN and linear filled in by the
 /// probes, fine-tuning by fine-tuning).
 fn relevance_scores(
@@ -581,6 +691,7 @@ fn relevance_scores(
                 }
                 Some(total / per_label.len().max(1) as f64)
             }
+            Targets::Bases { .. } => None,
         },
         knn: f64::NAN,
         linear: f64::NAN,

@@ -9,11 +9,15 @@ use dnalm_seq::{
     window::{split_genome, SplitConfig, SplitUnit},
     Genome, Shard, Split,
 };
-use dnalm_tokenize::AnyTokenizer;
+use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 use serde::Serialize;
 
 use crate::{
-    finetune::{token_rows, HeadInfo, PooledSpan, SequenceClassifier},
+    finetune::{
+        per_base::{tag_input, BaseTagger},
+        token_rows, HeadInfo, PooledSpan, SequenceClassifier,
+    },
+    probes::per_base::BaseMap,
     EvalError,
 };
 
@@ -186,6 +190,193 @@ pub fn classify_genome(
     Ok(calls)
 }
 
+/// A per-base model's calls over a genome: per record, each base's class (`u8::MAX` where no
+/// window was classified, e.g. runs of `N`) and its probability in 255ths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseCalls {
+    /// Per record, per base, the predicted class.
+    pub classes: Vec<Vec<u8>>,
+    /// Per record, per base, the predicted class's probability × 255, rounded.
+    pub confidence: Vec<Vec<u8>>,
+}
+
+/// Classifies every base of `genome` (forward strand: a per-base model's classes carry their
+/// own strand) with a per-base model: windows of `options.window` bases every `options.stride`
+/// (the last aligned to the record's end), each base's class the arg-max of its probabilities
+/// averaged over the windows holding it. Memory beyond the calls (2 bytes per base) is bounded
+/// by the windows in flight: a base is final once no later window holds it.
+pub fn segment_genome(
+    net: &BaseTagger,
+    info: &HeadInfo,
+    tokenizer: &AnyTokenizer,
+    genome: &Genome,
+    options: &LabelOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<BaseCalls, EvalError> {
+    if !info.per_base {
+        return Err(EvalError::Unsupported {
+            model: format!("the model of task '{}'", info.task),
+            message: "it labels whole sequences, not bases".into(),
+        });
+    }
+    if options.window == 0 || options.stride == 0 || options.stride > options.window {
+        return Err(EvalError::BadOption {
+            option: "window",
+            message: "window and stride must be positive, the stride at most the window (every base needs a window)".into(),
+        });
+    }
+    if !options.shard.is_whole() {
+        return Err(EvalError::BadOption {
+            option: "shard",
+            message: "a per-base model labels the genome in one process (its windows average across shard boundaries)".into(),
+        });
+    }
+    let k = info.label_names.len().max(1);
+    let max = net.encoder.config.max_positions;
+    let first = tokenizer.template_tokens().0.is_some() as usize;
+    let lengths = genome.lengths();
+    let mut jobs: Vec<Vec<usize>> = Vec::with_capacity(lengths.len());
+    for (r, &len) in lengths.iter().enumerate() {
+        let mut starts = Vec::new();
+        if len >= options.window {
+            let mut all: Vec<usize> = (0..=len - options.window).step_by(options.stride).collect();
+            if all.last() != Some(&(len - options.window)) {
+                all.push(len - options.window);
+            }
+            for s in all {
+                let bases = genome.bases(r, s, s + options.window);
+                let n = bases.iter().filter(|&&b| b == b'N').count();
+                if n as f64 <= options.max_n_fraction * options.window as f64 {
+                    starts.push(s);
+                }
+            }
+        }
+        jobs.push(starts);
+    }
+    let total: usize = jobs.iter().map(Vec::len).sum();
+    if total == 0 {
+        return Err(EvalError::BadOption {
+            option: "window",
+            message: format!(
+                "no record is {} bases long (the window); use --window",
+                options.window
+            ),
+        });
+    }
+    let mut calls = BaseCalls {
+        classes: lengths.iter().map(|&l| vec![u8::MAX; l]).collect(),
+        confidence: lengths.iter().map(|&l| vec![0; l]).collect(),
+    };
+    let mut done = 0;
+    for (r, starts) in jobs.iter().enumerate() {
+        // Probability sums and window counts of bases `lo..lo + count.len()`.
+        let (mut lo, mut sum, mut count) = (0usize, Vec::<f32>::new(), Vec::<u16>::new());
+        let batch = options.batch_rows.max(1);
+        for (b, chunk) in starts.chunks(batch).enumerate() {
+            progress(done, total);
+            let mut rows = Vec::with_capacity(chunk.len());
+            let mut maps: Vec<BaseMap> = Vec::with_capacity(chunk.len());
+            for &s in chunk {
+                let id = format!("{}:{}-{}", genome.names()[r], s + 1, s + options.window);
+                let (row, map) =
+                    tag_input(tokenizer, max, &id, genome.bases(r, s, s + options.window))?;
+                rows.push(row);
+                maps.push(map);
+            }
+            let refs: Vec<&BaseMap> = maps.iter().collect();
+            let probs = softmax(net.forward(&rows, &refs, first, None)?, 1);
+            let values = probs
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| crate::tensor_error("labelling", e))?;
+            let mut at = 0;
+            for &s in chunk {
+                let end = s + options.window - lo;
+                if count.len() < end {
+                    count.resize(end, 0);
+                    sum.resize(end * k, 0.0);
+                }
+                for p in s - lo..end {
+                    for c in 0..k {
+                        sum[p * k + c] += values[at + c];
+                    }
+                    count[p] += 1;
+                    at += k;
+                }
+            }
+            done += chunk.len();
+            // Bases before the next window's start are final.
+            let next = starts.get((b + 1) * batch).copied();
+            let upto = next.map_or(lo + count.len(), |n| n.min(lo + count.len()));
+            for p in 0..upto - lo {
+                if count[p] == 0 {
+                    continue;
+                }
+                let probs = &sum[p * k..(p + 1) * k];
+                let (best, &total) = probs
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap_or((0, &0.0));
+                calls.classes[r][lo + p] = best as u8;
+                calls.confidence[r][lo + p] =
+                    (total / count[p] as f32 * 255.0).round().clamp(0.0, 255.0) as u8;
+            }
+            sum.drain(..(upto - lo) * k);
+            count.drain(..upto - lo);
+            lo = upto;
+        }
+    }
+    progress(total, total);
+    Ok(calls)
+}
+
+/// The runs of bases called `classes` (indices) with probability ≥ `min_score`, as elements:
+/// score = the run's mean probability, strand from a class name ending in `(+)` / `(-)` (else
+/// `.`), `windows` = 1. Sorted by position.
+pub fn base_elements(
+    calls: &BaseCalls,
+    classes: &[usize],
+    min_score: f64,
+    label_names: &[String],
+) -> Vec<Element> {
+    let strand = |label: usize| match label_names.get(label) {
+        Some(n) if n.ends_with("(+)") => '+',
+        Some(n) if n.ends_with("(-)") => '-',
+        _ => '.',
+    };
+    let mut out: Vec<Element> = Vec::new();
+    for (r, (cls, conf)) in calls.classes.iter().zip(&calls.confidence).enumerate() {
+        let mut run: Option<(usize, usize, u64)> = None; // (start, class, confidence sum)
+        for p in 0..=cls.len() {
+            let here = (p < cls.len())
+                .then(|| (cls[p] as usize, conf[p]))
+                .filter(|&(c, q)| classes.contains(&c) && q as f64 >= min_score * 255.0);
+            match (run, here) {
+                (Some((start, c, total)), Some((c2, q))) if c == c2 => {
+                    run = Some((start, c, total + q as u64));
+                }
+                (previous, next) => {
+                    if let Some((start, c, total)) = previous {
+                        out.push(Element {
+                            record: r,
+                            start,
+                            end: p,
+                            strand: strand(c),
+                            label: c,
+                            score: total as f64 / (p - start) as f64 / 255.0,
+                            windows: 1,
+                        });
+                    }
+                    run = next.map(|(c, q)| (p, c, q as u64));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Merges overlapping (or touching) windows of the same record, strand and class into elements,
 /// keeping only classes in `classes` with probability ≥ `min_score`. Sorted by position.
 pub fn merge_elements(calls: &[WindowCall], classes: &[usize], min_score: f64) -> Vec<Element> {
@@ -284,7 +475,8 @@ pub fn merge_bed_shards(shards: &[(std::path::PathBuf, String)]) -> Result<Strin
             let strand = match strand {
                 "+" => '+',
                 "-" => '-',
-                other => return Err(bad(format!("strand '{other}' is not + or -"))),
+                "." => '.',
+                other => return Err(bad(format!("strand '{other}' is not +, - or ."))),
             };
             pieces.push(Element {
                 record: index_of(&mut records, chrom),

@@ -153,6 +153,89 @@ impl MultiLabelMetrics {
     }
 }
 
+/// Metrics of a per-base (segmentation) classifier on one split, at base resolution: the
+/// multi-class MCC, accuracy and macro-F1 over all bases (the prediction is each base's arg-max
+/// class), and per class (one-vs-rest) MCC, F1 and average precision; the macro AUPRC is the
+/// mean over classes that occur.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerBaseMetrics {
+    /// Class names, in column order.
+    pub names: Vec<String>,
+    /// The metrics over all bases (as [`ClassificationMetrics`], AUROC left out).
+    pub overall: ClassificationMetrics,
+    /// Per class, one-vs-rest MCC.
+    pub mcc: Vec<f64>,
+    /// Per class, F1.
+    pub f1: Vec<f64>,
+    /// Per class, average precision (`None` where the class is absent from the split).
+    pub auprc: Vec<Option<f64>>,
+}
+
+impl PerBaseMetrics {
+    /// Computes the metrics from the class of every base and per-class scores (`bases x
+    /// classes`).
+    ///
+    /// # Panics
+    /// When the lengths differ (callers check them).
+    pub fn compute(truth: &[u32], names: &[String], scores: ArrayView2<f32>) -> Self {
+        assert_eq!(truth.len(), scores.nrows(), "one score row per base");
+        let k = scores.ncols();
+        let predicted: Vec<u32> = scores
+            .rows()
+            .into_iter()
+            .map(|r| argmax(r) as u32)
+            .collect();
+        let matrix = confusion(truth, &predicted, k);
+        let mut out = PerBaseMetrics {
+            names: names.to_vec(),
+            overall: ClassificationMetrics {
+                accuracy: accuracy(truth, &predicted),
+                mcc: mcc(&matrix),
+                macro_f1: macro_f1(&matrix),
+                auroc: None,
+                auprc: None,
+            },
+            mcc: Vec::new(),
+            f1: Vec::new(),
+            auprc: Vec::new(),
+        };
+        for c in 0..k {
+            let positive: Vec<bool> = truth.iter().map(|&l| l as usize == c).collect();
+            let s: Vec<f64> = scores.column(c).iter().map(|&v| v as f64).collect();
+            out.auprc.push(average_precision(&positive, &s));
+            let t: Vec<u32> = positive.iter().map(|&p| p as u32).collect();
+            let p: Vec<u32> = predicted
+                .iter()
+                .map(|&p| (p as usize == c) as u32)
+                .collect();
+            let m = confusion(&t, &p, 2);
+            out.mcc.push(mcc(&m));
+            let (tp, fp, fn_) = (m[1][1] as f64, m[0][1] as f64, m[1][0] as f64);
+            out.f1.push(if tp == 0.0 {
+                0.0
+            } else {
+                2.0 * tp / (2.0 * tp + fp + fn_)
+            });
+        }
+        out.overall.auprc = mean_of(&out.auprc.iter().flatten().copied().collect::<Vec<_>>());
+        out
+    }
+
+    /// The overall metrics (`mcc`, `accuracy`, `macro_f1`, `auprc`) and every class's
+    /// (`mcc/NAME`, `f1/NAME`, `auprc/NAME`), undefined ones left out.
+    pub fn to_map(&self) -> BTreeMap<String, f64> {
+        let mut m = self.overall.to_map();
+        for (i, name) in self.names.iter().enumerate() {
+            m.insert(format!("mcc/{name}"), self.mcc[i]);
+            m.insert(format!("f1/{name}"), self.f1[i]);
+            if let Some(v) = self.auprc[i] {
+                m.insert(format!("auprc/{name}"), v);
+            }
+        }
+        m
+    }
+}
+
 /// Metrics of a regressor on one split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RegressionMetrics {
@@ -485,11 +568,21 @@ pub enum TestPredictions {
         /// Per run, per row, each label's probability.
         runs: Vec<Vec<Vec<f32>>>,
     },
+    /// Per-base: rows are sequences (a bootstrap draws whole sequences), the headline the MCC
+    /// over their bases.
+    Bases {
+        /// Per row, the class of each base.
+        truth: Vec<Vec<u8>>,
+        /// Number of classes.
+        num_classes: usize,
+        /// Per run, per row, each base's predicted class.
+        runs: Vec<Vec<Vec<u8>>>,
+    },
 }
 
 impl TestPredictions {
-    /// Predictions from outputs (`rows x classes` scores, or `rows x 1` values; one array per
-    /// run, rows in the order of `targets`).
+    /// Predictions from outputs (`rows x classes` scores, `rows x 1` values, or per-base
+    /// `bases x classes` scores; one array per run, rows in the order of `targets`).
     pub fn of(targets: &Targets, runs: &[Array2<f32>]) -> TestPredictions {
         match targets {
             Targets::Classes {
@@ -517,6 +610,24 @@ impl TestPredictions {
                     .map(|o| o.rows().into_iter().map(|r| r.to_vec()).collect())
                     .collect(),
             },
+            Targets::Bases { classes, names } => TestPredictions::Bases {
+                truth: classes.clone(),
+                num_classes: names.len(),
+                runs: runs
+                    .iter()
+                    .map(|o| {
+                        let mut at = 0;
+                        classes
+                            .iter()
+                            .map(|c| {
+                                let rows = o.slice(ndarray::s![at..at + c.len(), ..]);
+                                at += c.len();
+                                rows.rows().into_iter().map(|r| argmax(r) as u8).collect()
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            },
         }
     }
 
@@ -526,6 +637,7 @@ impl TestPredictions {
             TestPredictions::Classes { truth, .. } => truth.len(),
             TestPredictions::Values { truth, .. } => truth.len(),
             TestPredictions::Labels { truth, .. } => truth.len(),
+            TestPredictions::Bases { truth, .. } => truth.len(),
         }
     }
 
@@ -544,11 +656,14 @@ impl TestPredictions {
                 TestPredictions::Labels { truth: a, .. },
                 TestPredictions::Labels { truth: b, .. },
             ) => a == b,
+            (TestPredictions::Bases { truth: a, .. }, TestPredictions::Bases { truth: b, .. }) => {
+                a == b
+            }
             _ => false,
         }
     }
 
-    /// The headline (MCC, Pearson, or macro AUROC) on `rows` (indices, repeats allowed),
+    /// The headline (MCC, Pearson, macro AUROC, or per-base MCC) on `rows` (indices, repeats allowed),
     /// averaged over runs.
     pub fn headline(&self, rows: &[usize]) -> f64 {
         let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
@@ -594,6 +709,27 @@ impl TestPredictions {
                                 })
                                 .collect();
                             mean_of(&rocs).unwrap_or(f64::NAN)
+                        })
+                        .collect(),
+                )
+            }
+            TestPredictions::Bases {
+                truth,
+                num_classes,
+                runs,
+            } => {
+                let truth: Vec<u32> = rows
+                    .iter()
+                    .flat_map(|&r| truth[r].iter().map(|&k| k as u32))
+                    .collect();
+                mean(
+                    runs.iter()
+                        .map(|p| {
+                            let predicted: Vec<u32> = rows
+                                .iter()
+                                .flat_map(|&r| p[r].iter().map(|&k| k as u32))
+                                .collect();
+                            mcc(&confusion(&truth, &predicted, *num_classes))
                         })
                         .collect(),
                 )

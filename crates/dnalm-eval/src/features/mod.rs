@@ -30,6 +30,14 @@ pub enum Targets {
         /// The name of each label (metrics per label are reported under it).
         names: Vec<String>,
     },
+    /// One class per base (per-base tasks). A model's outputs hold one row per base, the bases
+    /// of the rows in row order.
+    Bases {
+        /// Per row (sequence), the class of each base.
+        classes: Vec<Vec<u8>>,
+        /// The name of each class (metrics per class are reported under it).
+        names: Vec<String>,
+    },
 }
 
 impl Targets {
@@ -39,6 +47,26 @@ impl Targets {
             Targets::Classes { labels, .. } => labels.len(),
             Targets::Values(v) => v.len(),
             Targets::Labels { present, .. } => present.nrows(),
+            Targets::Bases { classes, .. } => classes.len(),
+        }
+    }
+
+    /// Rows of a model's outputs for these targets: one per row, or (per-base) one per base.
+    pub fn output_rows(&self) -> usize {
+        match self {
+            Targets::Bases { classes, .. } => classes.iter().map(Vec::len).sum(),
+            _ => self.len(),
+        }
+    }
+
+    /// Per-base targets: the class of every base, rows one after another (as outputs are).
+    pub fn flat_bases(&self) -> Vec<u32> {
+        match self {
+            Targets::Bases { classes, .. } => classes
+                .iter()
+                .flat_map(|c| c.iter().map(|&k| k as u32))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -62,10 +90,15 @@ impl Targets {
                 present: present.select(Axis(0), index),
                 names: names.clone(),
             },
+            Targets::Bases { classes, names } => Targets::Bases {
+                classes: index.iter().map(|&i| classes[i].clone()).collect(),
+                names: names.clone(),
+            },
         }
     }
 
-    /// Number of distinct classes present (regression and multi-label: 0).
+    /// Number of distinct classes present (per-base: over all bases; regression and
+    /// multi-label: 0).
     pub fn classes_present(&self) -> usize {
         match self {
             Targets::Classes {
@@ -78,16 +111,25 @@ impl Targets {
                 }
                 seen.iter().filter(|&&s| s).count()
             }
+            Targets::Bases { classes, names } => {
+                let mut seen = vec![false; names.len()];
+                for &k in classes.iter().flatten() {
+                    seen[k as usize] = true;
+                }
+                seen.iter().filter(|&&s| s).count()
+            }
             Targets::Values(_) | Targets::Labels { .. } => 0,
         }
     }
 
-    /// The number of outputs a model of these targets has: classes, labels, or 1 (a value).
+    /// The number of outputs a model of these targets has: classes (per row or per base),
+    /// labels, or 1 (a value).
     pub fn outputs(&self) -> usize {
         match self {
             Targets::Classes { num_classes, .. } => *num_classes,
             Targets::Values(_) => 1,
             Targets::Labels { present, .. } => present.ncols(),
+            Targets::Bases { names, .. } => names.len(),
         }
     }
 
@@ -140,6 +182,15 @@ impl Labelled {
             return Err(EvalError::Mismatch {
                 what: what.to_string(),
                 message: format!("{} embedding rows but {} labels", x.nrows(), y.len()),
+            });
+        }
+        if let Targets::Bases { .. } = y {
+            return Err(EvalError::Mismatch {
+                what: what.to_string(),
+                message: "a per-base task has no single target per sequence for pooled \
+                          features; its models are scored by the per-base head (`dnalm bench`, \
+                          `dnalm finetune`)"
+                    .into(),
             });
         }
         check_finite(x.view(), what)?;

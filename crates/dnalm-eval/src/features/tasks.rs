@@ -9,6 +9,7 @@ use dnalm_tokenize::{Tokenizer, TokenizerSpec};
 use crate::{
     features::embed::{Embedder, Granularity},
     features::{Labelled, Targets},
+    probes::per_base::{BaseMap, PerBaseFeatures, PerBaseSplit},
     probes::token::{TokenFeatures, TokenSplit},
     probes::SplitFeatures,
     EvalError,
@@ -27,6 +28,7 @@ pub fn targets(task: &Task, rows: &[&LabelledSequence]) -> Targets {
                     Label::Class(c) => *c,
                     Label::Value(v) => *v as u32,
                     Label::Labels(set) => set.first().copied().unwrap_or(0),
+                    Label::Bases(c) => c.first().copied().unwrap_or(0) as u32,
                 })
                 .collect(),
             num_classes: *num_classes as usize,
@@ -37,6 +39,7 @@ pub fn targets(task: &Task, rows: &[&LabelledSequence]) -> Targets {
                     Label::Value(v) => *v,
                     Label::Class(c) => *c as f64,
                     Label::Labels(set) => set.len() as f64,
+                    Label::Bases(c) => c.len() as f64,
                 })
                 .collect(),
         ),
@@ -46,7 +49,7 @@ pub fn targets(task: &Task, rows: &[&LabelledSequence]) -> Targets {
                 let set: &[u32] = match &r.label {
                     Label::Labels(set) => set,
                     Label::Class(c) => std::slice::from_ref(c),
-                    Label::Value(_) => &[],
+                    Label::Value(_) | Label::Bases(_) => &[],
                 };
                 for &k in set.iter().filter(|&&k| (k as usize) < label_names.len()) {
                     m[[i, k as usize]] = true;
@@ -57,6 +60,17 @@ pub fn targets(task: &Task, rows: &[&LabelledSequence]) -> Targets {
                 names: label_names.clone(),
             }
         }
+        TaskKind::PerBase { label_names } => Targets::Bases {
+            classes: rows
+                .iter()
+                .map(|r| match &r.label {
+                    Label::Bases(c) => c.clone(),
+                    // Only a per-base label parses under a per-base task.
+                    _ => vec![0; r.sequence.len()],
+                })
+                .collect(),
+            names: label_names.clone(),
+        },
     }
 }
 
@@ -75,12 +89,19 @@ pub fn split_rows(task: &Task) -> Result<[Vec<&LabelledSequence>; 3], EvalError>
             ),
         });
     }
-    if let TaskKind::Classification { .. } = task.spec.kind {
+    if let TaskKind::Classification { .. } | TaskKind::PerBase { .. } = task.spec.kind {
         let t = targets(task, &rows[0]);
         if t.classes_present() < 2 {
             return Err(EvalError::TooLittleData {
                 what: format!("task {name} ({})", task.dir.display()),
-                message: "the training split has a single class; nothing to learn".into(),
+                message: format!(
+                    "the training split has a single class{}; nothing to learn",
+                    if matches!(task.spec.kind, TaskKind::PerBase { .. }) {
+                        " over all its bases"
+                    } else {
+                        ""
+                    }
+                ),
             });
         }
     }
@@ -189,6 +210,42 @@ pub fn embed_task_tokens(embedder: &Embedder, task: &Task) -> Result<TokenFeatur
         train: split(&train)?,
         valid: split(&valid)?,
         test: split(&test)?,
+    })
+}
+
+/// Per-token embeddings of every split of a per-base task with each sequence's [`BaseMap`] (from
+/// the encoder's tokenizer offsets; the embedder must give one vector per token).
+pub fn embed_task_bases(embedder: &Embedder, task: &Task) -> Result<PerBaseFeatures, EvalError> {
+    let tokens = embed_task_tokens(embedder, task)?;
+    let tokenizer = &embedder.encoder().tokenizer;
+    let [train, valid, test] = split_rows(task)?;
+    let split = |rows: &[&LabelledSequence], part: TokenSplit| -> Result<PerBaseSplit, EvalError> {
+        let mut maps = Vec::with_capacity(rows.len());
+        for (r, x) in rows.iter().zip(&part.x) {
+            let (mut ids, mut offsets) = (Vec::new(), Vec::new());
+            tokenizer.tokenize_into(&r.sequence, &mut ids, Some(&mut offsets));
+            if ids.len() != x.nrows() {
+                return Err(EvalError::Mismatch {
+                    what: format!("sequence {}", r.id),
+                    message: format!(
+                        "{} token vectors for {} tokens (per-base tasks need one vector per token)",
+                        x.nrows(),
+                        ids.len()
+                    ),
+                });
+            }
+            maps.push(BaseMap::from_offsets(&offsets, r.sequence.len()));
+        }
+        Ok(PerBaseSplit {
+            x: part.x,
+            maps,
+            y: part.y,
+        })
+    };
+    Ok(PerBaseFeatures {
+        train: split(&train, tokens.train)?,
+        valid: split(&valid, tokens.valid)?,
+        test: split(&test, tokens.test)?,
     })
 }
 

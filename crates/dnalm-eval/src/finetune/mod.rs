@@ -23,6 +23,8 @@ use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
+pub mod per_base;
+
 use crate::{
     features::embed::ModelSpec,
     features::tasks::{check_tokenizer, split_rows, targets},
@@ -70,6 +72,10 @@ pub struct HeadInfo {
     /// trained before 2026-11-30 did; newer heads leave them out, as the embeddings do.
     #[serde(default = "pooled_specials_before")]
     pub pools_specials: bool,
+    /// Whether the head labels every base (a per-base task; [`per_base::BaseTagger`]) rather
+    /// than the pooled sequence.
+    #[serde(default)]
+    pub per_base: bool,
 }
 
 fn pooled_specials_before() -> bool {
@@ -678,24 +684,7 @@ pub fn finetune(
     let device = crate::train_device(&options.fit.device.open()?);
     let weights = named_parameters(&encoder.model);
     let build = |seed: u64| -> Result<SequenceClassifier, EvalError> {
-        let mut enc = load_parameters(DnaLm::new(&config, &device)?, &weights, &model.dir)?;
-        if options.freeze_embeddings || cut > 0 {
-            enc.embed = enc.embed.no_grad();
-            enc.positions = enc.positions.map(Module::no_grad);
-            enc.embed_norm = enc.embed_norm.map(Module::no_grad);
-            enc.token_type = enc.token_type.map(|p| p.set_require_grad(false));
-        }
-        if let Some(lora) = &options.lora {
-            enc = enc.with_lora(lora, seed)?.train();
-        }
-        if cut > 0 {
-            enc.blocks = enc
-                .blocks
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| if i < cut { b.no_grad() } else { b })
-                .collect();
-        }
+        let enc = trainable_encoder(&config, &weights, &model.dir, &device, options, cut, seed)?;
         let head = match &probe_weights {
             Some((w, b)) => {
                 SequenceHead::linear_from(w.clone(), b.clone(), config.hidden_size(), &device)?
@@ -728,45 +717,18 @@ pub fn finetune(
         } else {
             1.0
         };
-    let mut lr_search = Vec::new();
-    let (lr, lr_source) = match options.lr {
-        LearningRate::Fixed(lr) => (lr, "fixed"),
-        LearningRate::Scaled => (scaled, "scaled"),
-        LearningRate::Search => {
-            let steps = ((total_steps as f64 * LR_SEARCH_SHARE).ceil() as usize).max(1);
-            let mut best = (scaled, f64::NEG_INFINITY);
-            for factor in LR_SEARCH_FACTORS {
-                // Scored on its own validations only: with the start counted, every trial of
-                // an LP-FT run would tie at the probe's score.
-                let trial = FitOptions {
-                    lr: scaled * factor,
-                    max_steps: Some(steps),
-                    seed: budget.seed,
-                    score_initial: false,
-                    ..budget.clone()
-                };
-                let fitted = fit_scaled(
-                    build(trial.seed)?,
-                    &forward,
-                    &y,
-                    &train_idx,
-                    &valid_idx,
-                    &trial,
-                    &lr_scale,
-                )?;
-                let valid = fitted.best_valid_metric.unwrap_or(f64::NAN);
-                if valid > best.1 {
-                    best = (trial.lr, valid);
-                }
-                lr_search.push(LrTrial {
-                    lr: trial.lr,
-                    valid,
-                    steps: fitted.steps_run,
-                });
-            }
-            (best.0, "search")
-        }
-    };
+    let (lr, lr_source, lr_search) = choose_lr(
+        options.lr,
+        scaled,
+        total_steps,
+        &budget,
+        &build,
+        &forward,
+        &y,
+        &train_idx,
+        &valid_idx,
+        &lr_scale,
+    )?;
 
     let mut seeds = SeedRuns::default();
     let (mut best_valid, mut best_steps, mut steps_run, mut tokens_per_second) =
@@ -807,7 +769,9 @@ pub fn finetune(
                 .clone()
                 .unwrap_or_else(|| (0..*num_classes).map(|c| c.to_string()).collect()),
             TaskKind::Regression => Vec::new(),
-            TaskKind::MultiLabel { label_names } => label_names.clone(),
+            TaskKind::MultiLabel { label_names } | TaskKind::PerBase { label_names } => {
+                label_names.clone()
+            }
         },
         regression,
         multi_label: matches!(task.spec.kind, TaskKind::MultiLabel { .. }),
@@ -823,24 +787,9 @@ pub fn finetune(
         },
         linear_head: net.head.dense.is_none(),
         pools_specials: false,
+        per_base: false,
     };
-    let adapter = match &options.lora {
-        Some(lora) => Some(AdapterInfo {
-            base_model: model
-                .dir
-                .canonicalize()
-                .map_err(|e| EvalError::io(&model.dir, e))?,
-            lora: LoraSpec {
-                targets: lora.targets_for(&config),
-                ..lora.clone()
-            },
-            parameters: adapter_tensors(&net.encoder)
-                .into_keys()
-                .filter_map(|k| k.strip_suffix(".lora.a").map(str::to_string))
-                .collect(),
-        }),
-        None => None,
-    };
+    let adapter = adapter_info(model, options, &net.encoder)?;
     let report = FinetuneReport {
         seeds: seeds.summarise(),
         lr,
@@ -860,6 +809,121 @@ pub fn finetune(
     Ok((report, net, info, tokenizer))
 }
 
+/// The encoder as fine-tuning trains it, on `device`: `weights` loaded, the embeddings frozen
+/// (`freeze_embeddings`, or any frozen block), the first `cut` blocks frozen, LoRA factors
+/// (seeded) added when asked for.
+pub(crate) fn trainable_encoder(
+    config: &dnalm_model::ModelConfig,
+    weights: &std::collections::BTreeMap<String, dnalm_model::tensors::HostTensor>,
+    source: &Path,
+    device: &dnalm_model::burn::tensor::Device,
+    options: &FinetuneOptions,
+    cut: usize,
+    seed: u64,
+) -> Result<DnaLm, EvalError> {
+    let mut enc = load_parameters(DnaLm::new(config, device)?, weights, source)?;
+    if options.freeze_embeddings || cut > 0 {
+        enc.embed = enc.embed.no_grad();
+        enc.positions = enc.positions.map(Module::no_grad);
+        enc.embed_norm = enc.embed_norm.map(Module::no_grad);
+        enc.token_type = enc.token_type.map(|p| p.set_require_grad(false));
+    }
+    if let Some(lora) = &options.lora {
+        enc = enc.with_lora(lora, seed)?.train();
+    }
+    if cut > 0 {
+        enc.blocks = enc
+            .blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| if i < cut { b.no_grad() } else { b })
+            .collect();
+    }
+    Ok(enc)
+}
+
+/// The peak learning rate under `mode`, how it was set, and (`--lr auto`) the trials: short
+/// runs at [`LR_SEARCH_FACTORS`] times `scaled`, each scored on its own validations, the best
+/// kept.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn choose_lr<N: Module + Clone>(
+    mode: LearningRate,
+    scaled: f64,
+    total_steps: usize,
+    budget: &FitOptions,
+    build: &dyn Fn(u64) -> Result<N, EvalError>,
+    forward: &crate::probes::fit::Forward<N>,
+    y: &Targets,
+    train: &[usize],
+    valid: &[usize],
+    lr_scale: &dyn Fn(&str) -> f64,
+) -> Result<(f64, &'static str, Vec<LrTrial>), EvalError> {
+    let mut trials = Vec::new();
+    Ok(match mode {
+        LearningRate::Fixed(lr) => (lr, "fixed", trials),
+        LearningRate::Scaled => (scaled, "scaled", trials),
+        LearningRate::Search => {
+            let steps = ((total_steps as f64 * LR_SEARCH_SHARE).ceil() as usize).max(1);
+            let mut best = (scaled, f64::NEG_INFINITY);
+            for factor in LR_SEARCH_FACTORS {
+                // Scored on its own validations only: with the start counted, every trial of
+                // an LP-FT run would tie at the probe's score.
+                let trial = FitOptions {
+                    lr: scaled * factor,
+                    max_steps: Some(steps),
+                    seed: budget.seed,
+                    score_initial: false,
+                    ..budget.clone()
+                };
+                let fitted = fit_scaled(
+                    build(trial.seed)?,
+                    forward,
+                    y,
+                    train,
+                    valid,
+                    &trial,
+                    lr_scale,
+                )?;
+                let score = fitted.best_valid_metric.unwrap_or(f64::NAN);
+                if score > best.1 {
+                    best = (trial.lr, score);
+                }
+                trials.push(LrTrial {
+                    lr: trial.lr,
+                    valid: score,
+                    steps: fitted.steps_run,
+                });
+            }
+            (best.0, "search", trials)
+        }
+    })
+}
+
+/// The adapter a LoRA run saves (`None` without LoRA).
+pub(crate) fn adapter_info(
+    model: &ModelSpec,
+    options: &FinetuneOptions,
+    encoder: &DnaLm,
+) -> Result<Option<AdapterInfo>, EvalError> {
+    let Some(lora) = &options.lora else {
+        return Ok(None);
+    };
+    Ok(Some(AdapterInfo {
+        base_model: model
+            .dir
+            .canonicalize()
+            .map_err(|e| EvalError::io(&model.dir, e))?,
+        lora: LoraSpec {
+            targets: lora.targets_for(&encoder.config),
+            ..lora.clone()
+        },
+        parameters: adapter_tensors(encoder)
+            .into_keys()
+            .filter_map(|k| k.strip_suffix(".lora.a").map(str::to_string))
+            .collect(),
+    }))
+}
+
 /// Writes a fine-tuned checkpoint to `dir` atomically (a temp directory renamed into place).
 /// With `adapter` (a LoRA run), the directory holds the adapter and the head, not a copy of the
 /// base model ([`Checkpoint::load`] attaches the adapter to the base), in dnalm's layout and
@@ -867,6 +931,25 @@ pub fn finetune(
 pub fn save_finetuned(
     dir: &Path,
     net: &SequenceClassifier,
+    info: &HeadInfo,
+    tokenizer: &AnyTokenizer,
+    adapter: Option<&AdapterInfo>,
+) -> Result<Option<String>, EvalError> {
+    save_checkpoint(
+        dir,
+        &net.encoder,
+        &named_parameters(&net.head),
+        info,
+        tokenizer,
+        adapter,
+    )
+}
+
+/// [`save_finetuned`] for any head, given by its parameters.
+pub(crate) fn save_checkpoint(
+    dir: &Path,
+    encoder: &DnaLm,
+    head: &std::collections::BTreeMap<String, dnalm_model::tensors::HostTensor>,
     info: &HeadInfo,
     tokenizer: &AnyTokenizer,
     adapter: Option<&AdapterInfo>,
@@ -879,17 +962,13 @@ pub fn save_finetuned(
     let tmp = dnalm_seq::temp_dir_in(parent, ".finetune-").map_err(|e| EvalError::io(parent, e))?;
     let mut no_peft = None;
     match adapter {
-        Some(adapter) => no_peft = adapter.save(tmp.path(), &net.encoder)?,
+        Some(adapter) => no_peft = adapter.save(tmp.path(), encoder)?,
         None => {
-            net.encoder.save(tmp.path())?;
+            encoder.save(tmp.path())?;
             tokenizer.save(tmp.path())?;
         }
     }
-    write_safetensors(
-        &tmp.path().join("head.safetensors"),
-        &named_parameters(&net.head),
-        None,
-    )?;
+    write_safetensors(&tmp.path().join("head.safetensors"), head, None)?;
     let json = serde_json::to_string_pretty(info).map_err(EvalError::Json)?;
     let head_json = tmp.path().join("head.json");
     std::fs::write(&head_json, json).map_err(|e| EvalError::io(&head_json, e))?;
@@ -901,17 +980,31 @@ pub fn save_finetuned(
     Ok(no_peft)
 }
 
+/// The `head.json` of a fine-tuned checkpoint directory: what its head predicts.
+pub fn read_head_info(dir: &Path) -> Result<HeadInfo, EvalError> {
+    let head_json = dir.join("head.json");
+    let text = std::fs::read_to_string(&head_json).map_err(|e| EvalError::io(&head_json, e))?;
+    serde_json::from_str(&text).map_err(|e| EvalError::Format {
+        path: head_json.clone(),
+        message: format!("not a dnalm head.json: {e}"),
+    })
+}
+
 /// Loads a fine-tuned checkpoint onto `device`.
 pub fn load_finetuned(
     dir: &Path,
     device: &dnalm_model::burn::tensor::Device,
 ) -> Result<(SequenceClassifier, HeadInfo, AnyTokenizer), EvalError> {
     let head_json = dir.join("head.json");
-    let text = std::fs::read_to_string(&head_json).map_err(|e| EvalError::io(&head_json, e))?;
-    let info: HeadInfo = serde_json::from_str(&text).map_err(|e| EvalError::Format {
-        path: head_json.clone(),
-        message: format!("not a dnalm head.json: {e}"),
-    })?;
+    let info = read_head_info(dir)?;
+    if info.per_base {
+        return Err(EvalError::Format {
+            path: head_json,
+            message: "a per-base head (one class per base); load it with \
+                      finetune::per_base::load_base_tagger"
+                .into(),
+        });
+    }
     let Checkpoint {
         model: encoder,
         tokenizer,

@@ -142,6 +142,28 @@ impl ClassBalance {
                     })
                     .collect(),
             ),
+            Targets::Bases { classes, names } => {
+                let mut counts = vec![0usize; names.len()];
+                for &r in train {
+                    for &k in &classes[r] {
+                        counts[k as usize] += 1;
+                    }
+                }
+                let total: usize = counts.iter().sum();
+                let present = counts.iter().filter(|&&c| c > 0).count().max(1);
+                Some(
+                    counts
+                        .iter()
+                        .map(|&c| {
+                            if c == 0 {
+                                0.0
+                            } else {
+                                (total as f64 / (present * c) as f64) as f32
+                            }
+                        })
+                        .collect(),
+                )
+            }
             Targets::Values(_) => None,
         }
     }
@@ -421,7 +443,7 @@ pub(crate) fn target_scale(targets: &Targets, rows: &[usize]) -> Option<(f64, f6
             let s = crate::metrics::Summary::of(&vals);
             Some((s.mean, if s.sd > 0.0 { s.sd } else { 1.0 }))
         }
-        Targets::Classes { .. } | Targets::Labels { .. } => None,
+        Targets::Classes { .. } | Targets::Labels { .. } | Targets::Bases { .. } => None,
     }
 }
 
@@ -447,8 +469,9 @@ fn host_outputs(
     Array2::from_shape_vec((rows, width), values).map_err(|e| crate::shape_error("prediction", e))
 }
 
-/// The batch loss: cross-entropy (weighted mean under `weights`), standardised MSE, or
-/// multi-label binary cross-entropy (positives of label `l` weighted by `weights[l]`).
+/// The batch loss: cross-entropy (weighted mean under `weights`; per-base: over the rows'
+/// bases), standardised MSE, or multi-label binary cross-entropy (positives of label `l`
+/// weighted by `weights[l]`).
 fn loss(
     out: Tensor<2>,
     targets: &Targets,
@@ -458,23 +481,42 @@ fn loss(
 ) -> Result<Tensor<1>, EvalError> {
     let device = out.device();
     let n = rows.len();
+    // Cross-entropy of `out` (one row per class index in `t`), weighted mean under `weights`.
+    let cross_entropy = |out: Tensor<2>, t: Vec<u32>| -> Result<Tensor<1>, EvalError> {
+        let n = t.len();
+        let [rows_out, _] = out.dims();
+        if rows_out != n {
+            return Err(EvalError::Mismatch {
+                what: "training batch".into(),
+                message: format!("{rows_out} output rows for {n} targets"),
+            });
+        }
+        let ids: Vec<i64> = t.iter().map(|&k| k as i64).collect();
+        let picked = log_softmax(out, 1).gather(
+            1,
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [n, 1]), &device),
+        );
+        Ok(match weights {
+            None => picked.mean().neg(),
+            Some(w) => {
+                let w: Vec<f32> = t.iter().map(|&k| w[k as usize]).collect();
+                let total = w.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+                let w = Tensor::<2>::from_data(TensorData::new(w, [n, 1]), &device);
+                (picked * w).sum().neg() / total
+            }
+        })
+    };
     Ok(match targets {
         Targets::Classes { labels, .. } => {
-            let t: Vec<i64> = rows.iter().map(|&r| labels[r] as i64).collect();
-            let picked = log_softmax(out, 1).gather(
-                1,
-                Tensor::<2, Int>::from_data(TensorData::new(t, [n, 1]), &device),
-            );
-            match weights {
-                None => picked.mean().neg(),
-                Some(w) => {
-                    let w: Vec<f32> = rows.iter().map(|&r| w[labels[r] as usize]).collect();
-                    let total = w.iter().sum::<f32>().max(f32::MIN_POSITIVE);
-                    let w = Tensor::<2>::from_data(TensorData::new(w, [n, 1]), &device);
-                    (picked * w).sum().neg() / total
-                }
-            }
+            cross_entropy(out, rows.iter().map(|&r| labels[r]).collect())?
         }
+        // One output row per base, the rows' bases one after another.
+        Targets::Bases { classes, .. } => cross_entropy(
+            out,
+            rows.iter()
+                .flat_map(|&r| classes[r].iter().map(|&k| k as u32))
+                .collect(),
+        )?,
         Targets::Labels { present, .. } => {
             let k = present.ncols();
             let t: Vec<f32> = rows

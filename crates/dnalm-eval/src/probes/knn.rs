@@ -79,5 +79,7 @@ pub fn knn_outputs(neighbours: &[Vec<usize>], targets: &Targets, k: usize) -> Ar
             }
             out
         }
+        // `Labelled` refuses per-base targets: a pooled row has no bases to vote on.
+        Targets::Bases { names, .. } => Array2::zeros((neighbours.len(), names.len())),
     }
 }

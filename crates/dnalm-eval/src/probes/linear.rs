@@ -75,10 +75,10 @@ impl LinearModel {
                 };
                 return Ok((model, solution.params));
             }
-            Targets::Values(_) => {
+            Targets::Values(_) | Targets::Bases { .. } => {
                 return Err(EvalError::Mismatch {
                     what: "logistic regression".into(),
-                    message: "needs class labels".into(),
+                    message: "needs class labels (one per row)".into(),
                 })
             }
         };

@@ -106,6 +106,10 @@ pub fn concat_targets(a: &Targets, b: &Targets) -> Targets {
             },
             Err(_) => a.clone(),
         },
+        (Targets::Bases { classes, names }, Targets::Bases { classes: c2, .. }) => Targets::Bases {
+            classes: classes.iter().chain(c2).cloned().collect(),
+            names: names.clone(),
+        },
         (a, _) => a.clone(),
     }
 }

@@ -31,6 +31,8 @@ mod knn;
 mod linear;
 pub mod logistic;
 mod mlp;
+/// Per-base heads: one class per base, through tokenizer offsets.
+pub mod per_base;
 mod standardizer;
 pub mod token;
 
@@ -41,7 +43,10 @@ pub use standardizer::Standardizer;
 
 use crate::{
     features::{Labelled, Targets},
-    metrics::{summarise, ClassificationMetrics, MultiLabelMetrics, RegressionMetrics, Summary},
+    metrics::{
+        summarise, ClassificationMetrics, MultiLabelMetrics, PerBaseMetrics, RegressionMetrics,
+        Summary,
+    },
     probes::{
         fit::{FitOptions, Selection},
         mlp::mlp_fit_predict,
@@ -227,6 +232,9 @@ pub fn score(targets: &Targets, outputs: ArrayView2<f32>) -> BTreeMap<String, f6
         Targets::Labels { present, names } => {
             MultiLabelMetrics::compute(present.view(), names, outputs).to_map()
         }
+        Targets::Bases { names, .. } => {
+            PerBaseMetrics::compute(&targets.flat_bases(), names, outputs).to_map()
+        }
     }
 }
 
@@ -234,7 +242,7 @@ pub fn score(targets: &Targets, outputs: ArrayView2<f32>) -> BTreeMap<String, f6
 /// for multi-label (threshold-free, and the figure chromatin-profile models are compared on).
 pub fn headline(targets: &Targets) -> &'static str {
     match targets {
-        Targets::Classes { .. } => "mcc",
+        Targets::Classes { .. } | Targets::Bases { .. } => "mcc",
         Targets::Values(_) => "pearson",
         Targets::Labels { .. } => "auroc",
     }
@@ -507,6 +515,10 @@ impl<'a> Probe<'a> {
                     best.solution.unwrap_or_default(),
                 ))
             }
+            (ProbeKind::Linear, Targets::Bases { .. }) => Err(EvalError::Mismatch {
+                what: "linear probe".into(),
+                message: "takes one target per row, not per-base classes".into(),
+            }),
             (ProbeKind::Linear, Targets::Values(_)) => {
                 let best = search_grid(|lambda, _| {
                     let m = LinearModel::ridge(train, lambda)?;

@@ -33,6 +33,12 @@ impl Standardizer {
     }
 
     /// Two passes over `rows()` (mean, then variance), `width` columns.
+    /// [`Standardizer::fit_all`] over borrowed blocks.
+    pub fn fit_views(blocks: &[&Array2<f32>]) -> Standardizer {
+        let width = blocks.first().map_or(0, |b| b.ncols());
+        Self::fit_rows(width, || blocks.iter().flat_map(|b| b.rows()))
+    }
+
     fn fit_rows<'a, I: Iterator<Item = ArrayView1<'a, f32>>>(
         width: usize,
         rows: impl Fn() -> I,

@@ -88,6 +88,12 @@ pub fn logme_with(x: ArrayView2<f32>, gram: &Gram, targets: &Targets) -> Result<
             .into_iter()
             .map(|c| c.iter().map(|&b| b as u8 as f64).collect())
             .collect(),
+        Targets::Bases { .. } => {
+            return Err(EvalError::Mismatch {
+                what: "LogME".into(),
+                message: "takes one target per row, not per-base classes".into(),
+            })
+        }
     };
     let mut total = 0.0;
     for y in &columns {

@@ -110,7 +110,7 @@ fn task_section(md: &mut String, plots: &Path, task: &TaskResult) -> Result<(), 
         metric_names.into_iter().partition(|n| n.contains('/'));
     entries_table(md, task, &overall, true);
     if !per_label.is_empty() {
-        let _ = writeln!(md, "\nPer label:\n");
+        let _ = writeln!(md, "\nPer label (multi-label) or class (per-base):\n");
         entries_table(md, task, &per_label, false);
     }
     comparisons_table(md, task);

@@ -1,0 +1,353 @@
+//! Per-base fine-tuning: the encoder with the per-base head ([`BaseHead`]) reading its token
+//! states, every base's class predicted through the tokenizer's offsets ([`BaseMap`]).
+//!
+//! The options are fine-tuning's ([`FinetuneOptions`]): the budget, the learning rate (scaled,
+//! fixed or searched), LoRA, `train_last`, frozen embeddings, layer-wise decay, class weights
+//! (by base frequency) and seeds. LP-FT starts the head from the per-base probe fitted on the
+//! frozen states (its standardiser folded into the projection); the kept network is the best
+//! on validation, the starting one included, so fine-tuning never ends below its probe on valid.
+//! A sequence must fit in the model's context: a base's class needs its own token's state, so
+//! nothing is cut.
+
+use std::path::Path;
+
+use burn::{module::Module, tensor::Tensor};
+use dnalm_model::{
+    io::load_parameters,
+    lora::{lora_paths, trainable_parameters},
+    tensors::{named_parameters, read_safetensors},
+    Checkpoint, DnaLm, ModelInput,
+};
+use dnalm_seq::task::{LabelledSequence, Task};
+use dnalm_tokenize::{AnyTokenizer, Tokenizer};
+use ndarray::Array2;
+
+use super::{
+    adapter_info, attention_pattern, choose_lr, layer_decay_scale, save_checkpoint, size_scaled_lr,
+    trainable_encoder, FinetuneOptions, FinetuneReport, HeadInfo, HeadInit, ProbeStart,
+    EVAL_EVERY_MAX, LORA_LR_FACTOR,
+};
+use crate::{
+    features::embed::ModelSpec,
+    features::tasks::{check_tokenizer, split_rows, targets},
+    probes::concat_targets,
+    probes::fit::{fit_scaled, predict, SeedRuns},
+    probes::per_base::{fit_folded_head, BaseBatch, BaseHead, BaseMap},
+    EvalError,
+};
+
+/// An encoder with a per-base head.
+#[derive(Module, Debug)]
+pub struct BaseTagger {
+    /// The encoder.
+    pub encoder: DnaLm,
+    /// The head on its token states.
+    pub head: BaseHead,
+}
+
+impl BaseTagger {
+    /// `[bases, classes]` logits for token `rows` (template tokens included, the first sequence
+    /// token at `first`), the bases of each row in order, one row after another.
+    pub fn forward(
+        &self,
+        rows: &[Vec<u32>],
+        maps: &[&BaseMap],
+        first: usize,
+        dropout_seed: Option<u64>,
+    ) -> Result<Tensor<2>, EvalError> {
+        let mut input = ModelInput::from_rows(rows, attention_pattern(&self.encoder.config));
+        input.dropout_seed = dropout_seed;
+        let hidden = self.encoder.forward(&input)?;
+        let batch = BaseBatch::new(maps, input.len, first, &self.encoder.device());
+        Ok(self.head.forward(hidden, &batch))
+    }
+}
+
+/// A sequence as the tagger reads it: its token row (template included) and its bases' tokens.
+/// Fails, naming the sequence, when it does not fit in `max` positions.
+pub fn tag_input(
+    tokenizer: &AnyTokenizer,
+    max: usize,
+    id: &str,
+    sequence: &[u8],
+) -> Result<(Vec<u32>, BaseMap), EvalError> {
+    let (prefix, suffix) = tokenizer.template_tokens();
+    let (mut ids, mut offsets) = (Vec::with_capacity(sequence.len()), Vec::new());
+    tokenizer.tokenize_into(sequence, &mut ids, Some(&mut offsets));
+    let room = tokenizer.room(max);
+    if ids.len() > room {
+        return Err(EvalError::Mismatch {
+            what: format!("sequence {id}"),
+            message: format!(
+                "{} bases make {} tokens but the model holds {room}; a per-base head needs every \
+                 base's own token (cut the sequences into windows of at most {} bases)",
+                sequence.len(),
+                ids.len(),
+                sequence.len() * room / ids.len().max(1)
+            ),
+        });
+    }
+    let mut row = Vec::with_capacity(ids.len() + 2);
+    row.extend(prefix);
+    row.extend(ids);
+    row.extend(suffix);
+    Ok((row, BaseMap::from_offsets(&offsets, sequence.len())))
+}
+
+/// Fine-tunes `model` on the per-base `task` (see the module notes); returns the report, the
+/// first seed's network, its head description and the tokenizer, as [`super::finetune`] does.
+pub fn finetune_per_base(
+    model: &ModelSpec,
+    task: &Task,
+    options: &FinetuneOptions,
+) -> Result<(FinetuneReport, BaseTagger, HeadInfo, AnyTokenizer), EvalError> {
+    let [train, valid, test] = split_rows(task)?;
+    let encoder = model.load(&dnalm_model::cpu())?;
+    check_tokenizer(task, &encoder)?;
+    let tokenizer = encoder.tokenizer.clone();
+    let config = encoder.model.config.clone();
+    let parameters = encoder.model.num_params();
+    if let Some(lora) = &options.lora {
+        if model.random.is_some() {
+            return Err(EvalError::BadOption {
+                option: "lora",
+                message: format!("LoRA adapts trained weights; {} is random", model.name),
+            });
+        }
+        lora_paths(&encoder.model, lora)?;
+    }
+    let all: Vec<&LabelledSequence> = train.iter().chain(&valid).chain(&test).copied().collect();
+    let mut rows = Vec::with_capacity(all.len());
+    let mut maps = Vec::with_capacity(all.len());
+    for r in &all {
+        let (row, map) = tag_input(&tokenizer, config.max_positions, &r.id, &r.sequence)?;
+        rows.push(row);
+        maps.push(map);
+    }
+    let first = tokenizer.template_tokens().0.is_some() as usize;
+    let (n_train, n_valid) = (train.len(), valid.len());
+    let y = concat_targets(
+        &concat_targets(&targets(task, &train), &targets(task, &valid)),
+        &targets(task, &test),
+    );
+    let train_idx: Vec<usize> = (0..n_train).collect();
+    let valid_idx: Vec<usize> = (n_train..n_train + n_valid).collect();
+    let test_idx: Vec<usize> = (n_train + n_valid..rows.len()).collect();
+    let test_targets = y.select(&test_idx);
+    let cut = options
+        .train_last
+        .map_or(0, |n| config.n_layers.saturating_sub(n));
+
+    // LP-FT: the per-base probe on the frozen token states.
+    let mut linear_probe = None;
+    let probe_head = if options.head == HeadInit::LinearProbe {
+        let template = (first, tokenizer.template_tokens().1.is_some() as usize);
+        let states = frozen_token_states(&encoder.model, &rows, template)?;
+        let x: Vec<&Array2<f32>> = states.iter().collect();
+        let m: Vec<&BaseMap> = maps.iter().collect();
+        let budget = crate::probes::per_base::PER_BASE_PROBE_BUDGET;
+        let probe_options = crate::probes::fit::FitOptions {
+            seed: options.fit.seed,
+            device: options.fit.device,
+            balance: options.fit.balance,
+            ..budget
+        };
+        let (head, valid_mcc) =
+            fit_folded_head(&x, &m, &y, &train_idx, &valid_idx, &probe_options)?;
+        linear_probe = Some(ProbeStart {
+            chosen: format!("per-base head, {} epochs at most", budget.epochs),
+            valid: valid_mcc,
+        });
+        Some(head)
+    } else {
+        None
+    };
+
+    let tokens = std::cell::Cell::new(0usize);
+    let forward = |net: &BaseTagger, idx: &[usize], seed: Option<u64>| {
+        if seed.is_some() {
+            tokens.set(tokens.get() + idx.iter().map(|&i| rows[i].len()).sum::<usize>());
+        }
+        let batch_rows: Vec<Vec<u32>> = idx.iter().map(|&i| rows[i].clone()).collect();
+        let batch_maps: Vec<&BaseMap> = idx.iter().map(|&i| &maps[i]).collect();
+        net.forward(&batch_rows, &batch_maps, first, seed)
+    };
+    let device = crate::train_device(&options.fit.device.open()?);
+    let weights = named_parameters(&encoder.model);
+    let classes = y.outputs();
+    let build = |seed: u64| -> Result<BaseTagger, EvalError> {
+        let enc = trainable_encoder(&config, &weights, &model.dir, &device, options, cut, seed)?;
+        let shape = BaseHead::new(config.hidden_size(), classes, &device);
+        let head = match &probe_head {
+            Some(values) => load_parameters(shape, values, &model.dir)?,
+            None => dnalm_model::io::reinitialize_fan_in(shape, seed),
+        };
+        Ok(BaseTagger { encoder: enc, head })
+    };
+    let layers = config.n_layers;
+    let lr_scale = |name: &str| {
+        options
+            .layer_decay
+            .map_or(1.0, |d| layer_decay_scale(name, d, layers))
+    };
+    let mut budget = options.fit.clone();
+    let steps_per_epoch = n_train.div_ceil(budget.batch_size.max(1));
+    if budget.eval_every.is_none() {
+        budget.eval_every = Some(steps_per_epoch.clamp(1, EVAL_EVERY_MAX));
+    }
+    let planned = steps_per_epoch * budget.epochs.max(1);
+    let total_steps = budget.max_steps.map_or(planned, |m| m.clamp(1, planned));
+    let scaled = size_scaled_lr(parameters)
+        * if options.lora.is_some() {
+            LORA_LR_FACTOR
+        } else {
+            1.0
+        };
+    let (lr, lr_source, lr_search) = choose_lr(
+        options.lr,
+        scaled,
+        total_steps,
+        &budget,
+        &build,
+        &forward,
+        &y,
+        &train_idx,
+        &valid_idx,
+        &lr_scale,
+    )?;
+
+    let mut seeds = SeedRuns::default();
+    let (mut best_valid, mut best_steps, mut steps_run, mut tokens_per_second) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut kept = None;
+    let mut trainable = 0;
+    for s in 0..options.seeds.max(1) as u64 {
+        let o = crate::probes::fit::FitOptions {
+            lr,
+            seed: budget.seed.wrapping_add(s),
+            ..budget.clone()
+        };
+        tokens.set(0);
+        let net = build(o.seed)?;
+        trainable = trainable_parameters(&net);
+        let fitted = fit_scaled(net, &forward, &y, &train_idx, &valid_idx, &o, &lr_scale)?;
+        tokens_per_second.push(tokens.get() as f64 / fitted.train_seconds.max(1e-9));
+        let out = predict(&fitted, &forward, &test_idx, o.batch_size)?;
+        seeds.record(fitted.epochs_run, &test_targets, out);
+        best_valid.push(fitted.best_valid_metric.unwrap_or(f64::NAN));
+        best_steps.push(fitted.best_step);
+        steps_run.push(fitted.steps_run);
+        if kept.is_none() {
+            kept = Some(fitted.net.valid());
+        }
+    }
+    let net = kept.ok_or_else(|| EvalError::BadOption {
+        option: "seeds",
+        message: "no fine-tuning run".into(),
+    })?;
+    let info = HeadInfo {
+        task: task.spec.name.clone(),
+        label_names: match &targets(task, &train) {
+            crate::Targets::Bases { names, .. } => names.clone(),
+            _ => Vec::new(),
+        },
+        regression: false,
+        multi_label: false,
+        pooling: options.pooling,
+        target_scale: None,
+        seq_len: {
+            let mut lens: Vec<usize> = train.iter().map(|r| r.sequence.len()).collect();
+            lens.sort_unstable();
+            lens.get(lens.len() / 2).copied()
+        },
+        linear_head: false,
+        pools_specials: false,
+        per_base: true,
+    };
+    let report = FinetuneReport {
+        seeds: seeds.summarise(),
+        lr,
+        lr_source: lr_source.into(),
+        lr_search,
+        head: options.head,
+        linear_probe,
+        best_valid,
+        best_steps,
+        steps_run,
+        tokens_per_second,
+        cached_blocks: 0,
+        parameters,
+        trainable_parameters: trainable,
+        adapter: adapter_info(model, options, &net.encoder)?,
+    };
+    Ok((report, net, info, tokenizer))
+}
+
+/// The frozen encoder's final states of every row's sequence tokens (the `first` leading and
+/// `last` trailing template tokens left out): `tokens x hidden` per row.
+fn frozen_token_states(
+    encoder: &DnaLm,
+    rows: &[Vec<u32>],
+    (first, last): (usize, usize),
+) -> Result<Vec<Array2<f32>>, EvalError> {
+    let d = encoder.config.hidden_size();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(32) {
+        let input = ModelInput::from_rows(chunk, attention_pattern(&encoder.config));
+        let values = encoder
+            .forward(&input)?
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| crate::tensor_error("frozen states", e))?;
+        for (r, row) in chunk.iter().enumerate() {
+            let tokens = row.len().saturating_sub(first + last);
+            let start = (r * input.len + first) * d;
+            let x = Array2::from_shape_vec((tokens, d), values[start..start + tokens * d].to_vec())
+                .map_err(|e| crate::shape_error("frozen states", e))?;
+            out.push(x);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a per-base fine-tuned checkpoint (as [`super::save_finetuned`] does).
+pub fn save_base_tagger(
+    dir: &Path,
+    net: &BaseTagger,
+    info: &HeadInfo,
+    tokenizer: &AnyTokenizer,
+    adapter: Option<&dnalm_model::lora::AdapterInfo>,
+) -> Result<Option<String>, EvalError> {
+    save_checkpoint(
+        dir,
+        &net.encoder,
+        &named_parameters(&net.head),
+        info,
+        tokenizer,
+        adapter,
+    )
+}
+
+/// Loads a per-base fine-tuned checkpoint onto `device`.
+pub fn load_base_tagger(
+    dir: &Path,
+    device: &dnalm_model::burn::tensor::Device,
+) -> Result<(BaseTagger, HeadInfo, AnyTokenizer), EvalError> {
+    let info = super::read_head_info(dir)?;
+    if !info.per_base {
+        return Err(EvalError::Format {
+            path: dir.join("head.json"),
+            message: "a sequence-level head, not a per-base one".into(),
+        });
+    }
+    let Checkpoint {
+        model: encoder,
+        tokenizer,
+        ..
+    } = Checkpoint::load(dir, device)?;
+    let head_path = dir.join("head.safetensors");
+    let shape = BaseHead::new(encoder.config.hidden_size(), info.label_names.len(), device);
+    let head = load_parameters(shape, &read_safetensors(&head_path)?, &head_path)?;
+    Ok((BaseTagger { encoder, head }, info, tokenizer))
+}
