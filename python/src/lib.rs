@@ -36,7 +36,7 @@ use pyo3::{
     create_exception,
     exceptions::{PyException, PyFileNotFoundError, PyValueError},
     prelude::*,
-    types::PyDict,
+    types::{PyDict, PyList},
 };
 
 create_exception!(
@@ -488,13 +488,21 @@ impl Task {
         self.inner.spec.name.clone()
     }
 
-    /// Number of classes (None for a regression or multi-label task).
+    /// Number of classes (per-base: classes of a base; None for a regression or multi-label
+    /// task).
     #[getter]
     fn num_classes(&self) -> Option<u32> {
-        match self.inner.spec.kind {
-            TaskKind::Classification { num_classes, .. } => Some(num_classes),
+        match &self.inner.spec.kind {
+            TaskKind::Classification { num_classes, .. } => Some(*num_classes),
+            TaskKind::PerBase { label_names } => Some(label_names.len() as u32),
             TaskKind::Regression | TaskKind::MultiLabel { .. } => None,
         }
+    }
+
+    /// Whether every base carries a class (a per-base task: segmentation).
+    #[getter]
+    fn per_base(&self) -> bool {
+        matches!(self.inner.spec.kind, TaskKind::PerBase { .. })
     }
 
     /// Whether each sequence carries any subset of the labels (`label_names`).
@@ -509,7 +517,9 @@ impl Task {
         match &self.inner.spec.kind {
             TaskKind::Classification { label_names, .. } => label_names.clone(),
             TaskKind::Regression => None,
-            TaskKind::MultiLabel { label_names } => Some(label_names.clone()),
+            TaskKind::MultiLabel { label_names } | TaskKind::PerBase { label_names } => {
+                Some(label_names.clone())
+            }
         }
     }
 
@@ -520,7 +530,8 @@ impl Task {
     }
 
     /// One split (`train`, `valid`, `test`): `{"ids": [...], "sequences": [...], "labels":
-    /// int64 (classes) or float64 (values) array, or (multi-label) a rows x labels bool array}`.
+    /// int64 (classes) or float64 (values) array, (multi-label) a rows x labels bool array, or
+    /// (per-base) a list of uint8 arrays, each base's class}`.
     fn split<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
         let split = Split::parse(name).ok_or_else(|| {
             PyValueError::new_err(format!("split '{name}' is not train, valid or test"))
@@ -542,6 +553,7 @@ impl Task {
                         Label::Value(v) => *v,
                         Label::Class(k) => f64::from(*k),
                         Label::Labels(set) => set.len() as f64,
+                        Label::Bases(c) => c.len() as f64,
                     })
                     .collect();
                 d.set_item("labels", Array1::from(v).into_pyarray(py))?;
@@ -553,6 +565,7 @@ impl Task {
                         Label::Class(k) => i64::from(*k),
                         Label::Value(v) => *v as i64,
                         Label::Labels(set) => set.first().map_or(0, |&k| i64::from(k)),
+                        Label::Bases(c) => c.first().map_or(0, |&k| i64::from(k)),
                     })
                     .collect();
                 d.set_item("labels", Array1::from(v).into_pyarray(py))?;
@@ -565,6 +578,15 @@ impl Task {
                             .map_err(|e| Error::new_err(e.to_string()))?;
                     d.set_item("labels", present.into_pyarray(py))?;
                 }
+            }
+            TaskKind::PerBase { .. } => {
+                let labels = PyList::empty(py);
+                for r in &rows {
+                    if let Label::Bases(c) = &r.label {
+                        labels.append(Array1::from(c.clone()).into_pyarray(py))?;
+                    }
+                }
+                d.set_item("labels", labels)?;
             }
         }
         Ok(d)
@@ -734,7 +756,7 @@ fn probe<'py>(
     let train = labelled(&train, "train", num_classes)?;
     let n = match &train.y {
         Targets::Classes { num_classes, .. } => Some(*num_classes),
-        Targets::Values(_) | Targets::Labels { .. } => None,
+        Targets::Values(_) | Targets::Labels { .. } | Targets::Bases { .. } => None,
     };
     let data = SplitFeatures {
         train,

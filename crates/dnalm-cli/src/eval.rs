@@ -16,9 +16,12 @@ use dnalm_eval::{
     features::tasks::{check_tokenizer, split_rows, targets},
     features::Labelled,
     finetune::{
-        finetune, save_finetuned, FinetuneOptions, HeadInit, LearningRate, FINETUNE_BUDGET,
+        finetune,
+        per_base::{finetune_per_base, save_base_tagger},
+        save_finetuned, FinetuneOptions, HeadInit, LearningRate, FINETUNE_BUDGET,
     },
     probes::fit::{ClassBalance, FitOptions},
+    probes::per_base::PER_BASE_PROBE_BUDGET,
     probes::token::TOKEN_PROBE_BUDGET,
     probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     report::write_report,
@@ -31,7 +34,7 @@ use crate::{
 };
 use dnalm_seq::{
     suite::{self, TaskSource},
-    task::{read_table, Split, Task},
+    task::{read_table, Split, Task, TaskKind},
     FastxReader, Shard,
 };
 
@@ -527,14 +530,27 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     let mut options = args.finetune.options(args.pooling, args.seeds, args.seed);
     options.fit.device = args.device.name()?;
     let t0 = Instant::now();
-    let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;
-    let no_peft = save_finetuned(
-        &args.output,
-        &net,
-        &info,
-        &tokenizer,
-        report.adapter.as_ref(),
-    )?;
+    let (report, no_peft) = if matches!(task.spec.kind, TaskKind::PerBase { .. }) {
+        let (report, net, info, tokenizer) = finetune_per_base(&spec, &task, &options)?;
+        let no_peft = save_base_tagger(
+            &args.output,
+            &net,
+            &info,
+            &tokenizer,
+            report.adapter.as_ref(),
+        )?;
+        (report, no_peft)
+    } else {
+        let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;
+        let no_peft = save_finetuned(
+            &args.output,
+            &net,
+            &info,
+            &tokenizer,
+            report.adapter.as_ref(),
+        )?;
+        (report, no_peft)
+    };
     if let Some(why) = no_peft {
         eprintln!("note: the adapter is in dnalm's layout only, not PEFT's: {why}");
     }
@@ -590,6 +606,11 @@ pub struct BenchArgs {
     /// Most epochs of the token probe (early-stopped on the validation loss).
     #[arg(long, default_value_t = TOKEN_PROBE_BUDGET.epochs)]
     token_probe_epochs: usize,
+    /// Most epochs of the per-base probe (per-base tasks: a head on the frozen per-token
+    /// embeddings, mapped to bases through the tokenizer's offsets; early-stopped on the
+    /// validation loss).
+    #[arg(long, default_value_t = PER_BASE_PROBE_BUDGET.epochs)]
+    per_base_epochs: usize,
     /// Skip every baseline (not recommended: they are the point of comparison).
     #[arg(long, conflicts_with = "baselines")]
     no_baselines: bool,
@@ -673,6 +694,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     config.seeds = args.seeds;
     config.cnn.epochs = args.cnn_epochs;
+    config.per_base_probe.epochs = args.per_base_epochs;
+    config.per_base_probe.seed = args.probe.seed;
     if args.finetune {
         config.finetune = Some(args.finetune_flags.options(
             args.flags.pooling,

@@ -503,6 +503,10 @@ pub enum MakeTaskCommand {
     /// A multi-label task: genome windows labelled with every annotated feature class they hold
     /// (per strand with --stranded; with --ends, the windows holding a feature's 5'/3' end).
     MultiLabel(MultiLabelTaskArgs),
+    /// A per-base task (segmentation): genome windows with every base's feature class, the class
+    /// listed first winning where features overlap (`--classes exon,intron=gene`: gene bases
+    /// outside exons are `intron`); uncovered bases are the background class.
+    Segmentation(SegmentationTaskArgs),
 }
 
 /// Runs `dnalm make-task`.
@@ -510,6 +514,7 @@ pub fn make_task(cmd: MakeTaskCommand) -> anyhow::Result<()> {
     match cmd {
         MakeTaskCommand::Orientation(args) => make_orientation_task(args),
         MakeTaskCommand::MultiLabel(args) => make_multi_label_task(args),
+        MakeTaskCommand::Segmentation(args) => make_segmentation_task(args),
     }
 }
 
@@ -642,6 +647,169 @@ pub fn make_multi_label_task(args: MultiLabelTaskArgs) -> anyhow::Result<()> {
             .count();
         eprintln!(
             "  {label:<20} {n:>7} windows ({:.1}%)",
+            100.0 * n as f64 / total.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// Arguments of `dnalm make-task segmentation`.
+#[derive(Args)]
+pub struct SegmentationTaskArgs {
+    /// Genome (FASTA, plain or gzip).
+    genome: PathBuf,
+    /// Annotations (BED or GFF3, optionally gzip); or give them with --annotations.
+    annotations: Option<PathBuf>,
+    /// Annotations (BED or GFF3, optionally gzip), as `make-task multi-label` takes them.
+    #[arg(short = 'a', long = "annotations", conflicts_with = "annotations")]
+    annotations_flag: Option<PathBuf>,
+    /// Window length in bases.
+    #[arg(long, default_value_t = 500)]
+    length: usize,
+    /// Windows per split, as train,valid,test.
+    #[arg(long, default_value = "1000,200,400", value_parser = parse_counts)]
+    rows: [usize; 3],
+    /// Feature classes in precedence order (the first listed wins where features overlap),
+    /// comma-separated; `NAME=TYPE` names the class of features of TYPE (`intron=gene` after
+    /// `exon`: gene bases outside exons). Default: every class in the annotations, sorted.
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Which annotation field is a feature's class.
+    #[arg(long, value_enum, default_value = "type")]
+    class_key: ClassKeyArg,
+    /// One class per strand: `CLASS(+)`, `CLASS(-)` (a feature without a strand is `(+)`).
+    #[arg(long)]
+    stranded: bool,
+    /// The class of bases no feature covers.
+    #[arg(long, default_value = "other")]
+    background: String,
+    #[command(flatten)]
+    split: TaskSplitOptions,
+    /// Output task directory (train.csv, valid.csv, test.csv, task.json).
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+/// Runs `dnalm make-task segmentation` (see `dnalm_seq::feature_task::segmentation_task`).
+pub fn make_segmentation_task(args: SegmentationTaskArgs) -> anyhow::Result<()> {
+    use dnalm_seq::{
+        feature_task::{segmentation_task, SegmentationSpec},
+        task_writer::{BaseClassRow, NewTask, TaskFiles},
+    };
+    use rand::SeedableRng;
+
+    let Some(annotations_path) = args.annotations.clone().or(args.annotations_flag.clone()) else {
+        bail!("give the annotations (BED or GFF3) after the genome, or with --annotations");
+    };
+    // `NAME=TYPE`: features of TYPE, reported as NAME.
+    let (names, types): (Vec<String>, Vec<String>) = args
+        .classes
+        .iter()
+        .map(|c| match c.split_once('=') {
+            Some((name, kind)) => (name.trim().to_string(), kind.trim().to_string()),
+            None => (c.trim().to_string(), c.trim().to_string()),
+        })
+        .unzip();
+    if let Some(empty) = args
+        .classes
+        .iter()
+        .zip(names.iter().zip(&types))
+        .find(|(_, (n, t))| n.is_empty() || t.is_empty())
+    {
+        bail!("--classes: '{}' is not CLASS or NAME=TYPE", empty.0);
+    }
+    let genome = dnalm_seq::Genome::read(&args.genome)?;
+    let annotations = read_intervals(&annotations_path)?;
+    let (split, unit) = args.split.split(&genome.lengths())?;
+    let spec = SegmentationSpec {
+        length: args.length,
+        rows: args.rows,
+        classes: types.clone(),
+        key: args.class_key.key(),
+        stranded: args.stranded,
+        background: args.background.clone(),
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.split.seed);
+    let mut task = segmentation_task(&genome, &split, annotations, &spec, &mut rng)
+        .with_context(|| format!("{}", annotations_path.display()))?;
+    for (name, kind) in names.iter().zip(&types).filter(|(n, t)| n != t) {
+        for class in task.class_names.iter_mut().skip(1) {
+            if let Some(rest) = class.strip_prefix(kind.as_str()) {
+                if rest.is_empty() || rest == "(+)" || rest == "(-)" {
+                    *class = format!("{name}{rest}");
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = task.class_names.iter().find(|c| !seen.insert(c.as_str())) {
+        bail!("--classes: class name '{twice}' is used twice");
+    }
+    let genome_names = genome.names();
+    let rows: Vec<BaseClassRow> = Split::ALL
+        .iter()
+        .zip(&task.rows)
+        .flat_map(|(&split, rows)| {
+            let genome_names = &genome_names;
+            rows.iter().map(move |w| BaseClassRow {
+                sequence: w.sequence.clone(),
+                classes: w.classes.clone(),
+                id: format!(
+                    "{}:{}-{}",
+                    genome_names[w.record],
+                    w.start + 1,
+                    w.start + args.length
+                ),
+                split,
+            })
+        })
+        .collect();
+    let new = NewTask {
+        name: crate::label::task_name(&args.out),
+        label_names: task.class_names.clone(),
+        seq_len: Some(args.length),
+        description: format!(
+            "Per-base: {} bp windows of {}, every base labelled with the feature class of {} covering it ({}; where features overlap the class listed first wins; uncovered bases are '{}'). Splits are disjoint genome {:?} units ({:?}).",
+            args.length,
+            args.genome.display(),
+            annotations_path.display(),
+            task.class_names[1..].join(", "),
+            args.background,
+            unit,
+            args.split.fractions
+        ),
+        source: Some(format!(
+            "dnalm make-task segmentation {} {} --length {} --rows {}{}{} --background {} --seed {}",
+            args.genome.display(),
+            annotations_path.display(),
+            args.length,
+            args.rows.map(|r| r.to_string()).join(","),
+            if args.classes.is_empty() { String::new() } else { format!(" --classes {}", args.classes.join(",")) },
+            if args.stranded { " --stranded" } else { "" },
+            args.background,
+            args.split.seed
+        )),
+    };
+    new.write_per_base(&args.out, &rows, &TaskFiles::PerSplit)?;
+    eprintln!(
+        "{}: {} / {} / {} windows of {} bp, {} classes:",
+        args.out.display(),
+        task.rows[0].len(),
+        task.rows[1].len(),
+        task.rows[2].len(),
+        args.length,
+        task.class_names.len()
+    );
+    let mut counts = vec![0usize; task.class_names.len()];
+    for w in task.rows.iter().flatten() {
+        for &c in &w.classes {
+            counts[c as usize] += 1;
+        }
+    }
+    let total: usize = counts.iter().sum();
+    for (class, n) in task.class_names.iter().zip(counts) {
+        eprintln!(
+            "  {class:<20} {n:>9} bases ({:.1}%)",
             100.0 * n as f64 / total.max(1) as f64
         );
     }

@@ -307,7 +307,8 @@ fn print_report(report: &Report) {
                     dnalm_seq::task::TaskKind::Classification { label_names, .. } => {
                         label_names.clone()
                     }
-                    dnalm_seq::task::TaskKind::MultiLabel { label_names } => {
+                    dnalm_seq::task::TaskKind::MultiLabel { label_names }
+                    | dnalm_seq::task::TaskKind::PerBase { label_names } => {
                         Some(label_names.clone())
                     }
                     dnalm_seq::task::TaskKind::Regression => None,
@@ -326,6 +327,7 @@ fn print_report(report: &Report) {
                     .collect();
                 let heading = match task.as_ref().map(|t| &t.kind) {
                     Some(dnalm_seq::task::TaskKind::MultiLabel { .. }) => "rows per label",
+                    Some(dnalm_seq::task::TaskKind::PerBase { .. }) => "bases per class",
                     _ => "labels",
                 };
                 println!("  {heading:<22} {}", labels.join(", "));

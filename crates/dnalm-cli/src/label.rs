@@ -9,14 +9,15 @@ use std::{
 use anyhow::{bail, Context};
 use clap::Args;
 use dnalm_eval::{
-    finetune::load_finetuned,
+    finetune::{load_finetuned, per_base::load_base_tagger, read_head_info},
     label::{
-        classify_genome, elements_bed, merge_elements, window_splits, LabelOptions, WindowCall,
+        base_elements, classify_genome, elements_bed, merge_elements, segment_genome,
+        window_splits, LabelOptions, WindowCall,
     },
 };
 use dnalm_seq::{
     alphabet::reverse_complement,
-    task_writer::{LabelSetRow, NewTask, TaskFiles, TaskRow},
+    task_writer::{BaseClassRow, LabelSetRow, NewTask, TaskFiles, TaskRow},
     Genome, Split,
 };
 
@@ -77,6 +78,12 @@ pub(crate) fn task_name(output: &Path) -> String {
 /// Runs `dnalm label`.
 pub fn run(args: LabelArgs) -> anyhow::Result<()> {
     let shard = args.shard.get()?;
+    if read_head_info(&args.model)
+        .with_context(|| format!("{}: not a fine-tuned model", args.model.display()))?
+        .per_base
+    {
+        return run_per_base(args, shard);
+    }
     let (net, info, tokenizer) = load_finetuned(&args.model, &args.device.open()?)
         .with_context(|| format!("{}: not a fine-tuned classifier", args.model.display()))?;
     let window = match args.window.or(info.seq_len) {
@@ -87,30 +94,8 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         ),
     };
     let stride = args.stride.unwrap_or((window / 2).max(1));
-    let classes: Vec<usize> = if args.elements.is_empty() {
-        let first = if info.multi_label { 0 } else { 1 };
-        (first..info.label_names.len()).collect()
-    } else {
-        args.elements
-            .iter()
-            .map(|e| {
-                info.label_names
-                    .iter()
-                    .position(|n| n == e)
-                    .or_else(|| {
-                        e.parse::<usize>()
-                            .ok()
-                            .filter(|i| *i < info.label_names.len())
-                    })
-                    .with_context(|| {
-                        format!(
-                            "--element '{e}' is not a class of this model ({})",
-                            info.label_names.join(", ")
-                        )
-                    })
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    let first = if info.multi_label { 0 } else { 1 };
+    let classes = element_classes(&args.elements, &info.label_names, first)?;
     let genome = Genome::read(&args.genome)?;
     let options = LabelOptions {
         window,
@@ -202,6 +187,131 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64(),
         elements.len(),
         args.output.display(),
+    );
+    Ok(())
+}
+
+/// The classes written as elements: those named by `--element` (names or indices), else every
+/// class but the first (the background) — or, multi-label, every label.
+fn element_classes(
+    elements: &[String],
+    label_names: &[String],
+    first: usize,
+) -> anyhow::Result<Vec<usize>> {
+    if elements.is_empty() {
+        return Ok((first..label_names.len()).collect());
+    }
+    elements
+        .iter()
+        .map(|e| {
+            label_names
+                .iter()
+                .position(|n| n == e)
+                .or_else(|| e.parse::<usize>().ok().filter(|i| *i < label_names.len()))
+                .with_context(|| {
+                    format!(
+                        "--element '{e}' is not a class of this model ({})",
+                        label_names.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// `dnalm label` with a per-base model: every base's class (forward strand; the classes carry
+/// their strand), runs of element classes as BED, and the genome tiled into windows of the
+/// training length as a per-base task of the predicted classes (pairs.csv).
+fn run_per_base(args: LabelArgs, shard: dnalm_seq::Shard) -> anyhow::Result<()> {
+    let (net, info, tokenizer) = load_base_tagger(&args.model, &args.device.open()?)
+        .with_context(|| format!("{}: not a per-base model", args.model.display()))?;
+    let Some(window) = args.window.or(info.seq_len) else {
+        bail!(
+            "{}: head.json records no training length; pass --window",
+            args.model.display()
+        );
+    };
+    let stride = args.stride.unwrap_or((window / 2).max(1));
+    let classes = element_classes(&args.elements, &info.label_names, 1)?;
+    let genome = Genome::read(&args.genome)?;
+    let options = LabelOptions {
+        window,
+        stride,
+        both_strands: false,
+        max_n_fraction: 0.1,
+        batch_rows: args.batch,
+        shard,
+    };
+    let t0 = Instant::now();
+    let calls = segment_genome(&net, &info, &tokenizer, &genome, &options, |done, total| {
+        if done > 0 && done % (args.batch * 50) == 0 {
+            eprintln!(
+                "  {done}/{total} windows ({:.0} s)",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    })?;
+    let names = genome.names();
+    let elements = base_elements(&calls, &classes, args.min_score, &info.label_names);
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    write_output(
+        &args.output.join("predicted.bed"),
+        &elements_bed(&elements, &names, &info.label_names),
+    )?;
+    // Tiles of the window whose every base was called, split by genome block.
+    let tiles: Vec<WindowCall> = calls
+        .classes
+        .iter()
+        .enumerate()
+        .flat_map(|(r, c)| {
+            (0..c.len() / window)
+                .map(move |i| (r, i * window))
+                .filter(|&(_, s)| c[s..s + window].iter().all(|&k| k != u8::MAX))
+        })
+        .map(|(record, start)| WindowCall {
+            record,
+            start,
+            end: start + window,
+            strand: '+',
+            label: 0,
+            score: 0.0,
+        })
+        .collect();
+    let splits = window_splits(&genome, &tiles, args.split_block, 0)?;
+    let rows: Vec<BaseClassRow> = tiles
+        .iter()
+        .zip(&splits)
+        .filter_map(|(t, split)| {
+            Some(BaseClassRow {
+                sequence: genome.bases(t.record, t.start, t.end).to_vec(),
+                classes: calls.classes[t.record][t.start..t.end].to_vec(),
+                id: format!("{}:{}-{}", names[t.record], t.start + 1, t.end),
+                split: (*split)?,
+            })
+        })
+        .collect();
+    let task = NewTask {
+        name: task_name(&args.output),
+        label_names: info.label_names.clone(),
+        seq_len: Some(window),
+        description: format!(
+            "Per-base classes predicted by the fine-tuned model {} (task '{}') on {}: {} bp windows every {} bp, forward strand, each base's class the arg-max of its probabilities averaged over the windows holding it; tiled into {} bp windows. Splits: {} bp genome blocks, 70/10/20; tiles crossing into another split's block are left out.",
+            args.model.display(), info.task, args.genome.display(), window, stride, window, args.split_block
+        ),
+        source: None,
+    };
+    task.write_per_base(&args.output, &rows, &TaskFiles::One("pairs.csv".into()))?;
+    let called: usize = calls
+        .classes
+        .iter()
+        .map(|c| c.iter().filter(|&&k| k != u8::MAX).count())
+        .sum();
+    eprintln!(
+        "{called} bases classified in {:.1} s; {} element(s) in {}/predicted.bed; {} windows in pairs.csv",
+        t0.elapsed().as_secs_f64(),
+        elements.len(),
+        args.output.display(),
+        rows.len()
     );
     Ok(())
 }

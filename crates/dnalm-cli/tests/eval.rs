@@ -846,3 +846,150 @@ fn a_multi_label_task_is_made_probed_benched_and_fine_tuned() {
         "{err}"
     );
 }
+
+/// Issue 17, item 2: a per-base task made from a genome and its annotations, benched (the
+/// per-base probe beside the per-base CNN), fine-tuned with a per-base head, and used to label a
+/// genome base by base; bad per-base rows fail with one line naming the file and line.
+#[test]
+fn a_per_base_task_is_made_benched_fine_tuned_and_labels_a_genome() {
+    let f = fixture();
+    let task = f.root.join("cds_segments");
+    let made = dnalm(&[
+        "make-task",
+        "segmentation",
+        root().join("data/ecoli_MG1655.fa.gz").to_str().unwrap(),
+        root()
+            .join("data/ecoli_MG1655.prodigal.gff3.gz")
+            .to_str()
+            .unwrap(),
+        "--classes",
+        "CDS",
+        "--stranded",
+        "--length",
+        "60",
+        "--rows",
+        "48,16,24",
+        "-o",
+        task.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(stderr(&made).contains("CDS(-)"), "{}", stderr(&made));
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(task.join("task.json")).unwrap()).unwrap();
+    assert_eq!(spec["per_base"], true);
+    assert_eq!(spec["label_names"][0], "other");
+    let inspected = ok(&["inspect", task.to_str().unwrap()]);
+    assert!(inspected.contains("bases per class"), "{inspected}");
+
+    let bench = f.root.join("seg_bench");
+    let report = ok(&[
+        "bench",
+        "-t",
+        task.to_str().unwrap(),
+        "-m",
+        &format!("tiny={}", f.model.display()),
+        "-o",
+        bench.to_str().unwrap(),
+        "--seeds",
+        "1",
+        "--cnn-epochs",
+        "1",
+        "--per-base-epochs",
+        "2",
+    ]);
+    for needle in ["probe:per-base", "cnn:per-base", "f1/CDS(+)", "auprc/other"] {
+        assert!(report.contains(needle), "no {needle} in {report}");
+    }
+    // The k-mer spectrum scores whole sequences: said, not run.
+    assert!(
+        report.contains("per-base one-hot CNN as its baseline"),
+        "{report}"
+    );
+    assert!(!report.contains("kmer-spectrum"), "{report}");
+
+    let tuned = f.root.join("seg_tuned");
+    let json = ok(&[
+        "finetune",
+        "-m",
+        f.model.to_str().unwrap(),
+        "-t",
+        task.to_str().unwrap(),
+        "-o",
+        tuned.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--class-weights",
+        "balanced",
+    ]);
+    let ft: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(ft["summary"]["mcc/CDS(-)"]["mean"].is_number(), "{ft}");
+    let head: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tuned.join("head.json")).unwrap()).unwrap();
+    assert_eq!(head["per_base"], true);
+
+    let labels = f.root.join("seg_label");
+    ok(&[
+        "label",
+        "-m",
+        tuned.to_str().unwrap(),
+        root().join("data/lambda_phage.fa").to_str().unwrap(),
+        "--min-score",
+        "0",
+        "-o",
+        labels.to_str().unwrap(),
+    ]);
+    let pairs = dnalm_seq::Task::load(&labels).unwrap();
+    let tiles = pairs.examples.len();
+    assert!(tiles > 500, "{tiles} tiles of 60 bases in 48.5 kb");
+    assert!(pairs
+        .examples
+        .iter()
+        .all(|e| matches!(&e.label, dnalm_seq::Label::Bases(c) if c.len() == 60)));
+    // Every called base of a class other than the background is in exactly one BED run.
+    let bed = std::fs::read_to_string(labels.join("predicted.bed")).unwrap();
+    let mut bed_bases = 0;
+    for line in bed.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert!(["CDS(+)", "CDS(-)"].contains(&cols[3]), "{line}");
+        assert_eq!(
+            cols[5],
+            if cols[3] == "CDS(+)" { "+" } else { "-" },
+            "{line}"
+        );
+        bed_bases += cols[2].parse::<usize>().unwrap() - cols[1].parse::<usize>().unwrap();
+    }
+    // The tiles' coding bases are among the BED's (the BED covers every called base).
+    let tile_coding: usize = pairs
+        .examples
+        .iter()
+        .map(|e| match &e.label {
+            dnalm_seq::Label::Bases(c) => c.iter().filter(|&&k| k != 0).count(),
+            _ => 0,
+        })
+        .sum();
+    assert!(
+        bed_bases >= tile_coding && bed_bases <= 48_502,
+        "{bed_bases} vs {tile_coding}"
+    );
+
+    // A per-base label one character short of its sequence.
+    let bad = f.root.join("seg_bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    for name in ["task.json", "valid.csv", "test.csv"] {
+        std::fs::copy(task.join(name), bad.join(name)).unwrap();
+    }
+    let train = std::fs::read_to_string(task.join("train.csv")).unwrap();
+    let mut lines: Vec<String> = train.lines().map(String::from).collect();
+    let cols: Vec<&str> = lines[3].split(',').collect();
+    lines[3] = format!("{},{},{}", cols[0], &cols[1][1..], cols[2]);
+    std::fs::write(bad.join("train.csv"), lines.join("\n")).unwrap();
+    let out = dnalm(&["inspect", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "train.csv:line 4: the per-base label has 59 characters but the sequence has 60 bases"
+        ),
+        "{err}"
+    );
+}
