@@ -627,4 +627,39 @@ mod tests {
             }
         }
     }
+
+    /// Runs of element classes above the score become elements, with the run's mean
+    /// probability and the strand its class name carries; uncalled bases break runs.
+    #[test]
+    fn runs_of_called_bases_become_elements() {
+        let calls = BaseCalls {
+            classes: vec![vec![0, 1, 1, 2, 2, 0, u8::MAX, 1, 1, 3]],
+            confidence: vec![vec![255, 255, 153, 255, 51, 255, 0, 255, 255, 255]],
+        };
+        let names: Vec<String> = ["other", "CDS(+)", "CDS(-)", "tRNA"]
+            .map(String::from)
+            .to_vec();
+        let found = base_elements(&calls, &[1, 2, 3], 0.0, &names);
+        let spans: Vec<(usize, usize, char, usize)> = found
+            .iter()
+            .map(|e| (e.start, e.end, e.strand, e.label))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (1, 3, '+', 1),
+                (3, 5, '-', 2),
+                (7, 9, '+', 1),
+                (9, 10, '.', 3)
+            ]
+        );
+        assert!((found[0].score - (255.0 + 153.0) / 2.0 / 255.0).abs() < 1e-9);
+        // At 0.5, the base at 0.2 (51/255) leaves its run.
+        let strict = base_elements(&calls, &[2], 0.5, &names);
+        assert_eq!((strict[0].start, strict[0].end), (3, 4));
+        assert_eq!(
+            elements_bed(&strict, &["chr".into()], &names),
+            "chr\t3\t4\tCDS(-)\t1000\t-\n"
+        );
+    }
 }

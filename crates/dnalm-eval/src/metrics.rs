@@ -1044,4 +1044,59 @@ mod tests {
         let predictions = TestPredictions::of(&targets, &[scores]);
         assert!(close(predictions.headline(&[0, 1, 2, 3]), 0.875));
     }
+
+    /// Per-base metrics follow their definitions on a hand-checked case; the paired headline
+    /// draws whole sequences and scores their bases.
+    #[test]
+    fn per_base_metrics_score_every_base_and_bootstrap_sequences() {
+        // Truth 0 0 1 1 2 2, predicted 0 1 1 1 2 0 (0.8 on the predicted class, 0.1 elsewhere).
+        let truth = [0u32, 0, 1, 1, 2, 2];
+        let predicted = [0usize, 1, 1, 1, 2, 0];
+        let scores = Array2::from_shape_fn(
+            (6, 3),
+            |(r, c)| {
+                if predicted[r] == c {
+                    0.8f32
+                } else {
+                    0.1
+                }
+            },
+        );
+        let names = vec!["other".to_string(), "CDS".into(), "rRNA".into()];
+        let m = PerBaseMetrics::compute(&truth, &names, scores.view());
+        // Gorodkin: (c·s - Σ p_k t_k) / sqrt((s² - Σ p_k²)(s² - Σ t_k²)) = 12 / sqrt(22 · 24).
+        assert!(close(m.overall.mcc, 12.0 / (22.0f64 * 24.0).sqrt()));
+        assert!(close(m.overall.accuracy, 4.0 / 6.0));
+        assert!(close(m.f1[0], 0.5) && close(m.f1[1], 0.8) && close(m.f1[2], 2.0 / 3.0));
+        // CDS one-vs-rest: tp 2, fp 1, fn 0, tn 3.
+        assert!(close(m.mcc[1], 6.0 / 72.0f64.sqrt()));
+        // rRNA: 0.8 on its first base, 0.1 on the rest: AP = ½·1 + ½·(2/6).
+        assert!(close(m.auprc[2].unwrap(), 0.5 + 0.5 * 2.0 / 6.0));
+        let map = m.to_map();
+        assert!(close(map["f1/CDS"], 0.8) && map.contains_key("auprc/rRNA"));
+
+        // Two sequences of three bases: the headline over both is the MCC above.
+        let targets = Targets::Bases {
+            classes: vec![vec![0, 0, 1], vec![1, 2, 2]],
+            names,
+        };
+        let predictions = TestPredictions::of(&targets, &[scores]);
+        assert_eq!(predictions.rows(), 2);
+        assert!(close(predictions.headline(&[0, 1]), m.overall.mcc));
+        // Drawing the first sequence twice scores its bases twice.
+        let first = PerBaseMetrics::compute(
+            &[0, 0, 1, 0, 0, 1],
+            &targets_names(),
+            Array2::from_shape_fn(
+                (6, 3),
+                |(r, c)| if predicted[r % 3] == c { 0.8 } else { 0.1 },
+            )
+            .view(),
+        );
+        assert!(close(predictions.headline(&[0, 0]), first.overall.mcc));
+    }
+
+    fn targets_names() -> Vec<String> {
+        vec!["other".into(), "CDS".into(), "rRNA".into()]
+    }
 }

@@ -623,7 +623,6 @@ pub fn finetune(
     let train_idx: Vec<usize> = (0..n_train).collect();
     let valid_idx: Vec<usize> = (n_train..n_train + n_valid).collect();
     let test_idx: Vec<usize> = (n_train + n_valid..rows.len()).collect();
-    let test_targets = y.select(&test_idx);
 
     // LP-FT: the linear probe on the frozen pooled states, as a linear head.
     let mut linear_probe = None;
@@ -696,69 +695,17 @@ pub fn finetune(
         };
         Ok(SequenceClassifier { encoder: enc, head })
     };
-    let layers = config.n_layers;
-    let lr_scale = |name: &str| {
-        options
-            .layer_decay
-            .map_or(1.0, |d| layer_decay_scale(name, d, layers))
-    };
-    let mut budget = options.fit.clone();
-    let steps_per_epoch = n_train.div_ceil(budget.batch_size.max(1));
-    if budget.eval_every.is_none() {
-        budget.eval_every = Some(steps_per_epoch.clamp(1, EVAL_EVERY_MAX));
-    }
-    let planned = steps_per_epoch * budget.epochs.max(1);
-    let total_steps = budget.max_steps.map_or(planned, |m| m.clamp(1, planned));
-
-    // The peak learning rate.
-    let scaled = size_scaled_lr(parameters)
-        * if options.lora.is_some() {
-            LORA_LR_FACTOR
-        } else {
-            1.0
-        };
-    let (lr, lr_source, lr_search) = choose_lr(
-        options.lr,
-        scaled,
-        total_steps,
-        &budget,
+    let trained = train_seeds(
+        options,
+        &config,
+        parameters,
         &build,
         &forward,
+        &tokens,
         &y,
-        &train_idx,
-        &valid_idx,
-        &lr_scale,
+        [&train_idx, &valid_idx, &test_idx],
     )?;
-
-    let mut seeds = SeedRuns::default();
-    let (mut best_valid, mut best_steps, mut steps_run, mut tokens_per_second) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut first = None;
-    let mut trainable = 0;
-    for s in 0..options.seeds.max(1) as u64 {
-        let o = FitOptions {
-            lr,
-            seed: budget.seed.wrapping_add(s),
-            ..budget.clone()
-        };
-        tokens.set(0);
-        let net = build(o.seed)?;
-        trainable = trainable_parameters(&net);
-        let fitted = fit_scaled(net, &forward, &y, &train_idx, &valid_idx, &o, &lr_scale)?;
-        tokens_per_second.push(tokens.get() as f64 / fitted.train_seconds.max(1e-9));
-        let out = predict(&fitted, &forward, &test_idx, o.batch_size)?;
-        seeds.record(fitted.epochs_run, &test_targets, out);
-        best_valid.push(fitted.best_valid_metric.unwrap_or(f64::NAN));
-        best_steps.push(fitted.best_step);
-        steps_run.push(fitted.steps_run);
-        if first.is_none() {
-            first = Some((fitted.net.valid(), fitted.target_scale));
-        }
-    }
-    let (net, target_scale) = first.ok_or_else(|| EvalError::BadOption {
-        option: "seeds",
-        message: "no fine-tuning run".into(),
-    })?;
+    let (net, target_scale) = (trained.net.valid(), trained.target_scale);
     let info = HeadInfo {
         task: task.spec.name.clone(),
         label_names: match &task.spec.kind {
@@ -790,22 +737,13 @@ pub fn finetune(
         per_base: false,
     };
     let adapter = adapter_info(model, options, &net.encoder)?;
-    let report = FinetuneReport {
-        seeds: seeds.summarise(),
-        lr,
-        lr_source: lr_source.into(),
-        lr_search,
-        head: options.head,
+    let report = trained.report(
+        options.head,
         linear_probe,
-        best_valid,
-        best_steps,
-        steps_run,
-        tokens_per_second,
-        cached_blocks: if cache { cut } else { 0 },
+        if cache { cut } else { 0 },
         parameters,
-        trainable_parameters: trainable,
         adapter,
-    };
+    );
     Ok((report, net, info, tokenizer))
 }
 
@@ -896,6 +834,145 @@ pub(crate) fn choose_lr<N: Module + Clone>(
             }
             (best.0, "search", trials)
         }
+    })
+}
+
+/// What the seeds of one fine-tuning gave: test metrics per seed and how each ran, and the first
+/// seed's network.
+pub(crate) struct TrainedSeeds<N> {
+    seeds: SeedRuns,
+    lr: f64,
+    lr_source: &'static str,
+    lr_search: Vec<LrTrial>,
+    best_valid: Vec<f64>,
+    best_steps: Vec<usize>,
+    steps_run: Vec<usize>,
+    tokens_per_second: Vec<f64>,
+    trainable: usize,
+    /// The first seed's kept network.
+    pub(crate) net: N,
+    /// Its regression target scale.
+    pub(crate) target_scale: Option<(f64, f64)>,
+}
+
+impl<N> TrainedSeeds<N> {
+    /// The report of these runs.
+    pub(crate) fn report(
+        self,
+        head: HeadInit,
+        linear_probe: Option<ProbeStart>,
+        cached_blocks: usize,
+        parameters: usize,
+        adapter: Option<AdapterInfo>,
+    ) -> FinetuneReport {
+        FinetuneReport {
+            seeds: self.seeds.summarise(),
+            lr: self.lr,
+            lr_source: self.lr_source.into(),
+            lr_search: self.lr_search,
+            head,
+            linear_probe,
+            best_valid: self.best_valid,
+            best_steps: self.best_steps,
+            steps_run: self.steps_run,
+            tokens_per_second: self.tokens_per_second,
+            cached_blocks,
+            parameters,
+            trainable_parameters: self.trainable,
+            adapter,
+        }
+    }
+}
+
+/// The part every fine-tuning shares once its network and forward pass exist: the budget
+/// (validation every epoch, at most [`EVAL_EVERY_MAX`] steps), the peak learning rate
+/// ([`choose_lr`]; LoRA's scaled rate × [`LORA_LR_FACTOR`]), layer-wise decay, and one run per
+/// seed (`options.fit.seed ..`) scored on the test rows. `tokens` is the counter `forward` adds
+/// its training tokens to.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_seeds<N: Module + Clone>(
+    options: &FinetuneOptions,
+    config: &dnalm_model::ModelConfig,
+    parameters: usize,
+    build: &dyn Fn(u64) -> Result<N, EvalError>,
+    forward: &crate::probes::fit::Forward<N>,
+    tokens: &std::cell::Cell<usize>,
+    y: &Targets,
+    [train, valid, test]: [&[usize]; 3],
+) -> Result<TrainedSeeds<N>, EvalError> {
+    let layers = config.n_layers;
+    let lr_scale = |name: &str| {
+        options
+            .layer_decay
+            .map_or(1.0, |d| layer_decay_scale(name, d, layers))
+    };
+    let mut budget = options.fit.clone();
+    let steps_per_epoch = train.len().div_ceil(budget.batch_size.max(1));
+    if budget.eval_every.is_none() {
+        budget.eval_every = Some(steps_per_epoch.clamp(1, EVAL_EVERY_MAX));
+    }
+    let planned = steps_per_epoch * budget.epochs.max(1);
+    let total_steps = budget.max_steps.map_or(planned, |m| m.clamp(1, planned));
+    let scaled = size_scaled_lr(parameters)
+        * if options.lora.is_some() {
+            LORA_LR_FACTOR
+        } else {
+            1.0
+        };
+    let (lr, lr_source, lr_search) = choose_lr(
+        options.lr,
+        scaled,
+        total_steps,
+        &budget,
+        build,
+        forward,
+        y,
+        train,
+        valid,
+        &lr_scale,
+    )?;
+    let test_targets = y.select(test);
+    let mut seeds = SeedRuns::default();
+    let (mut best_valid, mut best_steps, mut steps_run, mut tokens_per_second) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut first = None;
+    let mut trainable = 0;
+    for s in 0..options.seeds.max(1) as u64 {
+        let o = FitOptions {
+            lr,
+            seed: budget.seed.wrapping_add(s),
+            ..budget.clone()
+        };
+        tokens.set(0);
+        let net = build(o.seed)?;
+        trainable = trainable_parameters(&net);
+        let fitted = fit_scaled(net, forward, y, train, valid, &o, &lr_scale)?;
+        tokens_per_second.push(tokens.get() as f64 / fitted.train_seconds.max(1e-9));
+        let out = predict(&fitted, forward, test, o.batch_size)?;
+        seeds.record(fitted.epochs_run, &test_targets, out);
+        best_valid.push(fitted.best_valid_metric.unwrap_or(f64::NAN));
+        best_steps.push(fitted.best_step);
+        steps_run.push(fitted.steps_run);
+        if first.is_none() {
+            first = Some((fitted.net, fitted.target_scale));
+        }
+    }
+    let (net, target_scale) = first.ok_or_else(|| EvalError::BadOption {
+        option: "seeds",
+        message: "no fine-tuning run".into(),
+    })?;
+    Ok(TrainedSeeds {
+        seeds,
+        lr,
+        lr_source,
+        lr_search,
+        best_valid,
+        best_steps,
+        steps_run,
+        tokens_per_second,
+        trainable,
+        net,
+        target_scale,
     })
 }
 

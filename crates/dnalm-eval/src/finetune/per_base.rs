@@ -14,7 +14,7 @@ use std::path::Path;
 use burn::{module::Module, tensor::Tensor};
 use dnalm_model::{
     io::load_parameters,
-    lora::{lora_paths, trainable_parameters},
+    lora::lora_paths,
     tensors::{named_parameters, read_safetensors},
     Checkpoint, DnaLm, ModelInput,
 };
@@ -23,15 +23,13 @@ use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 use ndarray::Array2;
 
 use super::{
-    adapter_info, attention_pattern, choose_lr, layer_decay_scale, save_checkpoint, size_scaled_lr,
-    trainable_encoder, FinetuneOptions, FinetuneReport, HeadInfo, HeadInit, ProbeStart,
-    EVAL_EVERY_MAX, LORA_LR_FACTOR,
+    adapter_info, attention_pattern, save_checkpoint, train_seeds, trainable_encoder,
+    FinetuneOptions, FinetuneReport, HeadInfo, HeadInit, ProbeStart,
 };
 use crate::{
     features::embed::ModelSpec,
     features::tasks::{check_tokenizer, split_rows, targets},
     probes::concat_targets,
-    probes::fit::{fit_scaled, predict, SeedRuns},
     probes::per_base::{fit_folded_head, BaseBatch, BaseHead, BaseMap},
     EvalError,
 };
@@ -133,7 +131,6 @@ pub fn finetune_per_base(
     let train_idx: Vec<usize> = (0..n_train).collect();
     let valid_idx: Vec<usize> = (n_train..n_train + n_valid).collect();
     let test_idx: Vec<usize> = (n_train + n_valid..rows.len()).collect();
-    let test_targets = y.select(&test_idx);
     let cut = options
         .train_last
         .map_or(0, |n| config.n_layers.saturating_sub(n));
@@ -184,67 +181,17 @@ pub fn finetune_per_base(
         };
         Ok(BaseTagger { encoder: enc, head })
     };
-    let layers = config.n_layers;
-    let lr_scale = |name: &str| {
-        options
-            .layer_decay
-            .map_or(1.0, |d| layer_decay_scale(name, d, layers))
-    };
-    let mut budget = options.fit.clone();
-    let steps_per_epoch = n_train.div_ceil(budget.batch_size.max(1));
-    if budget.eval_every.is_none() {
-        budget.eval_every = Some(steps_per_epoch.clamp(1, EVAL_EVERY_MAX));
-    }
-    let planned = steps_per_epoch * budget.epochs.max(1);
-    let total_steps = budget.max_steps.map_or(planned, |m| m.clamp(1, planned));
-    let scaled = size_scaled_lr(parameters)
-        * if options.lora.is_some() {
-            LORA_LR_FACTOR
-        } else {
-            1.0
-        };
-    let (lr, lr_source, lr_search) = choose_lr(
-        options.lr,
-        scaled,
-        total_steps,
-        &budget,
+    let trained = train_seeds(
+        options,
+        &config,
+        parameters,
         &build,
         &forward,
+        &tokens,
         &y,
-        &train_idx,
-        &valid_idx,
-        &lr_scale,
+        [&train_idx, &valid_idx, &test_idx],
     )?;
-
-    let mut seeds = SeedRuns::default();
-    let (mut best_valid, mut best_steps, mut steps_run, mut tokens_per_second) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut kept = None;
-    let mut trainable = 0;
-    for s in 0..options.seeds.max(1) as u64 {
-        let o = crate::probes::fit::FitOptions {
-            lr,
-            seed: budget.seed.wrapping_add(s),
-            ..budget.clone()
-        };
-        tokens.set(0);
-        let net = build(o.seed)?;
-        trainable = trainable_parameters(&net);
-        let fitted = fit_scaled(net, &forward, &y, &train_idx, &valid_idx, &o, &lr_scale)?;
-        tokens_per_second.push(tokens.get() as f64 / fitted.train_seconds.max(1e-9));
-        let out = predict(&fitted, &forward, &test_idx, o.batch_size)?;
-        seeds.record(fitted.epochs_run, &test_targets, out);
-        best_valid.push(fitted.best_valid_metric.unwrap_or(f64::NAN));
-        best_steps.push(fitted.best_step);
-        steps_run.push(fitted.steps_run);
-        if kept.is_none() {
-            kept = Some(fitted.net.valid());
-        }
-    }
-    let net = kept.ok_or_else(|| EvalError::BadOption {
-        option: "seeds",
-        message: "no fine-tuning run".into(),
-    })?;
+    let net = trained.net.valid();
     let info = HeadInfo {
         task: task.spec.name.clone(),
         label_names: match &targets(task, &train) {
@@ -264,22 +211,8 @@ pub fn finetune_per_base(
         pools_specials: false,
         per_base: true,
     };
-    let report = FinetuneReport {
-        seeds: seeds.summarise(),
-        lr,
-        lr_source: lr_source.into(),
-        lr_search,
-        head: options.head,
-        linear_probe,
-        best_valid,
-        best_steps,
-        steps_run,
-        tokens_per_second,
-        cached_blocks: 0,
-        parameters,
-        trainable_parameters: trainable,
-        adapter: adapter_info(model, options, &net.encoder)?,
-    };
+    let adapter = adapter_info(model, options, &net.encoder)?;
+    let report = trained.report(options.head, linear_probe, 0, parameters, adapter);
     Ok((report, net, info, tokenizer))
 }
 

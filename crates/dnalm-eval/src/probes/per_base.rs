@@ -348,8 +348,18 @@ pub fn fit_folded_head(
         .get("mcc")
         .copied()
         .unwrap_or(f64::NAN);
-    let mut params = named_parameters(&fitted.net);
-    // project(x_std) = ((x - m) / s) W + b = x (W / s) + (b - (m / s) W).
+    Ok((
+        fold_standardizer(named_parameters(&fitted.net), &scaler),
+        valid_mcc,
+    ))
+}
+
+/// A head's parameters with `scaler` folded into its projection:
+/// `project((x - m) / s) = x (W / s) + (b - (m / s) W)`.
+fn fold_standardizer(
+    mut params: BTreeMap<String, HostTensor>,
+    scaler: &Standardizer,
+) -> BTreeMap<String, HostTensor> {
     let (mean, scale) = (scaler.mean(), scaler.scale());
     if let (Some(w), Some(b)) = (
         params.get("project.weight").cloned(),
@@ -357,7 +367,7 @@ pub fn fit_folded_head(
     ) {
         let channels = b.values.len();
         let mut folded = w.values.clone();
-        for i in 0..width {
+        for i in 0..mean.len() {
             for c in 0..channels {
                 let v = w.values[i * channels + c];
                 folded[i * channels + c] = v / scale[i];
@@ -368,7 +378,7 @@ pub fn fit_folded_head(
             w.values = folded;
         }
     }
-    Ok((params, valid_mcc))
+    params
 }
 
 /// Dilations of the baseline's convolutions.
@@ -615,6 +625,43 @@ mod tests {
         assert_eq!(padded.len(), (8 + 18) * 3);
         for (a, b) in alone.iter().zip(&padded) {
             assert!((a - b).abs() < 1e-5, "{alone:?} vs {padded:?}");
+        }
+    }
+
+    /// The LP-FT start: the probe head with its standardiser folded in gives, on raw states,
+    /// the outputs the probe gives on standardised ones.
+    #[test]
+    fn a_folded_head_reads_raw_states_as_the_probe_read_standardised_ones() {
+        let device = dnalm_model::cpu();
+        let head = dnalm_model::io::reinitialize_fan_in(BaseHead::new(8, 3, &device), 5);
+        let x = Array2::from_shape_fn((6, 8), |(i, j)| (i * 8 + j) as f32 * 0.37 - 4.0);
+        let y = Array2::from_shape_fn((4, 8), |(i, j)| ((i + 3 * j) % 7) as f32 + 2.0);
+        let scaler = Standardizer::fit_all(&[x.clone(), y.clone()]);
+        let maps = [
+            BaseMap::from_offsets(&(0..6).map(|t| (t, t + 1)).collect::<Vec<_>>(), 6),
+            BaseMap::from_offsets(&(0..4).map(|t| (t, t + 1)).collect::<Vec<_>>(), 4),
+        ];
+        let maps: Vec<&BaseMap> = maps.iter().collect();
+        let run = |head: &BaseHead, scaler: &Standardizer| {
+            let states = token_batch(&[&x, &y], scaler, &device);
+            let tokens = states.dims()[1];
+            head.forward(states, &BaseBatch::new(&maps, tokens, 0, &device))
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let probe = run(&head, &scaler);
+        let folded = dnalm_model::io::load_parameters(
+            BaseHead::new(8, 3, &device),
+            &fold_standardizer(named_parameters(&head), &scaler),
+            "folded".as_ref(),
+        )
+        .unwrap();
+        let raw = run(&folded, &Standardizer::identity(8));
+        assert_eq!(probe.len(), 10 * 3);
+        for (a, b) in probe.iter().zip(&raw) {
+            assert!((a - b).abs() < 1e-4, "{probe:?} vs {raw:?}");
         }
     }
 
