@@ -184,6 +184,28 @@ def test_a_multi_label_task_and_its_probe(model, tmp_path):
         dnalm.probe(*[(x, y.astype(np.int64) * 2) for x, y in splits])
 
 
+def test_a_per_base_task_embedded_base_by_base(model, tmp_path):
+    task_dir = tmp_path / "segments"
+    cli(
+        "make-task", "segmentation", ROOT / "data/ecoli_MG1655.fa.gz",
+        ROOT / "data/ecoli_MG1655.prodigal.gff3.gz", "--classes", "CDS", "--stranded",
+        "--length", "60", "--rows", "30,10,20", "-o", task_dir,
+    )
+    task = dnalm.Task.load(str(task_dir))
+    assert task.per_base and not task.multi_label and task.num_classes == 3
+    assert task.label_names == ["other", "CDS(+)", "CDS(-)"]
+    splits = []
+    for name in ["train", "valid", "test"]:
+        s = task.split(name)
+        assert all(l.dtype == np.uint8 and len(l) == len(q) for l, q in zip(s["labels"], s["sequences"]))
+        vectors = model.embed(s["sequences"], per="base")
+        assert [v.shape[0] for v in vectors] == [len(q) for q in s["sequences"]]
+        # Every base is a row: a linear probe on per-base embeddings.
+        splits.append((np.concatenate(vectors), np.concatenate(s["labels"]).astype(np.int64)))
+    got = dnalm.probe(*splits, kind="linear", folds=2, num_classes=3)
+    assert 0.0 <= got["metrics"]["accuracy"][0] <= 1.0 and "mcc" in got["metrics"]
+
+
 def test_likelihoods_and_logits(model):
     seqs = ["ACGTACGTACGTACGTACGT", "TTTTTTTTTTGGGGGGGGGG"]
     scores = model.score_likelihood(seqs)
