@@ -388,7 +388,7 @@ pub fn run_bench(
             if is_per_base(task) && config.baselines.contains(&BaselineKind::Kmer) {
                 result.notes.push(
                     "The k-mer spectrum baseline scores whole sequences; a per-base task has the \
-                     per-base one-hot CNN as its baseline."
+                     per-base one-hot CNN as its baseline"
                         .into(),
                 );
             }

@@ -284,3 +284,148 @@ pub fn load_base_tagger(
     let head = load_parameters(shape, &read_safetensors(&head_path)?, &head_path)?;
     Ok((BaseTagger { encoder, head }, info, tokenizer))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::embed::{EmbedOptions, Embedder, Granularity};
+    use crate::features::tasks::embed_task_bases;
+    use crate::finetune::FINETUNE_BUDGET;
+    use crate::probes::fit::FitOptions;
+    use dnalm_model::{Architecture, ModelConfig};
+    use dnalm_tokenize::{Template, TokenizerSpec};
+
+    /// A 2-block encoder with `tokenizer` saved to `dir/model`, and a per-base task in
+    /// `dir/task`: 48-base sequences, the bases of a planted `GATTACA` class 1.
+    fn fixture(dir: &Path, tokenizer: &str) -> (ModelSpec, Task) {
+        let tokenizer = tokenizer
+            .parse::<TokenizerSpec>()
+            .unwrap()
+            .build(Template::Bert)
+            .unwrap();
+        let config = ModelConfig {
+            vocab_size: tokenizer.vocab().len(),
+            n_layers: 2,
+            d_model: 16,
+            n_heads: 2,
+            d_ffn: 32,
+            max_positions: 64,
+            ..ModelConfig::new(Architecture::Encoder, 0)
+        };
+        let model = DnaLm::seeded(&config, &dnalm_model::cpu(), 1).unwrap();
+        Checkpoint::new(model, tokenizer, "test".into())
+            .unwrap()
+            .save(&dir.join("model"))
+            .unwrap();
+        let task = dir.join("task");
+        std::fs::create_dir_all(&task).unwrap();
+        std::fs::write(
+            task.join("task.json"),
+            r#"{"name": "site", "per_base": true, "label_names": ["other", "site"]}"#,
+        )
+        .unwrap();
+        let mut state = 3u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        for (split, n) in [("train", 32), ("valid", 16), ("test", 16)] {
+            let mut csv = String::from("sequence,label\n");
+            for _ in 0..n {
+                let mut seq: Vec<u8> = (0..48).map(|_| b"ACGT"[next() % 4]).collect();
+                let mut classes = vec![b'0'; 48];
+                let at = next() % 41;
+                seq[at..at + 7].copy_from_slice(b"GATTACA");
+                classes[at..at + 7].fill(b'1');
+                csv.push_str(&format!(
+                    "{},{}\n",
+                    String::from_utf8(seq).unwrap(),
+                    String::from_utf8(classes).unwrap()
+                ));
+            }
+            std::fs::write(task.join(format!("{split}.csv")), csv).unwrap();
+        }
+        (
+            ModelSpec::parse(dir.join("model").to_str().unwrap()),
+            Task::load(&task).unwrap(),
+        )
+    }
+
+    /// With single-nucleotide, overlapping 3-mer and non-overlapping 3-mer tokens alike, the
+    /// frozen features map every base to a token; the fine-tuned tagger (3-mer tokens, 16 per
+    /// sequence) gives one output per base, keeps a network at least as good on valid as the
+    /// probe it started from, and loads back to the same outputs.
+    #[test]
+    fn every_tokenizer_gives_one_output_per_base_and_fine_tuning_keeps_its_probe() {
+        for spec in ["nucleotide", "kmer:3", "kmer:3:non-overlapping"] {
+            let dir = tempfile::tempdir().unwrap();
+            let (model, task) = fixture(dir.path(), spec);
+            let encoder = model.load(&dnalm_model::cpu()).unwrap();
+            let options = EmbedOptions {
+                granularity: Granularity::Token,
+                ..EmbedOptions::default()
+            };
+            let features =
+                embed_task_bases(&Embedder::new(&encoder, options).unwrap(), &task).unwrap();
+            assert!(
+                features.test.maps.iter().all(|m| m.token.len() == 48),
+                "{spec}"
+            );
+            assert!(
+                features
+                    .test
+                    .x
+                    .iter()
+                    .zip(&features.test.maps)
+                    .all(|(x, m)| m.token.iter().all(|&t| (t as usize) < x.nrows())),
+                "{spec}"
+            );
+            if spec != "kmer:3:non-overlapping" {
+                continue;
+            }
+            let options = FinetuneOptions {
+                fit: FitOptions {
+                    epochs: 1,
+                    batch_size: 16,
+                    ..FINETUNE_BUDGET
+                },
+                ..FinetuneOptions::default()
+            };
+            let (report, net, info, _) = finetune_per_base(&model, &task, &options).unwrap();
+            assert_eq!(report.seeds.test_outputs[0].nrows(), 16 * 48, "{spec}");
+            assert!(info.per_base && info.label_names == ["other", "site"]);
+            let probe = report.linear_probe.as_ref().unwrap().valid;
+            assert!(report.best_valid[0] >= probe - 1e-9, "{spec}: {report:?}");
+            // Saved and loaded back, the tagger gives the same outputs.
+            let saved = dir.path().join("tagger");
+            save_base_tagger(&saved, &net, &info, &encoder.tokenizer, None).unwrap();
+            let (loaded, _, tokenizer) = load_base_tagger(&saved, &dnalm_model::cpu()).unwrap();
+            let (row, map) = tag_input(&tokenizer, 64, "s", &task.examples[0].sequence).unwrap();
+            let first = tokenizer.template_tokens().0.is_some() as usize;
+            let a = net.forward(&[row.clone()], &[&map], first, None).unwrap();
+            let b = loaded.forward(&[row], &[&map], first, None).unwrap();
+            let (a, b) = (
+                a.into_data().convert::<f32>().to_vec::<f32>().unwrap(),
+                b.into_data().convert::<f32>().to_vec::<f32>().unwrap(),
+            );
+            assert_eq!(a.len(), 48 * 2);
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+                "{spec}"
+            );
+        }
+        // A sequence longer than the context is one line naming it.
+        let dir = tempfile::tempdir().unwrap();
+        let (model, _) = fixture(dir.path(), "nucleotide");
+        let encoder = model.load(&dnalm_model::cpu()).unwrap();
+        let err = tag_input(&encoder.tokenizer, 64, "chr1:1-100", &[b'A'; 100])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sequence chr1:1-100: 100 bases make 100 tokens but the model holds 62"),
+            "{err}"
+        );
+    }
+}
