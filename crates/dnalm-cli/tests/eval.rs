@@ -972,6 +972,21 @@ fn a_per_base_task_is_made_benched_fine_tuned_and_labels_a_genome() {
         "{bed_bases} vs {tile_coding}"
     );
 
+    // Pooled probes refuse a per-base task before embedding it.
+    let out = dnalm(&[
+        "probe",
+        "-t",
+        task.to_str().unwrap(),
+        "-m",
+        f.model.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a per-base task has no single target per sequence"),
+        "{}",
+        stderr(&out)
+    );
+
     // A per-base label one character short of its sequence.
     let bad = f.root.join("seg_bad");
     std::fs::create_dir_all(&bad).unwrap();

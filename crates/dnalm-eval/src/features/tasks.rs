@@ -169,6 +169,15 @@ fn split_features(
     task: &Task,
     mut features: impl FnMut(&[&LabelledSequence]) -> Result<Array2<f32>, EvalError>,
 ) -> Result<SplitFeatures, EvalError> {
+    if let TaskKind::PerBase { .. } = task.spec.kind {
+        // Refused before any feature is computed (`Labelled` refuses per-base targets too).
+        return Err(EvalError::Mismatch {
+            what: format!("task {} ({})", task.spec.name, task.dir.display()),
+            message: "a per-base task has no single target per sequence for pooled features; \
+                      its models are scored by the per-base head (`dnalm bench`, `dnalm finetune`)"
+                .into(),
+        });
+    }
     let rows = split_rows(task)?;
     let mut part = |split: Split, rows: &[&LabelledSequence]| {
         Labelled::new(

@@ -404,11 +404,13 @@ mod tests {
             let (loaded, _, tokenizer) = load_base_tagger(&saved, &dnalm_model::cpu()).unwrap();
             let (row, map) = tag_input(&tokenizer, 64, "s", &task.examples[0].sequence).unwrap();
             let first = tokenizer.template_tokens().0.is_some() as usize;
-            let a = net.forward(&[row.clone()], &[&map], first, None).unwrap();
+            let a = net
+                .forward(std::slice::from_ref(&row), &[&map], first, None)
+                .unwrap();
             let b = loaded.forward(&[row], &[&map], first, None).unwrap();
             let (a, b) = (
-                a.into_data().convert::<f32>().to_vec::<f32>().unwrap(),
-                b.into_data().convert::<f32>().to_vec::<f32>().unwrap(),
+                a.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
+                b.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
             );
             assert_eq!(a.len(), 48 * 2);
             assert!(
