@@ -1,5 +1,6 @@
 //! `dnalm label`: a fine-tuned classifier across a genome → BED of predicted elements and a
-//! task directory of (sequence, predicted label, score) pairs.
+//! task directory of (sequence, predicted label, score) pairs; a per-base model → BED runs of
+//! each class and a per-base task of the genome's windows.
 
 use std::{
     path::{Path, PathBuf},
@@ -29,7 +30,7 @@ use crate::{
 /// Arguments of `dnalm label`.
 #[derive(Args)]
 pub struct LabelArgs {
-    /// A fine-tuned classifier (`dnalm finetune -o DIR`).
+    /// A fine-tuned classifier or per-base model (`dnalm finetune -o DIR`).
     #[arg(short, long)]
     model: PathBuf,
     /// Genome to label (FASTA, plain or gzip).
@@ -40,7 +41,8 @@ pub struct LabelArgs {
     /// Step between windows (default: half the window).
     #[arg(long)]
     stride: Option<usize>,
-    /// Forward strand only (default: both strands).
+    /// Forward strand only (default: both strands; a per-base model reads the forward strand,
+    /// its classes carrying their own strand).
     #[arg(long)]
     forward_only: bool,
     /// Classes written as BED elements, by name or index (repeatable; default: every class but

@@ -49,7 +49,8 @@ enum Command {
     Windows(genome::WindowsArgs),
     /// Draw windows whose mix of annotated element classes meets target weights.
     Sample(genome::SampleArgs),
-    /// Build a task directory from a genome and motifs (e.g. a long-range task).
+    /// Build a task directory from a genome and motifs or annotations (a long-range,
+    /// multi-label or per-base task).
     #[command(subcommand)]
     MakeTask(genome::MakeTaskCommand),
     /// Multi-genome pretraining corpora: `dnalm corpus pack` (2-bit, memory-mapped).
@@ -76,7 +77,8 @@ enum Command {
     #[command(subcommand)]
     Score(score::ScoreCommand),
     /// Apply a fine-tuned classifier across a genome (sliding windows, both strands): BED of
-    /// predicted elements and a task of (sequence, predicted label, score) pairs.
+    /// predicted elements and a task of (sequence, predicted label, score) pairs; or a per-base
+    /// model: every base's class, BED runs per class and a per-base task.
     Label(label::LabelArgs),
     /// Convert a model directory (DNABERT, DNABERT-2, Nucleotide Transformer v1/v2, ESM-2, Llama
     /// or dnalm) into a dnalm checkpoint that `transformers` loads (stock classes, or the hub
