@@ -954,7 +954,7 @@ pub(crate) fn train_seeds<N: Module + Clone>(
         best_steps.push(fitted.best_step);
         steps_run.push(fitted.steps_run);
         if first.is_none() {
-            first = Some((fitted.net, fitted.target_scale));
+            first = Some((fitted.net, fitted.output.target_scale()));
         }
     }
     let (net, target_scale) = first.ok_or_else(|| EvalError::BadOption {

@@ -251,11 +251,47 @@ pub struct Fitted<N> {
     pub steps_run: usize,
     /// Seconds spent in training steps (forward, backward, update), validation excluded.
     pub train_seconds: f64,
-    /// Regression only: the training targets' mean and sd (the network predicts standardised
-    /// values).
-    pub target_scale: Option<(f64, f64)>,
-    /// Whether the outputs are independent labels (a sigmoid each) rather than classes.
-    pub multi_label: bool,
+    /// How the network's outputs become predictions.
+    pub output: OutputKind,
+}
+
+/// How a network's raw outputs become predictions: one owner for `fit`, [`predict`] and the
+/// heads fine-tuning saves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OutputKind {
+    /// Exclusive classes (per row or per base): a softmax.
+    Classes,
+    /// Independent labels (multi-label): a sigmoid each.
+    Labels,
+    /// A value, predicted standardised by the training targets' mean and sd.
+    Value {
+        /// Training targets' mean.
+        mean: f64,
+        /// Training targets' sd (1 when they are all equal).
+        sd: f64,
+    },
+}
+
+impl OutputKind {
+    /// The output of a network trained on the `train` rows of `targets`.
+    pub fn of(targets: &Targets, train: &[usize]) -> OutputKind {
+        match targets {
+            Targets::Values(_) => match target_scale(targets, train) {
+                Some((mean, sd)) => OutputKind::Value { mean, sd },
+                None => OutputKind::Value { mean: 0.0, sd: 1.0 },
+            },
+            Targets::Labels { .. } => OutputKind::Labels,
+            Targets::Classes { .. } | Targets::Bases { .. } => OutputKind::Classes,
+        }
+    }
+
+    /// A value's mean and sd (`None` for classes and labels).
+    pub fn target_scale(self) -> Option<(f64, f64)> {
+        match self {
+            OutputKind::Value { mean, sd } => Some((mean, sd)),
+            OutputKind::Classes | OutputKind::Labels => None,
+        }
+    }
 }
 
 /// Computes a network's outputs (`[rows, outputs]`: logits, or one standardised value) for the
@@ -310,8 +346,8 @@ pub fn fit_scaled<N: Module + Clone>(
             message: "no training rows".into(),
         });
     }
-    let target_scale = target_scale(targets, train);
-    let multi_label = matches!(targets, Targets::Labels { .. });
+    let output = OutputKind::of(targets, train);
+    let target_scale = output.target_scale();
     let weights = options.balance.weights(targets, train);
     let loss =
         |out: Tensor<2>, rows: &[usize]| loss(out, targets, rows, target_scale, weights.as_deref());
@@ -341,7 +377,7 @@ pub fn fit_scaled<N: Module + Clone>(
             let l = loss(out.clone(), rows)?.into_scalar::<f32>() as f64;
             weighted += l * rows.len() as f64;
             if options.select == Selection::ValidMetric {
-                outputs.push(host_outputs(out, target_scale, multi_label)?);
+                outputs.push(host_outputs(out, output)?);
             }
         }
         let metric = if outputs.is_empty() {
@@ -426,8 +462,7 @@ pub fn fit_scaled<N: Module + Clone>(
         epochs_run,
         steps_run: step,
         train_seconds,
-        target_scale,
-        multi_label,
+        output,
     })
 }
 
@@ -447,18 +482,14 @@ pub(crate) fn target_scale(targets: &Targets, rows: &[usize]) -> Option<(f64, f6
     }
 }
 
-fn host_outputs(
-    y: Tensor<2>,
-    target_scale: Option<(f64, f64)>,
-    multi_label: bool,
-) -> Result<Array2<f32>, EvalError> {
-    let y = match target_scale {
-        Some((mean, sd)) => {
+fn host_outputs(y: Tensor<2>, output: OutputKind) -> Result<Array2<f32>, EvalError> {
+    let y = match output {
+        OutputKind::Value { mean, sd } => {
             let [n, _] = y.dims();
             y.slice([0..n, 0..1]) * sd + mean
         }
-        None if multi_label => sigmoid(y),
-        None => softmax(y, 1),
+        OutputKind::Labels => sigmoid(y),
+        OutputKind::Classes => softmax(y, 1),
     };
     let [rows, width] = y.dims();
     let values = y
@@ -565,16 +596,12 @@ pub fn predict<N: Module>(
     let eval = fitted.net.valid();
     let mut parts = Vec::new();
     for chunk in rows.chunks(batch.max(1)) {
-        parts.push(host_outputs(
-            forward(&eval, chunk, None)?,
-            fitted.target_scale,
-            fitted.multi_label,
-        )?);
+        parts.push(host_outputs(forward(&eval, chunk, None)?, fitted.output)?);
     }
     if parts.is_empty() {
-        let width = match fitted.target_scale {
-            Some(_) => 1,
-            None => 0,
+        let width = match fitted.output {
+            OutputKind::Value { .. } => 1,
+            OutputKind::Classes | OutputKind::Labels => 0,
         };
         return Ok(Array2::zeros((0, width)));
     }
