@@ -80,13 +80,15 @@ pub(crate) fn task_name(output: &Path) -> String {
 /// Runs `dnalm label`.
 pub fn run(args: LabelArgs) -> anyhow::Result<()> {
     let shard = args.shard.get()?;
+    // An absent device is refused before the model is read.
+    let device = args.device.open()?;
     if read_head_info(&args.model)
         .with_context(|| format!("{}: not a fine-tuned model", args.model.display()))?
         .per_base
     {
-        return run_per_base(args, shard);
+        return run_per_base(args, shard, &device);
     }
-    let (net, info, tokenizer) = load_finetuned(&args.model, &args.device.open()?)
+    let (net, info, tokenizer) = load_finetuned(&args.model, &device)
         .with_context(|| format!("{}: not a fine-tuned classifier", args.model.display()))?;
     let window = match args.window.or(info.seq_len) {
         Some(w) => w,
@@ -223,8 +225,12 @@ fn element_classes(
 /// `dnalm label` with a per-base model: every base's class (forward strand; the classes carry
 /// their strand), runs of element classes as BED, and the genome tiled into windows of the
 /// training length as a per-base task of the predicted classes (pairs.csv).
-fn run_per_base(args: LabelArgs, shard: dnalm_seq::Shard) -> anyhow::Result<()> {
-    let (net, info, tokenizer) = load_base_tagger(&args.model, &args.device.open()?)
+fn run_per_base(
+    args: LabelArgs,
+    shard: dnalm_seq::Shard,
+    device: &dnalm_model::burn::tensor::Device,
+) -> anyhow::Result<()> {
+    let (net, info, tokenizer) = load_base_tagger(&args.model, device)
         .with_context(|| format!("{}: not a per-base model", args.model.display()))?;
     let Some(window) = args.window.or(info.seq_len) else {
         bail!(
