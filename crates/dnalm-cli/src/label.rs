@@ -83,7 +83,12 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
     // An absent device is refused before the model is read.
     let device = args.device.open()?;
     if read_head_info(&args.model)
-        .with_context(|| format!("{}: not a fine-tuned model", args.model.display()))?
+        .with_context(|| {
+            format!(
+                "{}: not a fine-tuned classifier or per-base model",
+                args.model.display()
+            )
+        })?
         .per_base
     {
         return run_per_base(args, shard, &device);
