@@ -585,6 +585,50 @@ fn loss(
     })
 }
 
+/// What [`fit_seeds`] trains and scores: the rows a network fits on, and the test rows with
+/// their own forward pass and targets.
+pub struct SeedData<'a, N> {
+    /// Forward pass over the training and validation rows.
+    pub forward: &'a Forward<'a, N>,
+    /// Targets of those rows.
+    pub targets: &'a Targets,
+    /// Training rows.
+    pub train: &'a [usize],
+    /// Validation rows (early stopping).
+    pub valid: &'a [usize],
+    /// Forward pass over the test rows.
+    pub test_forward: &'a Forward<'a, N>,
+    /// Test targets, one per test row in order.
+    pub test_targets: &'a Targets,
+    /// Test rows per prediction batch.
+    pub test_batch: usize,
+}
+
+/// Trains a fresh network once per seed (seed `options.seed + i`; `init` builds it on the
+/// options' training device from the seed), early-stopping on valid, and scores every test row:
+/// the loop every head trained from scratch shares (token probe, per-base probe, per-base CNN).
+pub fn fit_seeds<N: Module + Clone>(
+    options: &FitOptions,
+    seeds: usize,
+    init: &dyn Fn(&dnalm_model::burn::tensor::Device, u64) -> N,
+    data: &SeedData<'_, N>,
+) -> Result<SeedRuns, EvalError> {
+    let test_rows: Vec<usize> = (0..data.test_targets.len()).collect();
+    let mut runs = SeedRuns::default();
+    for i in 0..seeds.max(1) as u64 {
+        let o = FitOptions {
+            seed: options.seed.wrapping_add(i),
+            ..options.clone()
+        };
+        let device = crate::train_device(&o.device.open()?);
+        let net = init(&device, o.seed);
+        let fitted = fit(net, data.forward, data.targets, data.train, data.valid, &o)?;
+        let out = predict(&fitted, data.test_forward, &test_rows, data.test_batch)?;
+        runs.record(fitted.epochs_run, data.test_targets, out);
+    }
+    Ok(runs.summarise())
+}
+
 /// Outputs of a trained network for `rows`: class probabilities (`rows x classes`) or, for
 /// regression, the de-standardised prediction (`rows x 1`).
 pub fn predict<N: Module>(

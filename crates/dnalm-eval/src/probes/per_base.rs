@@ -30,7 +30,7 @@ use dnalm_model::burn::{
     tensor::{activation::relu, Device, Int, Tensor, TensorData},
 };
 use dnalm_model::tensors::{named_parameters, HostTensor};
-use dnalm_seq::task::{LabelledSequence, Task};
+use dnalm_seq::task::Task;
 use ndarray::Array2;
 use std::collections::BTreeMap;
 
@@ -42,7 +42,8 @@ use crate::{
     },
     probes::{
         concat_targets,
-        fit::{fit, predict, FitOptions, Forward, SeedRuns},
+        fit::{fit, fit_seeds, predict, FitOptions, Forward, SeedData, SeedRuns},
+        token::padded_states,
         Standardizer,
     },
     EvalError,
@@ -247,20 +248,6 @@ impl BaseHead {
     }
 }
 
-/// Standardised token vectors of `seqs`, padded to the longest: `[rows, tokens, width]`.
-fn token_batch(seqs: &[&Array2<f32>], scaler: &Standardizer, device: &Device) -> Tensor<3> {
-    let width = seqs.first().map_or(0, |x| x.ncols());
-    let len = seqs.iter().map(|x| x.nrows()).max().unwrap_or(1).max(1);
-    let mut v = vec![0f32; seqs.len() * len * width];
-    for (r, x) in seqs.iter().enumerate() {
-        for (t, row) in x.rows().into_iter().enumerate() {
-            let at = (r * len + t) * width;
-            scaler.apply_into(row, &mut v[at..at + width]);
-        }
-    }
-    Tensor::from_data(TensorData::new(v, [seqs.len(), len, width]), device)
-}
-
 fn head_forward<'a>(
     x: Vec<&'a Array2<f32>>,
     maps: Vec<&'a BaseMap>,
@@ -269,7 +256,7 @@ fn head_forward<'a>(
     move |net: &BaseHead, rows: &[usize], _: Option<u64>| {
         let device = net.device();
         let seqs: Vec<&Array2<f32>> = rows.iter().map(|&r| x[r]).collect();
-        let states = token_batch(&seqs, scaler, &device);
+        let states = padded_states(&seqs, scaler, &device);
         let tokens = states.dims()[1];
         let m: Vec<&BaseMap> = rows.iter().map(|&r| maps[r]).collect();
         Ok(net.forward(states, &BaseBatch::new(&m, tokens, 0, &device)))
@@ -301,23 +288,25 @@ pub fn run_per_base_probe(
         &scaler,
     );
     let n_train = data.train.x.len();
-    let train_rows: Vec<usize> = (0..n_train).collect();
-    let valid_rows: Vec<usize> = (n_train..x.len()).collect();
-    let test_rows: Vec<usize> = (0..data.test.x.len()).collect();
-    let mut report = SeedRuns::default();
-    for i in 0..seeds.max(1) as u64 {
-        let mut o = options.clone();
-        o.seed = options.seed.wrapping_add(i);
-        let device = crate::train_device(&o.device.open()?);
-        let net = dnalm_model::io::reinitialize_fan_in(
-            BaseHead::new(width, y.outputs(), &device),
-            o.seed,
-        );
-        let fitted = fit(net, &forward, &y, &train_rows, &valid_rows, &o)?;
-        let out = predict(&fitted, &test_forward as &Forward<BaseHead>, &test_rows, 32)?;
-        report.record(fitted.epochs_run, &data.test.y, out);
-    }
-    Ok(report.summarise())
+    let train: Vec<usize> = (0..n_train).collect();
+    let valid: Vec<usize> = (n_train..x.len()).collect();
+    let outputs = y.outputs();
+    fit_seeds(
+        options,
+        seeds,
+        &|device, seed| {
+            dnalm_model::io::reinitialize_fan_in(BaseHead::new(width, outputs, device), seed)
+        },
+        &SeedData {
+            forward: &forward,
+            targets: &y,
+            train: &train,
+            valid: &valid,
+            test_forward: &test_forward,
+            test_targets: &data.test.y,
+            test_batch: 32,
+        },
+    )
 }
 
 /// Fits the per-base head on frozen token states `x` (one run, seed `options.seed`, the
@@ -461,39 +450,40 @@ pub fn per_base_cnn(
     seeds: usize,
 ) -> Result<CnnReport, EvalError> {
     let [train, valid, test] = split_rows(task)?;
-    let all: Vec<&LabelledSequence> = train.iter().chain(&valid).copied().collect();
+    let fit_seqs: Vec<&[u8]> = train
+        .iter()
+        .chain(&valid)
+        .map(|r| r.sequence.as_slice())
+        .collect();
+    let test_seqs: Vec<&[u8]> = test.iter().map(|r| r.sequence.as_slice()).collect();
     let y = concat_targets(&targets(task, &train), &targets(task, &valid));
     let train_rows: Vec<usize> = (0..train.len()).collect();
-    let valid_rows: Vec<usize> = (train.len()..all.len()).collect();
-    let test_targets = targets(task, &test);
-    let seqs = |rows: &[&LabelledSequence]| -> Vec<Vec<u8>> {
-        rows.iter().map(|r| r.sequence.clone()).collect()
-    };
-    let (fit_seqs, test_seqs) = (seqs(&all), seqs(&test));
-    let forward = |net: &BaseCnn, rows: &[usize], _: Option<u64>| {
-        let s: Vec<&[u8]> = rows.iter().map(|&r| fit_seqs[r].as_slice()).collect();
+    let valid_rows: Vec<usize> = (train.len()..fit_seqs.len()).collect();
+    let over = |seqs: &[&[u8]], net: &BaseCnn, rows: &[usize]| {
+        let s: Vec<&[u8]> = rows.iter().map(|&r| seqs[r]).collect();
         Ok(net.forward(&s))
     };
-    let test_forward = |net: &BaseCnn, rows: &[usize], _: Option<u64>| {
-        let s: Vec<&[u8]> = rows.iter().map(|&r| test_seqs[r].as_slice()).collect();
-        Ok(net.forward(&s))
-    };
-    let mut runs = SeedRuns::default();
-    for i in 0..seeds.max(1) as u64 {
-        let mut o = options.clone();
-        o.seed = options.seed.wrapping_add(i);
-        let device = crate::train_device(&o.device.open()?);
-        let net = dnalm_model::io::reinitialize_fan_in(
-            BaseCnn::new(channels, y.outputs(), &device),
-            o.seed,
-        );
-        let fitted = fit(net, &forward, &y, &train_rows, &valid_rows, &o)?;
-        let test_rows: Vec<usize> = (0..test.len()).collect();
-        let out = predict(&fitted, &test_forward as &Forward<BaseCnn>, &test_rows, 64)?;
-        runs.record(fitted.epochs_run, &test_targets, out);
-    }
+    let forward = |net: &BaseCnn, rows: &[usize], _: Option<u64>| over(&fit_seqs, net, rows);
+    let test_forward = |net: &BaseCnn, rows: &[usize], _: Option<u64>| over(&test_seqs, net, rows);
+    let outputs = y.outputs();
+    let fitted = fit_seeds(
+        options,
+        seeds,
+        &|device, seed| {
+            dnalm_model::io::reinitialize_fan_in(BaseCnn::new(channels, outputs, device), seed)
+        },
+        &SeedData {
+            forward: &forward,
+            targets: &y,
+            train: &train_rows,
+            valid: &valid_rows,
+            test_forward: &test_forward,
+            test_targets: &targets(task, &test),
+            test_batch: 64,
+        },
+    )?;
     Ok(CnnReport {
-        fitted: runs.summarise(),
+        fitted,
         failed_seeds: Vec::new(),
     })
 }
@@ -611,7 +601,7 @@ mod tests {
         };
         let (m_short, m_long) = (map(4), map(9));
         let run = |seqs: &[&Array2<f32>], maps: &[&BaseMap]| {
-            let states = token_batch(seqs, &scaler, &device);
+            let states = padded_states(seqs, &scaler, &device);
             let tokens = states.dims()[1];
             head.forward(states, &BaseBatch::new(maps, tokens, 0, &device))
                 .into_data()
@@ -643,7 +633,7 @@ mod tests {
         ];
         let maps: Vec<&BaseMap> = maps.iter().collect();
         let run = |head: &BaseHead, scaler: &Standardizer| {
-            let states = token_batch(&[&x, &y], scaler, &device);
+            let states = padded_states(&[&x, &y], scaler, &device);
             let tokens = states.dims()[1];
             head.forward(states, &BaseBatch::new(&maps, tokens, 0, &device))
                 .into_data()
@@ -668,7 +658,7 @@ mod tests {
     /// A per-base task from sequence alone: bases inside a planted `GATTACA` are class 1.
     #[test]
     fn the_per_base_cnn_marks_a_planted_motif_base_by_base() {
-        use dnalm_seq::task::{Label, Split, TaskKind, TaskSpec};
+        use dnalm_seq::task::{Label, LabelledSequence, Split, TaskKind, TaskSpec};
         let mut x = 11u64;
         let mut examples = Vec::new();
         for i in 0..150 {

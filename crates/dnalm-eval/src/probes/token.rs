@@ -21,7 +21,7 @@ use crate::{
     features::Targets,
     probes::{
         concat_targets,
-        fit::{fit, predict, FitOptions, Forward, SeedRuns, Selection},
+        fit::{fit_seeds, FitOptions, SeedData, SeedRuns, Selection},
         Standardizer,
     },
     EvalError,
@@ -121,30 +121,45 @@ impl TokenHead {
     }
 }
 
-/// A batch of sequences as a padded `[rows, len, width]` tensor, standardised by `scaler`, its
-/// `[rows, len]` mask and its `[rows, BINS, len]` position bins (token `t` of a sequence of `n`
-/// tokens is in bin `t · BINS / n`, so a sequence's bins do not depend on its batch).
+/// Token vectors of `seqs` standardised by `scaler`, padded with zeros to the longest:
+/// `[rows, tokens, width]` (what the token and per-base heads read).
+pub(crate) fn padded_states(
+    seqs: &[&Array2<f32>],
+    scaler: &Standardizer,
+    device: &Device,
+) -> Tensor<3> {
+    let width = seqs.first().map_or(0, |x| x.ncols());
+    let len = seqs.iter().map(|x| x.nrows()).max().unwrap_or(1).max(1);
+    let mut v = vec![0f32; seqs.len() * len * width];
+    for (r, x) in seqs.iter().enumerate() {
+        for (t, row) in x.rows().into_iter().enumerate() {
+            let at = (r * len + t) * width;
+            scaler.apply_into(row, &mut v[at..at + width]);
+        }
+    }
+    Tensor::from_data(TensorData::new(v, [seqs.len(), len, width]), device)
+}
+
+/// A batch of sequences as [`padded_states`], its `[rows, len]` mask and its `[rows, BINS,
+/// len]` position bins (token `t` of a sequence of `n` tokens is in bin `t · BINS / n`, so a
+/// sequence's bins do not depend on its batch).
 fn batch(
     seqs: &[&Array2<f32>],
     scaler: &Standardizer,
     device: &Device,
 ) -> (Tensor<3>, Tensor<2>, Tensor<3>) {
-    let width = seqs.first().map_or(0, |x| x.ncols());
     let len = seqs.iter().map(|x| x.nrows()).max().unwrap_or(1).max(1);
-    let mut v = vec![0f32; seqs.len() * len * width];
     let mut m = vec![0f32; seqs.len() * len];
     let mut b = vec![0f32; seqs.len() * BINS * len];
     for (r, x) in seqs.iter().enumerate() {
         let n = x.nrows();
-        for (t, row) in x.rows().into_iter().enumerate() {
+        for t in 0..n {
             m[r * len + t] = 1.0;
             b[(r * BINS + t * BINS / n) * len + t] = 1.0;
-            let at = (r * len + t) * width;
-            scaler.apply_into(row, &mut v[at..at + width]);
         }
     }
     (
-        Tensor::<3>::from_data(TensorData::new(v, [seqs.len(), len, width]), device),
+        padded_states(seqs, scaler, device),
         Tensor::<2>::from_data(TensorData::new(m, [seqs.len(), len]), device),
         Tensor::<3>::from_data(TensorData::new(b, [seqs.len(), BINS, len]), device),
     )
@@ -182,26 +197,24 @@ pub fn run_token_probe(
     let forward = token_forward(all.clone(), &scaler);
     let test_forward = token_forward(data.test.x.iter().collect(), &scaler);
     let n_train = data.train.x.len();
-    let train_rows: Vec<usize> = (0..n_train).collect();
-    let valid_rows: Vec<usize> = (n_train..all.len()).collect();
-    let test_rows: Vec<usize> = (0..data.test.x.len()).collect();
-    let mut report = SeedRuns::default();
-    for i in 0..seeds.max(1) as u64 {
-        let mut o = options.clone();
-        o.seed = options.seed.wrapping_add(i);
-        let device = crate::train_device(&o.device.open()?);
-        let net =
-            dnalm_model::io::reinitialize_fan_in(TokenHead::new(width, outputs, &device), o.seed);
-        let fitted = fit(net, &forward, &y, &train_rows, &valid_rows, &o)?;
-        let out = predict(
-            &fitted,
-            &test_forward as &Forward<TokenHead>,
-            &test_rows,
-            64,
-        )?;
-        report.record(fitted.epochs_run, &data.test.y, out);
-    }
-    Ok(report.summarise())
+    let train: Vec<usize> = (0..n_train).collect();
+    let valid: Vec<usize> = (n_train..all.len()).collect();
+    fit_seeds(
+        options,
+        seeds,
+        &|device, seed| {
+            dnalm_model::io::reinitialize_fan_in(TokenHead::new(width, outputs, device), seed)
+        },
+        &SeedData {
+            forward: &forward,
+            targets: &y,
+            train: &train,
+            valid: &valid,
+            test_forward: &test_forward,
+            test_targets: &data.test.y,
+            test_batch: 64,
+        },
+    )
 }
 
 #[cfg(test)]
