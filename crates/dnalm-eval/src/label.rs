@@ -268,16 +268,16 @@ pub fn segment_genome(
         confidence: lengths.iter().map(|&l| vec![0; l]).collect(),
     };
     let mut done = 0;
+    let names = genome.names();
     for (r, starts) in jobs.iter().enumerate() {
-        // Probability sums and window counts of bases `lo..lo + count.len()`.
-        let (mut lo, mut sum, mut count) = (0usize, Vec::<f32>::new(), Vec::<u16>::new());
+        let mut votes = BaseVotes::new(k);
         let batch = options.batch_rows.max(1);
         for (b, chunk) in starts.chunks(batch).enumerate() {
             progress(done, total);
             let mut rows = Vec::with_capacity(chunk.len());
             let mut maps: Vec<BaseMap> = Vec::with_capacity(chunk.len());
             for &s in chunk {
-                let id = format!("{}:{}-{}", genome.names()[r], s + 1, s + options.window);
+                let id = format!("{}:{}-{}", names[r], s + 1, s + options.window);
                 let (row, map) =
                     tag_input(tokenizer, max, &id, genome.bases(r, s, s + options.window))?;
                 rows.push(row);
@@ -290,46 +290,83 @@ pub fn segment_genome(
                 .convert::<f32>()
                 .try_into_vec::<f32>()
                 .map_err(|e| crate::tensor_error("labelling", e))?;
-            let mut at = 0;
-            for &s in chunk {
-                let end = s + options.window - lo;
-                if count.len() < end {
-                    count.resize(end, 0);
-                    sum.resize(end * k, 0.0);
-                }
-                for p in s - lo..end {
-                    for c in 0..k {
-                        sum[p * k + c] += values[at + c];
-                    }
-                    count[p] += 1;
-                    at += k;
-                }
+            for (&s, window) in chunk.iter().zip(values.chunks(options.window * k)) {
+                votes.add(s, window);
             }
             done += chunk.len();
             // Bases before the next window's start are final.
             let next = starts.get((b + 1) * batch).copied();
-            let upto = next.map_or(lo + count.len(), |n| n.min(lo + count.len()));
-            for p in 0..upto - lo {
-                if count[p] == 0 {
-                    continue;
-                }
-                let probs = &sum[p * k..(p + 1) * k];
-                let (best, &total) = probs
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .unwrap_or((0, &0.0));
-                calls.classes[r][lo + p] = best as u8;
-                calls.confidence[r][lo + p] =
-                    (total / count[p] as f32 * 255.0).round().clamp(0.0, 255.0) as u8;
-            }
-            sum.drain(..(upto - lo) * k);
-            count.drain(..upto - lo);
-            lo = upto;
+            votes.settle(next, &mut calls.classes[r], &mut calls.confidence[r]);
         }
     }
     progress(total, total);
     Ok(calls)
+}
+
+/// Class probabilities summed over the windows holding each base of one record, for the bases
+/// `lo..` that a later window may still reach; the rest are settled into calls.
+struct BaseVotes {
+    classes: usize,
+    lo: usize,
+    sum: Vec<f32>,
+    count: Vec<u16>,
+}
+
+impl BaseVotes {
+    fn new(classes: usize) -> BaseVotes {
+        BaseVotes {
+            classes,
+            lo: 0,
+            sum: Vec::new(),
+            count: Vec::new(),
+        }
+    }
+
+    /// Adds a window starting at `start` (at or after every settled base): `probs` holds
+    /// `classes` probabilities per base.
+    fn add(&mut self, start: usize, probs: &[f32]) {
+        let k = self.classes;
+        let first = start - self.lo;
+        let end = first + probs.len() / k;
+        if self.count.len() < end {
+            self.count.resize(end, 0);
+            self.sum.resize(end * k, 0.0);
+        }
+        for (i, p) in probs.chunks(k).enumerate() {
+            for (s, v) in self.sum[(first + i) * k..(first + i + 1) * k]
+                .iter_mut()
+                .zip(p)
+            {
+                *s += v;
+            }
+            self.count[first + i] += 1;
+        }
+    }
+
+    /// Settles the bases before `next` (the next window's start; `None`: every base held) into
+    /// `classes` (arg-max of the mean probabilities) and `confidence` (that mean × 255).
+    fn settle(&mut self, next: Option<usize>, classes: &mut [u8], confidence: &mut [u8]) {
+        let k = self.classes;
+        let held = self.lo + self.count.len();
+        let upto = next.map_or(held, |n| n.min(held));
+        for p in 0..upto - self.lo {
+            if self.count[p] == 0 {
+                continue;
+            }
+            let (best, &total) = self.sum[p * k..(p + 1) * k]
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap_or((0, &0.0));
+            classes[self.lo + p] = best as u8;
+            confidence[self.lo + p] = (total / self.count[p] as f32 * 255.0)
+                .round()
+                .clamp(0.0, 255.0) as u8;
+        }
+        self.sum.drain(..(upto - self.lo) * k);
+        self.count.drain(..upto - self.lo);
+        self.lo = upto;
+    }
 }
 
 /// The runs of bases called `classes` (indices) with probability ≥ `min_score`, as elements:
@@ -661,5 +698,25 @@ mod tests {
             elements_bed(&strict, &["chr".into()], &names),
             "chr\t3\t4\tCDS(-)\t1000\t-\n"
         );
+    }
+
+    /// Overlapping windows average their probabilities per base; bases settle once no later
+    /// window can reach them; a gap between windows stays uncalled.
+    #[test]
+    fn base_votes_average_overlapping_windows_and_settle_in_order() {
+        let mut classes = vec![u8::MAX; 10];
+        let mut confidence = vec![0u8; 10];
+        let mut votes = BaseVotes::new(2);
+        // Window at 0 (4 bases): class 0 at 0.8; window at 2: class 1 at 0.6 (0.4 for class 0).
+        votes.add(0, &[0.8, 0.2, 0.8, 0.2, 0.8, 0.2, 0.8, 0.2]);
+        votes.add(2, &[0.4, 0.6, 0.4, 0.6, 0.4, 0.6, 0.4, 0.6]);
+        votes.settle(Some(2), &mut classes, &mut confidence);
+        assert_eq!(&classes[..4], &[0, 0, u8::MAX, u8::MAX]);
+        // A window far ahead: bases 2-5 settle, 6-7 stay uncalled, 8-9 come from it alone.
+        votes.add(8, &[0.1, 0.9, 0.3, 0.7]);
+        votes.settle(None, &mut classes, &mut confidence);
+        // Bases 2-3: (0.8 + 0.4) / 2 = 0.6 for class 0; 4-5: 0.6 for class 1.
+        assert_eq!(classes, [0, 0, 0, 0, 1, 1, u8::MAX, u8::MAX, 1, 1]);
+        assert_eq!(confidence, [204, 204, 153, 153, 153, 153, 0, 0, 230, 179]);
     }
 }
