@@ -628,28 +628,26 @@ pub fn make_multi_label_task(args: MultiLabelTaskArgs) -> anyhow::Result<()> {
         )),
     };
     new.write_multi_label(&args.out, &rows, &TaskFiles::PerSplit)?;
-    eprintln!(
-        "{}: {} / {} / {} windows of {} bp, {} labels:",
-        args.out.display(),
-        task.rows[0].len(),
-        task.rows[1].len(),
-        task.rows[2].len(),
+    let rows = task.rows.each_ref().map(Vec::len);
+    let counts: Vec<usize> = (0..task.label_names.len())
+        .map(|k| {
+            task.rows
+                .iter()
+                .flatten()
+                .filter(|w| w.labels.contains(&k))
+                .count()
+        })
+        .collect();
+    let windows: usize = rows.iter().sum();
+    print_made(
+        &args.out,
+        rows,
         args.length,
-        task.label_names.len()
+        &task.label_names,
+        &counts,
+        windows,
+        "windows",
     );
-    let total: usize = task.rows.iter().map(Vec::len).sum();
-    for (k, label) in task.label_names.iter().enumerate() {
-        let n: usize = task
-            .rows
-            .iter()
-            .flatten()
-            .filter(|w| w.labels.contains(&k))
-            .count();
-        eprintln!(
-            "  {label:<20} {n:>7} windows ({:.1}%)",
-            100.0 * n as f64 / total.max(1) as f64
-        );
-    }
     Ok(())
 }
 
@@ -791,27 +789,49 @@ pub fn make_segmentation_task(args: SegmentationTaskArgs) -> anyhow::Result<()> 
         )),
     };
     new.write_per_base(&args.out, &rows, &TaskFiles::PerSplit)?;
-    eprintln!(
-        "{}: {} / {} / {} windows of {} bp, {} classes:",
-        args.out.display(),
-        task.rows[0].len(),
-        task.rows[1].len(),
-        task.rows[2].len(),
-        args.length,
-        task.class_names.len()
-    );
     let mut counts = vec![0usize; task.class_names.len()];
     for w in task.rows.iter().flatten() {
         for &c in &w.classes {
             counts[c as usize] += 1;
         }
     }
-    let total: usize = counts.iter().sum();
-    for (class, n) in task.class_names.iter().zip(counts) {
+    let bases: usize = counts.iter().sum();
+    let rows = task.rows.each_ref().map(Vec::len);
+    print_made(
+        &args.out,
+        rows,
+        args.length,
+        &task.class_names,
+        &counts,
+        bases,
+        "bases",
+    );
+    Ok(())
+}
+
+/// What a `make-task` command made: the windows per split, then per label or class its count
+/// of `unit` (windows having it, or bases of it) and its share of `total`.
+fn print_made(
+    out: &std::path::Path,
+    rows: [usize; 3],
+    length: usize,
+    names: &[String],
+    counts: &[usize],
+    total: usize,
+    unit: &str,
+) {
+    eprintln!(
+        "{}: {} / {} / {} windows of {length} bp, {} labels:",
+        out.display(),
+        rows[0],
+        rows[1],
+        rows[2],
+        names.len()
+    );
+    for (name, &n) in names.iter().zip(counts) {
         eprintln!(
-            "  {class:<20} {n:>9} bases ({:.1}%)",
+            "  {name:<20} {n:>9} {unit} ({:.1}%)",
             100.0 * n as f64 / total.max(1) as f64
         );
     }
-    Ok(())
 }

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{bail, Context};
 use clap::Args;
 use dnalm_eval::{
-    finetune::{load_finetuned, per_base::load_base_tagger, read_head_info},
+    finetune::{load_finetuned, per_base::load_base_tagger, read_head_info, HeadInfo},
     label::{
         base_elements, classify_genome, elements_bed, merge_elements, segment_genome,
         window_splits, LabelOptions, WindowCall,
@@ -77,6 +77,44 @@ pub(crate) fn task_name(output: &Path) -> String {
         .unwrap_or_else(|| "labelled".into())
 }
 
+impl LabelArgs {
+    /// How to slide `info`'s model: `--window` (default: its training length), `--stride`
+    /// (default: half the window), the batch and the shard.
+    fn options(
+        &self,
+        info: &HeadInfo,
+        shard: dnalm_seq::Shard,
+        both_strands: bool,
+    ) -> anyhow::Result<LabelOptions> {
+        let Some(window) = self.window.or(info.seq_len) else {
+            bail!(
+                "{}: head.json records no training length; pass --window",
+                self.model.display()
+            );
+        };
+        Ok(LabelOptions {
+            window,
+            stride: self.stride.unwrap_or((window / 2).max(1)),
+            both_strands,
+            max_n_fraction: 0.1,
+            batch_rows: self.batch,
+            shard,
+        })
+    }
+}
+
+/// Progress every 50 batches of windows, with the seconds since `t0`.
+fn progress(batch: usize, t0: Instant) -> impl FnMut(usize, usize) {
+    move |done, total| {
+        if done > 0 && done % (batch * 50) == 0 {
+            eprintln!(
+                "  {done}/{total} windows ({:.0} s)",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
 /// Runs `dnalm label`.
 pub fn run(args: LabelArgs) -> anyhow::Result<()> {
     let shard = args.shard.get()?;
@@ -95,34 +133,20 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
     }
     let (net, info, tokenizer) = load_finetuned(&args.model, &device)
         .with_context(|| format!("{}: not a fine-tuned classifier", args.model.display()))?;
-    let window = match args.window.or(info.seq_len) {
-        Some(w) => w,
-        None => bail!(
-            "{}: head.json records no training length; pass --window",
-            args.model.display()
-        ),
-    };
-    let stride = args.stride.unwrap_or((window / 2).max(1));
     let first = if info.multi_label { 0 } else { 1 };
     let classes = element_classes(&args.elements, &info.label_names, first)?;
     let genome = Genome::read(&args.genome)?;
-    let options = LabelOptions {
-        window,
-        stride,
-        both_strands: !args.forward_only,
-        max_n_fraction: 0.1,
-        batch_rows: args.batch,
-        shard,
-    };
+    let options = args.options(&info, shard, !args.forward_only)?;
+    let (window, stride) = (options.window, options.stride);
     let t0 = Instant::now();
-    let calls = classify_genome(&net, &info, &tokenizer, &genome, &options, |done, total| {
-        if done > 0 && done % (args.batch * 50) == 0 {
-            eprintln!(
-                "  {done}/{total} windows ({:.0} s)",
-                t0.elapsed().as_secs_f64()
-            );
-        }
-    })?;
+    let calls = classify_genome(
+        &net,
+        &info,
+        &tokenizer,
+        &genome,
+        &options,
+        progress(args.batch, t0),
+    )?;
     let names = genome.names();
     let elements = merge_elements(&calls, &classes, args.min_score);
     let bed = elements_bed(&elements, &names, &info.label_names);
@@ -237,32 +261,19 @@ fn run_per_base(
 ) -> anyhow::Result<()> {
     let (net, info, tokenizer) = load_base_tagger(&args.model, device)
         .with_context(|| format!("{}: not a per-base model", args.model.display()))?;
-    let Some(window) = args.window.or(info.seq_len) else {
-        bail!(
-            "{}: head.json records no training length; pass --window",
-            args.model.display()
-        );
-    };
-    let stride = args.stride.unwrap_or((window / 2).max(1));
     let classes = element_classes(&args.elements, &info.label_names, 1)?;
     let genome = Genome::read(&args.genome)?;
-    let options = LabelOptions {
-        window,
-        stride,
-        both_strands: false,
-        max_n_fraction: 0.1,
-        batch_rows: args.batch,
-        shard,
-    };
+    let options = args.options(&info, shard, false)?;
+    let (window, stride) = (options.window, options.stride);
     let t0 = Instant::now();
-    let calls = segment_genome(&net, &info, &tokenizer, &genome, &options, |done, total| {
-        if done > 0 && done % (args.batch * 50) == 0 {
-            eprintln!(
-                "  {done}/{total} windows ({:.0} s)",
-                t0.elapsed().as_secs_f64()
-            );
-        }
-    })?;
+    let calls = segment_genome(
+        &net,
+        &info,
+        &tokenizer,
+        &genome,
+        &options,
+        progress(args.batch, t0),
+    )?;
     let names = genome.names();
     let elements = base_elements(&calls, &classes, args.min_score, &info.label_names);
     std::fs::create_dir_all(&args.output)
