@@ -552,12 +552,14 @@ impl ModelSpec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use dnalm_model::{DnaLm, ModelConfig};
     use dnalm_tokenize::{Template, TokenizerSpec};
 
-    fn encoder(max_positions: usize, spec: &str) -> Checkpoint {
+    /// A 2-block, d = 16 encoder (seed 1) with the `spec` tokenizer (BERT template): the tiny
+    /// model the crate's tests share.
+    pub(crate) fn encoder(max_positions: usize, spec: &str) -> Checkpoint {
         let tokenizer = spec
             .parse::<TokenizerSpec>()
             .unwrap()

@@ -1106,28 +1106,13 @@ pub fn load_finetuned(
 mod tests {
     use super::*;
     use dnalm_model::{Architecture, ModelConfig};
-    use dnalm_tokenize::{Template, TokenizerSpec};
 
     /// A 2-block, d = 16 encoder saved to `dir/model`, and a task in `dir/task` whose label is
     /// whether a 48-base sequence is GC-rich.
     fn fixture(dir: &Path) -> (ModelSpec, Task) {
-        let tokenizer = "nucleotide"
-            .parse::<TokenizerSpec>()
-            .unwrap()
-            .build(Template::Bert)
+        crate::features::embed::tests::encoder(64, "nucleotide")
+            .save(&dir.join("model"))
             .unwrap();
-        let config = ModelConfig {
-            vocab_size: tokenizer.vocab().len(),
-            n_layers: 2,
-            d_model: 16,
-            n_heads: 2,
-            d_ffn: 32,
-            max_positions: 64,
-            ..ModelConfig::new(Architecture::Encoder, 0)
-        };
-        let model = DnaLm::seeded(&config, &dnalm_model::cpu(), 1).unwrap();
-        let checkpoint = Checkpoint::new(model, tokenizer, "test".into()).unwrap();
-        checkpoint.save(&dir.join("model")).unwrap();
         let task = dir.join("task");
         std::fs::create_dir_all(&task).unwrap();
         std::fs::write(

@@ -292,29 +292,11 @@ mod tests {
     use crate::features::tasks::embed_task_bases;
     use crate::finetune::FINETUNE_BUDGET;
     use crate::probes::fit::FitOptions;
-    use dnalm_model::{Architecture, ModelConfig};
-    use dnalm_tokenize::{Template, TokenizerSpec};
 
     /// A 2-block encoder with `tokenizer` saved to `dir/model`, and a per-base task in
     /// `dir/task`: 48-base sequences, the bases of a planted `GATTACA` class 1.
     fn fixture(dir: &Path, tokenizer: &str) -> (ModelSpec, Task) {
-        let tokenizer = tokenizer
-            .parse::<TokenizerSpec>()
-            .unwrap()
-            .build(Template::Bert)
-            .unwrap();
-        let config = ModelConfig {
-            vocab_size: tokenizer.vocab().len(),
-            n_layers: 2,
-            d_model: 16,
-            n_heads: 2,
-            d_ffn: 32,
-            max_positions: 64,
-            ..ModelConfig::new(Architecture::Encoder, 0)
-        };
-        let model = DnaLm::seeded(&config, &dnalm_model::cpu(), 1).unwrap();
-        Checkpoint::new(model, tokenizer, "test".into())
-            .unwrap()
+        crate::features::embed::tests::encoder(64, tokenizer)
             .save(&dir.join("model"))
             .unwrap();
         let task = dir.join("task");
