@@ -972,6 +972,50 @@ fn a_per_base_task_is_made_benched_fine_tuned_and_labels_a_genome() {
         "{bed_bases} vs {tile_coding}"
     );
 
+    // Per-base labelling runs in one process; a stride past the window would skip bases.
+    let lambda = root().join("data/lambda_phage.fa");
+    let out = f.root.join("seg_refused");
+    for (extra, needle) in [
+        (
+            ["--shard", "1/2"],
+            "a per-base model labels the genome in one process",
+        ),
+        (["--stride", "61"], "the stride at most the window"),
+    ] {
+        let mut args = vec![
+            "label",
+            "-m",
+            tuned.to_str().unwrap(),
+            lambda.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        assert_one_line_error(&dnalm(&args), &[needle]);
+    }
+    // make-task segmentation: a class named twice, and no annotations.
+    let genome = root().join("data/ecoli_MG1655.fa.gz");
+    let gff = root().join("data/ecoli_MG1655.prodigal.gff3.gz");
+    let twice = dnalm(&[
+        "make-task",
+        "segmentation",
+        genome.to_str().unwrap(),
+        gff.to_str().unwrap(),
+        "--classes",
+        "CDS,CDS",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&twice, &["--classes: class name 'CDS' is used twice"]);
+    let none = dnalm(&[
+        "make-task",
+        "segmentation",
+        genome.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&none, &["give the annotations (BED or GFF3)"]);
+
     // Pooled probes refuse a per-base task before embedding it.
     let out = dnalm(&[
         "probe",
