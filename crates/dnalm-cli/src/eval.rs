@@ -420,7 +420,7 @@ fn features_from_files(task: &Task, dir: &Path) -> anyhow::Result<SplitFeatures>
 
 /// Fine-tuning settings on the command line.
 #[derive(Args, Clone)]
-pub struct FinetuneFlags {
+pub(crate) struct FinetuneFlags {
     /// Most epochs (early stopping on the valid headline metric).
     #[arg(long, default_value_t = FINETUNE_BUDGET.epochs)]
     epochs: usize,
@@ -469,7 +469,7 @@ pub struct FinetuneFlags {
 }
 
 impl FinetuneFlags {
-    fn options(&self, pooling: Pooling, seeds: usize, seed: u64) -> FinetuneOptions {
+    pub(crate) fn options(&self, pooling: Pooling, seeds: usize, seed: u64) -> FinetuneOptions {
         FinetuneOptions {
             fit: FitOptions {
                 epochs: self.epochs,
@@ -635,7 +635,7 @@ pub struct BenchArgs {
 }
 
 /// A task named `[FORMAT:]DIR` (see [`TaskSource::parse`]).
-fn load_task(spec: &str, genome: Option<&Path>) -> anyhow::Result<Task> {
+pub(crate) fn load_task(spec: &str, genome: Option<&Path>) -> anyhow::Result<Task> {
     Ok(TaskSource::parse(spec, genome).load()?)
 }
 

@@ -7,6 +7,7 @@ mod eval;
 mod genome;
 mod inspect;
 mod label;
+mod multitask;
 mod pretrain;
 mod score;
 mod shard;
@@ -65,6 +66,10 @@ enum Command {
     Probe(eval::ProbeArgs),
     /// Fine-tune a model on a task (all layers or the last N) and save the checkpoint.
     Finetune(eval::FinetuneArgs),
+    /// Fine-tune one model on several tasks at once (one head each), compared per task with its
+    /// single-task model; `--plan` / `--groups auto` group the tasks by their inter-task
+    /// gradient affinity.
+    Multitask(multitask::MultitaskArgs),
     /// Relevance of models to tasks from frozen embeddings: LogME, H-score, kNN, linear MCC.
     Relevance(eval::RelevanceArgs),
     /// Run a task suite against models and the baselines; write report.md, results.json, plots.
@@ -122,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => eval::embed(args),
         Command::Probe(args) => eval::probe(args),
         Command::Finetune(args) => eval::finetune_cmd(args),
+        Command::Multitask(args) => multitask::run(args),
         Command::Relevance(args) => eval::relevance(args),
         Command::Bench(args) => eval::bench(args),
         Command::Convert(args) => eval::convert(args),

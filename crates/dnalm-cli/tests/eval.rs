@@ -1052,3 +1052,144 @@ fn a_per_base_task_is_made_benched_fine_tuned_and_labels_a_genome() {
         "{err}"
     );
 }
+
+#[test]
+fn multitask_plans_groups_trains_them_and_compares_every_task_with_its_single_task_model() {
+    let f = fixture();
+    // A deliberately irrelevant task: the coding slice's sequences, labels by row parity (the
+    // rows are ordered by class, so parity says nothing about them).
+    let noise = f.root.join("mt_noise");
+    std::fs::create_dir_all(&noise).unwrap();
+    for split in ["train", "valid", "test"] {
+        let text = std::fs::read_to_string(f.task.join(format!("{split}.csv"))).unwrap();
+        let mut out = String::from("sequence,label\n");
+        for (i, line) in text.lines().skip(1).enumerate() {
+            let seq = line.split(',').next().unwrap();
+            out.push_str(&format!("{seq},{}\n", i % 2));
+        }
+        std::fs::write(noise.join(format!("{split}.csv")), out).unwrap();
+    }
+    std::fs::write(
+        noise.join("task.json"),
+        r#"{"name": "noise", "num_classes": 2}"#,
+    )
+    .unwrap();
+    let out = f.root.join("mt");
+    let tasks = format!("{},{}", f.task.display(), noise.display());
+    let common = [
+        "-m",
+        f.model.to_str().unwrap(),
+        "--tasks",
+        &tasks,
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--seeds",
+        "2",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["multitask"];
+        args.extend(common);
+        args.extend(extra);
+        ok(&args)
+    };
+    // The plan alone: affinities and a proposal, nothing trained.
+    let plan_dir = f.root.join("mt_plan");
+    let md = run(&[
+        "-o",
+        plan_dir.to_str().unwrap(),
+        "--plan",
+        "--plan-steps",
+        "4",
+    ]);
+    assert!(md.contains("Proposed groups:"), "{md}");
+    assert!(plan_dir.join("plan.json").is_file());
+    assert!(!plan_dir.join("report.json").exists());
+    // Groups named on the command line: both tasks together, each compared with itself alone.
+    let md = run(&[
+        "-o",
+        out.to_str().unwrap(),
+        "--groups",
+        "coding_slice+noise",
+    ]);
+    assert!(
+        md.contains("| coding_slice | mcc | coding_slice+noise |"),
+        "{md}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for t in report["tasks"].as_array().unwrap() {
+        assert_eq!(t["grouped"]["runs"].as_array().unwrap().len(), 2, "{t}");
+        assert_eq!(t["single"]["runs"].as_array().unwrap().len(), 2, "{t}");
+        assert!(t["gain"]["mean"].is_number(), "{t}");
+        // Per-task budget of 2 steps: the joint run takes at most 4.
+        let steps: u64 = t["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .sum();
+        assert!(steps <= 8, "{t}");
+    }
+    // Each task's kept network is a fine-tuned checkpoint `embed` loads.
+    ok(&[
+        "embed",
+        "-m",
+        out.join("models/noise").to_str().unwrap(),
+        "--task",
+        noise.to_str().unwrap(),
+        "-o",
+        f.root.join("mt_emb").to_str().unwrap(),
+    ]);
+    // `--groups auto`: the plan, then its groups.
+    let auto = f.root.join("mt_auto");
+    let md = run(&[
+        "-o",
+        auto.to_str().unwrap(),
+        "--groups",
+        "auto",
+        "--plan-steps",
+        "4",
+    ]);
+    assert!(md.contains("## Plan"), "{md}");
+    assert!(auto.join("plan.md").is_file() && auto.join("report.md").is_file());
+    // Bad requests: one line each.
+    let mut args = vec!["multitask"];
+    args.extend(common);
+    let bad_group = [
+        args.clone(),
+        vec!["-o", "/tmp/x", "--groups", "coding_slice+nope"],
+    ]
+    .concat();
+    let e = fails(&bad_group);
+    assert!(
+        e.contains("'nope' is not one of the tasks (coding_slice, noise)"),
+        "{e}"
+    );
+    let one = fails(&[
+        "multitask",
+        "-m",
+        f.model.to_str().unwrap(),
+        "--tasks",
+        f.task.to_str().unwrap(),
+        "-o",
+        "/tmp/x",
+    ]);
+    assert!(one.contains("at least two tasks"), "{one}");
+    let per_base = format!(
+        "{},{}",
+        f.task.display(),
+        root().join("data/tasks/ecoli_cds_segments").display()
+    );
+    let e = fails(&[
+        "multitask",
+        "-m",
+        f.model.to_str().unwrap(),
+        "--tasks",
+        &per_base,
+        "-o",
+        "/tmp/x",
+    ]);
+    assert!(e.contains("per-base"), "{e}");
+}

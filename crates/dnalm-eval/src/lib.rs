@@ -16,6 +16,7 @@ pub mod features;
 pub mod finetune;
 pub mod label;
 pub mod metrics;
+pub mod multitask;
 pub mod probes;
 pub mod relevance;
 pub mod report;

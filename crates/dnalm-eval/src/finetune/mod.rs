@@ -400,6 +400,25 @@ fn pooled_tokens(
     Tensor::<2>::from_data(TensorData::new(weights, [input.rows, input.len]), device)
 }
 
+/// `head`'s outputs `[rows, outputs]` on `encoder`'s pooled output for token rows: the forward
+/// pass of a sequence head, whichever network holds the two (one fine-tuned task, or one task of
+/// a multitask network).
+pub(crate) fn pooled_forward(
+    encoder: &DnaLm,
+    head: &SequenceHead,
+    rows: &[Vec<u32>],
+    pooling: Pooling,
+    span: PooledSpan,
+    dropout_seed: Option<u64>,
+) -> Result<Tensor<2>, EvalError> {
+    let mut input = ModelInput::from_rows(rows, attention_pattern(&encoder.config));
+    input.dropout_seed = dropout_seed;
+    let device = encoder.device();
+    let real = pooled_tokens(&input, rows, span, &device);
+    let hidden = encoder.forward(&input)?;
+    Ok(head.forward(pool(hidden, real, pooling)))
+}
+
 impl SequenceClassifier {
     /// Outputs `[rows, outputs]` for token rows.
     pub fn forward(
@@ -409,12 +428,7 @@ impl SequenceClassifier {
         span: PooledSpan,
         dropout_seed: Option<u64>,
     ) -> Result<Tensor<2>, EvalError> {
-        let mut input = ModelInput::from_rows(rows, attention_pattern(&self.encoder.config));
-        input.dropout_seed = dropout_seed;
-        let device = self.encoder.device();
-        let real = pooled_tokens(&input, rows, span, &device);
-        let hidden = self.encoder.forward(&input)?;
-        Ok(self.head.forward(pool(hidden, real, pooling)))
+        pooled_forward(&self.encoder, &self.head, rows, pooling, span, dropout_seed)
     }
 
     /// [`SequenceClassifier::forward`] from cached states after the first `first` blocks: one
@@ -447,15 +461,15 @@ impl SequenceClassifier {
 
 /// What one pass of the frozen model over every sequence gives: the pooled final states (for the
 /// linear probe) and, when lower blocks are frozen, their output per sequence.
-struct FrozenPass {
+pub(crate) struct FrozenPass {
     /// `rows x hidden` pooled final states (train, valid, test order of the row list given).
-    pooled: Array2<f32>,
+    pub(crate) pooled: Array2<f32>,
     /// Per row: `len_i x hidden` states after the frozen blocks (empty when not cached).
-    cached: Vec<Vec<f32>>,
+    pub(crate) cached: Vec<Vec<f32>>,
 }
 
 /// Runs the frozen (inference) encoder over `rows` in batches.
-fn frozen_pass(
+pub(crate) fn frozen_pass(
     encoder: &DnaLm,
     rows: &[Vec<u32>],
     pooling: Pooling,
@@ -544,6 +558,91 @@ fn layer_decay_scale(name: &str, decay: f64, layers: usize) -> f64 {
     1.0
 }
 
+/// LP-FT's start: the linear probe fitted on the frozen pooled states `pooled` of the `train`
+/// rows (regularisation chosen on `valid`, or on `train` when there is none), as a linear head's
+/// weights (`hidden x outputs`, row-major) and biases: temperature-scaled on the selection rows
+/// for classes, on the standardised scale the head predicts for values.
+pub(crate) fn probe_head_weights(
+    pooled: &Array2<f32>,
+    y: &Targets,
+    train_idx: &[usize],
+    valid_idx: &[usize],
+) -> Result<(ProbeStart, Vec<f32>, Vec<f32>), EvalError> {
+    let labelled = |idx: &[usize]| crate::features::Labelled {
+        x: pooled.select(ndarray::Axis(0), idx),
+        y: y.select(idx),
+    };
+    let select = if valid_idx.is_empty() {
+        train_idx
+    } else {
+        valid_idx
+    };
+    let (probe, chosen, valid_score) = fit_linear_probe(
+        &labelled(train_idx),
+        &labelled(select),
+        &ProbeOptions::default(),
+    )?;
+    let (mut w, mut b) = (probe.weights, probe.bias);
+    if let Targets::Classes { labels, .. } = &y.select(select) {
+        // Temperature-scale the probe on the selection rows: the same decisions (so the
+        // same MCC), but calibrated logits, so fine-tuning does not start from a weakly
+        // regularised probe's saturated softmax (logit gaps of tens, gradients near 0).
+        let logits = pooled.select(ndarray::Axis(0), select).dot(&w) + &b;
+        let t = calibrated_scale(&logits, labels);
+        w *= t;
+        b *= t;
+    }
+    if let Some((mean, sd)) = crate::probes::fit::target_scale(y, train_idx) {
+        // The head predicts standardised targets (as `fit` scales them).
+        w /= sd as f32;
+        b = (b - mean as f32) / sd as f32;
+    }
+    let start = ProbeStart {
+        chosen,
+        valid: valid_score,
+    };
+    Ok((start, w.iter().copied().collect(), b.to_vec()))
+}
+
+/// What `head.json` records for a pooled head trained on `task`.
+pub(crate) fn sequence_head_info(
+    task: &Task,
+    pooling: Pooling,
+    target_scale: Option<(f64, f64)>,
+    linear_head: bool,
+) -> HeadInfo {
+    HeadInfo {
+        task: task.spec.name.clone(),
+        label_names: match &task.spec.kind {
+            TaskKind::Classification {
+                label_names,
+                num_classes,
+            } => label_names
+                .clone()
+                .unwrap_or_else(|| (0..*num_classes).map(|c| c.to_string()).collect()),
+            TaskKind::Regression => Vec::new(),
+            TaskKind::MultiLabel { label_names } | TaskKind::PerBase { label_names } => {
+                label_names.clone()
+            }
+        },
+        regression: task.spec.kind == TaskKind::Regression,
+        multi_label: matches!(task.spec.kind, TaskKind::MultiLabel { .. }),
+        pooling,
+        target_scale,
+        seq_len: {
+            let mut lens: Vec<usize> = task
+                .split(dnalm_seq::task::Split::Train)
+                .map(|r| r.sequence.len())
+                .collect();
+            lens.sort_unstable();
+            lens.get(lens.len() / 2).copied()
+        },
+        linear_head,
+        pools_specials: false,
+        per_base: false,
+    }
+}
+
 /// Fine-tunes `model` on `task` once per seed; returns test metrics and the first seed's network.
 pub fn finetune(
     model: &ModelSpec,
@@ -596,7 +695,6 @@ pub fn finetune(
         &targets(task, &test),
     );
     let outputs = task.spec.outputs();
-    let regression = task.spec.kind == TaskKind::Regression;
     let pooling = options.pooling;
     let span = PooledSpan::of(&tokenizer);
     let cut = options
@@ -628,40 +726,9 @@ pub fn finetune(
     let mut linear_probe = None;
     let probe_weights = match (&frozen, probe_head) {
         (Some(pass), true) => {
-            let labelled = |idx: &[usize]| crate::features::Labelled {
-                x: pass.pooled.select(ndarray::Axis(0), idx),
-                y: y.select(idx),
-            };
-            let select = if valid_idx.is_empty() {
-                &train_idx
-            } else {
-                &valid_idx
-            };
-            let (probe, chosen, valid_score) = fit_linear_probe(
-                &labelled(&train_idx),
-                &labelled(select),
-                &ProbeOptions::default(),
-            )?;
-            linear_probe = Some(ProbeStart {
-                chosen,
-                valid: valid_score,
-            });
-            let (mut w, mut b) = (probe.weights, probe.bias);
-            if let Targets::Classes { labels, .. } = &y.select(select) {
-                // Temperature-scale the probe on the selection rows: the same decisions (so the
-                // same MCC), but calibrated logits, so fine-tuning does not start from a weakly
-                // regularised probe's saturated softmax (logit gaps of tens, gradients near 0).
-                let logits = pass.pooled.select(ndarray::Axis(0), select).dot(&w) + &b;
-                let t = calibrated_scale(&logits, labels);
-                w *= t;
-                b *= t;
-            }
-            if let Some((mean, sd)) = crate::probes::fit::target_scale(&y, &train_idx) {
-                // The head predicts standardised targets (as `fit` scales them).
-                w /= sd as f32;
-                b = (b - mean as f32) / sd as f32;
-            }
-            Some((w.iter().copied().collect::<Vec<f32>>(), b.to_vec()))
+            let (start, w, b) = probe_head_weights(&pass.pooled, &y, &train_idx, &valid_idx)?;
+            linear_probe = Some(start);
+            Some((w, b))
         }
         _ => None,
     };
@@ -706,36 +773,7 @@ pub fn finetune(
         [&train_idx, &valid_idx, &test_idx],
     )?;
     let (net, target_scale) = (trained.net.valid(), trained.target_scale);
-    let info = HeadInfo {
-        task: task.spec.name.clone(),
-        label_names: match &task.spec.kind {
-            TaskKind::Classification {
-                label_names,
-                num_classes,
-            } => label_names
-                .clone()
-                .unwrap_or_else(|| (0..*num_classes).map(|c| c.to_string()).collect()),
-            TaskKind::Regression => Vec::new(),
-            TaskKind::MultiLabel { label_names } | TaskKind::PerBase { label_names } => {
-                label_names.clone()
-            }
-        },
-        regression,
-        multi_label: matches!(task.spec.kind, TaskKind::MultiLabel { .. }),
-        pooling,
-        target_scale,
-        seq_len: {
-            let mut lens: Vec<usize> = task
-                .split(dnalm_seq::task::Split::Train)
-                .map(|r| r.sequence.len())
-                .collect();
-            lens.sort_unstable();
-            lens.get(lens.len() / 2).copied()
-        },
-        linear_head: net.head.dense.is_none(),
-        pools_specials: false,
-        per_base: false,
-    };
+    let info = sequence_head_info(task, pooling, target_scale, net.head.dense.is_none());
     let adapter = adapter_info(model, options, &net.encoder)?;
     let report = trained.report(
         options.head,

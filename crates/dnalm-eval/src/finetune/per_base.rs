@@ -23,8 +23,8 @@ use dnalm_tokenize::{AnyTokenizer, Tokenizer};
 use ndarray::Array2;
 
 use super::{
-    adapter_info, attention_pattern, save_checkpoint, train_seeds, trainable_encoder,
-    FinetuneOptions, FinetuneReport, HeadInfo, HeadInit, ProbeStart,
+    adapter_info, attention_pattern, save_checkpoint, sequence_head_info, train_seeds,
+    trainable_encoder, FinetuneOptions, FinetuneReport, HeadInfo, HeadInit, ProbeStart,
 };
 use crate::{
     features::embed::ModelSpec,
@@ -193,23 +193,8 @@ pub fn finetune_per_base(
     )?;
     let net = trained.net.valid();
     let info = HeadInfo {
-        task: task.spec.name.clone(),
-        label_names: match &targets(task, &train) {
-            crate::Targets::Bases { names, .. } => names.clone(),
-            _ => Vec::new(),
-        },
-        regression: false,
-        multi_label: false,
-        pooling: options.pooling,
-        target_scale: None,
-        seq_len: {
-            let mut lens: Vec<usize> = train.iter().map(|r| r.sequence.len()).collect();
-            lens.sort_unstable();
-            lens.get(lens.len() / 2).copied()
-        },
-        linear_head: false,
-        pools_specials: false,
         per_base: true,
+        ..sequence_head_info(task, options.pooling, None, false)
     };
     let adapter = adapter_info(model, options, &net.encoder)?;
     let report = trained.report(options.head, linear_probe, 0, parameters, adapter);

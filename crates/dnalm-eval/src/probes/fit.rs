@@ -101,7 +101,7 @@ impl ClassBalance {
     /// The loss weights of `targets` from its `train` rows: per class (classes) or per label's
     /// positives (multi-label); `None` when unweighted or for values. Absent classes get 0,
     /// labels without positives 1.
-    fn weights(self, targets: &Targets, train: &[usize]) -> Option<Vec<f32>> {
+    pub(crate) fn weights(self, targets: &Targets, train: &[usize]) -> Option<Vec<f32>> {
         if self == ClassBalance::None {
             return None;
         }
@@ -312,14 +312,16 @@ pub fn fit<N: Module + Clone>(
 
 /// One validation: the mean loss and, when selecting on it, the headline metric.
 #[derive(Debug, Clone, Copy)]
-struct Validation {
-    loss: f64,
-    metric: Option<f64>,
+pub(crate) struct Validation {
+    /// Mean loss over the rows.
+    pub(crate) loss: f64,
+    /// Headline metric (when selecting on it).
+    pub(crate) metric: Option<f64>,
 }
 
 impl Validation {
     /// Whether `self` beats `best` under `select`.
-    fn beats(&self, best: &Validation, select: Selection) -> bool {
+    pub(crate) fn beats(&self, best: &Validation, select: Selection) -> bool {
         match (select, self.metric, best.metric) {
             (Selection::ValidMetric, Some(a), Some(b)) if a.is_finite() && b.is_finite() => {
                 a > b || (a == b && self.loss < best.loss)
@@ -367,33 +369,16 @@ pub fn fit_scaled<N: Module + Clone>(
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order = train.to_vec();
     let valid_rows = if valid.is_empty() { train } else { valid };
-    let valid_targets = targets.select(valid_rows);
-    let validate = |net: &N| -> Result<Validation, EvalError> {
-        let eval = net.valid();
-        let mut weighted = 0.0;
-        let mut outputs: Vec<Array2<f32>> = Vec::new();
-        for rows in valid_rows.chunks(256) {
-            let out = forward(&eval, rows, None)?;
-            let l = loss(out.clone(), rows)?.into_scalar::<f32>() as f64;
-            weighted += l * rows.len() as f64;
-            if options.select == Selection::ValidMetric {
-                outputs.push(host_outputs(out, output)?);
-            }
-        }
-        let metric = if outputs.is_empty() {
-            None
-        } else {
-            let views: Vec<_> = outputs.iter().map(Array2::view).collect();
-            let all = ndarray::concatenate(ndarray::Axis(0), &views)
-                .map_err(|e| crate::shape_error("validation outputs", e))?;
-            score(&valid_targets, all.view())
-                .get(headline(targets))
-                .copied()
-        };
-        Ok(Validation {
-            loss: weighted / valid_rows.len() as f64,
-            metric,
-        })
+    let validate = |net: &N| {
+        validation(
+            net,
+            forward,
+            targets,
+            valid_rows,
+            output,
+            options.select,
+            weights.as_deref(),
+        )
     };
     let mut net = net;
     // The best point is kept as a record, not a clone: clones share batch norm's running
@@ -482,7 +467,46 @@ pub(crate) fn target_scale(targets: &Targets, rows: &[usize]) -> Option<(f64, f6
     }
 }
 
-fn host_outputs(y: Tensor<2>, output: OutputKind) -> Result<Array2<f32>, EvalError> {
+/// Validates `net` (in inference mode) on `rows` of `targets`: the mean loss and, when selecting
+/// on it, the headline metric.
+pub(crate) fn validation<N: Module>(
+    net: &N,
+    forward: &Forward<N>,
+    targets: &Targets,
+    rows: &[usize],
+    output: OutputKind,
+    select: Selection,
+    weights: Option<&[f32]>,
+) -> Result<Validation, EvalError> {
+    let eval = net.valid();
+    let mut weighted = 0.0;
+    let mut outputs: Vec<Array2<f32>> = Vec::new();
+    for chunk in rows.chunks(256) {
+        let out = forward(&eval, chunk, None)?;
+        let l = loss(out.clone(), targets, chunk, output.target_scale(), weights)?
+            .into_scalar::<f32>() as f64;
+        weighted += l * chunk.len() as f64;
+        if select == Selection::ValidMetric {
+            outputs.push(host_outputs(out, output)?);
+        }
+    }
+    let metric = if outputs.is_empty() {
+        None
+    } else {
+        let views: Vec<_> = outputs.iter().map(Array2::view).collect();
+        let all = ndarray::concatenate(ndarray::Axis(0), &views)
+            .map_err(|e| crate::shape_error("validation outputs", e))?;
+        score(&targets.select(rows), all.view())
+            .get(headline(targets))
+            .copied()
+    };
+    Ok(Validation {
+        loss: weighted / rows.len().max(1) as f64,
+        metric,
+    })
+}
+
+pub(crate) fn host_outputs(y: Tensor<2>, output: OutputKind) -> Result<Array2<f32>, EvalError> {
     let y = match output {
         OutputKind::Value { mean, sd } => {
             let [n, _] = y.dims();
@@ -503,7 +527,7 @@ fn host_outputs(y: Tensor<2>, output: OutputKind) -> Result<Array2<f32>, EvalErr
 /// The batch loss: cross-entropy (weighted mean under `weights`; per-base: over the rows'
 /// bases), standardised MSE, or multi-label binary cross-entropy (positives of label `l`
 /// weighted by `weights[l]`).
-fn loss(
+pub(crate) fn loss(
     out: Tensor<2>,
     targets: &Targets,
     rows: &[usize],
@@ -637,13 +661,24 @@ pub fn predict<N: Module>(
     rows: &[usize],
     batch: usize,
 ) -> Result<Array2<f32>, EvalError> {
-    let eval = fitted.net.valid();
+    predict_rows(&fitted.net, forward, rows, batch, fitted.output)
+}
+
+/// [`predict`] for any network (in inference mode) whose outputs are `output`.
+pub(crate) fn predict_rows<N: Module>(
+    net: &N,
+    forward: &Forward<N>,
+    rows: &[usize],
+    batch: usize,
+    output: OutputKind,
+) -> Result<Array2<f32>, EvalError> {
+    let eval = net.valid();
     let mut parts = Vec::new();
     for chunk in rows.chunks(batch.max(1)) {
-        parts.push(host_outputs(forward(&eval, chunk, None)?, fitted.output)?);
+        parts.push(host_outputs(forward(&eval, chunk, None)?, output)?);
     }
     if parts.is_empty() {
-        let width = match fitted.output {
+        let width = match output {
             OutputKind::Value { .. } => 1,
             OutputKind::Classes | OutputKind::Labels => 0,
         };
