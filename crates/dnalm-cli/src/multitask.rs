@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use dnalm_eval::{
     features::embed::{parse_pooling, ModelSpec},
-    multitask::{parse_groups, Multitask, MultitaskOptions, TaskSampling},
+    multitask::{check_request, parse_groups, Multitask, MultitaskOptions, TaskSampling},
 };
 use dnalm_model::heads::Pooling;
 
@@ -79,12 +79,20 @@ pub fn run(args: MultitaskArgs) -> anyhow::Result<()> {
         finetune,
         sampling: args.sampling,
     };
+    // Bad requests are refused before the model is loaded.
+    check_request(&tasks, &options.finetune)?;
+    let names: Vec<String> = tasks.iter().map(|t| t.spec.name.clone()).collect();
+    let named_groups = match args.groups.as_deref() {
+        Some("auto") | None => None,
+        Some(g) => Some(parse_groups(g, &names)?),
+    };
     let t0 = Instant::now();
+    let mut progress = |m: &str| eprintln!("[{:>6.1}s] {m}", t0.elapsed().as_secs_f64());
+    progress("tokenising the tasks and fitting each one's linear probe on the frozen model");
     let mt = Multitask::new(&spec, &tasks, options)?;
-    let names = mt.task_names();
     let plan = match (&args.groups, args.plan) {
-        (Some(g), _) if g == "auto" => Some(mt.plan(args.plan_steps)?),
-        (None, true) => Some(mt.plan(args.plan_steps)?),
+        (Some(g), _) if g == "auto" => Some(mt.plan(args.plan_steps, &mut progress)?),
+        (None, true) => Some(mt.plan(args.plan_steps, &mut progress)?),
         _ => None,
     };
     if let Some(plan) = &plan {
@@ -107,13 +115,18 @@ pub fn run(args: MultitaskArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let groups = match (&args.groups, &plan) {
-        (Some(g), Some(plan)) if g == "auto" => plan.group_indices.clone(),
-        (Some(g), _) => parse_groups(g, &names)?,
-        (None, _) => vec![(0..names.len()).collect()],
+    let groups = match (named_groups, &plan) {
+        (Some(groups), _) => groups,
+        (None, Some(plan)) => plan.group_indices.clone(),
+        (None, None) => vec![(0..names.len()).collect()],
     };
     let report = mt
-        .train(&groups, plan, Some(&args.output.join("models")))
+        .train(
+            &groups,
+            plan,
+            Some(&args.output.join("models")),
+            &mut progress,
+        )
         .context("multitask training")?;
     write_output(
         &args.output.join("report.json"),

@@ -36,6 +36,7 @@ use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    bench::Progress,
     features::{
         embed::ModelSpec,
         tasks::{check_tokenizer, split_rows, targets},
@@ -181,12 +182,9 @@ pub(crate) struct Prepared<'t> {
     tasks: Vec<TaskRows<'t>>,
 }
 
-/// Loads `model` and tokenises every task; refuses what multitask training does not do.
-pub(crate) fn prepare<'t>(
-    model: &'t ModelSpec,
-    tasks: &'t [Task],
-    options: &FinetuneOptions,
-) -> Result<Prepared<'t>, EvalError> {
+/// Refuses, before any work, what multitask training does not do: fewer than two tasks, a task
+/// given twice, a per-base task, LoRA, the learning-rate search.
+pub fn check_request(tasks: &[Task], options: &FinetuneOptions) -> Result<(), EvalError> {
     if tasks.len() < 2 {
         return Err(EvalError::BadOption {
             option: "tasks",
@@ -235,6 +233,16 @@ pub(crate) fn prepare<'t>(
                 .into(),
         });
     }
+    Ok(())
+}
+
+/// Loads `model` and tokenises every task (after [`check_request`]).
+pub(crate) fn prepare<'t>(
+    model: &'t ModelSpec,
+    tasks: &'t [Task],
+    options: &FinetuneOptions,
+) -> Result<Prepared<'t>, EvalError> {
+    check_request(tasks, options)?;
     let encoder = model.load(&dnalm_model::cpu())?;
     let tokenizer = encoder.tokenizer.clone();
     let config = encoder.model.config.clone();
@@ -324,6 +332,9 @@ pub(crate) struct RunSetup {
     pub(crate) lookahead_every: Option<usize>,
     /// Keep every task's best network (for saving).
     pub(crate) keep: bool,
+    /// Validate (early stopping, best network per task); without, a task's network is the last
+    /// (a plan's run, whose networks are not kept, skips the validation passes).
+    pub(crate) validate: bool,
 }
 
 /// Steps a task's share of the budget holds: what single-task fine-tuning would run.
@@ -450,7 +461,7 @@ pub(crate) fn train_group(
     let mut steps_of = vec![0usize; group.len()];
     let mut best: Vec<Option<(ModuleRecord, usize, Validation)>> = vec![None; group.len()];
     let mut lookaheads = Vec::new();
-    if options.fit.score_initial {
+    if setup.validate && options.fit.score_initial {
         for (k, b) in best.iter_mut().enumerate() {
             *b = Some((net.clone().into_record(), 0, validate(&net, k)?));
         }
@@ -514,7 +525,7 @@ pub(crate) fn train_group(
             .0;
         steps_of[k] += 1;
         step += 1;
-        if step.is_multiple_of(eval_every) || step == total {
+        if setup.validate && (step.is_multiple_of(eval_every) || step == total) {
             for j in 0..group.len() {
                 if !active[j] {
                     continue;
@@ -535,6 +546,15 @@ pub(crate) fn train_group(
             }
         }
     }
+    if !setup.validate {
+        let last = Validation {
+            loss: f64::NAN,
+            metric: None,
+        };
+        for b in best.iter_mut() {
+            *b = Some((net.clone().into_record(), step, last));
+        }
+    }
     let mut tasks = Vec::with_capacity(group.len());
     for (k, kept) in best.into_iter().enumerate() {
         let (record, best_step, v) = kept.ok_or_else(|| EvalError::BadOption {
@@ -549,7 +569,11 @@ pub(crate) fn train_group(
                 message: e.to_string(),
             })?;
         let t = group[k];
-        let test = predict_rows(&kept_net, &forwards[k], &t.test, batch, t.output)?;
+        let test = if setup.validate {
+            predict_rows(&kept_net, &forwards[k], &t.test, batch, t.output)?
+        } else {
+            Array2::zeros((0, 0))
+        };
         tasks.push(TaskRun {
             test,
             best_valid: v.metric.unwrap_or(f64::NAN),
@@ -717,8 +741,9 @@ impl<'t> Multitask<'t> {
         groups: &[Vec<usize>],
         plan: Option<plan::Plan>,
         save: Option<&Path>,
+        progress: &mut dyn Progress,
     ) -> Result<MultitaskReport, EvalError> {
-        train_groups(&self.data, groups, &self.options, plan, save)
+        train_groups(&self.data, groups, &self.options, plan, save, progress)
     }
 }
 
@@ -728,6 +753,7 @@ fn train_groups(
     options: &MultitaskOptions,
     plan: Option<plan::Plan>,
     save: Option<&Path>,
+    progress: &mut dyn Progress,
 ) -> Result<MultitaskReport, EvalError> {
     let tasks = &data.tasks;
     let fo = &options.finetune;
@@ -737,7 +763,13 @@ fn train_groups(
     let mut group_steps = Vec::new();
     for group in groups {
         let mut steps = Vec::new();
+        let names: Vec<&str> = group.iter().map(|&t| tasks[t].name()).collect();
         for s in 0..seeds {
+            progress.message(&format!(
+                "group {{{}}}: seed {} of {seeds}",
+                names.join(", "),
+                s + 1
+            ));
             let setup = RunSetup {
                 group: group.clone(),
                 seed: fo.fit.seed.wrapping_add(s),
@@ -745,6 +777,7 @@ fn train_groups(
                 steps: None,
                 lookahead_every: None,
                 keep: s == 0 && save.is_some(),
+                validate: true,
             };
             let run = train_group(data, fo, &setup)?;
             steps.push(run.steps);
@@ -760,6 +793,11 @@ fn train_groups(
             continue;
         }
         for s in 0..seeds {
+            progress.message(&format!(
+                "{} alone: seed {} of {seeds}",
+                tasks[t].name(),
+                s + 1
+            ));
             let setup = RunSetup {
                 group: vec![t],
                 seed: fo.fit.seed.wrapping_add(s),
@@ -767,6 +805,7 @@ fn train_groups(
                 steps: None,
                 lookahead_every: None,
                 keep: false,
+                validate: true,
             };
             runs.extend(train_group(data, fo, &setup)?.tasks);
         }
@@ -1081,7 +1120,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (spec, tasks) = fixture(dir.path());
         let mt = Multitask::new(&spec, &tasks, quick()).unwrap();
-        let plan = mt.plan(30).unwrap();
+        let plan = mt.plan(30, &mut |_: &str| {}).unwrap();
         assert_eq!(plan.lookaheads, 15, "{plan:?}");
         let z = &plan.gradient_affinity;
         // Steps on one GC task lower the other's loss; steps on the shuffled task do not.
@@ -1107,7 +1146,9 @@ mod tests {
         let mt = Multitask::new(&spec, &tasks, quick()).unwrap();
         let groups = parse_groups("gc_a+gc_b,noise", &mt.task_names()).unwrap();
         let save = dir.path().join("models");
-        let report = mt.train(&groups, None, Some(&save)).unwrap();
+        let report = mt
+            .train(&groups, None, Some(&save), &mut |_: &str| {})
+            .unwrap();
         assert_eq!(report.groups, vec![vec!["gc_a", "gc_b"], vec!["noise"]]);
         for t in &report.tasks {
             assert_eq!(t.grouped.runs.len(), 2, "{t:?}");

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Multitask, RunSetup, TaskSampling};
 use crate::{
+    bench::Progress,
     features::Labelled,
     metrics::Summary,
     probes::SplitFeatures,
@@ -55,10 +56,13 @@ pub struct Plan {
 
 impl Multitask<'_> {
     /// Measures the plan with a joint run of `steps` steps over every task.
-    pub fn plan(&self, steps: usize) -> Result<Plan, EvalError> {
+    pub fn plan(&self, steps: usize, progress: &mut dyn Progress) -> Result<Plan, EvalError> {
         let data = &self.data;
         let n = data.tasks.len();
         let steps = steps.max(1);
+        progress.message(&format!(
+            "plan: a joint run of {steps} steps over {n} tasks, {LOOKAHEADS} lookaheads"
+        ));
         let setup = RunSetup {
             group: (0..n).collect(),
             seed: self.options.finetune.fit.seed,
@@ -66,6 +70,7 @@ impl Multitask<'_> {
             steps: Some(steps),
             lookahead_every: Some(steps.div_ceil(LOOKAHEADS).max(1)),
             keep: false,
+            validate: false,
         };
         let run = super::train_group(data, &self.options.finetune, &setup)?;
         let (mut mean, mut se) = (vec![vec![0.0; n]; n], vec![vec![0.0; n]; n]);
