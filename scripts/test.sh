@@ -18,6 +18,10 @@ cargo clippy --workspace --all-targets --locked --features dnalm-cli/vulkan -- -
 stage lints
 cargo test --workspace --locked
 stage "Rust tests"
+# The CLI binary those tests ran (built for dnalm-cli's integration tests): the steps below use
+# it as it is, since `cargo build -p dnalm-cli` resolves features differently and would rebuild
+# burn and every dnalm crate (about 150 s on two cores).
+export DNALM_BIN="$PWD/target/debug/dnalm"
 bash scripts/setup-python.sh
 stage "Python setup"
 # The `dnalm` Python package, installed from this checkout into .venv with pip (maturin's build
@@ -34,7 +38,7 @@ stage "pytest and tokenizer parity"
 bash scripts/workflow_check.sh
 stage "workflow check"
 # One fit per task is enough for parity (the headline is the full-data fit; refits only give its sd).
-cargo run --locked -q -p dnalm-cli -- bench --suite data/tasks --baselines kmer --folds 1 \
+"$DNALM_BIN" bench --suite data/tasks --baselines kmer --folds 1 \
   --output target/baseline-parity >/dev/null
 .venv/bin/python scripts/baseline_parity.py --suite data/tasks \
   --results target/baseline-parity/results.json

@@ -5,8 +5,13 @@
 # fine-tuned on the bundled GC task: the check is about sharding, not accuracy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --locked -q -p dnalm-cli
-DNALM="$PWD/target/debug/dnalm"
+# The binary the test command built (scripts/test.sh sets DNALM_BIN), or a fresh build.
+if [ -n "${DNALM_BIN:-}" ]; then
+  DNALM="$DNALM_BIN"
+else
+  cargo build --locked -q -p dnalm-cli
+  DNALM="$PWD/target/debug/dnalm"
+fi
 WORK="$PWD/target/workflow-check"
 rm -rf "$WORK"
 mkdir -p "$WORK"
