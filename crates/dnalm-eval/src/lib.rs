@@ -21,6 +21,8 @@ pub mod probes;
 pub mod relevance;
 pub mod report;
 pub mod score;
+#[cfg(test)]
+mod test_support;
 
 use std::path::PathBuf;
 

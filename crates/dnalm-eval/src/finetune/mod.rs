@@ -945,12 +945,10 @@ pub(crate) fn train_seeds<N: Module + Clone>(
             .map_or(1.0, |d| layer_decay_scale(name, d, layers))
     };
     let mut budget = options.fit.clone();
-    let steps_per_epoch = train.len().div_ceil(budget.batch_size.max(1));
     if budget.eval_every.is_none() {
-        budget.eval_every = Some(steps_per_epoch.clamp(1, EVAL_EVERY_MAX));
+        budget.eval_every = Some(budget.steps_per_epoch(train.len()).clamp(1, EVAL_EVERY_MAX));
     }
-    let planned = steps_per_epoch * budget.epochs.max(1);
-    let total_steps = budget.max_steps.map_or(planned, |m| m.clamp(1, planned));
+    let total_steps = budget.total_steps(train.len());
     let scaled = size_scaled_lr(parameters)
         * if options.lora.is_some() {
             LORA_LR_FACTOR
@@ -1143,6 +1141,7 @@ pub fn load_finetuned(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::binary_task;
     use dnalm_model::{Architecture, ModelConfig};
 
     /// A 2-block, d = 16 encoder saved to `dir/model`, and a task in `dir/task` whose label is
@@ -1151,32 +1150,14 @@ mod tests {
         crate::features::embed::tests::encoder(64, "nucleotide")
             .save(&dir.join("model"))
             .unwrap();
-        let task = dir.join("task");
-        std::fs::create_dir_all(&task).unwrap();
-        std::fs::write(
-            task.join("task.json"),
-            r#"{"name": "gc", "num_classes": 2, "label_names": ["at", "gc"]}"#,
-        )
-        .unwrap();
-        let mut state = 7u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize
-        };
-        for (split, n) in [("train", 64), ("valid", 32), ("test", 32)] {
-            let mut csv = String::from("sequence,label\n");
-            for i in 0..n {
-                let label = i % 2;
-                let alphabet: &[u8] = if label == 1 { b"GGCCGCAT" } else { b"AATTATGC" };
-                let seq: String = (0..48)
-                    .map(|_| alphabet[next() % alphabet.len()] as char)
-                    .collect();
-                csv.push_str(&format!("{seq},{label}\n"));
-            }
-            std::fs::write(task.join(format!("{split}.csv")), csv).unwrap();
-        }
+        let task = binary_task(dir, "gc", 7, |i, rng| {
+            let label = i % 2;
+            let alphabet: &[u8] = if label == 1 { b"GGCCGCAT" } else { b"AATTATGC" };
+            let seq: String = (0..48)
+                .map(|_| alphabet[rng.next() % alphabet.len()] as char)
+                .collect();
+            (seq, label)
+        });
         (
             ModelSpec::parse(dir.join("model").to_str().unwrap()),
             Task::load(&task).unwrap(),

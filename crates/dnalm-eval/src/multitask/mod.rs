@@ -50,7 +50,7 @@ use crate::{
     metrics::Summary,
     probes::{
         concat_targets,
-        fit::{loss, predict_rows, validation, OutputKind, SeedRuns, Validation},
+        fit::{loss, predict_rows, validation, validation_rows, OutputKind, SeedRuns, Validation},
         headline,
     },
     EvalError,
@@ -163,11 +163,7 @@ impl TaskRows<'_> {
 
     /// The rows validation reads: valid, or train when the task has none.
     fn valid_rows(&self) -> &[usize] {
-        if self.valid.is_empty() {
-            &self.train
-        } else {
-            &self.valid
-        }
+        validation_rows(&self.train, &self.valid)
     }
 }
 
@@ -337,16 +333,6 @@ pub(crate) struct RunSetup {
     pub(crate) validate: bool,
 }
 
-/// Steps a task's share of the budget holds: what single-task fine-tuning would run.
-fn task_budget(options: &FinetuneOptions, train_rows: usize) -> usize {
-    let per_epoch = train_rows.div_ceil(options.fit.batch_size.max(1));
-    let planned = per_epoch * options.fit.epochs.max(1);
-    options
-        .fit
-        .max_steps
-        .map_or(planned, |m| m.clamp(1, planned))
-}
-
 /// The peak learning rate of a multitask run.
 fn peak_lr(options: &FinetuneOptions, parameters: usize) -> f64 {
     match options.lr {
@@ -427,7 +413,7 @@ pub(crate) fn train_group(
     let total = setup.steps.unwrap_or_else(|| {
         group
             .iter()
-            .map(|t| task_budget(options, t.train.len()))
+            .map(|t| options.fit.total_steps(t.train.len()))
             .sum()
     });
     let eval_every = options
@@ -436,7 +422,7 @@ pub(crate) fn train_group(
         .unwrap_or_else(|| {
             group
                 .iter()
-                .map(|t| t.train.len().div_ceil(batch))
+                .map(|t| options.fit.steps_per_epoch(t.train.len()))
                 .sum::<usize>()
                 .clamp(1, 100)
         })
@@ -483,21 +469,7 @@ pub(crate) fn train_group(
             }
         }
         // The task of this step, among those still training.
-        let mass: f64 = (0..group.len())
-            .filter(|&k| active[k])
-            .map(|k| probabilities[k])
-            .sum();
-        let mut draw = rng.random::<f64>() * mass;
-        let mut k = usize::MAX;
-        for (j, &p) in probabilities.iter().enumerate() {
-            if active[j] {
-                k = j;
-                if draw < p {
-                    break;
-                }
-                draw -= p;
-            }
-        }
+        let k = draw_task(&probabilities, &active, rng.random::<f64>());
         // Its next batch (a fresh shuffle once its rows are used up).
         let n = orders[k].len();
         if cursors[k] >= n {
@@ -642,6 +614,82 @@ fn lookahead(
     Ok(z)
 }
 
+/// The task a uniform draw `u` in [0, 1) picks: task `k` with probability `probabilities[k]`
+/// renormalised over the tasks still `active` (an early-stopped task is never drawn again).
+/// At least one task must be active.
+fn draw_task(probabilities: &[f64], active: &[bool], u: f64) -> usize {
+    let mass: f64 = probabilities
+        .iter()
+        .zip(active)
+        .filter(|(_, &a)| a)
+        .map(|(p, _)| p)
+        .sum();
+    let mut draw = u * mass;
+    let mut k = usize::MAX;
+    for (j, &p) in probabilities.iter().enumerate() {
+        if active[j] {
+            k = j;
+            if draw < p {
+                break;
+            }
+            draw -= p;
+        }
+    }
+    k
+}
+
+/// How a task fared grouped against alone, from its gains paired by seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The mean gain is above zero by more than one sd of the paired differences.
+    #[serde(rename = "gained")]
+    Gained,
+    /// The mean gain is below zero by more than one sd.
+    #[serde(rename = "lost")]
+    Lost,
+    /// The mean gain is within one sd of zero.
+    #[serde(rename = "no clear change")]
+    NoClearChange,
+    /// The task was its own group: there is nothing to compare.
+    #[serde(rename = "alone")]
+    Alone,
+    /// One seed: no replicates to judge a gain against.
+    #[serde(rename = "one seed")]
+    OneSeed,
+}
+
+impl Verdict {
+    /// The verdict on the gains of a task's seeds (`alone`: its group has only it).
+    pub fn of(gains: &[f64], alone: bool) -> Verdict {
+        let s = Summary::of(gains);
+        if alone {
+            Verdict::Alone
+        } else if s.n < 2 {
+            Verdict::OneSeed
+        } else if s.mean.abs() > s.sd {
+            if s.mean > 0.0 {
+                Verdict::Gained
+            } else {
+                Verdict::Lost
+            }
+        } else {
+            Verdict::NoClearChange
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Gained => "gained",
+            Verdict::Lost => "lost",
+            Verdict::NoClearChange => "no clear change",
+            Verdict::Alone => "alone",
+            Verdict::OneSeed => "one seed",
+        })
+    }
+}
+
 /// One task's results: grouped and alone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskResult {
@@ -657,10 +705,8 @@ pub struct TaskResult {
     pub single: SeedRuns,
     /// Headline grouped − single, paired by seed (mean ± sd).
     pub gain: Summary,
-    /// `gained` / `lost` when the mean gain is beyond one sd of the paired differences (two
-    /// seeds or more), `no clear change` otherwise, `alone` for a group of one, `one seed`
-    /// without replicates.
-    pub verdict: String,
+    /// How it fared grouped against alone.
+    pub verdict: Verdict,
     /// Best validation headline per seed (grouped run).
     pub best_valid: Vec<f64>,
     /// Step of the kept network per seed (grouped run).
@@ -688,20 +734,6 @@ pub struct MultitaskReport {
     pub tasks: Vec<TaskResult>,
     /// Steps each group's joint run took, per seed.
     pub group_steps: Vec<Vec<usize>>,
-}
-
-/// The verdict on paired gains (see [`TaskResult::verdict`]).
-fn verdict(gains: &[f64], alone: bool) -> String {
-    let s = Summary::of(gains);
-    if alone {
-        "alone".into()
-    } else if s.n < 2 {
-        "one seed".into()
-    } else if s.mean.abs() > s.sd {
-        if s.mean > 0.0 { "gained" } else { "lost" }.into()
-    } else {
-        "no clear change".into()
-    }
 }
 
 /// A model and its tasks, tokenised and probed once, for a plan and the runs of groups.
@@ -873,7 +905,7 @@ fn train_groups(
                 .iter()
                 .map(|&g| data.tasks[g].name().to_string())
                 .collect(),
-            verdict: verdict(&gains, alone),
+            verdict: Verdict::of(&gains, alone),
             gain: Summary::of(&gains),
             best_valid: grouped[t].iter().map(|r| r.best_valid).collect(),
             best_steps: grouped[t].iter().map(|r| r.best_step).collect(),
@@ -1047,42 +1079,25 @@ mod tests {
     use super::*;
     use crate::finetune::{load_finetuned, FINETUNE_BUDGET};
     use crate::probes::fit::FitOptions;
+    use crate::test_support::binary_task;
 
     /// A task in `dir/name` of 48-base sequences: GC-richer vs AT-richer (`shuffled`: the same
     /// sequences with labels that ignore them), drawn from `seed`.
     fn gc_task(dir: &Path, name: &str, seed: u64, shuffled: bool) -> Task {
-        let task = dir.join(name);
-        std::fs::create_dir_all(&task).unwrap();
-        std::fs::write(
-            task.join("task.json"),
-            format!(r#"{{"name": "{name}", "num_classes": 2, "label_names": ["at", "gc"]}}"#),
-        )
-        .unwrap();
-        let mut state = seed;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize
-        };
-        for (split, n) in [("train", 64), ("valid", 32), ("test", 32)] {
-            let mut csv = String::from("sequence,label\n");
-            for i in 0..n {
-                // 60% against 40% G/C: about 8% of rows on the wrong side of the best cut, so
-                // no loss vanishes.
-                let gc = i % 2;
-                let p = if gc == 1 { 60 } else { 40 };
-                let seq: String = (0..48)
-                    .map(|_| {
-                        let pair = if next() % 100 < p { b"GC" } else { b"AT" };
-                        pair[next() % 2] as char
-                    })
-                    .collect();
-                let label = if shuffled { next() % 2 } else { gc };
-                csv.push_str(&format!("{seq},{label}\n"));
-            }
-            std::fs::write(task.join(format!("{split}.csv")), csv).unwrap();
-        }
+        let task = binary_task(dir, name, seed, |i, rng| {
+            // 60% against 40% G/C: about 8% of rows on the wrong side of the best cut, so no
+            // loss vanishes.
+            let gc = i % 2;
+            let p = if gc == 1 { 60 } else { 40 };
+            let seq: String = (0..48)
+                .map(|_| {
+                    let pair = if rng.next() % 100 < p { b"GC" } else { b"AT" };
+                    pair[rng.next() % 2] as char
+                })
+                .collect();
+            let label = if shuffled { rng.next() % 2 } else { gc };
+            (seq, label)
+        });
         Task::load(&task).unwrap()
     }
 
@@ -1159,7 +1174,7 @@ mod tests {
             assert!((t.gain.mean - (gains[0] + gains[1]) / 2.0).abs() < 1e-12);
         }
         let by_name = |n: &str| report.tasks.iter().find(|t| t.task == n).unwrap();
-        assert_eq!(by_name("noise").verdict, "alone");
+        assert_eq!(by_name("noise").verdict, Verdict::Alone);
         assert_eq!(by_name("noise").gain.mean, 0.0);
         // The GC tasks are learnt, jointly as alone; the shuffled task is not.
         for name in ["gc_a", "gc_b"] {
@@ -1225,6 +1240,56 @@ mod tests {
         for bad in ["temperature=0", "temperature=x", "square"] {
             let e = bad.parse::<TaskSampling>().unwrap_err();
             assert!(e.contains("proportional, uniform or temperature=T"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_task_draw_follows_its_probabilities_among_active_tasks() {
+        let probabilities = TaskSampling::Proportional.probabilities(&[100, 300, 600]);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let n = 20_000;
+        let share = |active: &[bool], rng: &mut ChaCha8Rng| {
+            let mut counts = [0usize; 3];
+            for _ in 0..n {
+                counts[draw_task(&probabilities, active, rng.random::<f64>())] += 1;
+            }
+            counts.map(|c| c as f64 / n as f64)
+        };
+        // All active: 0.1, 0.3, 0.6 (binomial sd at most 0.0035; 0.015 is over four sd).
+        let all = share(&[true, true, true], &mut rng);
+        for (got, want) in all.iter().zip([0.1, 0.3, 0.6]) {
+            assert!((got - want).abs() < 0.015, "{all:?}");
+        }
+        // The second task stopped early: it is never drawn, the others renormalise to 1 : 6.
+        let two = share(&[true, false, true], &mut rng);
+        assert_eq!(two[1], 0.0, "{two:?}");
+        assert!((two[0] - 1.0 / 7.0).abs() < 0.015, "{two:?}");
+        // Only the last task left: every draw is it, even at the edges of [0, 1).
+        for u in [0.0, 0.5, 0.999_999] {
+            assert_eq!(draw_task(&probabilities, &[false, false, true], u), 2);
+            assert_eq!(draw_task(&probabilities, &[true, false, false], u), 0);
+        }
+    }
+
+    #[test]
+    fn verdicts_need_replicates_and_a_gain_beyond_one_sd() {
+        assert_eq!(Verdict::of(&[0.2, 0.3], true), Verdict::Alone);
+        assert_eq!(Verdict::of(&[0.2], false), Verdict::OneSeed);
+        assert_eq!(Verdict::of(&[0.2, 0.3, 0.25], false), Verdict::Gained);
+        assert_eq!(Verdict::of(&[-0.2, -0.3], false), Verdict::Lost);
+        // Mean 0.05, sd 0.21: no clear change.
+        assert_eq!(Verdict::of(&[0.2, -0.1], false), Verdict::NoClearChange);
+        // The report's JSON keeps the words the markdown shows.
+        for v in [
+            Verdict::Gained,
+            Verdict::Lost,
+            Verdict::NoClearChange,
+            Verdict::Alone,
+            Verdict::OneSeed,
+        ] {
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{v}\""));
+            assert_eq!(serde_json::from_str::<Verdict>(&json).unwrap(), v);
         }
     }
 }

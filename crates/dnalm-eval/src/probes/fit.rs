@@ -181,6 +181,29 @@ pub enum Selection {
     ValidMetric,
 }
 
+impl FitOptions {
+    /// Optimiser steps one pass over `train_rows` rows takes.
+    pub fn steps_per_epoch(&self, train_rows: usize) -> usize {
+        train_rows.div_ceil(self.batch_size.max(1))
+    }
+
+    /// Optimiser steps the whole fit runs on `train_rows` rows: `epochs` passes, cut to
+    /// `max_steps` when that is smaller (and never below one step).
+    pub fn total_steps(&self, train_rows: usize) -> usize {
+        let planned = self.steps_per_epoch(train_rows) * self.epochs.max(1);
+        self.max_steps.map_or(planned, |m| m.clamp(1, planned))
+    }
+}
+
+/// The rows validation reads: `valid`, or `train` when there are no validation rows.
+pub(crate) fn validation_rows<'r>(train: &'r [usize], valid: &'r [usize]) -> &'r [usize] {
+    if valid.is_empty() {
+        train
+    } else {
+        valid
+    }
+}
+
 impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
@@ -354,9 +377,8 @@ pub fn fit_scaled<N: Module + Clone>(
     let loss =
         |out: Tensor<2>, rows: &[usize]| loss(out, targets, rows, target_scale, weights.as_deref());
     let batch_size = options.batch_size.max(1);
-    let steps_per_epoch = train.len().div_ceil(batch_size);
-    let planned = steps_per_epoch * options.epochs.max(1);
-    let total = options.max_steps.map_or(planned, |m| m.clamp(1, planned));
+    let steps_per_epoch = options.steps_per_epoch(train.len());
+    let total = options.total_steps(train.len());
     let eval_every = options.eval_every.unwrap_or(steps_per_epoch).max(1);
     let optim_config = OptimConfig {
         lr: options.lr,
@@ -368,7 +390,7 @@ pub fn fit_scaled<N: Module + Clone>(
     let mut optim = AdamW::new(optim_config.clone());
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order = train.to_vec();
-    let valid_rows = if valid.is_empty() { train } else { valid };
+    let valid_rows = validation_rows(train, valid);
     let validate = |net: &N| {
         validation(
             net,
