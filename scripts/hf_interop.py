@@ -3,6 +3,7 @@
 
     python scripts/hf_interop.py make  DIR   # tiny random checkpoints + the outputs transformers gives
     python scripts/hf_interop.py make-peft DIR  # a PEFT LoRA adapter on DIR/esm_rotary + PEFT's outputs
+    python scripts/hf_interop.py make-peft-packed DIR  # a PEFT adapter on DNABERT-2's packed layers
     python scripts/hf_interop.py check DIR   # transformers loads dnalm's exports: same ids, same logits
 
 `make` writes, for each family dnalm imports, a checkpoint directory as `save_pretrained` and the
@@ -28,7 +29,10 @@ factors redrawn so that the adapter changes the outputs), saved with `save_pretr
 (base_model_name_or_path rewritten to the relative ../esm_rotary), with the PeftModel's hidden
 states and logits on esm_rotary's inputs. `check` also loads each dnalm-written adapter under
 DIR/export_peft/* (adapter_config.json + adapter_model.safetensors, on its dnalm-exported base)
-with `peft.PeftModel.from_pretrained` and compares its logits with dnalm's.
+with `peft.PeftModel.from_pretrained` and compares its logits with dnalm's; an adapter there with
+merged.safetensors (on the DNABERT-2 / NT-v2 golden checkpoints, whose modelling code is custom
+hub code) is loaded on the checkpoint's linear layers and PEFT's merged weights are compared.
+`make-peft-packed` writes dnabert2_peft_lora (see make_peft_packed).
 Every mode exits non-zero on any mismatch over 1e-4.
 """
 
@@ -184,6 +188,20 @@ def logit_gap(model, expected):
     return (logits[real] - expected["logits"][real]).abs().max().item()
 
 
+def save_nonzero_adapter(peft, d: Path, base: str):
+    """Draws the PeftModel's B factors non-zero (PEFT starts them at 0, which would test
+    nothing), saves the adapter to d and points it at base (a path relative to d)."""
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.2)
+    peft.save_pretrained(d)
+    (d / "README.md").unlink(missing_ok=True)  # PEFT's blank model card
+    config = json.loads((d / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = base
+    (d / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def make_peft(out: Path):
     from peft import LoraConfig, get_peft_model
     from transformers import EsmForMaskedLM
@@ -194,16 +212,8 @@ def make_peft(out: Path):
     peft = get_peft_model(model, LoraConfig(
         r=2, lora_alpha=6, target_modules=["query", "value", "intermediate.dense"],
         lora_dropout=0.0, bias="none"))
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0.0, 0.2)
     d = out / "esm_rotary_lora"
-    peft.save_pretrained(d)
-    (d / "README.md").unlink(missing_ok=True)  # PEFT's blank model card
-    config = json.loads((d / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = "../esm_rotary"
-    (d / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    save_nonzero_adapter(peft, d, "../esm_rotary")
     expected = load_file(base / "expected.safetensors")
     ids, mask = expected["input_ids"], expected["attention_mask"]
     hidden, logits = run(peft, peft.base_model.model.esm, ids, mask)
@@ -215,6 +225,78 @@ def make_peft(out: Path):
     print(f"esm_rotary_lora: {len(peft.state_dict())} tensors, hidden moved by up to {moved:.3f}")
 
 
+def make_peft_packed(out: Path):
+    """dnabert2_peft_lora: a LoRA adapter PEFT itself made on the linear layers of the DNABERT-2
+    golden checkpoint (Wqkv and gated_layers pack several of dnalm's weights; gated_layers gets
+    its own rank and alpha by pattern), its B factors drawn non-zero, with PEFT's merged weights
+    of the adapted layers (merged.safetensors), which dnalm must reproduce."""
+    from peft import LoraConfig, get_peft_model
+
+    base_dir = out.parent / "dnabert2" / "checkpoint"
+    base = load_file(base_dir / "model.safetensors")
+    torch.manual_seed(SEED + 5)
+    peft = get_peft_model(linear_tree(base), LoraConfig(
+        r=2, lora_alpha=6, target_modules=["Wqkv", "gated_layers", "wo"],
+        rank_pattern={"gated_layers": 3}, alpha_pattern={"gated_layers": 5},
+        lora_dropout=0.0, bias="none"))
+    d = out / "dnabert2_peft_lora"
+    save_nonzero_adapter(peft, d, "../../dnabert2/checkpoint")
+    targets = {n + ".weight" for n, m in peft.named_modules() if hasattr(m, "lora_A")}
+    merged = peft.merge_and_unload().state_dict()
+    keep = {k.removeprefix("base_model.model."): v.contiguous() for k, v in merged.items()}
+    keep = {k: v for k, v in keep.items() if any(t.endswith(k) for t in targets)}
+    save_file(keep, d / "merged.safetensors")
+    print(f"dnabert2_peft_lora: {len(targets)} adapted layers")
+
+
+def linear_tree(weights):
+    """A module tree with an nn.Linear at every 2-D `<path>.weight` of `weights`, loaded: the
+    linear layers of a hub checkpoint whose modelling code is not at hand (DNABERT-2's and
+    NT-v2's are custom code on the hub), which is all PEFT's LoRA touches."""
+    import torch
+
+    root = torch.nn.Module()
+    for key, w in weights.items():
+        if not key.endswith(".weight") or w.dim() != 2:
+            continue
+        path = key[: -len(".weight")].split(".")
+        node = root
+        for part in path[:-1]:
+            if not hasattr(node, part):
+                node.add_module(part, torch.nn.Module())
+            node = getattr(node, part)
+        bias = weights.get(f"{key[: -len('.weight')]}.bias")
+        layer = torch.nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            if bias is not None:
+                layer.bias.copy_(bias)
+        node.add_module(path[-1], layer)
+    return root
+
+
+def check_peft_merge(d: Path):
+    """A dnalm adapter on layers that pack several of dnalm's weights (DNABERT-2's Wqkv and
+    gated_layers, NT-v2's gated intermediate.dense): PEFT loads it on the hub checkpoint's
+    linear layers and its merge_and_unload gives dnalm's merged weights (merged.safetensors)."""
+    from peft import PeftModel
+
+    config = json.loads((d / "adapter_config.json").read_text())
+    base = load_file((d / config["base_model_name_or_path"]).resolve() / "model.safetensors")
+    model = PeftModel.from_pretrained(linear_tree(base), d)
+    adapted = sum(1 for n, _ in model.named_parameters() if "lora_A" in n)
+    ranks = {n: m.r["default"] for n, m in model.named_modules() if hasattr(m, "r") and "default" in getattr(m, "r", {})}
+    merged = model.merge_and_unload().state_dict()
+    want = load_file(d / "merged.safetensors")
+    diff = max(float((merged[k] - v).abs().max()) for k, v in want.items())
+    moved = sum(1 for k, v in want.items() if not base[k].equal(v))
+    ok = diff <= 1e-6 and adapted == len(config["target_modules"]) == len(want) and moved == len(want)
+    print(f"{'ok' if ok else 'FAIL'} {d.name}: PeftModel on the hub checkpoint's linear layers, "
+          f"{adapted} adapted modules (ranks {sorted(set(ranks.values()))}), "
+          f"max |merged weight difference| = {diff:.2e}")
+    return not ok
+
+
 def check_peft(root: Path):
     """dnalm's adapters load with PeftModel.from_pretrained on their exported base."""
     from peft import PeftModel
@@ -222,6 +304,9 @@ def check_peft(root: Path):
 
     failed, dirs = 0, sorted(p for p in (root / "export_peft").iterdir() if p.is_dir())
     for d in dirs:
+        if (d / "merged.safetensors").exists():
+            failed += check_peft_merge(d)
+            continue
         config = json.loads((d / "adapter_config.json").read_text())
         base = AutoModelForMaskedLM.from_pretrained((d / config["base_model_name_or_path"]).resolve())
         model = PeftModel.from_pretrained(base, d)
@@ -266,7 +351,8 @@ def check(root: Path):
 
 
 if __name__ == "__main__":
-    modes = {"make": make, "make-peft": make_peft, "check": check}
+    modes = {"make": make, "make-peft": make_peft, "make-peft-packed": make_peft_packed,
+             "check": check}
     if len(sys.argv) != 3 or sys.argv[1] not in modes:
         sys.exit(__doc__)
     modes[sys.argv[1]](Path(sys.argv[2]))

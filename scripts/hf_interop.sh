@@ -6,7 +6,8 @@
 #      since they are committed;
 #   3. has dnalm write its export fixtures (ESM rotary, ESM learned positions, Llama);
 #   4. loads those with transformers' stock classes and checks ids and logits (1e-4), and dnalm's
-#      LoRA adapter (export_peft/) with peft.PeftModel.from_pretrained on its exported base;
+#      LoRA adapters (export_peft/) with peft.PeftModel.from_pretrained on their bases (the
+#      packed DNABERT-2 / NT-v2 layers: merged by PEFT and compared weight by weight);
 #   5. runs the Rust golden tests on all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ bash scripts/setup-torch.sh
 if [ "${1:-}" = "--remake" ]; then
   .venv-torch/bin/python scripts/hf_interop.py make "$golden"
   .venv-torch/bin/python scripts/hf_interop.py make-peft "$golden"
+  .venv-torch/bin/python scripts/hf_interop.py make-peft-packed "$golden"
 fi
 cargo test -q -p dnalm-eval --test hf_interop -- --ignored write_export_fixtures
 .venv-torch/bin/python scripts/hf_interop.py check "$golden"

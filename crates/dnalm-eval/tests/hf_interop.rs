@@ -326,14 +326,20 @@ fn write_export_fixtures() {
             write_adapter_fixture(&model, &ids, &mask, shape);
         }
     }
+    for (family, targets) in [("dnabert2", "q,v,ffn"), ("nt_v2", "q,ffn")] {
+        write_packed_adapter_fixture(family, targets);
+    }
 }
 
-/// `export_peft/encoder_rotary_lora`: a LoRA adapter (q, v and the feed-forward network, r = 2,
-/// B factors set non-zero) on `export/encoder_rotary`, saved by dnalm in PEFT's layout too, with
-/// dnalm's logits; `scripts/hf_interop.py check` loads it with `PeftModel.from_pretrained`.
-fn write_adapter_fixture(base: &DnaLm, ids: &[i64], mask: &[i64], shape: [usize; 2]) {
+/// `base` with LoRA on `targets` (r = 2, alpha = 4), its B factors set non-zero, and the
+/// adapter settings that point at `base_dir`.
+fn nonzero_adapter(
+    base: &DnaLm,
+    targets: &str,
+    base_dir: &str,
+) -> (DnaLm, dnalm_model::lora::AdapterInfo) {
     use dnalm_model::lora::{adapter_tensors, AdapterInfo, LoraSpec};
-    let spec: LoraSpec = "r=2,alpha=4,targets=q,v,ffn".parse().unwrap();
+    let spec: LoraSpec = format!("r=2,alpha=4,targets={targets}").parse().unwrap();
     let model = base.clone().with_lora(&spec, 3).unwrap();
     let mut params = named_parameters(&model);
     for (name, t) in params.iter_mut().filter(|(n, _)| n.ends_with(".lora.b")) {
@@ -343,12 +349,10 @@ fn write_adapter_fixture(base: &DnaLm, ids: &[i64], mask: &[i64], shape: [usize;
     }
     let model =
         dnalm_model::io::load_parameters(model, &params, std::path::Path::new("-")).unwrap();
-    let dir = golden().join("export_peft/encoder_rotary_lora");
-    std::fs::create_dir_all(&dir).unwrap();
     let info = AdapterInfo {
-        base_model: "../../export/encoder_rotary".into(),
+        base_model: base_dir.into(),
         lora: LoraSpec {
-            targets: vec!["q".into(), "v".into(), "ffn".into()],
+            targets: targets.split(',').map(str::to_string).collect(),
             ..spec
         },
         parameters: adapter_tensors(&model)
@@ -356,6 +360,126 @@ fn write_adapter_fixture(base: &DnaLm, ids: &[i64], mask: &[i64], shape: [usize;
             .filter_map(|k| k.strip_suffix(".lora.a").map(str::to_string))
             .collect(),
     };
+    (model, info)
+}
+
+/// The hub checkpoint of golden family `family` (`tests/golden/<family>/checkpoint`).
+fn hub_checkpoint(family: &str) -> PathBuf {
+    golden().join("..").join(family).join("checkpoint")
+}
+
+/// `export_peft/<family>_lora`: a LoRA adapter on the family's hub checkpoint whose targets
+/// include layers that pack several of dnalm's weights (DNABERT-2's `Wqkv` and
+/// `mlp.gated_layers`, NT-v2's `intermediate.dense`), in PEFT's layout only, with
+/// `merged.safetensors`: dnalm's merged weights of the adapted layers under the hub's names.
+/// `scripts/hf_interop.py check` merges the adapter with PEFT itself and compares;
+/// `packed_peft_adapters_merge_to_dnalms_weights` loads it with dnalm and compares.
+fn write_packed_adapter_fixture(family: &str, targets: &str) {
+    let base = dnalm_model::Checkpoint::load(&hub_checkpoint(family), &cpu())
+        .unwrap()
+        .model;
+    let (model, info) = nonzero_adapter(&base, targets, &format!("../../../{family}/checkpoint"));
+    let dir = golden().join(format!("export_peft/{family}_lora"));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(info.save(&dir, &model).unwrap(), None, "a PEFT layout");
+    // PEFT's files only: dnalm reads them as it reads an adapter PEFT made.
+    for own in [
+        dnalm_model::lora::ADAPTER_CONFIG,
+        dnalm_model::lora::ADAPTER_FILE,
+    ] {
+        std::fs::remove_file(dir.join(own)).unwrap();
+    }
+    // The adapted layers' weights (the others are the base's).
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adapter_config.json")).unwrap())
+            .unwrap();
+    let adapted: Vec<String> = config["target_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{}.weight", m.as_str().unwrap()))
+        .collect();
+    let mut merged = hub_weights(&model.merge_lora());
+    merged.retain(|k, _| adapted.contains(k));
+    dnalm_model::tensors::write_safetensors(&dir.join("merged.safetensors"), &merged, None)
+        .unwrap();
+}
+
+/// `model`'s weights under its hub layout's names.
+fn hub_weights(model: &DnaLm) -> BTreeMap<String, HostTensor> {
+    dnalm_model::hf::export_weights(&model.config, &named_parameters(model))
+        .unwrap()
+        .0
+}
+
+/// dnalm reads the PEFT adapters on packed layers (`export_peft/{dnabert2,nt_v2}_lora`) onto
+/// their hub checkpoints, and merging gives the weights PEFT's merge gives (which
+/// `scripts/hf_interop.py check` compares with the same `merged.safetensors`).
+///
+/// `dnabert2_peft_lora` is the other way: an adapter PEFT itself made on the DNABERT-2
+/// checkpoint's `Wqkv`, `gated_layers` (rank and alpha of their own, by `rank_pattern` and
+/// `alpha_pattern`) and `wo`, with PEFT's merged weights (`scripts/hf_interop.py
+/// make-peft-packed`); dnalm must merge it to the same weights.
+#[test]
+fn packed_peft_adapters_merge_to_dnalms_weights() {
+    for (name, family, tolerance) in [
+        ("export_peft/dnabert2_lora", "dnabert2", 1e-6),
+        ("export_peft/nt_v2_lora", "nt_v2", 1e-6),
+        ("dnabert2_peft_lora", "dnabert2", 1e-5),
+    ] {
+        let dir = golden().join(name);
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        // A packed layer has a rank of its own (dnalm's export: two parts of r = 2).
+        assert!(
+            config["rank_pattern"]
+                .as_object()
+                .is_some_and(|p| !p.is_empty() && p.values().all(|r| r == 4 || r == 3)),
+            "{name}: {config}"
+        );
+        let model = dnalm_model::Checkpoint::load(&dir, &cpu()).unwrap().model;
+        let got = hub_weights(&model.merge_lora());
+        let want = dnalm_model::tensors::read_safetensors(&dir.join("merged.safetensors")).unwrap();
+        let base = hub_weights(
+            &dnalm_model::Checkpoint::load(&hub_checkpoint(family), &cpu())
+                .unwrap()
+                .model,
+        );
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            base.keys().collect::<Vec<_>>()
+        );
+        let mut gap = 0.0f32;
+        for (k, t) in &got {
+            // The adapted layers as stored, every other tensor as the base has it.
+            let reference = want.get(k).unwrap_or(&base[k]);
+            assert_eq!(t.shape, reference.shape, "{name}: {k}");
+            for (x, y) in t.values.iter().zip(&reference.values) {
+                gap = gap.max((x - y).abs());
+            }
+        }
+        assert!(
+            gap <= tolerance,
+            "{name}: merged weights {gap:e} from the stored ones"
+        );
+        // The adapter moved the weights it targets.
+        let moved = want
+            .iter()
+            .filter(|(k, t)| t.values != base[*k].values)
+            .count();
+        assert!(moved >= 4, "{name}: {moved} tensors moved");
+    }
+}
+
+/// `export_peft/encoder_rotary_lora`: a LoRA adapter (q, v and the feed-forward network, r = 2,
+/// B factors set non-zero) on `export/encoder_rotary`, saved by dnalm in PEFT's layout too, with
+/// dnalm's logits; `scripts/hf_interop.py check` loads it with `PeftModel.from_pretrained`.
+fn write_adapter_fixture(base: &DnaLm, ids: &[i64], mask: &[i64], shape: [usize; 2]) {
+    let (model, info) = nonzero_adapter(base, "q,v,ffn", "../../export/encoder_rotary");
+    let dir = golden().join("export_peft/encoder_rotary_lora");
+    std::fs::create_dir_all(&dir).unwrap();
     assert_eq!(info.save(&dir, &model).unwrap(), None, "a PEFT layout");
     let (_, logits) = run(&model, ids, mask, shape);
     write_expected(&dir, ids, mask, shape, &logits, model.config.vocab_size);

@@ -269,7 +269,7 @@ impl DnaLm {
     }
 
     /// [`DnaLm::with_lora`] on the weights at `paths`, with rank `rank` and factor `scale`.
-    fn with_lora_on(
+    pub(crate) fn with_lora_on(
         self,
         paths: &BTreeSet<String>,
         rank: usize,
@@ -405,16 +405,17 @@ impl AdapterInfo {
     /// Attaches this adapter, its factors read from `dir` (dnalm's [`ADAPTER_FILE`], or else
     /// PEFT's weights), to `base` (the base model).
     pub fn attach(&self, dir: &Path, base: DnaLm) -> Result<DnaLm, ModelError> {
-        let (file, saved) = if dir.join(ADAPTER_FILE).is_file() {
+        let (file, saved, lora) = if dir.join(ADAPTER_FILE).is_file() {
             let file = dir.join(ADAPTER_FILE);
             let saved = read_safetensors(&file)?;
-            (file, saved)
+            (file, saved, self.lora.clone())
         } else {
             let file = dir.join(PEFT_WEIGHTS);
             let saved = read_safetensors(&file)?;
             let shapes = parameter_shapes(&base);
-            let saved = import_peft(&base.config, &shapes, saved, &file)?;
-            (file, saved)
+            let peft = read_peft_config(dir)?;
+            let (saved, lora) = import_peft(&base.config, &shapes, saved, &peft, &file)?;
+            (file, saved, lora)
         };
         let bad = |message: String| ModelError::Weights {
             path: file.clone(),
@@ -429,16 +430,16 @@ impl AdapterInfo {
         }
         if let Some(a) = saved
             .iter()
-            .find(|(k, t)| k.ends_with(".lora.a") && t.shape.get(1) != Some(&self.lora.rank))
+            .find(|(k, t)| k.ends_with(".lora.a") && t.shape.get(1) != Some(&lora.rank))
         {
             return Err(bad(format!(
                 "{}: rank {:?}, the adapter's settings say r = {}",
                 a.0,
                 a.1.shape.get(1),
-                self.lora.rank
+                lora.rank
             )));
         }
-        let model = base.with_lora_on(&paths, self.lora.rank, self.lora.scale(), 0)?;
+        let model = base.with_lora_on(&paths, lora.rank, lora.scale(), 0)?;
         let mut values = named_parameters(&model);
         let mut problems: Vec<String> = paths
             .iter()

@@ -282,4 +282,4 @@ impl HfFamily {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -204,7 +204,7 @@ fn bare_bert_model_with_gamma_beta_names_imports() {
 }
 
 /// DNABERT-2's layout (MosaicBERT): what `import_config` makes of its hub config.
-fn dnabert2_like() -> ModelConfig {
+pub(crate) fn dnabert2_like() -> ModelConfig {
     ModelConfig {
         n_layers: 2,
         d_model: 18,
@@ -225,7 +225,7 @@ fn dnabert2_like() -> ModelConfig {
 }
 
 /// Nucleotide Transformer v2's layout: rotary ESM with a bias-free SwiGLU.
-fn nt_v2_like(bias: bool) -> ModelConfig {
+pub(crate) fn nt_v2_like(bias: bool) -> ModelConfig {
     ModelConfig {
         feed_forward: Some(FeedForwardKind::SwiGlu),
         ffn_input_bias: Some(bias),

@@ -676,20 +676,34 @@ pub fn import_weights(
     }
 }
 
-/// The `transformers` module (dotted path in the family's [`HfFamily::class`]) that holds the
-/// dnalm linear weight `name` alone, or why there is none (no `transformers` layout, not a
-/// linear weight, or a tensor that packs several of dnalm's weights).
-pub(crate) fn linear_module(config: &ModelConfig, name: &str) -> Result<String, String> {
+/// Where a dnalm linear weight lives in a family's `transformers` layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LinearSlot {
+    /// The linear layer's module (dotted path in the family's [`HfFamily::class`]).
+    pub(crate) module: String,
+    /// `Some((start, total))` when the layer packs several of dnalm's weights (DNABERT-2's
+    /// `Wqkv`, a gated network's `[gate; up]`): this one is output rows `start..` of `total`.
+    pub(crate) packed: Option<(usize, usize)>,
+}
+
+/// The `transformers` linear layer that holds the dnalm linear weight `name`, or why there is
+/// none (no `transformers` layout, or not a linear weight).
+pub(crate) fn linear_module(config: &ModelConfig, name: &str) -> Result<LinearSlot, String> {
     let family = HfFamily::of(config).map_err(|why| why.to_string())?;
-    match hf_name(family, config, name, family.prefix()) {
-        Some((key, Change::Transpose)) => key
-            .strip_suffix(".weight")
+    let module = |key: String| {
+        key.strip_suffix(".weight")
             .map(str::to_string)
-            .ok_or_else(|| format!("{name}: {key} is not a weight")),
-        Some((key, Change::Packed { .. })) => Err(format!(
-            "{name} is packed with other weights into {key} in the {} layout",
-            family.name()
-        )),
+            .ok_or_else(|| format!("{name}: {key} is not a weight"))
+    };
+    match hf_name(family, config, name, family.prefix()) {
+        Some((key, Change::Transpose)) => Ok(LinearSlot {
+            module: module(key)?,
+            packed: None,
+        }),
+        Some((key, Change::Packed { start, total })) => Ok(LinearSlot {
+            module: module(key)?,
+            packed: Some((start, total)),
+        }),
         _ => Err(format!(
             "{name} is not a linear weight of the {} layout",
             family.name()
