@@ -58,8 +58,9 @@ pub struct MultitaskArgs {
     #[arg(long, default_value = "mean", value_parser = parse_pooling)]
     pooling: Pooling,
     /// Fine-tuning budget and settings, per task: a group's joint run takes the sum of its
-    /// tasks' budgets (--epochs, --max-steps), a task alone its own. `--lr auto` and `--lora`
-    /// are single-task only.
+    /// tasks' budgets (--epochs, --max-steps), a task alone its own. With `--lora` a group
+    /// shares one set of adapters (each task saves them with its head); `--lr auto` is
+    /// single-task only.
     #[command(flatten)]
     finetune: FinetuneFlags,
     #[command(flatten)]

@@ -43,9 +43,9 @@ use crate::{
         Targets,
     },
     finetune::{
-        frozen_pass, pooled_forward, probe_head_weights, save_finetuned, sequence_head_info,
-        size_scaled_lr, token_rows, trainable_encoder, FinetuneOptions, HeadInit, LearningRate,
-        PooledSpan, ProbeStart, SequenceClassifier,
+        adapter_info, frozen_pass, pooled_forward, probe_head_weights, save_finetuned,
+        sequence_head_info, size_scaled_lr, token_rows, trainable_encoder, FinetuneOptions,
+        HeadInit, LearningRate, PooledSpan, ProbeStart, SequenceClassifier, LORA_LR_FACTOR,
     },
     metrics::Summary,
     probes::{
@@ -213,14 +213,6 @@ pub fn check_request(tasks: &[Task], options: &FinetuneOptions) -> Result<(), Ev
             });
         }
     }
-    if options.lora.is_some() {
-        return Err(EvalError::BadOption {
-            option: "lora",
-            message: "multitask training updates the shared encoder; LoRA adapters per group \
-                      are not supported (fine-tune in full, or one task at a time with --lora)"
-                .into(),
-        });
-    }
     if options.lr == LearningRate::Search {
         return Err(EvalError::BadOption {
             option: "lr",
@@ -333,11 +325,19 @@ pub(crate) struct RunSetup {
     pub(crate) validate: bool,
 }
 
-/// The peak learning rate of a multitask run.
+/// The peak learning rate of a multitask run: single-task fine-tuning's default (the
+/// size-scaled rate, × [`LORA_LR_FACTOR`] with LoRA) unless one is given.
 fn peak_lr(options: &FinetuneOptions, parameters: usize) -> f64 {
     match options.lr {
         LearningRate::Fixed(lr) => lr,
-        LearningRate::Scaled | LearningRate::Search => size_scaled_lr(parameters),
+        LearningRate::Scaled | LearningRate::Search => {
+            size_scaled_lr(parameters)
+                * if options.lora.is_some() {
+                    LORA_LR_FACTOR
+                } else {
+                    1.0
+                }
+        }
     }
 }
 
@@ -890,12 +890,14 @@ fn train_groups(
                 rows.output.target_scale(),
                 classifier.head.dense.is_none(),
             );
+            // With LoRA: the group's adapters and this task's head, on the base model.
+            let adapter = adapter_info(data.model, fo, &classifier.encoder)?;
             save_finetuned(
                 &dir.join(rows.name()),
                 &classifier,
                 &info,
                 &data.tokenizer,
-                None,
+                adapter.as_ref(),
             )?;
         }
         results.push(TaskResult {
@@ -1197,6 +1199,49 @@ mod tests {
     }
 
     #[test]
+    fn with_lora_a_group_shares_its_adapters_and_the_base_stays_frozen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, tasks) = fixture(dir.path());
+        let mut options = quick();
+        options.finetune.lora = Some("r=4,alpha=8,targets=q,v,ffn".parse().unwrap());
+        options.finetune.lr = LearningRate::Fixed(2e-2);
+        options.finetune.seeds = 1;
+        let tasks = [tasks[0].clone(), tasks[2].clone()];
+        let mt = Multitask::new(&spec, &tasks, options).unwrap();
+        let save = dir.path().join("models");
+        let report = mt
+            .train(&[vec![0, 1]], None, Some(&save), &mut |_: &str| {})
+            .unwrap();
+        for t in &report.tasks {
+            assert!(t.grouped.summary["mcc"].mean > 0.8, "{report:?}");
+        }
+        // Each task's directory is an adapter on the base: the group's factors and its head.
+        let base = dnalm_model::Checkpoint::load(&spec.dir, &dnalm_model::cpu())
+            .unwrap()
+            .model;
+        let base_weights = named_parameters(&base);
+        // (Each task keeps the group's network from its own best step.)
+        for name in ["gc_a", "gc_b"] {
+            let task_dir = save.join(name);
+            assert!(task_dir.join(dnalm_model::lora::ADAPTER_CONFIG).is_file());
+            assert!(!task_dir.join("model.safetensors").exists());
+            let (net, info, _) = load_finetuned(&task_dir, &dnalm_model::cpu()).unwrap();
+            assert_eq!(info.task, name);
+            let weights = named_parameters(&net.encoder);
+            for (k, w) in &base_weights {
+                assert_eq!(&weights[k], w, "{name}: {k} moved");
+            }
+            let adapters = dnalm_model::lora::adapter_tensors(&net.encoder);
+            assert!(
+                adapters
+                    .iter()
+                    .any(|(k, t)| k.ends_with(".lora.b") && t.values.iter().any(|&x| x != 0.0)),
+                "{name}: the adapters did not train"
+            );
+        }
+    }
+
+    #[test]
     fn bad_requests_are_one_line_each() {
         let dir = tempfile::tempdir().unwrap();
         let (spec, tasks) = fixture(dir.path());
@@ -1204,9 +1249,6 @@ mod tests {
         assert!(err(Multitask::new(&spec, &tasks[..1], quick())).contains("at least two tasks"));
         let twice = [tasks[0].clone(), tasks[0].clone()];
         assert!(err(Multitask::new(&spec, &twice, quick())).contains("given twice"));
-        let mut lora = quick();
-        lora.finetune.lora = Some("r=4,alpha=8,targets=q,v".parse().unwrap());
-        assert!(err(Multitask::new(&spec, &tasks, lora)).contains("LoRA"));
         let mut search = quick();
         search.finetune.lr = LearningRate::Search;
         assert!(err(Multitask::new(&spec, &tasks, search)).contains("`auto`"));
