@@ -26,7 +26,10 @@ use crate::{
     },
     features::Targets,
     finetune::{finetune, per_base::finetune_per_base, FinetuneOptions},
-    metrics::{paired_bootstrap, spearman, PairedDifference, Summary, TestPredictions, Verdict},
+    metrics::{
+        paired_bootstrap, spearman_bootstrap, Correlation, PairedDifference, Summary,
+        TestPredictions, Verdict,
+    },
     probes::fit::{FitOptions, SeedRuns, Selection},
     probes::per_base::{per_base_cnn, run_per_base_probe, PER_BASE_PROBE_BUDGET},
     probes::token::run_token_probe,
@@ -268,6 +271,10 @@ pub struct BenchResults {
     /// Spearman correlation, over (model, task) pairs, of each relevance score with the fine-tuned
     /// result (present when fine-tuning ran on at least 3 pairs).
     pub relevance_vs_finetune: BTreeMap<String, f64>,
+    /// The same correlations with 95% bootstrap intervals: over every (model, task) pair, and
+    /// within each task over its models (where a task has at least 3).
+    #[serde(default)]
+    pub relevance_correlations: Vec<ScoreCorrelation>,
     /// Task × task affinity per model.
     pub affinity: Vec<Affinity>,
     /// Per-layer probing curves (with `per_layer`).
@@ -302,7 +309,9 @@ impl BenchResults {
             merged.layer_curves.extend(part.layer_curves);
             affinities.push(part.affinity);
         }
-        merged.relevance_vs_finetune = correlate(&merged.relevance);
+        merged.relevance_correlations =
+            correlate_with_intervals(&merged.relevance, merged.config.probe.seed);
+        merged.relevance_vs_finetune = pooled_rho(&merged.relevance_correlations);
         let with_tasks = merged.tasks.len();
         if !merged.config.models.is_empty() && with_tasks > 1 {
             merged.notes.push(format!(
@@ -442,12 +451,14 @@ pub fn run_bench(
     for result in &mut results {
         result.compare_with_baselines(BOOTSTRAP_RESAMPLES, config.probe.seed);
     }
-    let relevance_vs_finetune = correlate(&relevance);
+    let relevance_correlations = correlate_with_intervals(&relevance, config.probe.seed);
+    let relevance_vs_finetune = pooled_rho(&relevance_correlations);
     Ok(BenchResults {
         config: config.clone(),
         tasks: results,
         relevance,
         relevance_vs_finetune,
+        relevance_correlations,
         affinity,
         layer_curves,
         notes: Vec::new(),
@@ -883,27 +894,78 @@ fn fingerprint<M: dnalm_model::burn::module::Module>(module: &M) -> u64 {
     h.finish()
 }
 
-fn correlate(relevance: &[Relevance]) -> BTreeMap<String, f64> {
+/// How one relevance score ranks (model, task) pairs against fine-tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreCorrelation {
+    /// `logme`, `h_score`, `knn` or `linear`.
+    pub score: String,
+    /// The task whose models were ranked; `None`: every (model, task) pair.
+    pub task: Option<String>,
+    /// Spearman's rho with the fine-tuned headline and its interval.
+    pub correlation: Correlation,
+}
+
+/// How to read one relevance score from a (model, task) row (`None`: the task has none).
+type ScoreReader = fn(&Relevance) -> Option<f64>;
+
+/// The relevance scores a bench correlates with fine-tuning, and how to read each.
+const SCORES: [(&str, ScoreReader); 4] = [
+    ("logme", |r| Some(r.logme)),
+    ("h_score", |r| r.h_score),
+    ("knn", |r| Some(r.knn)),
+    ("linear", |r| Some(r.linear)),
+];
+
+/// [`ScoreCorrelation`]s of every score: over all fine-tuned pairs, then per task.
+fn correlate_with_intervals(relevance: &[Relevance], seed: u64) -> Vec<ScoreCorrelation> {
     let pairs: Vec<&Relevance> = relevance.iter().filter(|r| r.finetuned.is_some()).collect();
-    let mut out = BTreeMap::new();
-    if pairs.len() < 3 {
-        return out;
+    let mut tasks: Vec<&str> = Vec::new();
+    for r in &pairs {
+        if !tasks.contains(&r.task.as_str()) {
+            tasks.push(&r.task);
+        }
     }
-    let ft: Vec<f64> = pairs
-        .iter()
-        .map(|r| r.finetuned.unwrap_or(f64::NAN))
-        .collect();
-    let score = |f: &dyn Fn(&Relevance) -> f64| pairs.iter().map(|r| f(r)).collect::<Vec<f64>>();
-    out.insert("logme".into(), spearman(&score(&|r| r.logme), &ft));
-    out.insert("knn".into(), spearman(&score(&|r| r.knn), &ft));
-    out.insert("linear".into(), spearman(&score(&|r| r.linear), &ft));
-    if pairs.iter().all(|r| r.h_score.is_some()) {
-        out.insert(
-            "h_score".into(),
-            spearman(&score(&|r| r.h_score.unwrap_or(f64::NAN)), &ft),
-        );
+    let scopes = std::iter::once(None).chain(tasks.into_iter().map(Some));
+    let mut out = Vec::new();
+    for scope in scopes {
+        let members: Vec<&Relevance> = pairs
+            .iter()
+            .copied()
+            .filter(|r| scope.is_none_or(|t| r.task == t))
+            .collect();
+        if members.len() < 3 {
+            continue;
+        }
+        let ft: Vec<f64> = members
+            .iter()
+            .map(|r| r.finetuned.unwrap_or(f64::NAN))
+            .collect();
+        for (score, read) in SCORES {
+            let Some(values) = members
+                .iter()
+                .map(|r| read(r))
+                .collect::<Option<Vec<f64>>>()
+            else {
+                continue;
+            };
+            out.push(ScoreCorrelation {
+                score: score.into(),
+                task: scope.map(str::to_string),
+                correlation: spearman_bootstrap(&values, &ft, BOOTSTRAP_RESAMPLES, seed),
+            });
+        }
     }
     out
+}
+
+/// Spearman's rho of each score over every (model, task) pair (the point estimates of
+/// [`correlate_with_intervals`]' all-pairs rows).
+fn pooled_rho(correlations: &[ScoreCorrelation]) -> BTreeMap<String, f64> {
+    correlations
+        .iter()
+        .filter(|c| c.task.is_none())
+        .map(|c| (c.score.clone(), c.correlation.rho))
+        .collect()
 }
 
 #[cfg(test)]
@@ -934,6 +996,7 @@ mod tests {
             tasks: Vec::new(),
             relevance: vec![relevance(0.5, Some(0.3)), relevance(0.2, Some(0.4))],
             relevance_vs_finetune: BTreeMap::new(),
+            relevance_correlations: Vec::new(),
             affinity: Vec::new(),
             layer_curves: Vec::new(),
             notes: Vec::new(),
@@ -944,6 +1007,15 @@ mod tests {
             std::fs::read_to_string(crate::report::write_report(dir.path(), &results).unwrap())
                 .unwrap();
         assert!(md.contains("0.300 ⚠ below the frozen probe"), "{md}");
+        // Three fine-tuned pairs: the correlation table with intervals.
+        let mut results = results;
+        results.relevance.push(relevance(0.9, Some(0.8)));
+        results.relevance_correlations = correlate_with_intervals(&results.relevance, 0);
+        let md =
+            std::fs::read_to_string(crate::report::write_report(dir.path(), &results).unwrap())
+                .unwrap();
+        assert!(md.contains("| score | all pairs | `t` |"), "{md}");
+        assert!(md.contains("| logme | 0.500 [-1.000, 1.000] (n = 3) |"), "{md}");
         assert!(
             md.contains("Fine-tuning ended below the frozen linear probe"),
             "{md}"
@@ -964,6 +1036,7 @@ mod tests {
 
     #[test]
     fn scores_are_rank_correlated_with_fine_tuning_only_with_three_pairs() {
+        let correlate = |rows: &[Relevance]| pooled_rho(&correlate_with_intervals(rows, 0));
         let two = [relevance(1.0, Some(0.1)), relevance(2.0, Some(0.2))];
         assert!(correlate(&two).is_empty());
         let rows = [
@@ -977,5 +1050,36 @@ mod tests {
         assert!((c["linear"] - 1.0).abs() < 1e-12);
         assert!((c["h_score"] + 1.0).abs() < 1e-12);
         assert_eq!(c["knn"], 0.0, "a constant score has no rank correlation");
+    }
+
+    #[test]
+    fn correlations_come_per_task_and_over_all_pairs_with_intervals() {
+        // Two tasks of four models: within each task LogME ranks the models as fine-tuning does;
+        // over all pairs the second task's lower scores and results keep it so.
+        let mut rows = Vec::new();
+        for (task, offset) in [("a", 0.0), ("b", -10.0)] {
+            for m in 0..4 {
+                let mut r = relevance(offset + m as f64, Some(offset / 20.0 + m as f64 / 10.0));
+                r.task = task.into();
+                r.model = format!("m{m}");
+                rows.push(r);
+            }
+        }
+        let c = correlate_with_intervals(&rows, 3);
+        let find = |score: &str, task: Option<&str>| {
+            c.iter()
+                .find(|x| x.score == score && x.task.as_deref() == task)
+                .unwrap()
+                .correlation
+        };
+        for task in [None, Some("a"), Some("b")] {
+            let logme = find("logme", task);
+            assert!((logme.rho - 1.0).abs() < 1e-12, "{task:?}: {logme:?}");
+            assert!(logme.ci[0] <= logme.rho && logme.rho <= logme.ci[1]);
+        }
+        assert_eq!(find("logme", None).n, 8);
+        assert_eq!(find("logme", Some("b")).n, 4);
+        // A constant score (kNN here) has no rank correlation in any resample.
+        assert!(find("knn", Some("a")).ci[0].is_nan());
     }
 }

@@ -21,6 +21,57 @@ pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), EvalError> {
     })?)
 }
 
+/// The scores × scopes table of Spearman's rho with fine-tuning, each with its 95% interval.
+fn relevance_correlation_table(md: &mut String, correlations: &[crate::bench::ScoreCorrelation]) {
+    let mut scopes: Vec<Option<&str>> = Vec::new();
+    let mut scores: Vec<&str> = Vec::new();
+    for c in correlations {
+        if !scopes.contains(&c.task.as_deref()) {
+            scopes.push(c.task.as_deref());
+        }
+        if !scores.contains(&c.score.as_str()) {
+            scores.push(&c.score);
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nSpearman correlation of each score with the fine-tuned result, with a 95% bootstrap \
+         interval over the pairs: over every (model, task) pair, and within each task over its \
+         models.\n"
+    );
+    let header: Vec<String> = scopes
+        .iter()
+        .map(|s| match s {
+            None => "all pairs".to_string(),
+            Some(task) => format!("`{task}`"),
+        })
+        .collect();
+    let _ = writeln!(md, "| score | {} |", header.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(scopes.len()));
+    for score in scores {
+        let cells: Vec<String> = scopes
+            .iter()
+            .map(|scope| {
+                correlations
+                    .iter()
+                    .find(|c| c.score == score && c.task.as_deref() == *scope)
+                    .map_or("—".into(), |c| {
+                        let c = c.correlation;
+                        format!(
+                            "{} [{}, {}] (n = {})",
+                            fmt(c.rho),
+                            fmt(c.ci[0]),
+                            fmt(c.ci[1]),
+                            c.n
+                        )
+                    })
+            })
+            .collect();
+        let _ = writeln!(md, "| {score} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(md);
+}
+
 fn fmt(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.3}")
@@ -356,7 +407,10 @@ fn relevance_section(
                 .join("; ")
         );
     }
-    if !results.relevance_vs_finetune.is_empty() {
+    if !results.relevance_correlations.is_empty() {
+        relevance_correlation_table(md, &results.relevance_correlations);
+    } else if !results.relevance_vs_finetune.is_empty() {
+        // Results written before the intervals existed.
         let _ = writeln!(
             md,
             "\nSpearman correlation of each score with the fine-tuned result over (model, task) \
