@@ -13,7 +13,9 @@ use dnalm_eval::{
         embed::{parse_pooling, EmbedOptions, Embedder, Granularity, ModelSpec},
         Labelled, Targets,
     },
-    probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
+    finetune::{finetune_to, FinetuneOptions, FINETUNE_BUDGET},
+    multitask::{parse_groups, Multitask, MultitaskOptions},
+    probes::{fit::FitOptions, run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     relevance,
     score::Scorer,
 };
@@ -97,19 +99,27 @@ fn to_py(e: &(dyn std::error::Error + 'static)) -> PyErr {
     if not_found {
         return PyFileNotFoundError::new_err(message);
     }
-    let bad_input = e.downcast_ref::<dnalm_seq::SeqError>().is_some()
-        || e.downcast_ref::<dnalm_tokenize::TokenizeError>().is_some()
-        || e.downcast_ref::<dnalm_model::ModelError>().is_some()
-        || matches!(
-            e.downcast_ref::<dnalm_eval::EvalError>(),
-            Some(
-                dnalm_eval::EvalError::BadOption { .. }
-                    | dnalm_eval::EvalError::Mismatch { .. }
-                    | dnalm_eval::EvalError::TooLittleData { .. }
-                    | dnalm_eval::EvalError::NonFinite { .. }
-                    | dnalm_eval::EvalError::Format { .. }
+    // Bad input anywhere in the chain (e.g. a model's config error inside a fine-tuning error).
+    let is_bad_input = |e: &(dyn std::error::Error + 'static)| {
+        e.downcast_ref::<dnalm_seq::SeqError>().is_some()
+            || e.downcast_ref::<dnalm_tokenize::TokenizeError>().is_some()
+            || e.downcast_ref::<dnalm_model::ModelError>().is_some()
+            || matches!(
+                e.downcast_ref::<dnalm_eval::EvalError>(),
+                Some(
+                    dnalm_eval::EvalError::BadOption { .. }
+                        // (transparent: their own errors are not in the source chain)
+                        | dnalm_eval::EvalError::Model(_)
+                        | dnalm_eval::EvalError::Seq(_)
+                        | dnalm_eval::EvalError::Tokenize(_)
+                        | dnalm_eval::EvalError::Mismatch { .. }
+                        | dnalm_eval::EvalError::TooLittleData { .. }
+                        | dnalm_eval::EvalError::NonFinite { .. }
+                        | dnalm_eval::EvalError::Format { .. }
+                )
             )
-        );
+    };
+    let bad_input = std::iter::successors(Some(e), |err| err.source()).any(is_bad_input);
     if bad_input {
         PyValueError::new_err(message)
     } else {
@@ -781,6 +791,189 @@ fn probe<'py>(
     Ok(d)
 }
 
+/// Fine-tuning settings from keyword arguments, with `dnalm finetune`'s defaults and messages.
+#[allow(clippy::too_many_arguments)]
+fn finetune_options(
+    lora: Option<&str>,
+    epochs: usize,
+    max_steps: usize,
+    lr: &str,
+    batch_size: usize,
+    patience: usize,
+    eval_every: Option<usize>,
+    head: &str,
+    pooling: &str,
+    class_weights: &str,
+    train_last: Option<usize>,
+    seeds: usize,
+    seed: u64,
+    device: &str,
+) -> PyResult<FinetuneOptions> {
+    let bad = |what: &str, e: String| PyValueError::new_err(format!("{what}: {e}"));
+    Ok(FinetuneOptions {
+        fit: FitOptions {
+            epochs,
+            batch_size,
+            patience,
+            seed,
+            max_steps: Some(max_steps),
+            eval_every,
+            balance: class_weights.parse().map_err(|e| bad("class_weights", e))?,
+            device: device
+                .parse()
+                .map_err(|e: dnalm_model::ModelError| bad("device", e.to_string()))?,
+            ..FINETUNE_BUDGET
+        },
+        lr: lr.parse().map_err(|e| bad("lr", e))?,
+        head: head.parse().map_err(|e| bad("head", e))?,
+        lora: lora
+            .map(|l| l.parse().map_err(|e| bad("lora", e)))
+            .transpose()?,
+        pooling: parse_pooling(pooling).map_err(err)?,
+        train_last,
+        seeds,
+        ..FinetuneOptions::default()
+    })
+}
+
+/// Trains one model on several tasks (one head each) as `dnalm multitask` does: `groups` is
+/// `None` (all tasks in one group), `"auto"` (the plan's groups) or `"A+B,C"`; `plan_only`
+/// measures the plan and stops. Each task's kept network is saved under `output/models/<task>`
+/// when `output` is given. Returns `{"plan": ..., "report": ...}` as JSON.
+#[pyfunction]
+#[pyo3(signature = (
+    model, tasks, output = None, *, groups = None, plan_only = false, plan_steps = 200,
+    sampling = "proportional", lora = None, epochs = 10, max_steps = 1000, lr = "scaled",
+    batch_size = 32, patience = 3, eval_every = None, head = "linear-probe", pooling = "mean",
+    class_weights = "none", train_last = None, seeds = 3, seed = 0, device = "cpu"
+))]
+#[allow(clippy::too_many_arguments)]
+fn multitask(
+    py: Python<'_>,
+    model: &str,
+    tasks: Vec<PyRef<'_, Task>>,
+    output: Option<PathBuf>,
+    groups: Option<&str>,
+    plan_only: bool,
+    plan_steps: usize,
+    sampling: &str,
+    lora: Option<&str>,
+    epochs: usize,
+    max_steps: usize,
+    lr: &str,
+    batch_size: usize,
+    patience: usize,
+    eval_every: Option<usize>,
+    head: &str,
+    pooling: &str,
+    class_weights: &str,
+    train_last: Option<usize>,
+    seeds: usize,
+    seed: u64,
+    device: &str,
+) -> PyResult<String> {
+    let options = MultitaskOptions {
+        finetune: finetune_options(
+            lora,
+            epochs,
+            max_steps,
+            lr,
+            batch_size,
+            patience,
+            eval_every,
+            head,
+            pooling,
+            class_weights,
+            train_last,
+            seeds,
+            seed,
+            device,
+        )?,
+        sampling: sampling
+            .parse()
+            .map_err(|e: String| PyValueError::new_err(format!("sampling: {e}")))?,
+    };
+    let tasks: Vec<dnalm_seq::Task> = tasks.iter().map(|t| (*t.inner).clone()).collect();
+    let names: Vec<String> = tasks.iter().map(|t| t.spec.name.clone()).collect();
+    let named = match groups {
+        None | Some("auto") => None,
+        Some(g) => Some(parse_groups(g, &names).map_err(err)?),
+    };
+    let spec = ModelSpec::parse(model);
+    let run = || -> Result<serde_json::Value, dnalm_eval::EvalError> {
+        let mt = Multitask::new(&spec, &tasks, options)?;
+        let mut quiet = |_: &str| {};
+        let plan = (plan_only || groups == Some("auto"))
+            .then(|| mt.plan(plan_steps, &mut quiet))
+            .transpose()?;
+        if plan_only {
+            return Ok(serde_json::json!({ "plan": plan, "report": null }));
+        }
+        let groups = match (named, &plan) {
+            (Some(groups), _) => groups,
+            (None, Some(plan)) => plan.group_indices.clone(),
+            (None, None) => vec![(0..names.len()).collect()],
+        };
+        let save = output.as_ref().map(|o| o.join("models"));
+        let report = mt.train(&groups, plan.clone(), save.as_deref(), &mut quiet)?;
+        Ok(serde_json::json!({ "plan": plan, "report": report }))
+    };
+    let value = compute(py, run)?.map_err(err)?;
+    Ok(value.to_string())
+}
+
+/// Fine-tunes a model on a task and saves the first seed's network to `output` (a fine-tuned
+/// checkpoint, or with `lora` an adapter directory): what `dnalm finetune` does, with its
+/// defaults. Returns the report as JSON (the wrapper parses it).
+#[pyfunction]
+#[pyo3(signature = (
+    model, task, output, *, lora = None, epochs = 10, max_steps = 1000, lr = "scaled",
+    batch_size = 32, patience = 3, eval_every = None, head = "linear-probe", pooling = "mean",
+    class_weights = "none", train_last = None, seeds = 1, seed = 0, device = "cpu"
+))]
+#[allow(clippy::too_many_arguments)]
+fn finetune(
+    py: Python<'_>,
+    model: &str,
+    task: &Task,
+    output: PathBuf,
+    lora: Option<&str>,
+    epochs: usize,
+    max_steps: usize,
+    lr: &str,
+    batch_size: usize,
+    patience: usize,
+    eval_every: Option<usize>,
+    head: &str,
+    pooling: &str,
+    class_weights: &str,
+    train_last: Option<usize>,
+    seeds: usize,
+    seed: u64,
+    device: &str,
+) -> PyResult<String> {
+    let options = finetune_options(
+        lora,
+        epochs,
+        max_steps,
+        lr,
+        batch_size,
+        patience,
+        eval_every,
+        head,
+        pooling,
+        class_weights,
+        train_last,
+        seeds,
+        seed,
+        device,
+    )?;
+    let spec = ModelSpec::parse(model);
+    let task = &*task.inner;
+    let (report, _) = compute(py, || finetune_to(&spec, task, &options, &output))?.map_err(err)?;
+    serde_json::to_string(&report).map_err(|e| Error::new_err(e.to_string()))
+}
+
 /// The extension module (`dnalm._dnalm`); `import dnalm` re-exports it.
 #[pymodule]
 fn _dnalm(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -794,6 +987,8 @@ fn _dnalm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(logme, m)?)?;
     m.add_function(wrap_pyfunction!(h_score, m)?)?;
     m.add_function(wrap_pyfunction!(probe, m)?)?;
+    m.add_function(wrap_pyfunction!(finetune, m)?)?;
+    m.add_function(wrap_pyfunction!(multitask, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

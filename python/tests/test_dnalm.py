@@ -109,6 +109,47 @@ def test_a_lora_adapter_loads_on_its_base(checkpoint, tmp_path):
     np.testing.assert_allclose(got, np.load(tmp_path / "emb/test.npy"), rtol=0, atol=1e-6)
 
 
+def test_finetune_equals_dnalm_finetune(checkpoint, tmp_path):
+    """`dnalm.finetune` runs what `dnalm finetune` runs (LoRA here) and saves the same adapter."""
+    flags = dict(epochs=1, head="random", lr="1e-2", lora="r=2,alpha=4,targets=q,v")
+    cli("finetune", "-m", checkpoint, "-t", f"gue:{GUE_TASK}", "-o", tmp_path / "cli",
+        "--epochs", "1", "--head", "random", "--lr", "1e-2", "--lora", flags["lora"])
+    report = dnalm.finetune(checkpoint, f"gue:{GUE_TASK}", tmp_path / "py", **flags)
+    from safetensors.numpy import load_file
+
+    want = load_file(tmp_path / "cli/adapter.safetensors")
+    got = load_file(tmp_path / "py/adapter.safetensors")
+    assert sorted(got) == sorted(want) and len(got) == 8
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-5, err_msg=name)
+    assert report["adapter"]["lora"]["rank"] == 2
+    assert report["summary"]["mcc"]["n"] == 1
+    # Bad input is a ValueError with the CLI's message.
+    with pytest.raises(ValueError, match="lora"):
+        dnalm.finetune(checkpoint, f"gue:{GUE_TASK}", tmp_path / "bad", lora="r=2,targets=nope")
+
+
+def test_multitask_equals_dnalm_multitask(checkpoint, tmp_path):
+    """`dnalm.multitask` trains and compares what `dnalm multitask` does (same test metrics)."""
+    tasks = [f"gue:{GUE_TASK}", f"gue:{SUITES / 'gue/GUE/prom/prom_300_all'}"]
+    cli("multitask", "-m", checkpoint, "--tasks", ",".join(tasks), "-o", tmp_path / "cli",
+        "--max-steps", "4", "--seeds", "1", "--head", "random", "--lr", "1e-2")
+    want = json.loads((tmp_path / "cli/report.json").read_text())
+    got = dnalm.multitask(checkpoint, tasks, tmp_path / "py", max_steps=4, seeds=1,
+                          head="random", lr="1e-2")
+    assert got["plan"] is None
+    report = got["report"]
+    assert report["groups"] == want["groups"] and len(report["groups"][0]) == 2
+    for g, w in zip(report["tasks"], want["tasks"]):
+        assert g["task"] == w["task"]
+        for side in ("grouped", "single"):
+            for metric, value in w[side]["runs"][0].items():
+                assert abs(g[side]["runs"][0][metric] - value) < 1e-5, (g["task"], side, metric)
+    assert (tmp_path / "py/models" / report["tasks"][0]["task"] / "head.safetensors").is_file()
+    with pytest.raises(ValueError, match="groups"):
+        dnalm.multitask(checkpoint, tasks, groups="nope+other")
+
+
 def test_probe_equals_dnalm_probe(model, checkpoint, tmp_path):
     cli("embed", "-m", checkpoint, "--task", f"gue:{GUE_TASK}", "-o", tmp_path / "emb")
     cli(

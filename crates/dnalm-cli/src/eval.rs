@@ -15,11 +15,7 @@ use dnalm_eval::{
     features::store::{read_embeddings, EmbeddingWriter},
     features::tasks::{check_tokenizer, split_rows, targets},
     features::Labelled,
-    finetune::{
-        finetune,
-        per_base::{finetune_per_base, save_base_tagger},
-        save_finetuned, FinetuneOptions, HeadInit, LearningRate, FINETUNE_BUDGET,
-    },
+    finetune::{finetune_to, FinetuneOptions, HeadInit, LearningRate, FINETUNE_BUDGET},
     probes::fit::{ClassBalance, FitOptions},
     probes::per_base::PER_BASE_PROBE_BUDGET,
     probes::token::TOKEN_PROBE_BUDGET,
@@ -34,7 +30,7 @@ use crate::{
 };
 use dnalm_seq::{
     suite::{self, TaskSource},
-    task::{read_table, Split, Task, TaskKind},
+    task::{read_table, Split, Task},
     FastxReader, Shard,
 };
 
@@ -530,27 +526,7 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     let mut options = args.finetune.options(args.pooling, args.seeds, args.seed);
     options.fit.device = args.device.name()?;
     let t0 = Instant::now();
-    let (report, no_peft) = if matches!(task.spec.kind, TaskKind::PerBase { .. }) {
-        let (report, net, info, tokenizer) = finetune_per_base(&spec, &task, &options)?;
-        let no_peft = save_base_tagger(
-            &args.output,
-            &net,
-            &info,
-            &tokenizer,
-            report.adapter.as_ref(),
-        )?;
-        (report, no_peft)
-    } else {
-        let (report, net, info, tokenizer) = finetune(&spec, &task, &options)?;
-        let no_peft = save_finetuned(
-            &args.output,
-            &net,
-            &info,
-            &tokenizer,
-            report.adapter.as_ref(),
-        )?;
-        (report, no_peft)
-    };
+    let (report, no_peft) = finetune_to(&spec, &task, &options, &args.output)?;
     if let Some(why) = no_peft {
         eprintln!("note: the adapter is in dnalm's layout only, not PEFT's: {why}");
     }

@@ -1015,7 +1015,10 @@ mod tests {
             std::fs::read_to_string(crate::report::write_report(dir.path(), &results).unwrap())
                 .unwrap();
         assert!(md.contains("| score | all pairs | `t` |"), "{md}");
-        assert!(md.contains("| logme | 0.500 [-1.000, 1.000] (n = 3) |"), "{md}");
+        assert!(
+            md.contains("| logme | 0.500 [-1.000, 1.000] (n = 3) |"),
+            "{md}"
+        );
         assert!(
             md.contains("Fine-tuning ended below the frozen linear probe"),
             "{md}"

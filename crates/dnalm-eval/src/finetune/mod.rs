@@ -1012,6 +1012,28 @@ pub(crate) fn train_seeds<N: Module + Clone>(
     })
 }
 
+/// Fine-tunes `model` on `task` ([`finetune`], or [`per_base::finetune_per_base`] for a
+/// per-base task) and saves the first seed's network to `output` (atomically: a fine-tuned
+/// checkpoint, or with LoRA an adapter directory). Returns the report and, for an adapter
+/// that has no PEFT layout, why.
+pub fn finetune_to(
+    model: &ModelSpec,
+    task: &Task,
+    options: &FinetuneOptions,
+    output: &Path,
+) -> Result<(FinetuneReport, Option<String>), EvalError> {
+    if matches!(task.spec.kind, TaskKind::PerBase { .. }) {
+        let (report, net, info, tokenizer) = per_base::finetune_per_base(model, task, options)?;
+        let no_peft =
+            per_base::save_base_tagger(output, &net, &info, &tokenizer, report.adapter.as_ref())?;
+        Ok((report, no_peft))
+    } else {
+        let (report, net, info, tokenizer) = finetune(model, task, options)?;
+        let no_peft = save_finetuned(output, &net, &info, &tokenizer, report.adapter.as_ref())?;
+        Ok((report, no_peft))
+    }
+}
+
 /// The adapter a LoRA run saves (`None` without LoRA).
 pub(crate) fn adapter_info(
     model: &ModelSpec,
