@@ -96,43 +96,35 @@ def probe(train, valid, test, kind="linear", folds=5, seed=0, num_classes=None):
     return _dnalm.probe(*splits, kind=kind, folds=folds, seed=seed, num_classes=num_classes)
 
 
-def finetune(model, task, output, *, lora=None, epochs=10, max_steps=1000, lr="scaled",
-             batch_size=32, patience=3, eval_every=None, head="linear-probe", pooling="mean",
-             class_weights="none", train_last=None, seeds=1, seed=0, device="cpu"):
+def _task(task):
+    return task if isinstance(task, Task) else Task.load(str(task))
+
+
+def finetune(model, task, output, **options):
     """Fine-tunes ``model`` (a directory, or ``random:DIR``) on ``task`` (a :class:`Task`, or
-    anything :meth:`Task.load` takes) as ``dnalm finetune`` does, with its defaults, and saves the
-    first seed's network to ``output``: a fine-tuned checkpoint that :meth:`Model.load` opens, or
-    with ``lora="r=8,alpha=16,targets=q,v"`` an adapter directory (adapters and head only, with
-    PEFT's files beside). Sequence-level, multi-label and per-base tasks alike. ``lr`` is a
-    number, ``"scaled"`` or ``"auto"``; ``head`` ``"linear-probe"`` (LP-FT) or ``"random"``.
-    Returns the report ``dnalm finetune`` prints, as a dict (test metrics per seed and their
-    summary, the chosen learning rate, trainable parameters, timings)."""
-    if not isinstance(task, Task):
-        task = Task.load(str(task))
-    report = _dnalm.finetune(
-        str(model), task, str(output), lora=lora, epochs=epochs, max_steps=max_steps,
-        lr=str(lr), batch_size=batch_size, patience=patience, eval_every=eval_every, head=head,
-        pooling=pooling, class_weights=class_weights, train_last=train_last, seeds=seeds,
-        seed=seed, device=device)
-    return _json.loads(report)
+    anything :meth:`Task.load` takes) as ``dnalm finetune`` does and saves the first seed's
+    network to ``output``: a fine-tuned checkpoint that :meth:`Model.load` opens, or with
+    ``lora="r=8,alpha=16,targets=q,v"`` an adapter directory (adapters and head only, with PEFT's
+    files beside). Sequence-level, multi-label and per-base tasks alike.
+
+    ``options`` are the CLI's flags, with its defaults: ``lora``, ``epochs`` (10), ``max_steps``
+    (1000), ``lr`` (a number, ``"scaled"`` or ``"auto"``), ``batch_size`` (32), ``patience`` (3),
+    ``eval_every``, ``head`` (``"linear-probe"``: LP-FT, or ``"random"``), ``pooling``
+    (``"mean"``), ``class_weights`` (``"none"`` or ``"balanced"``), ``train_last``, ``seeds`` (1),
+    ``seed`` (0), ``device`` (``"cpu"``). Returns the report ``dnalm finetune`` prints, as a dict
+    (test metrics per seed and their summary, the learning rate, trainable parameters)."""
+    return _json.loads(_dnalm.finetune(str(model), _task(task), str(output), **options))
 
 
 def multitask(model, tasks, output=None, *, groups=None, plan_only=False, plan_steps=200,
-              sampling="proportional", lora=None, epochs=10, max_steps=1000, lr="scaled",
-              batch_size=32, patience=3, eval_every=None, head="linear-probe", pooling="mean",
-              class_weights="none", train_last=None, seeds=3, seed=0, device="cpu"):
+              sampling="proportional", **options):
     """Fine-tunes ``model`` on several ``tasks`` at once (one head each) as ``dnalm multitask``
-    does, each task compared with its single-task model over ``seeds``. ``groups``: ``None``
-    (one group), ``"auto"`` (the plan's groups, from the inter-task gradient affinity) or
-    ``"A+B,C"``; ``plan_only=True`` measures the plan and stops. With ``output``, each task's kept
-    network is saved to ``output/models/<task>``. The fine-tuning settings are
-    :func:`finetune`'s, per task. Returns ``{"plan": dict or None, "report": dict or None}``
-    (the CLI's ``plan.json`` and ``report.json``)."""
-    tasks = [t if isinstance(t, Task) else Task.load(str(t)) for t in tasks]
-    result = _dnalm.multitask(
-        str(model), tasks, None if output is None else str(output), groups=groups,
-        plan_only=plan_only, plan_steps=plan_steps, sampling=sampling, lora=lora, epochs=epochs,
-        max_steps=max_steps, lr=str(lr), batch_size=batch_size, patience=patience,
-        eval_every=eval_every, head=head, pooling=pooling, class_weights=class_weights,
-        train_last=train_last, seeds=seeds, seed=seed, device=device)
-    return _json.loads(result)
+    does, each task compared with its single-task model over ``seeds`` (3 by default).
+    ``groups``: ``None`` (one group), ``"auto"`` (the plan's groups, from the inter-task gradient
+    affinity) or ``"A+B,C"``; ``plan_only=True`` measures the plan and stops. With ``output``,
+    each task's kept network is saved to ``output/models/<task>``. ``options`` are
+    :func:`finetune`'s, per task. Returns ``{"plan": dict or None, "report": dict or None}`` (the
+    CLI's ``plan.json`` and ``report.json``)."""
+    return _json.loads(_dnalm.multitask(
+        str(model), [_task(t) for t in tasks], None if output is None else str(output),
+        groups=groups, plan_only=plan_only, plan_steps=plan_steps, sampling=sampling, **options))

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator, Sequence
 from os import PathLike
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -108,48 +108,14 @@ def probe(
     num_classes: Optional[int] = None,
 ) -> dict: ...
 
-def finetune(
-    model: str,
-    task: Task,
-    output: str,
-    *,
-    lora: Optional[str] = None,
-    epochs: int = 10,
-    max_steps: int = 1000,
-    lr: str = "scaled",
-    batch_size: int = 32,
-    patience: int = 3,
-    eval_every: Optional[int] = None,
-    head: str = "linear-probe",
-    pooling: str = "mean",
-    class_weights: str = "none",
-    train_last: Optional[int] = None,
-    seeds: int = 1,
-    seed: int = 0,
-    device: str = "cpu",
-) -> str: ...
-
+def finetune(model: str, task: Task, output: str, **options: Any) -> str: ...
 def multitask(
     model: str,
     tasks: list[Task],
     output: Optional[str] = None,
-    *,
     groups: Optional[str] = None,
     plan_only: bool = False,
     plan_steps: int = 200,
     sampling: str = "proportional",
-    lora: Optional[str] = None,
-    epochs: int = 10,
-    max_steps: int = 1000,
-    lr: str = "scaled",
-    batch_size: int = 32,
-    patience: int = 3,
-    eval_every: Optional[int] = None,
-    head: str = "linear-probe",
-    pooling: str = "mean",
-    class_weights: str = "none",
-    train_last: Optional[int] = None,
-    seeds: int = 3,
-    seed: int = 0,
-    device: str = "cpu",
+    **options: Any,
 ) -> str: ...

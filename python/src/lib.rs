@@ -13,9 +13,9 @@ use dnalm_eval::{
         embed::{parse_pooling, EmbedOptions, Embedder, Granularity, ModelSpec},
         Labelled, Targets,
     },
-    finetune::{finetune_to, FinetuneOptions, FINETUNE_BUDGET},
+    finetune::{finetune_to, FinetuneOptions},
     multitask::{parse_groups, Multitask, MultitaskOptions},
-    probes::{fit::FitOptions, run_probe, ProbeKind, ProbeOptions, SplitFeatures},
+    probes::{run_probe, ProbeKind, ProbeOptions, SplitFeatures},
     relevance,
     score::Scorer,
 };
@@ -791,49 +791,99 @@ fn probe<'py>(
     Ok(d)
 }
 
-/// Fine-tuning settings from keyword arguments, with `dnalm finetune`'s defaults and messages.
-#[allow(clippy::too_many_arguments)]
+/// The fine-tuning settings `dnalm.finetune` and `dnalm.multitask` take as keywords.
+const FINETUNE_KEYS: [&str; 14] = [
+    "lora",
+    "epochs",
+    "max_steps",
+    "lr",
+    "batch_size",
+    "patience",
+    "eval_every",
+    "head",
+    "pooling",
+    "class_weights",
+    "train_last",
+    "seeds",
+    "seed",
+    "device",
+];
+
+/// Fine-tuning settings from the keywords in `given` (any of [`FINETUNE_KEYS`]; the others keep
+/// `dnalm finetune`'s defaults, `seeds` defaults to `default_seeds`), with the CLI's messages.
 fn finetune_options(
-    lora: Option<&str>,
-    epochs: usize,
-    max_steps: usize,
-    lr: &str,
-    batch_size: usize,
-    patience: usize,
-    eval_every: Option<usize>,
-    head: &str,
-    pooling: &str,
-    class_weights: &str,
-    train_last: Option<usize>,
-    seeds: usize,
-    seed: u64,
-    device: &str,
+    given: Option<&Bound<'_, PyDict>>,
+    default_seeds: usize,
 ) -> PyResult<FinetuneOptions> {
     let bad = |what: &str, e: String| PyValueError::new_err(format!("{what}: {e}"));
-    Ok(FinetuneOptions {
-        fit: FitOptions {
-            epochs,
-            batch_size,
-            patience,
-            seed,
-            max_steps: Some(max_steps),
-            eval_every,
-            balance: class_weights.parse().map_err(|e| bad("class_weights", e))?,
-            device: device
-                .parse()
-                .map_err(|e: dnalm_model::ModelError| bad("device", e.to_string()))?,
-            ..FINETUNE_BUDGET
-        },
-        lr: lr.parse().map_err(|e| bad("lr", e))?,
-        head: head.parse().map_err(|e| bad("head", e))?,
-        lora: lora
-            .map(|l| l.parse().map_err(|e| bad("lora", e)))
-            .transpose()?,
-        pooling: parse_pooling(pooling).map_err(err)?,
-        train_last,
-        seeds,
+    let mut options = FinetuneOptions {
+        seeds: default_seeds,
         ..FinetuneOptions::default()
-    })
+    };
+    let Some(given) = given else {
+        return Ok(options);
+    };
+    for (key, value) in given.iter() {
+        let key: String = key.extract()?;
+        if value.is_none() {
+            match key.as_str() {
+                "lora" => options.lora = None,
+                "eval_every" => options.fit.eval_every = None,
+                "train_last" => options.train_last = None,
+                _ => return Err(bad(&key, "may not be None".into())),
+            }
+            continue;
+        }
+        let text = || -> PyResult<String> { Ok(value.str()?.to_string()) };
+        match key.as_str() {
+            "lora" => options.lora = Some(text()?.parse().map_err(|e| bad("lora", e))?),
+            "epochs" => options.fit.epochs = value.extract()?,
+            "max_steps" => options.fit.max_steps = Some(value.extract()?),
+            "lr" => options.lr = text()?.parse().map_err(|e| bad("lr", e))?,
+            "batch_size" => options.fit.batch_size = value.extract()?,
+            "patience" => options.fit.patience = value.extract()?,
+            "eval_every" => options.fit.eval_every = Some(value.extract()?),
+            "head" => options.head = text()?.parse().map_err(|e| bad("head", e))?,
+            "pooling" => options.pooling = parse_pooling(&text()?).map_err(err)?,
+            "class_weights" => {
+                options.fit.balance = text()?.parse().map_err(|e| bad("class_weights", e))?
+            }
+            "train_last" => options.train_last = Some(value.extract()?),
+            "seeds" => options.seeds = value.extract()?,
+            "seed" => options.fit.seed = value.extract()?,
+            "device" => {
+                options.fit.device = text()?
+                    .parse()
+                    .map_err(|e: dnalm_model::ModelError| bad("device", e.to_string()))?
+            }
+            other => {
+                return Err(bad(
+                    other,
+                    format!("not a fine-tuning setting ({})", FINETUNE_KEYS.join(", ")),
+                ))
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// Fine-tunes a model on a task and saves the first seed's network to `output` (a fine-tuned
+/// checkpoint, or with `lora` an adapter directory): what `dnalm finetune` does, with its
+/// defaults. Returns the report as JSON (the wrapper parses it).
+#[pyfunction]
+#[pyo3(signature = (model, task, output, **options))]
+fn finetune(
+    py: Python<'_>,
+    model: &str,
+    task: &Task,
+    output: PathBuf,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<String> {
+    let options = finetune_options(options, 1)?;
+    let spec = ModelSpec::parse(model);
+    let task = &*task.inner;
+    let (report, _) = compute(py, || finetune_to(&spec, task, &options, &output))?.map_err(err)?;
+    serde_json::to_string(&report).map_err(|e| Error::new_err(e.to_string()))
 }
 
 /// Trains one model on several tasks (one head each) as `dnalm multitask` does: `groups` is
@@ -842,10 +892,8 @@ fn finetune_options(
 /// when `output` is given. Returns `{"plan": ..., "report": ...}` as JSON.
 #[pyfunction]
 #[pyo3(signature = (
-    model, tasks, output = None, *, groups = None, plan_only = false, plan_steps = 200,
-    sampling = "proportional", lora = None, epochs = 10, max_steps = 1000, lr = "scaled",
-    batch_size = 32, patience = 3, eval_every = None, head = "linear-probe", pooling = "mean",
-    class_weights = "none", train_last = None, seeds = 3, seed = 0, device = "cpu"
+    model, tasks, output = None, groups = None, plan_only = false, plan_steps = 200,
+    sampling = "proportional", **options
 ))]
 #[allow(clippy::too_many_arguments)]
 fn multitask(
@@ -857,38 +905,10 @@ fn multitask(
     plan_only: bool,
     plan_steps: usize,
     sampling: &str,
-    lora: Option<&str>,
-    epochs: usize,
-    max_steps: usize,
-    lr: &str,
-    batch_size: usize,
-    patience: usize,
-    eval_every: Option<usize>,
-    head: &str,
-    pooling: &str,
-    class_weights: &str,
-    train_last: Option<usize>,
-    seeds: usize,
-    seed: u64,
-    device: &str,
+    options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<String> {
     let options = MultitaskOptions {
-        finetune: finetune_options(
-            lora,
-            epochs,
-            max_steps,
-            lr,
-            batch_size,
-            patience,
-            eval_every,
-            head,
-            pooling,
-            class_weights,
-            train_last,
-            seeds,
-            seed,
-            device,
-        )?,
+        finetune: finetune_options(options, 3)?,
         sampling: sampling
             .parse()
             .map_err(|e: String| PyValueError::new_err(format!("sampling: {e}")))?,
@@ -920,58 +940,6 @@ fn multitask(
     };
     let value = compute(py, run)?.map_err(err)?;
     Ok(value.to_string())
-}
-
-/// Fine-tunes a model on a task and saves the first seed's network to `output` (a fine-tuned
-/// checkpoint, or with `lora` an adapter directory): what `dnalm finetune` does, with its
-/// defaults. Returns the report as JSON (the wrapper parses it).
-#[pyfunction]
-#[pyo3(signature = (
-    model, task, output, *, lora = None, epochs = 10, max_steps = 1000, lr = "scaled",
-    batch_size = 32, patience = 3, eval_every = None, head = "linear-probe", pooling = "mean",
-    class_weights = "none", train_last = None, seeds = 1, seed = 0, device = "cpu"
-))]
-#[allow(clippy::too_many_arguments)]
-fn finetune(
-    py: Python<'_>,
-    model: &str,
-    task: &Task,
-    output: PathBuf,
-    lora: Option<&str>,
-    epochs: usize,
-    max_steps: usize,
-    lr: &str,
-    batch_size: usize,
-    patience: usize,
-    eval_every: Option<usize>,
-    head: &str,
-    pooling: &str,
-    class_weights: &str,
-    train_last: Option<usize>,
-    seeds: usize,
-    seed: u64,
-    device: &str,
-) -> PyResult<String> {
-    let options = finetune_options(
-        lora,
-        epochs,
-        max_steps,
-        lr,
-        batch_size,
-        patience,
-        eval_every,
-        head,
-        pooling,
-        class_weights,
-        train_last,
-        seeds,
-        seed,
-        device,
-    )?;
-    let spec = ModelSpec::parse(model);
-    let task = &*task.inner;
-    let (report, _) = compute(py, || finetune_to(&spec, task, &options, &output))?.map_err(err)?;
-    serde_json::to_string(&report).map_err(|e| Error::new_err(e.to_string()))
 }
 
 /// The extension module (`dnalm._dnalm`); `import dnalm` re-exports it.

@@ -127,6 +127,8 @@ def test_finetune_equals_dnalm_finetune(checkpoint, tmp_path):
     # Bad input is a ValueError with the CLI's message.
     with pytest.raises(ValueError, match="lora"):
         dnalm.finetune(checkpoint, f"gue:{GUE_TASK}", tmp_path / "bad", lora="r=2,targets=nope")
+    with pytest.raises(ValueError, match="epoch: not a fine-tuning setting"):
+        dnalm.finetune(checkpoint, f"gue:{GUE_TASK}", tmp_path / "bad", epoch=1)
 
 
 def test_multitask_equals_dnalm_multitask(checkpoint, tmp_path):

@@ -785,6 +785,15 @@ pub fn paired_bootstrap_groups(
         })
         .filter(|d| d.is_finite())
         .collect();
+    PairedDifference {
+        difference,
+        ci: percentile_interval(&mut draws),
+        resamples,
+    }
+}
+
+/// The 2.5th and 97.5th percentiles of `draws` (NaN when there are none).
+fn percentile_interval(draws: &mut [f64]) -> [f64; 2] {
     draws.sort_by(f64::total_cmp);
     let quantile = |q: f64| {
         if draws.is_empty() {
@@ -793,11 +802,7 @@ pub fn paired_bootstrap_groups(
             draws[((draws.len() - 1) as f64 * q).round() as usize]
         }
     };
-    PairedDifference {
-        difference,
-        ci: [quantile(0.025), quantile(0.975)],
-        resamples,
-    }
+    [quantile(0.025), quantile(0.975)]
 }
 
 /// A rank correlation with its bootstrap interval.
@@ -829,21 +834,13 @@ pub fn spearman_bootstrap(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> 
             }
         }
     }
-    draws.sort_by(f64::total_cmp);
-    let quantile = |q: f64| {
-        if draws.is_empty() {
-            f64::NAN
-        } else {
-            draws[((draws.len() - 1) as f64 * q).round() as usize]
-        }
-    };
     Correlation {
         rho: if n >= 3 {
             spearman(&a[..n], &b[..n])
         } else {
             f64::NAN
         },
-        ci: [quantile(0.025), quantile(0.975)],
+        ci: percentile_interval(&mut draws),
         n,
     }
 }
