@@ -27,7 +27,7 @@ use crate::{
     features::Targets,
     finetune::{finetune, per_base::finetune_per_base, FinetuneOptions},
     metrics::{
-        paired_bootstrap, spearman_bootstrap, Correlation, PairedDifference, Summary,
+        nullable, paired_bootstrap, spearman_bootstrap, Correlation, PairedDifference, Summary,
         TestPredictions, Verdict,
     },
     probes::fit::{FitOptions, SeedRuns, Selection},
@@ -200,12 +200,15 @@ pub struct Relevance {
     /// Task.
     pub task: String,
     /// LogME evidence per sample (train split).
+    #[serde(deserialize_with = "nullable::number")]
     pub logme: f64,
     /// H-score (train split; classification only).
     pub h_score: Option<f64>,
     /// kNN test accuracy (classification) or Pearson (regression).
+    #[serde(deserialize_with = "nullable::number")]
     pub knn: f64,
     /// Linear-probe test MCC (classification) or Pearson (regression).
+    #[serde(deserialize_with = "nullable::number")]
     pub linear: f64,
     /// The fine-tuned headline metric, when fine-tuning ran.
     pub finetuned: Option<f64>,
@@ -1053,6 +1056,37 @@ mod tests {
         assert!((c["linear"] - 1.0).abs() < 1e-12);
         assert!((c["h_score"] + 1.0).abs() < 1e-12);
         assert_eq!(c["knn"], 0.0, "a constant score has no rank correlation");
+    }
+
+    #[test]
+    fn results_with_nan_read_back() {
+        // JSON has no NaN: serde_json writes null, and the results must read back (`dnalm merge`).
+        let mut rows = vec![relevance(f64::NAN, Some(0.1))];
+        rows[0].knn = f64::NAN;
+        let results = BenchResults {
+            config: BenchConfig::default(),
+            tasks: Vec::new(),
+            relevance: rows,
+            relevance_vs_finetune: BTreeMap::new(),
+            relevance_correlations: vec![ScoreCorrelation {
+                score: "knn".into(),
+                task: None,
+                correlation: spearman_bootstrap(&[1.0; 4], &[1.0, 2.0, 3.0, 4.0], 10, 0),
+            }],
+            affinity: vec![Affinity {
+                model: "m".into(),
+                tasks: vec!["a".into(), "b".into()],
+                mcc: vec![vec![1.0, f64::NAN], vec![f64::NAN, 1.0]],
+            }],
+            layer_curves: Vec::new(),
+            notes: Vec::new(),
+        };
+        let json = serde_json::to_string(&results).unwrap();
+        assert!(json.contains("null"));
+        let back: BenchResults = serde_json::from_str(&json).unwrap();
+        assert!(back.relevance[0].logme.is_nan() && back.relevance[0].knn.is_nan());
+        assert!(back.affinity[0].mcc[0][1].is_nan() && back.affinity[0].mcc[1][1] == 1.0);
+        assert!(back.relevance_correlations[0].correlation.ci[0].is_nan());
     }
 
     #[test]

@@ -447,8 +447,10 @@ fn mean_of(v: &[f64]) -> Option<f64> {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Mean.
+    #[serde(deserialize_with = "nullable::number")]
     pub mean: f64,
     /// Sample standard deviation (n - 1); 0 for a single value.
+    #[serde(deserialize_with = "nullable::number")]
     pub sd: f64,
     /// Number of values.
     pub n: usize,
@@ -496,9 +498,11 @@ pub fn summarise(runs: &[BTreeMap<String, f64>]) -> BTreeMap<String, Summary> {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PairedDifference {
     /// `a − b` on the test split as it is (means over each side's runs).
+    #[serde(deserialize_with = "nullable::number")]
     pub difference: f64,
     /// 2.5th and 97.5th percentiles of the difference over resamples of the test rows (each
     /// resample scores both sides on the same rows).
+    #[serde(deserialize_with = "nullable::pair")]
     pub ci: [f64; 2],
     /// Resamples drawn.
     pub resamples: usize,
@@ -805,13 +809,40 @@ fn percentile_interval(draws: &mut [f64]) -> [f64; 2] {
     [quantile(0.025), quantile(0.975)]
 }
 
+/// Reading back values that may be NaN: JSON has no NaN, so `serde_json` writes it as `null`;
+/// these read `null` as NaN again (for `#[serde(deserialize_with = ...)]`).
+pub mod nullable {
+    use serde::{Deserialize, Deserializer};
+
+    /// One value.
+    pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    /// A pair (an interval).
+    pub fn pair<'de, D: Deserializer<'de>>(d: D) -> Result<[f64; 2], D::Error> {
+        let [a, b] = <[Option<f64>; 2]>::deserialize(d)?;
+        Ok([a.unwrap_or(f64::NAN), b.unwrap_or(f64::NAN)])
+    }
+
+    /// A matrix, row by row.
+    pub fn matrix<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+        Ok(Vec::<Vec<Option<f64>>>::deserialize(d)?
+            .into_iter()
+            .map(|row| row.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+            .collect())
+    }
+}
+
 /// A rank correlation with its bootstrap interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Correlation {
     /// Spearman's rho on the pairs as they are.
+    #[serde(deserialize_with = "nullable::number")]
     pub rho: f64,
     /// 2.5th and 97.5th percentiles of rho over resamples of the pairs (draws where either side
     /// is constant have no rank correlation and are left out).
+    #[serde(deserialize_with = "nullable::pair")]
     pub ci: [f64; 2],
     /// Pairs.
     pub n: usize,

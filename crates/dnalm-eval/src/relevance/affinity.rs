@@ -19,6 +19,7 @@ pub struct Affinity {
     /// Task names (rows: source probe, columns: target task).
     pub tasks: Vec<String>,
     /// MCC on the target's test rows from the source probe's outputs; NaN where undefined.
+    #[serde(deserialize_with = "crate::metrics::nullable::matrix")]
     pub mcc: Vec<Vec<f64>>,
 }
 
