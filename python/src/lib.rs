@@ -36,7 +36,7 @@ use numpy::{
 };
 use pyo3::{
     create_exception,
-    exceptions::{PyException, PyFileNotFoundError, PyValueError},
+    exceptions::{PyException, PyFileNotFoundError, PyTypeError, PyValueError},
     prelude::*,
     types::{PyDict, PyList},
 };
@@ -835,22 +835,28 @@ fn finetune_options(
             continue;
         }
         let text = || -> PyResult<String> { Ok(value.str()?.to_string()) };
+        // A count, or a TypeError that names the keyword.
+        let count = || -> PyResult<usize> {
+            value
+                .extract()
+                .map_err(|e| PyTypeError::new_err(format!("{key}: expected a count: {e}")))
+        };
         match key.as_str() {
             "lora" => options.lora = Some(text()?.parse().map_err(|e| bad("lora", e))?),
-            "epochs" => options.fit.epochs = value.extract()?,
-            "max_steps" => options.fit.max_steps = Some(value.extract()?),
+            "epochs" => options.fit.epochs = count()?,
+            "max_steps" => options.fit.max_steps = Some(count()?),
             "lr" => options.lr = text()?.parse().map_err(|e| bad("lr", e))?,
-            "batch_size" => options.fit.batch_size = value.extract()?,
-            "patience" => options.fit.patience = value.extract()?,
-            "eval_every" => options.fit.eval_every = Some(value.extract()?),
+            "batch_size" => options.fit.batch_size = count()?,
+            "patience" => options.fit.patience = count()?,
+            "eval_every" => options.fit.eval_every = Some(count()?),
             "head" => options.head = text()?.parse().map_err(|e| bad("head", e))?,
             "pooling" => options.pooling = parse_pooling(&text()?).map_err(err)?,
             "class_weights" => {
                 options.fit.balance = text()?.parse().map_err(|e| bad("class_weights", e))?
             }
-            "train_last" => options.train_last = Some(value.extract()?),
-            "seeds" => options.seeds = value.extract()?,
-            "seed" => options.fit.seed = value.extract()?,
+            "train_last" => options.train_last = Some(count()?),
+            "seeds" => options.seeds = count()?,
+            "seed" => options.fit.seed = count()? as u64,
             "device" => {
                 options.fit.device = text()?
                     .parse()

@@ -129,6 +129,8 @@ def test_finetune_equals_dnalm_finetune(checkpoint, tmp_path):
         dnalm.finetune(checkpoint, f"gue:{GUE_TASK}", tmp_path / "bad", lora="r=2,targets=nope")
     with pytest.raises(ValueError, match="epoch: not a fine-tuning setting"):
         dnalm.finetune(checkpoint, f"gue:{GUE_TASK}", tmp_path / "bad", epoch=1)
+    with pytest.raises(TypeError, match="max_steps: expected a count"):
+        dnalm.finetune(checkpoint, f"gue:{GUE_TASK}", tmp_path / "bad", max_steps="many")
 
 
 def test_multitask_equals_dnalm_multitask(checkpoint, tmp_path):
