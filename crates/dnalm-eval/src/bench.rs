@@ -6,7 +6,8 @@
 //! MCC on the test split) and by the task × task affinity: a linear probe trained on task A's
 //! labels is applied to task B's sequences, and a logistic regression on those outputs alone is
 //! fitted on B's training rows and scored (MCC) on B's test rows — how much of B's signal A's
-//! decision function carries.
+//! decision function carries; beside it the covariance similarity of Wu, Zhang & Ré 2020 between
+//! the tasks' training representations.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
@@ -1077,6 +1078,8 @@ mod tests {
                 model: "m".into(),
                 tasks: vec!["a".into(), "b".into()],
                 mcc: vec![vec![1.0, f64::NAN], vec![f64::NAN, 1.0]],
+                covariance_similarity: vec![vec![0.5, f64::NAN], vec![f64::NAN, 0.5]],
+                covariance_ranks: vec![3, 0],
             }],
             layer_curves: Vec::new(),
             notes: Vec::new(),
@@ -1086,6 +1089,15 @@ mod tests {
         let back: BenchResults = serde_json::from_str(&json).unwrap();
         assert!(back.relevance[0].logme.is_nan() && back.relevance[0].knn.is_nan());
         assert!(back.affinity[0].mcc[0][1].is_nan() && back.affinity[0].mcc[1][1] == 1.0);
+        assert!(back.affinity[0].covariance_similarity[1][0].is_nan());
+        // Results written before the covariance similarity existed still read.
+        let old = json.replace(
+            ",\"covariance_similarity\":[[0.5,null],[null,0.5]],\"covariance_ranks\":[3,0]",
+            "",
+        );
+        assert_ne!(old, json);
+        let back: BenchResults = serde_json::from_str(&old).unwrap();
+        assert!(back.affinity[0].covariance_similarity.is_empty());
         assert!(back.relevance_correlations[0].correlation.ci[0].is_nan());
     }
 

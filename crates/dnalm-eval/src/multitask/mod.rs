@@ -1044,7 +1044,7 @@ impl plan::Plan {
                 .collect();
             md.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
         }
-        md.push_str("\nOn the frozen encoder: LogME of each task (higher: the embeddings carry more of it), and the probe affinity (MCC on the column task from the outputs of a probe trained on the row task).\n\n");
+        md.push_str("\nOn the frozen encoder: LogME of each task (higher: the embeddings carry more of it), the probe affinity (MCC on the column task from the outputs of a probe trained on the row task), and the covariance similarity of the tasks' training embeddings (Wu, Zhang & Ré 2020; inputs only, blind to labels).\n\n");
         header(&mut md, "");
         let logme: Vec<String> = self.logme.iter().map(|v| format!("{v:.3}")).collect();
         md.push_str(&format!("| LogME | {} |\n", logme.join(" | ")));
@@ -1060,6 +1060,16 @@ impl plan::Plan {
                 })
                 .collect();
             md.push_str(&format!("| probe of {name} | {} |\n", cells.join(" | ")));
+        }
+        for (i, name) in self.probe_affinity.tasks.iter().enumerate() {
+            let Some(row) = self.probe_affinity.covariance_similarity.get(i) else {
+                break;
+            };
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:.3}")).collect();
+            md.push_str(&format!(
+                "| covariance similarity of {name} | {} |\n",
+                cells.join(" | ")
+            ));
         }
         let groups: Vec<String> = self
             .groups
@@ -1151,6 +1161,13 @@ mod tests {
         // The frozen view agrees: the GC tasks' probes carry each other, LogME ranks noise last.
         assert!(plan.probe_affinity.mcc[0][2] > 0.5, "{plan:?}");
         assert!(plan.logme[1] < plan.logme[0] && plan.logme[1] < plan.logme[2]);
+        let cov = &plan.probe_affinity.covariance_similarity;
+        assert_eq!(cov.len(), 3, "{plan:?}");
+        assert!(cov.iter().flatten().all(|v| (0.0..=1.0 + 1e-9).contains(v)));
+        assert_eq!(cov[0][2], cov[2][0]);
+        assert!(plan
+            .markdown()
+            .contains("| covariance similarity of gc_a |"));
         assert!(plan
             .markdown()
             .contains("Proposed groups: {gc_a, gc_b} {noise}"));

@@ -5,7 +5,8 @@
 //! lookaheads: `Z[i][j] = 1 - L_j(θ after a step on task i's batch) / L_j(θ)`, the relative drop
 //! of task j's loss that a step on task i alone would give (positive: i helps j). Beside it the
 //! plan reports what the relevance machinery says on the frozen encoder: each task's LogME and
-//! the task × task probe affinity (how much of task j a probe trained on task i carries).
+//! the task × task probe affinity (how much of task j a probe trained on task i carries) with the
+//! covariance similarity of Wu, Zhang & Ré 2020 between the tasks' embeddings (inputs only).
 //!
 //! Groups are chosen from the gradient affinity, conservatively: an affinity counts by its lower
 //! bound `mean - se` over the lookaheads, a task joins a group only when the mean lower bound
@@ -46,7 +47,7 @@ pub struct Plan {
     pub gradient_affinity_se: Vec<Vec<f64>>,
     /// LogME of each task's training rows on the frozen encoder's pooled embeddings.
     pub logme: Vec<f64>,
-    /// Task × task probe affinity on the frozen embeddings (classification tasks).
+    /// Task × task probe affinity and covariance similarity on the frozen embeddings.
     pub probe_affinity: Affinity,
     /// The proposed groups (task names).
     pub groups: Vec<Vec<String>>,

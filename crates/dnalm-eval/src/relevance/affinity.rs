@@ -1,10 +1,13 @@
-//! Task × task affinity: how much of task B's signal task A's decision function carries.
-//!
-//! A linear probe trained on A's labels is applied to B's sequences, and a logistic regression on
-//! those outputs alone is fitted on B's training rows and scored (MCC) on B's test rows.
+//! Task × task affinity of one model's embeddings, two views:
+//! - **probe transfer** — how much of task B's signal task A's decision function carries: a
+//!   linear probe trained on A's labels is applied to B's sequences, and a logistic regression on
+//!   those outputs alone is fitted on B's training rows and scored (MCC) on B's test rows;
+//! - **covariance similarity** (Wu, Zhang & Ré 2020, [`super::covariance`]) — how well the two
+//!   tasks' training representations are aligned, from the inputs alone.
 
 use serde::{Deserialize, Serialize};
 
+use super::covariance::similarity_matrix;
 use crate::{
     features::{Labelled, Targets},
     probes::{score, LinearModel, SplitFeatures, Standardizer},
@@ -21,12 +24,20 @@ pub struct Affinity {
     /// MCC on the target's test rows from the source probe's outputs; NaN where undefined.
     #[serde(deserialize_with = "crate::metrics::nullable::matrix")]
     pub mcc: Vec<Vec<f64>>,
+    /// Covariance similarity score of the tasks' training representations (symmetric; the
+    /// diagonal is not 1, see [`super::covariance`]); empty in results written before it existed.
+    #[serde(default, deserialize_with = "crate::metrics::nullable::matrix")]
+    pub covariance_similarity: Vec<Vec<f64>>,
+    /// Directions each task's covariance keeps (99% of its eigenvalue sum).
+    #[serde(default)]
+    pub covariance_ranks: Vec<usize>,
 }
 
 /// Fixed L2 strength of the affinity probes (per training row).
 const AFFINITY_L2: f64 = 1e-3;
 
-/// Task × task affinity for one model's embedded tasks (classification tasks only; others NaN).
+/// Task × task affinity for one model's embedded tasks: probe transfer (classification tasks
+/// only; others NaN) and covariance similarity (every task).
 pub fn task_affinity(
     model: &str,
     tasks: &[(String, SplitFeatures)],
@@ -63,10 +74,14 @@ pub fn task_affinity(
                 .unwrap_or(f64::NAN);
         }
     }
+    let train: Vec<_> = tasks.iter().map(|(_, f)| f.train.x.view()).collect();
+    let (covariance_similarity, covariance_ranks) = similarity_matrix(&train)?;
     Ok(Affinity {
         model: model.to_string(),
         tasks: tasks.iter().map(|(t, _)| t.clone()).collect(),
         mcc,
+        covariance_similarity,
+        covariance_ranks,
     })
 }
 
@@ -116,5 +131,11 @@ mod tests {
         assert!(aff.mcc[0][0] > 0.9, "{:?}", aff.mcc);
         assert!(aff.mcc[0][1] > 0.8, "{:?}", aff.mcc);
         assert!(aff.mcc[0][2].abs() < 0.25, "{:?}", aff.mcc);
+        // The three tasks draw their inputs alike: covariance similarity sees no difference
+        // between them, whatever their labels.
+        let cov = &aff.covariance_similarity;
+        assert_eq!(aff.covariance_ranks.len(), 3);
+        assert!((cov[0][1] - cov[0][2]).abs() < 0.02, "{cov:?}");
+        assert!((cov[0][1] - cov[0][0]).abs() < 0.02, "{cov:?}");
     }
 }
