@@ -324,7 +324,7 @@ def test_bad_inputs_raise_with_the_clis_messages(model, tmp_path):
         dnalm.Model.load(str(tmp_path / "missing"), device="vulkan")
     with pytest.raises(ValueError, match="sequence 1: invalid base '-' at position 3"):
         model.embed(["ACGT", "AC-T"])
-    with pytest.raises(ValueError, match="'median' is not mean, cls or max"):
+    with pytest.raises(ValueError, match="'median' is not mean, cls, max or last"):
         model.embed(["ACGT"], pool="median")
     with pytest.raises(ValueError, match="layer 7 does not exist"):
         model.embed(["ACGT"], layers=[7])

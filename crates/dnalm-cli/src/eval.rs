@@ -46,7 +46,8 @@ pub struct EmbedFlags {
         allow_hyphen_values = true
     )]
     layers: Vec<i64>,
-    /// Pooling: mean, cls or max.
+    /// Pooling: mean, cls, max or last (the last sequence token: for causal
+    /// models, the one state that has seen the whole sequence).
     #[arg(long, default_value = "mean", value_parser = parse_pooling)]
     pooling: Pooling,
     /// Average each sequence with its reverse complement.
@@ -511,7 +512,8 @@ pub struct FinetuneArgs {
     /// Seed of the first run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Pooling for the head: mean, cls or max.
+    /// Pooling for the head: mean, cls, max or last (the last sequence token: for causal
+    /// models, the one state that has seen the whole sequence).
     #[arg(long, default_value = "mean", value_parser = parse_pooling)]
     pooling: Pooling,
     #[command(flatten)]

@@ -54,7 +54,8 @@ pub struct MultitaskArgs {
     /// Seed of the first run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Pooling for the heads: mean, cls or max.
+    /// Pooling for the heads: mean, cls, max or last (the last sequence token: for causal
+    /// models, the one state that has seen the whole sequence).
     #[arg(long, default_value = "mean", value_parser = parse_pooling)]
     pooling: Pooling,
     /// Fine-tuning budget and settings, per task: a group's joint run takes the sum of its

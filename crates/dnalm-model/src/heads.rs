@@ -19,6 +19,9 @@ pub enum Pooling {
     Cls,
     /// Element-wise maximum over real tokens.
     Max,
+    /// The last real token: the one state of a causal model (decoder, Hyena) that has seen the
+    /// whole sequence, as `transformers`' sequence classification of decoders takes.
+    Last,
 }
 
 /// Pools `[rows, len, d]` states into `[rows, d]`; `real` is `[rows, len]`, 1.0 for real tokens.
@@ -35,6 +38,20 @@ pub fn pool(hidden: Tensor<3>, real: Tensor<2>, pooling: Pooling) -> Tensor<2> {
         Pooling::Max => {
             let pad = (real.neg() + 1.0).unsqueeze_dim::<3>(2) * -1e9;
             (hidden + pad).max_dim(1).reshape([rows, d])
+        }
+        Pooling::Last => {
+            // A real token whose right neighbour is not real (or the row's end): the last of
+            // each row's contiguous span of real tokens.
+            let len = real.dims()[1];
+            let next = Tensor::cat(
+                vec![
+                    real.clone().slice([0..rows, 1..len]),
+                    real.zeros_like().slice([0..rows, 0..1]),
+                ],
+                1,
+            );
+            let last = (real * (next.neg() + 1.0)).unsqueeze_dim::<3>(2);
+            (hidden * last).sum_dim(1).reshape([rows, d])
         }
     }
 }

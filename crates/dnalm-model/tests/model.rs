@@ -310,6 +310,18 @@ fn task_heads_pool_only_real_tokens() {
         .unwrap();
     assert!(close(&got, &expected));
     let max = pool(hidden.clone(), real.clone(), Pooling::Max);
+    // The last real token: position 3 of row 0 (all real), position 2 of row 1 (padded after).
+    let last = pool(hidden.clone(), real.clone(), Pooling::Last);
+    for (r, p) in [(0, 3), (1, 2)] {
+        let got = last
+            .clone()
+            .slice([r..r + 1, 0..16])
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(close(&got, &row(&hidden, r, p)), "row {r}");
+    }
     let cls = pool(hidden.clone(), real, Pooling::Cls);
     assert_eq!(
         cls.clone()

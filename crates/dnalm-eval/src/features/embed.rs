@@ -88,15 +88,16 @@ impl std::str::FromStr for Granularity {
     }
 }
 
-/// Parses `mean`, `cls` or `max`.
+/// Parses `mean`, `cls`, `max` or `last`.
 pub fn parse_pooling(s: &str) -> Result<Pooling, EvalError> {
     match s {
         "mean" => Ok(Pooling::Mean),
         "cls" => Ok(Pooling::Cls),
         "max" => Ok(Pooling::Max),
+        "last" => Ok(Pooling::Last),
         _ => Err(EvalError::BadOption {
             option: "pooling",
-            message: format!("'{s}' is not mean, cls or max"),
+            message: format!("'{s}' is not mean, cls, max or last"),
         }),
     }
 }
@@ -136,6 +137,8 @@ enum Sink {
         /// Sum of the windows' `[CLS]` states and their count.
         cls: Vec<f64>,
         windows: usize,
+        /// The state of the sequence's last token (from the window that ends the sequence).
+        last: Vec<f32>,
     },
 }
 
@@ -148,23 +151,31 @@ impl Sink {
                 tokens: 0,
                 cls: vec![0.0; width],
                 windows: 0,
+                last: vec![0.0; width],
             },
             _ => Sink::States(Array2::zeros((tokens, width))),
         }
     }
 
-    /// Takes token `t`'s state.
-    fn token(&mut self, t: usize, state: ndarray::ArrayView1<f32>) {
+    /// Takes token `t`'s state (`is_last`: the sequence's last token).
+    fn token(&mut self, t: usize, state: ndarray::ArrayView1<f32>, is_last: bool) {
         match self {
             Sink::States(states) => states.row_mut(t).assign(&state),
             Sink::Pooled {
-                sum, max, tokens, ..
+                sum,
+                max,
+                tokens,
+                last,
+                ..
             } => {
                 for ((s, m), &v) in sum.iter_mut().zip(max.iter_mut()).zip(state) {
                     *s += f64::from(v);
                     *m = m.max(v);
                 }
                 *tokens += 1;
+                if is_last {
+                    last.iter_mut().zip(state).for_each(|(l, &v)| *l = v);
+                }
             }
         }
     }
@@ -348,9 +359,10 @@ impl<'a> Embedder<'a> {
             let out = self.run(&batch, &tokenised)?;
             for (b, win) in batch.iter().enumerate() {
                 let sink = &mut sinks[win.seq];
+                let tokens = tokenised[win.seq].ids.len();
                 for t in win.keep.0..win.keep.1 {
                     let row = t - win.first + has_prefix;
-                    sink.token(t, out.slice(ndarray::s![b, row, ..]));
+                    sink.token(t, out.slice(ndarray::s![b, row, ..]), t + 1 == tokens);
                 }
                 if has_prefix == 1 {
                     sink.cls(out.slice(ndarray::s![b, 0, ..]));
@@ -451,6 +463,7 @@ impl<'a> Embedder<'a> {
                 tokens,
                 cls,
                 windows,
+                last,
             } => {
                 let pooled: Vec<f32> = match self.options.pooling {
                     Pooling::Mean => sum
@@ -462,6 +475,7 @@ impl<'a> Embedder<'a> {
                         .iter()
                         .map(|&c| (c / windows.max(1) as f64) as f32)
                         .collect(),
+                    Pooling::Last => last,
                 };
                 let width = pooled.len();
                 return Array2::from_shape_vec((1, width), pooled)
@@ -663,7 +677,7 @@ pub(crate) mod tests {
         .unwrap()
         .embed(&refs)
         .unwrap();
-        for pooling in [Pooling::Mean, Pooling::Max] {
+        for pooling in [Pooling::Mean, Pooling::Max, Pooling::Last] {
             let pooled = Embedder::new(
                 &enc,
                 EmbedOptions {
@@ -678,6 +692,7 @@ pub(crate) mod tests {
             for (p, t) in pooled.iter().zip(&tokens) {
                 let want = match pooling {
                     Pooling::Mean => t.mean_axis(ndarray::Axis(0)).unwrap(),
+                    Pooling::Last => t.row(t.nrows() - 1).to_owned(),
                     _ => t.fold_axis(ndarray::Axis(0), f32::MIN, |a, &b| a.max(b)),
                 };
                 let diff = (&p.row(0) - &want)

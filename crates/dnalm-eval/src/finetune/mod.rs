@@ -1297,11 +1297,17 @@ mod tests {
             .collect();
         let rows = token_rows(&checkpoint.tokenizer, 64, &seqs);
         let span = PooledSpan::of(&checkpoint.tokenizer);
-        let pass = frozen_pass(&checkpoint.model, &rows, Pooling::Mean, span, 0, false).unwrap();
-        let embedder = Embedder::new(&checkpoint, EmbedOptions::default()).unwrap();
-        for (i, vectors) in embedder.embed(&seqs).unwrap().iter().enumerate() {
-            for (a, b) in pass.pooled.row(i).iter().zip(vectors.row(0)) {
-                assert!((a - b).abs() < 1e-4, "row {i}: {a} vs {b}");
+        for pooling in [Pooling::Mean, Pooling::Last] {
+            let pass = frozen_pass(&checkpoint.model, &rows, pooling, span, 0, false).unwrap();
+            let options = EmbedOptions {
+                pooling,
+                ..EmbedOptions::default()
+            };
+            let embedder = Embedder::new(&checkpoint, options).unwrap();
+            for (i, vectors) in embedder.embed(&seqs).unwrap().iter().enumerate() {
+                for (a, b) in pass.pooled.row(i).iter().zip(vectors.row(0)) {
+                    assert!((a - b).abs() < 1e-4, "{pooling:?}, row {i}: {a} vs {b}");
+                }
             }
         }
     }
