@@ -42,14 +42,10 @@ pub fn pool(hidden: Tensor<3>, real: Tensor<2>, pooling: Pooling) -> Tensor<2> {
         Pooling::Last => {
             // A real token whose right neighbour is not real (or the row's end): the last of
             // each row's contiguous span of real tokens.
+            // Shifted left by one with a 0 after the end (never an empty slice, even at len 1).
             let len = real.dims()[1];
-            let next = Tensor::cat(
-                vec![
-                    real.clone().slice([0..rows, 1..len]),
-                    real.zeros_like().slice([0..rows, 0..1]),
-                ],
-                1,
-            );
+            let padded = Tensor::cat(vec![real.clone(), real.zeros_like()], 1);
+            let next = padded.slice([0..rows, 1..len + 1]);
             let last = (real * (next.neg() + 1.0)).unsqueeze_dim::<3>(2);
             (hidden * last).sum_dim(1).reshape([rows, d])
         }

@@ -322,6 +322,15 @@ fn task_heads_pool_only_real_tokens() {
             .unwrap();
         assert!(close(&got, &row(&hidden, r, p)), "row {r}");
     }
+    // One-token rows: the last token is the only one.
+    let first = hidden.clone().slice([0..2, 0..1, 0..16]);
+    let one = pool(first, real.clone().slice([0..2, 0..1]), Pooling::Last);
+    let got = one
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(close(&got[..16], &row(&hidden, 0, 0)) && close(&got[16..], &row(&hidden, 1, 0)));
     let cls = pool(hidden.clone(), real, Pooling::Cls);
     assert_eq!(
         cls.clone()

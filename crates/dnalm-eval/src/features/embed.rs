@@ -157,26 +157,26 @@ impl Sink {
         }
     }
 
-    /// Takes token `t`'s state (`is_last`: the sequence's last token).
-    fn token(&mut self, t: usize, state: ndarray::ArrayView1<f32>, is_last: bool) {
+    /// Takes token `t`'s state.
+    fn token(&mut self, t: usize, state: ndarray::ArrayView1<f32>) {
         match self {
             Sink::States(states) => states.row_mut(t).assign(&state),
             Sink::Pooled {
-                sum,
-                max,
-                tokens,
-                last,
-                ..
+                sum, max, tokens, ..
             } => {
                 for ((s, m), &v) in sum.iter_mut().zip(max.iter_mut()).zip(state) {
                     *s += f64::from(v);
                     *m = m.max(v);
                 }
                 *tokens += 1;
-                if is_last {
-                    last.iter_mut().zip(state).for_each(|(l, &v)| *l = v);
-                }
             }
+        }
+    }
+
+    /// Takes the state of the sequence's last token.
+    fn last(&mut self, state: ndarray::ArrayView1<f32>) {
+        if let Sink::Pooled { last, .. } = self {
+            last.iter_mut().zip(state).for_each(|(l, &v)| *l = v);
         }
     }
 
@@ -359,10 +359,14 @@ impl<'a> Embedder<'a> {
             let out = self.run(&batch, &tokenised)?;
             for (b, win) in batch.iter().enumerate() {
                 let sink = &mut sinks[win.seq];
-                let tokens = tokenised[win.seq].ids.len();
                 for t in win.keep.0..win.keep.1 {
                     let row = t - win.first + has_prefix;
-                    sink.token(t, out.slice(ndarray::s![b, row, ..]), t + 1 == tokens);
+                    sink.token(t, out.slice(ndarray::s![b, row, ..]));
+                }
+                // The window that ends the sequence holds its last token.
+                if win.keep.1 > win.keep.0 && win.keep.1 == tokenised[win.seq].ids.len() {
+                    let row = win.keep.1 - 1 - win.first + has_prefix;
+                    sink.last(out.slice(ndarray::s![b, row, ..]));
                 }
                 if has_prefix == 1 {
                     sink.cls(out.slice(ndarray::s![b, 0, ..]));
