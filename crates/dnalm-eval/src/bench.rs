@@ -35,7 +35,7 @@ use crate::{
     probes::per_base::{per_base_cnn, run_per_base_probe, PER_BASE_PROBE_BUDGET},
     probes::token::run_token_probe,
     probes::{headline, run_probe, ProbeKind, ProbeOptions, SplitFeatures},
-    relevance::{h_score_with, logme_with, task_affinity, Affinity, Gram},
+    relevance::{h_score_with, logme_with, task_affinity_with, Affinity, Gram},
     EvalError,
 };
 use dnalm_model::DeviceName;
@@ -415,6 +415,9 @@ pub fn run_bench(
         let encoder = spec.load(&device)?;
         let embedder = Embedder::new(&encoder, config.embed.clone())?;
         let mut per_task: Vec<(String, SplitFeatures)> = Vec::new();
+        // Each task's training-feature Gram matrix: LogME, H-score and the covariance
+        // similarity share it and its eigen-decomposition.
+        let mut train_grams: Vec<Gram> = Vec::new();
         for (task, result) in tasks.iter().zip(&mut results) {
             if is_per_base(task) {
                 result
@@ -425,7 +428,9 @@ pub fn run_bench(
             progress.message(&format!("{}: embedding {}", spec.name, task.spec.name));
             let t0 = Instant::now();
             let features = embed_task(&embedder, task)?;
-            let mut rel = relevance_scores(spec, task, &features, t0.elapsed().as_secs_f64())?;
+            let gram = Gram::of(features.train.x.view());
+            let mut rel =
+                relevance_scores(spec, task, &features, &gram, t0.elapsed().as_secs_f64())?;
             let stage = ModelOnTask {
                 config,
                 spec,
@@ -446,10 +451,11 @@ pub fn run_bench(
             }
             relevance.push(rel);
             per_task.push((task.spec.name.clone(), features));
+            train_grams.push(gram);
         }
         if per_task.len() > 1 {
             progress.message(&format!("{}: task affinity", spec.name));
-            affinity.push(task_affinity(&spec.name, &per_task)?);
+            affinity.push(task_affinity_with(&spec.name, &per_task, &train_grams)?);
         }
     }
     for result in &mut results {
@@ -675,25 +681,25 @@ fn per_base_entries(
     Ok(entries)
 }
 
-/// LogME and H-score of a model's training-split features (kNN and linear filled in by the
-/// probes, fine-tuning by fine-tuning).
+/// LogME and H-score of a model's training-split features, whose Gram matrix is `gram` (kNN and
+/// linear filled in by the probes, fine-tuning by fine-tuning).
 fn relevance_scores(
     spec: &ModelSpec,
     task: &Task,
     features: &SplitFeatures,
+    gram: &Gram,
     embed_seconds: f64,
 ) -> Result<Relevance, EvalError> {
     let train_x = features.train.x.view();
-    let gram = Gram::of(train_x);
     Ok(Relevance {
         model: spec.name.clone(),
         task: task.spec.name.clone(),
-        logme: logme_with(train_x, &gram, &features.train.y)?,
+        logme: logme_with(train_x, gram, &features.train.y)?,
         h_score: match &features.train.y {
             Targets::Classes {
                 labels,
                 num_classes,
-            } => Some(h_score_with(train_x, &gram, labels, *num_classes)?),
+            } => Some(h_score_with(train_x, gram, labels, *num_classes)?),
             Targets::Values(_) => None,
             // The mean of each label's binary H-score.
             Targets::Labels { .. } => {
@@ -701,7 +707,7 @@ fn relevance_scores(
                 let mut total = 0.0;
                 for t in &per_label {
                     if let Targets::Classes { labels, .. } = t {
-                        total += h_score_with(train_x, &gram, labels, 2)?;
+                        total += h_score_with(train_x, gram, labels, 2)?;
                     }
                 }
                 Some(total / per_label.len().max(1) as f64)

@@ -1048,29 +1048,28 @@ impl plan::Plan {
         header(&mut md, "");
         let logme: Vec<String> = self.logme.iter().map(|v| format!("{v:.3}")).collect();
         md.push_str(&format!("| LogME | {} |\n", logme.join(" | ")));
-        for (i, name) in self.probe_affinity.tasks.iter().enumerate() {
-            let cells: Vec<String> = self.probe_affinity.mcc[i]
-                .iter()
-                .map(|v| {
-                    if v.is_finite() {
-                        format!("{v:.3}")
-                    } else {
-                        "–".into()
-                    }
-                })
-                .collect();
-            md.push_str(&format!("| probe of {name} | {} |\n", cells.join(" | ")));
-        }
-        for (i, name) in self.probe_affinity.tasks.iter().enumerate() {
-            let Some(row) = self.probe_affinity.covariance_similarity.get(i) else {
-                break;
-            };
-            let cells: Vec<String> = row.iter().map(|v| format!("{v:.3}")).collect();
-            md.push_str(&format!(
-                "| covariance similarity of {name} | {} |\n",
-                cells.join(" | ")
-            ));
-        }
+        let missing_or_3 = |v: f64| {
+            if v.is_finite() {
+                format!("{v:.3}")
+            } else {
+                "–".into()
+            }
+        };
+        let affinity = &self.probe_affinity;
+        crate::report::matrix_rows(
+            &mut md,
+            &affinity.tasks,
+            |t| format!("probe of {t}"),
+            &affinity.mcc,
+            missing_or_3,
+        );
+        crate::report::matrix_rows(
+            &mut md,
+            &affinity.tasks,
+            |t| format!("covariance similarity of {t}"),
+            &affinity.covariance_similarity,
+            missing_or_3,
+        );
         let groups: Vec<String> = self
             .groups
             .iter()

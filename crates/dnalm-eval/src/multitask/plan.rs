@@ -22,7 +22,7 @@ use crate::{
     features::Labelled,
     metrics::Summary,
     probes::SplitFeatures,
-    relevance::{affinity::task_affinity, affinity::Affinity, transfer::logme},
+    relevance::{logme_with, task_affinity_with, Affinity, Gram},
     EvalError,
 };
 
@@ -84,6 +84,7 @@ impl Multitask<'_> {
             }
         }
         let mut logmes = Vec::with_capacity(n);
+        let mut train_grams = Vec::with_capacity(n);
         let mut features = Vec::with_capacity(n);
         for t in &data.tasks {
             let labelled = |idx: &[usize]| Labelled {
@@ -91,7 +92,9 @@ impl Multitask<'_> {
                 y: t.y.select(idx),
             };
             let train = labelled(&t.train);
-            logmes.push(logme(train.x.view(), &train.y)?);
+            let gram = Gram::of(train.x.view());
+            logmes.push(logme_with(train.x.view(), &gram, &train.y)?);
+            train_grams.push(gram);
             features.push((
                 t.name().to_string(),
                 SplitFeatures {
@@ -101,7 +104,7 @@ impl Multitask<'_> {
                 },
             ));
         }
-        let probe_affinity = task_affinity(&data.model.name, &features)?;
+        let probe_affinity = task_affinity_with(&data.model.name, &features, &train_grams)?;
         let group_indices = if n <= MAX_TASKS {
             propose_groups(&mean, &se)
         } else {

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::covariance::similarity_matrix;
+use super::{covariance::similarity_matrix, linalg::Gram};
 use crate::{
     features::{Labelled, Targets},
     probes::{score, LinearModel, SplitFeatures, Standardizer},
@@ -42,7 +42,40 @@ pub fn task_affinity(
     model: &str,
     tasks: &[(String, SplitFeatures)],
 ) -> Result<Affinity, EvalError> {
+    let grams: Vec<Gram> = tasks
+        .iter()
+        .map(|(_, f)| Gram::of(f.train.x.view()))
+        .collect();
+    task_affinity_with(model, tasks, &grams)
+}
+
+/// [`task_affinity`] with the Gram matrix of each task's training features already computed
+/// (as LogME computes them): their eigen-decompositions are shared, not redone.
+pub fn task_affinity_with(
+    model: &str,
+    tasks: &[(String, SplitFeatures)],
+    train_grams: &[Gram],
+) -> Result<Affinity, EvalError> {
     let n = tasks.len();
+    if train_grams.len() != n {
+        return Err(EvalError::Mismatch {
+            what: "task affinity".into(),
+            message: format!("{} Gram matrices for {n} tasks", train_grams.len()),
+        });
+    }
+    for ((name, f), g) in tasks.iter().zip(train_grams) {
+        if g.rows() != f.train.x.nrows() {
+            return Err(EvalError::Mismatch {
+                what: "task affinity".into(),
+                message: format!(
+                    "{name}: a Gram matrix of {} rows for {} training rows",
+                    g.rows(),
+                    f.train.x.nrows()
+                ),
+            });
+        }
+        g.check(f.train.x.view())?;
+    }
     let mut mcc = vec![vec![f64::NAN; n]; n];
     for (a, (_, source)) in tasks.iter().enumerate() {
         if !matches!(source.train.y, Targets::Classes { .. }) {
@@ -74,8 +107,7 @@ pub fn task_affinity(
                 .unwrap_or(f64::NAN);
         }
     }
-    let train: Vec<_> = tasks.iter().map(|(_, f)| f.train.x.view()).collect();
-    let (covariance_similarity, covariance_ranks) = similarity_matrix(&train)?;
+    let (covariance_similarity, covariance_ranks) = similarity_matrix(train_grams)?;
     Ok(Affinity {
         model: model.to_string(),
         tasks: tasks.iter().map(|(t, _)| t.clone()).collect(),
@@ -137,5 +169,29 @@ mod tests {
         assert_eq!(aff.covariance_ranks.len(), 3);
         assert!((cov[0][1] - cov[0][2]).abs() < 0.02, "{cov:?}");
         assert!((cov[0][1] - cov[0][0]).abs() < 0.02, "{cov:?}");
+        // With the Gram matrices computed beforehand (as LogME's, in bench): the same numbers.
+        let grams: Vec<Gram> = tasks
+            .iter()
+            .map(|(_, f)| Gram::of(f.train.x.view()))
+            .collect();
+        let shared = task_affinity_with("m", &tasks, &grams).unwrap();
+        assert_eq!(shared.mcc, aff.mcc);
+        assert_eq!(shared.covariance_similarity, aff.covariance_similarity);
+        // Gram matrices of other rows are refused, naming the task, before any probe is fitted.
+        let wrong: Vec<Gram> = tasks
+            .iter()
+            .map(|(_, f)| Gram::of(f.valid.x.view()))
+            .collect();
+        let err = task_affinity_with("m", &tasks, &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a: a Gram matrix of 50 rows for 300 training rows"),
+            "{err}"
+        );
+        let err = task_affinity_with("m", &tasks, &grams[..2])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 Gram matrices for 3 tasks"), "{err}");
     }
 }

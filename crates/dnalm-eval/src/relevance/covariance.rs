@@ -20,7 +20,7 @@
 
 use ndarray::{s, Array2, ArrayView2};
 
-use super::linalg::{gram, symmetric_eigen};
+use super::linalg::Gram;
 use crate::EvalError;
 
 /// Share of the covariance's eigenvalue sum the kept directions must reach.
@@ -38,7 +38,13 @@ impl TaskCovariance {
     /// The factor of `xᵀx` for a task's representations `x` (rows: examples). An all-zero `x`
     /// (or one without rows) is an error: it has no covariance to compare.
     pub fn of(x: ArrayView2<f32>) -> Result<TaskCovariance, EvalError> {
-        let (values, vectors) = symmetric_eigen(gram(x))?;
+        TaskCovariance::from_gram(&Gram::of(x))
+    }
+
+    /// [`TaskCovariance::of`] from the representations' Gram matrix, whose eigen-decomposition
+    /// it shares (LogME uses the same one).
+    pub fn from_gram(gram: &Gram) -> Result<TaskCovariance, EvalError> {
+        let (values, vectors) = gram.eigen()?;
         // Ascending from faer: walk from the largest down; tiny negative round-off counts as 0.
         let d = values.len();
         let total: f64 = values.iter().map(|v| v.max(0.0)).sum();
@@ -47,7 +53,7 @@ impl TaskCovariance {
                 routine: "covariance similarity",
                 message: format!(
                     "representations of {} rows × {d} dimensions with zero covariance",
-                    x.nrows()
+                    gram.rows()
                 ),
             });
         }
@@ -101,13 +107,11 @@ pub fn covariance_similarity(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Result<f
 }
 
 /// The score between every pair of tasks (`[i][j]`, symmetric, diagonal included) and each task's
-/// kept rank, from each task's representations.
-pub fn similarity_matrix(
-    representations: &[ArrayView2<f32>],
-) -> Result<(Vec<Vec<f64>>, Vec<usize>), EvalError> {
-    let factors = representations
+/// kept rank, from the Gram matrix of each task's representations.
+pub fn similarity_matrix(grams: &[Gram]) -> Result<(Vec<Vec<f64>>, Vec<usize>), EvalError> {
+    let factors = grams
         .iter()
-        .map(|x| TaskCovariance::of(x.view()))
+        .map(TaskCovariance::from_gram)
         .collect::<Result<Vec<_>, _>>()?;
     let n = factors.len();
     let mut scores = vec![vec![0.0; n]; n];
@@ -124,6 +128,7 @@ pub fn similarity_matrix(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relevance::linalg::gram;
     use ndarray::Array2;
     use rand::Rng;
     use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
@@ -166,8 +171,8 @@ mod tests {
         let a = rows_on(500, 6, &[(0, 3.0)], 3);
         let same_direction = rows_on(200, 6, &[(0, 1.0)], 4);
         let orthogonal = rows_on(500, 6, &[(4, 2.0), (5, 1.0)], 5);
-        let (scores, ranks) =
-            similarity_matrix(&[a.view(), same_direction.view(), orthogonal.view()]).unwrap();
+        let grams = [&a, &same_direction, &orthogonal].map(|x| Gram::of(x.view()));
+        let (scores, ranks) = similarity_matrix(&grams).unwrap();
         assert_eq!(ranks[0], 1);
         assert!((scores[0][1] - 1.0).abs() < 1e-9, "{scores:?}");
         assert!(scores[0][2].abs() < 1e-9, "{scores:?}");

@@ -1,8 +1,70 @@
 //! The linear algebra of the relevance scores: Gram matrices and symmetric eigen-decomposition.
 
+use std::sync::OnceLock;
+
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::EvalError;
+
+/// `FᵀF` of one feature matrix (f64) and, once asked for, its eigen-decomposition: what LogME
+/// ([`crate::relevance::logme_with`]), H-score ([`crate::relevance::h_score_with`]) and the
+/// covariance similarity ([`crate::relevance::TaskCovariance::from_gram`]) start from, computed
+/// once per task when several are wanted (`dnalm bench`, the multitask plan).
+#[derive(Debug, Clone)]
+pub struct Gram {
+    matrix: Array2<f64>,
+    rows: usize,
+    eigen: OnceLock<(Array1<f64>, Array2<f64>)>,
+}
+
+impl Gram {
+    /// The Gram matrix of `x`.
+    pub fn of(x: ArrayView2<f32>) -> Gram {
+        Gram {
+            matrix: gram(x),
+            rows: x.nrows(),
+            eigen: OnceLock::new(),
+        }
+    }
+
+    /// `FᵀF` (`dims x dims`).
+    pub fn matrix(&self) -> &Array2<f64> {
+        &self.matrix
+    }
+
+    /// Rows of the features it was computed from.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Eigenvalues (ascending) and eigenvectors (columns) of `FᵀF`, decomposed on the first call
+    /// and kept.
+    pub fn eigen(&self) -> Result<(&Array1<f64>, &Array2<f64>), EvalError> {
+        let (values, vectors) = match self.eigen.get() {
+            Some(done) => done,
+            None => {
+                let done = symmetric_eigen(self.matrix.clone())?;
+                self.eigen.get_or_init(|| done)
+            }
+        };
+        Ok((values, vectors))
+    }
+
+    /// An error unless `x` has the width this Gram matrix was computed for.
+    pub(crate) fn check(&self, x: ArrayView2<f32>) -> Result<(), EvalError> {
+        if self.matrix.nrows() != x.ncols() {
+            return Err(EvalError::Mismatch {
+                what: "Gram matrix".into(),
+                message: format!(
+                    "{} columns for features of {}",
+                    self.matrix.nrows(),
+                    x.ncols()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// `x^T x` in f64 (the Gram matrix), from f32 rows.
 pub fn gram(x: ArrayView2<f32>) -> Array2<f64> {
@@ -54,6 +116,23 @@ pub fn symmetric_eigen(a: Array2<f64>) -> Result<(Array1<f64>, Array2<f64>), Eva
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn gram_decomposes_once_and_keeps_it() {
+        let x = array![[1.0f32, 2.0], [3.0, 4.0]];
+        let g = Gram::of(x.view());
+        assert_eq!(g.rows(), 2);
+        let (values, vectors) = g.eigen().unwrap();
+        let first = (values.as_ptr(), vectors.as_ptr());
+        let (direct_values, direct_vectors) = symmetric_eigen(g.matrix().clone()).unwrap();
+        assert_eq!((values, vectors), (&direct_values, &direct_vectors));
+        let (values, vectors) = g.eigen().unwrap();
+        assert_eq!(
+            first,
+            (values.as_ptr(), vectors.as_ptr()),
+            "decomposed again"
+        );
+    }
 
     #[test]
     fn eigen_decomposition_reconstructs_the_matrix() {

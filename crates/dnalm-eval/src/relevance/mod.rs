@@ -7,7 +7,7 @@ pub mod covariance;
 mod linalg;
 pub mod transfer;
 
-pub use affinity::{task_affinity, Affinity};
+pub use affinity::{task_affinity, task_affinity_with, Affinity};
 pub use covariance::{covariance_similarity, TaskCovariance};
-pub use linalg::{gram, symmetric_eigen};
-pub use transfer::{h_score, h_score_with, logme, logme_with, Gram};
+pub use linalg::{gram, symmetric_eigen, Gram};
+pub use transfer::{h_score, h_score_with, logme, logme_with};

@@ -14,35 +14,13 @@
 //! `scripts/logme_reference.py` runs the authors' published algorithm in numpy on a fixed matrix;
 //! the test below checks our numbers against its output.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, ArrayView2, Axis};
 
 use crate::{
     features::Targets,
-    relevance::linalg::{gram, symmetric_eigen},
+    relevance::linalg::{symmetric_eigen, Gram},
     EvalError,
 };
-
-/// `FᵀF` of a feature matrix (f64): the `rows x dims²` product both scores start from, computed
-/// once when both are wanted ([`logme_with`], [`h_score_with`]).
-#[derive(Debug, Clone)]
-pub struct Gram(Array2<f64>);
-
-impl Gram {
-    /// The Gram matrix of `x`.
-    pub fn of(x: ArrayView2<f32>) -> Gram {
-        Gram(gram(x))
-    }
-
-    fn check(&self, x: ArrayView2<f32>) -> Result<(), EvalError> {
-        if self.0.nrows() != x.ncols() {
-            return Err(EvalError::Mismatch {
-                what: "Gram matrix".into(),
-                message: format!("{} columns for features of {}", self.0.nrows(), x.ncols()),
-            });
-        }
-        Ok(())
-    }
-}
 
 /// LogME evidence of features `x` (`rows x dims`, used as given) for `targets`.
 pub fn logme(x: ArrayView2<f32>, targets: &Targets) -> Result<f64, EvalError> {
@@ -62,7 +40,7 @@ pub fn logme_with(x: ArrayView2<f32>, gram: &Gram, targets: &Targets) -> Result<
     gram.check(x)?;
     // Thin SVD through the Gram matrix (the reference's `truncated_svd`): F = U S Vᵀ with
     // sigma = S² the eigenvalues of FᵀF. Uᵀy = S⁻¹ Vᵀ (Fᵀy), so U is never formed.
-    let (eigenvalues, vectors) = symmetric_eigen(gram.0.clone())?;
+    let (eigenvalues, vectors) = gram.eigen()?;
     let keep: Vec<usize> = (0..d).filter(|&i| eigenvalues[i].sqrt() > 1e-10).collect();
     let sigma: Array1<f64> = keep.iter().map(|&i| eigenvalues[i]).collect();
     let v = vectors.select(Axis(1), &keep);
@@ -173,7 +151,7 @@ pub fn h_score_with(
     }
     mean /= n as f64;
     // Covariance = FᵀF/n - μμᵀ.
-    let mut cov = &gram.0 / n as f64;
+    let mut cov = gram.matrix() / n as f64;
     for i in 0..d {
         for j in 0..d {
             cov[[i, j]] -= mean[i] * mean[j];

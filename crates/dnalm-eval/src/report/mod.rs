@@ -80,6 +80,21 @@ fn fmt(v: f64) -> String {
     }
 }
 
+/// Markdown rows of a task × task matrix: `| label of the row's task | cell | … |`, one row per
+/// task, each value written by `cell` (the report's affinity tables, the multitask plan's).
+pub(crate) fn matrix_rows(
+    md: &mut String,
+    tasks: &[String],
+    label: impl Fn(&str) -> String,
+    matrix: &[Vec<f64>],
+    cell: impl Fn(f64) -> String,
+) {
+    for (task, row) in tasks.iter().zip(matrix) {
+        let cells: Vec<String> = row.iter().map(|&v| cell(v)).collect();
+        let _ = writeln!(md, "| {} | {} |", label(task), cells.join(" | "));
+    }
+}
+
 /// Writes everything under `dir` (created if needed); returns the report's path.
 pub fn write_report(dir: &Path, results: &BenchResults) -> Result<std::path::PathBuf, EvalError> {
     let plots = dir.join("plots");
@@ -456,10 +471,7 @@ fn affinity_section(md: &mut String, plots: &Path, a: &Affinity) -> Result<(), E
     );
     let _ = writeln!(md, "| probe from \\ scored on | {} |", a.tasks.join(" | "));
     let _ = writeln!(md, "|---|{}", "---|".repeat(a.tasks.len()));
-    for (t, row) in a.tasks.iter().zip(&a.mcc) {
-        let cells: Vec<String> = row.iter().map(|&v| fmt(v)).collect();
-        let _ = writeln!(md, "| {t} | {} |", cells.join(" | "));
-    }
+    matrix_rows(md, &a.tasks, str::to_string, &a.mcc, fmt);
     let png = format!("affinity_{}.png", safe(&a.model));
     heatmap(
         &plots.join(&png),
@@ -486,10 +498,7 @@ fn affinity_section(md: &mut String, plots: &Path, a: &Affinity) -> Result<(), E
         );
         let _ = writeln!(md, "| covariance similarity | {} |", a.tasks.join(" | "));
         let _ = writeln!(md, "|---|{}", "---|".repeat(a.tasks.len()));
-        for (t, row) in a.tasks.iter().zip(&a.covariance_similarity) {
-            let cells: Vec<String> = row.iter().map(|&v| fmt(v)).collect();
-            let _ = writeln!(md, "| {t} | {} |", cells.join(" | "));
-        }
+        matrix_rows(md, &a.tasks, str::to_string, &a.covariance_similarity, fmt);
         let _ = writeln!(md);
     }
     Ok(())
