@@ -443,10 +443,11 @@ struct GridPoint {
 }
 
 /// Walks [`L2_GRID`] from strong to weak, each fit given the previous point (a warm start),
-/// then extends the grid past whichever end the best point sits at (×10 above the strongest,
-/// ×0.1 below the weakest, at most [`GRID_EXTENSION`] steps each way, each fit given the best
-/// point) for as long as the best stays at that end, so the choice is never at an edge of what
-/// was tried. Returns the best point (the first among equals; NaN never wins).
+/// then extends the grid past whichever end the best score is reached at (×10 above the
+/// strongest, ×0.1 below the weakest, at most [`GRID_EXTENSION`] steps each way, each fit given
+/// the best point) for as long as that end scores as well as the best, ties included, so the
+/// choice is never at an edge of what was tried. Returns the best point (the first among equals;
+/// NaN never wins).
 fn search_grid(
     mut fit: impl FnMut(f64, Option<&GridPoint>) -> Result<GridPoint, EvalError>,
 ) -> Result<GridPoint, EvalError> {
@@ -468,16 +469,22 @@ fn search_grid(
     for step in [10.0, 0.1] {
         for _ in 0..GRID_EXTENSION {
             let best = &tried[best_index(&tried)];
-            let strengths = tried.iter().map(|p| p.strength);
             let edge = if step > 1.0 {
-                strengths.fold(f64::MIN, f64::max)
+                tried
+                    .iter()
+                    .max_by(|a, b| a.strength.total_cmp(&b.strength))
             } else {
-                strengths.fold(f64::MAX, f64::min)
+                tried
+                    .iter()
+                    .min_by(|a, b| a.strength.total_cmp(&b.strength))
             };
-            if best.strength != edge {
+            // Extend while the edge scores as well as the best: a tie there (a flat curve, e.g.
+            // the same MCC at 1e-3 and 1e-4) does not show that the best lies inside.
+            let Some(edge) = edge.filter(|e| !e.score.is_nan() && !better(best.score, e.score))
+            else {
                 break;
-            }
-            let point = fit(edge * step, Some(best))?;
+            };
+            let point = fit(edge.strength * step, Some(best))?;
             tried.push(point);
         }
     }
@@ -629,6 +636,55 @@ mod tests {
             "lambda=1e-5 (beyond the grid: extended)"
         );
         assert_eq!(Choice::Lambda(1e-3).to_string(), "lambda=1e-3");
+    }
+
+    /// A tie between the weakest grid point and the best (a flat stretch of the valid curve)
+    /// extends the grid: LP-FT's probe and the bench's, on features equal to 2e-6, chose 1e-3
+    /// and 1e-7 on `pub_gc_species2` when a tie at 1e-4 stopped one search and not the other.
+    #[test]
+    fn a_tie_with_the_edge_extends_the_grid() {
+        let mut tried = Vec::new();
+        let best = search_grid(|l, _| {
+            tried.push(l);
+            // Flat from 1e-3 to 1e-4, better further out.
+            let score = match l {
+                l if l >= 1e-2 * 0.99 => 0.88,
+                l if l >= 1e-4 * 0.99 => 0.886,
+                l if l >= 1e-5 * 0.99 => 0.89,
+                _ => 0.87,
+            };
+            Ok(GridPoint {
+                strength: l,
+                score,
+                solution: None,
+            })
+        })
+        .unwrap();
+        assert!((best.strength / 1e-5 - 1.0).abs() < 1e-9, "{tried:?}");
+        assert_eq!(
+            tried.len(),
+            4 + 2,
+            "1e-5, then 1e-6 shows it is inside: {tried:?}"
+        );
+        // A tie inside the grid (not at an edge) still extends nothing, and the first among
+        // equals (the stronger) is kept.
+        let best = search_grid(|l, _| {
+            Ok(GridPoint {
+                strength: l,
+                score: if (1e-3 * 0.99..=1e-2 * 1.01).contains(&l) {
+                    0.9
+                } else {
+                    0.8
+                },
+                solution: None,
+            })
+        })
+        .unwrap();
+        assert!(
+            (best.strength / 1e-2 - 1.0).abs() < 1e-9,
+            "{}",
+            best.strength
+        );
     }
     use rand::Rng;
 
