@@ -535,3 +535,36 @@ fn a_caduceus_model_pretrains_and_serves_from_the_cli() {
     let out = dnalm(&causal.iter().map(String::as_str).collect::<Vec<_>>());
     assert_one_line_error(&out, &["next_token", "causal"]);
 }
+
+/// With activation checkpointing `dnalm pretrain` returns freed memory to the kernel unless
+/// `--keep-freed-memory`; the allocator's policy changes the footprint, never the numbers.
+#[test]
+fn checkpointed_training_returns_or_keeps_freed_memory_with_the_same_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |name: &str, extra: &[&str]| {
+        let run = dir.path().join(name);
+        let mut args = tiny_run(
+            "configs/caduceus.toml",
+            &run,
+            &[
+                "model.caduceus.d_state=4",
+                "train.steps=4",
+                "train.activation_checkpointing=true",
+            ],
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = dnalm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["kind"] == "train")
+            .map(|m| m["loss"].as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let returned = losses("returned", &[]);
+    let kept = losses("kept", &["--keep-freed-memory"]);
+    assert_eq!(returned.len(), 4);
+    assert_eq!(returned, kept);
+}

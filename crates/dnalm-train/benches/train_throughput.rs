@@ -13,7 +13,8 @@
 //! equivariant unless BENCH_RC=0; BENCH_STATE=16 states per channel), as
 //! `scripts/bench_caduceus.py` measures the same model in PyTorch. BENCH_RECOMPUTE=1 trains
 //! with activation checkpointing (`train.activation_checkpointing`: blocks recomputed in the
-//! backward pass), what 131 k-token contexts need to fit in memory.
+//! backward pass), what 131 k-token contexts need to fit in memory; like `dnalm pretrain`, it
+//! then returns freed memory to the kernel (BENCH_RETAIN=1 keeps it, as every other run does).
 
 use std::time::Instant;
 
@@ -95,6 +96,11 @@ fn main() {
         });
     }
     let recompute = env("BENCH_RECOMPUTE", 0) == 1;
+    // As `dnalm pretrain` does with activation checkpointing (BENCH_RETAIN=1 keeps freed memory).
+    if env("BENCH_RETAIN", usize::from(!recompute)) == 0 {
+        let ms = env("BENCH_PURGE_DELAY_MS", 10) as u64;
+        allocator::return_freed_memory(std::time::Duration::from_millis(ms));
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let n = batch * seq;
     let ids: Vec<u32> = (0..n).map(|_| rng.random_range(5..vocab as u32)).collect();
