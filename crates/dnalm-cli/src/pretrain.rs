@@ -128,6 +128,13 @@ fn check_training_memory(model: &dnalm_model::ModelConfig) -> anyhow::Result<()>
     Ok(())
 }
 
+/// For runs with activation checkpointing, asked for when memory is the limit: freed buffers go
+/// back to the kernel after mimalloc's own default delay (a 1 s delay measured no faster) rather
+/// than being kept for speed (README "Long context: Caduceus", kept against returned).
+pub(crate) fn favour_memory() {
+    dnalm_model::allocator::return_freed_memory(std::time::Duration::from_millis(10));
+}
+
 /// Runs `dnalm pretrain`.
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let mut overrides = args.overrides.clone();
@@ -139,10 +146,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     let resolved = config.resolve()?;
     check_training_memory(&resolved.model)?;
     if resolved.config.train.activation_checkpointing && !args.keep_freed_memory {
-        // Checkpointing is asked for when memory is the limit: give freed buffers back after
-        // mimalloc's own default delay (a 1 s delay measured no faster), rather than keep them
-        // for speed (README "Long context: Caduceus", kept against returned).
-        dnalm_model::allocator::return_freed_memory(std::time::Duration::from_millis(10));
+        favour_memory();
     }
     let devices = if resolved.config.train.devices.is_empty() {
         vec![args.device.open()?.autodiff()]

@@ -28,6 +28,11 @@ pub struct StudyArgs {
     report_only: bool,
     #[command(flatten)]
     device: crate::DeviceFlag,
+    /// When a cell trains with `train.activation_checkpointing`, keep freed memory for reuse
+    /// (faster) instead of returning it to the kernel (smaller peak), as `pretrain
+    /// --keep-freed-memory` does.
+    #[arg(long)]
+    keep_freed_memory: bool,
 }
 
 /// Runs `dnalm study`.
@@ -47,6 +52,9 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
     }
     // An absent device is one line here, not after the baselines have run.
     args.device.open()?;
+    if !args.report_only && !args.keep_freed_memory && spec.checkpoints_activations()? {
+        crate::pretrain::favour_memory();
+    }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(args.report_only));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || {

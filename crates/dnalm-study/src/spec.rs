@@ -211,6 +211,20 @@ impl StudySpec {
         Ok(base)
     }
 
+    /// Whether any cell trains with `train.activation_checkpointing`: the program running the
+    /// study may then favour memory over speed (`dnalm study` returns freed memory to the kernel,
+    /// as `dnalm pretrain` does for such a run). Resolves every cell, as [`Self::check_cells`].
+    pub fn checkpoints_activations(&self) -> Result<bool, StudyError> {
+        let base = RunConfig::load(&self.base)?;
+        for cell in self.cells() {
+            let (config, _) = cell_config(self, &base, &cell, self.seeds[0])?;
+            if config.train.activation_checkpointing {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Refuses an output directory that holds a different study (resuming needs the same one).
     pub fn check_output(&self, out: &Path) -> Result<(), StudyError> {
         let spec_path = out.join("study.toml");

@@ -225,3 +225,36 @@ fn bad_studies_are_refused_with_a_reason() {
         assert!(e.contains("s.toml") && e.contains(want), "{want}: {e}");
     }
 }
+
+/// A study over the shipped `configs/mlm.toml`, with one knob over `--set` lists.
+fn shipped_study(dir: &std::path::Path, values: &str) -> StudySpec {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = format!(
+        r#"
+name = "memory"
+base = "{}"
+tasks = ["t"]
+seeds = [1]
+[budget]
+bases = 1000
+[[knobs]]
+name = "recompute"
+values = [{values}]
+"#,
+        root.join("configs/mlm.toml").display()
+    );
+    let p = dir.join("s.toml");
+    std::fs::write(&p, text).unwrap();
+    StudySpec::load(&p).unwrap()
+}
+
+#[test]
+fn a_study_knows_whether_a_cell_checkpoints_activations() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = r#"{ label = "plain", set = ["train.steps=1"] }"#;
+    let recomputed = r#"{ label = "recomputed", set = ["train.activation_checkpointing=true"] }"#;
+    let none = shipped_study(dir.path(), plain);
+    assert!(!none.checkpoints_activations().unwrap());
+    let one = shipped_study(dir.path(), &format!("{plain}, {recomputed}"));
+    assert!(one.checkpoints_activations().unwrap());
+}
