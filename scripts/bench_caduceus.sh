@@ -11,7 +11,9 @@
 #   PLAIN_MAX=32768             longest context Caduceus trains at keeping every intermediate
 #                               (131 k tokens would need about 43 GiB)
 #   RECOMPUTE_FROM=32768        from this context on, Caduceus is also measured with activation
-#                               checkpointing (BENCH_RECOMPUTE=1: blocks recomputed)
+#                               checkpointing (BENCH_RECOMPUTE=1: blocks recomputed; freed memory
+#                               returned to the kernel, as `dnalm pretrain` does; BENCH_RETAIN=1
+#                               keeps it, as `--keep-freed-memory` does)
 #   REPEATS=1                   rounds; the sides alternate inside a round, medians reported
 #   BENCH_STEPS=2               timed steps per run (after one warm-up step)
 #   CADUCEUS_LAYERS=6           Caduceus depth at d = 256 (6 layers: 2.9 M parameters, the

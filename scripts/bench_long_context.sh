@@ -10,7 +10,8 @@
 #   PLAIN_MAX=32768                   longest context Hyena and PyTorch train at keeping every
 #                                     intermediate (131 k tokens needs more than 24 GiB)
 #   RECOMPUTE_FROM=32768              from this context on, Hyena is also measured with
-#                                     activation checkpointing (BENCH_RECOMPUTE=1)
+#                                     activation checkpointing (BENCH_RECOMPUTE=1; freed memory
+#                                     returned, as `dnalm pretrain` does; BENCH_RETAIN=1 keeps it)
 #   REPEATS=3                         rounds; the sides alternate inside a round, medians reported
 #   BENCH_STEPS=2                     timed steps per run (after one warm-up step)
 #   BENCH_CHUNK=1024                  queries per attention chunk of the encoder (memory)

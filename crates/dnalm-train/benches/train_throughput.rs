@@ -14,7 +14,8 @@
 //! `scripts/bench_caduceus.py` measures the same model in PyTorch. BENCH_RECOMPUTE=1 trains
 //! with activation checkpointing (`train.activation_checkpointing`: blocks recomputed in the
 //! backward pass), what 131 k-token contexts need to fit in memory; like `dnalm pretrain`, it
-//! then returns freed memory to the kernel (BENCH_RETAIN=1 keeps it, as every other run does).
+//! then returns freed memory to the kernel after BENCH_PURGE_DELAY_MS=10 (BENCH_RETAIN=1 keeps
+//! it, as every other run does).
 
 use std::time::Instant;
 
