@@ -50,15 +50,20 @@ fn tiny_run(config: &str, run: &std::path::Path, sets: &[&str]) -> Vec<String> {
     args
 }
 
-/// The first five training losses of `run` sum to more than the last five.
-fn assert_training_loss_fell(run: &std::path::Path) {
-    let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+/// The training losses of `run`, step by step, from its `metrics.jsonl`.
+fn train_losses(run: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| m["kind"] == "train")
         .filter_map(|m| m["loss"].as_f64())
-        .collect();
+        .collect()
+}
+
+/// The first five training losses of `run` sum to more than the last five.
+fn assert_training_loss_fell(run: &std::path::Path) {
+    let losses = train_losses(run);
     let (first, last) = (
         losses[..5].iter().sum::<f64>(),
         losses[losses.len() - 5..].iter().sum::<f64>(),
@@ -555,13 +560,7 @@ fn checkpointed_training_returns_or_keeps_freed_memory_with_the_same_losses() {
         args.extend(extra.iter().map(|s| s.to_string()));
         let out = dnalm(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(out.status.success(), "{}", stderr(&out));
-        std::fs::read_to_string(run.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["kind"] == "train")
-            .map(|m| m["loss"].as_f64().unwrap())
-            .collect::<Vec<_>>()
+        train_losses(&run)
     };
     let returned = losses("returned", &[]);
     let kept = losses("kept", &["--keep-freed-memory"]);

@@ -686,6 +686,32 @@ mod tests {
             best.strength
         );
     }
+
+    /// A NaN score at an edge (a fit that failed, a validation split with one class) never
+    /// extends the grid, even when every score is NaN (where NaN "ties" the best).
+    #[test]
+    fn a_nan_edge_does_not_extend_the_grid() {
+        for all_nan in [false, true] {
+            let mut tried = Vec::new();
+            let best = search_grid(|l, _| {
+                tried.push(l);
+                let inside = (1e-3 * 0.99..=1e-2 * 1.01).contains(&l);
+                Ok(GridPoint {
+                    strength: l,
+                    score: if inside && !all_nan { 0.9 } else { f64::NAN },
+                    solution: None,
+                })
+            })
+            .unwrap();
+            assert_eq!(tried.len(), L2_GRID.len(), "all NaN: {all_nan}: {tried:?}");
+            let want = if all_nan { 1e-1 } else { 1e-2 };
+            assert!(
+                (best.strength / want - 1.0).abs() < 1e-9,
+                "{}",
+                best.strength
+            );
+        }
+    }
     use rand::Rng;
 
     /// Rows with a planted linear signal: class = [x·w > 0], plus pure-noise columns.
